@@ -1,0 +1,73 @@
+"""The `learnloop` command line: the composition root of the platform.
+
+Each domain package contributes commands from its own ``cli`` module through a ``register(groups)``
+function. Those modules keep heavy imports (torch, feast, mlflow) inside the command bodies so that
+`learnloop --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="learnloop",
+    help="learnloop: an AI-native learning platform and its closed ML loop.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+GROUP_HELP: dict[str, str] = {
+    "data": "Check, synthesise and import the data sets.",
+    "features": "Build, materialise and benchmark the Feast feature store.",
+    "train": "Train a model, log it to MLflow and register it as challenger.",
+    "models": "List registered models, versions, aliases and metrics.",
+    "serve": "Run the platform API or the model service.",
+    "eval": "Measure model quality on real data (prints JSON with --json).",
+    "bench": "Measure speed: latency percentiles and throughput (prints JSON with --json).",
+    "drift": "Compare reference and current windows with Evidently.",
+    "interventions": "Score active enrollments and raise at-risk alerts.",
+    "users": "Manage platform users.",
+}
+
+# Modules that contribute commands, each with `register(groups: dict[str, typer.Typer]) -> None`.
+COMMAND_MODULES = [
+    "learnloop.data_cli",
+    "pipelines.cli",
+    "training.cli",
+    "serving.cli",
+    "platform_api.cli",
+    "recommender.cli",
+    "grading_nlp.cli",
+]
+
+
+def build_app() -> typer.Typer:
+    groups = {name: typer.Typer(help=help_text, no_args_is_help=True) for name, help_text in GROUP_HELP.items()}
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(groups=groups, root=app)
+    for name, group in groups.items():
+        if group.registered_commands or group.registered_groups:
+            app.add_typer(group, name=name)
+    return app
+
+
+@app.command()
+def demo(
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="After setting up, keep the services running."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Use generated data even when real data exists."),
+) -> None:
+    """Set up every embedded component and run the loop end to end."""
+    from learnloop.demo import run_demo
+
+    run_demo(serve=serve, synthetic=synthetic)
+
+
+def main() -> None:
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()
