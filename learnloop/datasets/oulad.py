@@ -11,7 +11,7 @@ from learnloop.datasets._locate import dataset_dir
 from learnloop.datasets._schema import Column, Kind, read_table
 from learnloop.errors import DataValidationError
 
-T, I, N = Kind.text, Kind.integer, Kind.number
+I, N = Kind.integer, Kind.number  # noqa: E741 - compact column specs below
 RESULTS = frozenset({"Pass", "Withdrawn", "Fail", "Distinction"})
 ASSESSMENT_TYPES = frozenset({"TMA", "CMA", "Exam"})
 

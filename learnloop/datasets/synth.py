@@ -95,7 +95,7 @@ def _write_oulad(folder: Path, rng: np.random.Generator, n_students: int) -> Pat
                 regs.append((module, presentation, int(ids[i]), int(reg_date[i]),
                              None if unreg[i] == -9999 else int(unreg[i])))
             # Submissions: engaged learners submit on time and score higher; nobody submits after leaving.
-            for assessment_id, kind, date in course_assessments:
+            for assessment_id, _kind, date in course_assessments:
                 if date is None:
                     continue
                 still_in = (unreg == -9999) | (unreg > date)
