@@ -1,0 +1,55 @@
+"""The CLI as a user runs it: a subprocess, exit codes, one-line errors, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LEARNLOOP = [sys.executable, "-m", "learnloop.cli"]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*LEARNLOOP, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_data_check_json_reports_row_counts(synth_root):
+    result = run("data", "check", "--json", "--root", str(synth_root))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["datasets"]["oulad"]["rows"]["student_info"] == 960
+    assert report["datasets"]["asap_aes"]["rows"]["essays"] == 480
+    assert report["datasets"]["synth_beir"]["status"] == "ok"
+
+
+def test_data_check_on_a_corrupt_file_exits_nonzero_with_one_line(synth_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    path = root / "oulad" / "studentRegistration.csv"
+    path.write_text(path.read_text().replace("date_registration", "registered_on", 1))
+    result = run("data", "check", "--json", "--root", str(root))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "studentRegistration.csv" in errors[0] and "'date_registration'" in errors[0]
+
+
+def test_data_synth_writes_what_the_readers_read(tmp_path):
+    out = tmp_path / "synth"
+    result = run("data", "synth", "--out", str(out), "--students", "30", "--essays", "20")
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == out
+    check = json.loads(run("data", "check", "--json", "--root", str(out)).stdout)
+    assert check["ok"] and check["datasets"]["oulad"]["rows"]["student_info"] == 30 * 8
+
+
+def test_help_lists_the_command_groups():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "data" in result.stdout and "demo" in result.stdout
