@@ -1,0 +1,222 @@
+"""Transactional outbox and its relay.
+
+Services call :func:`emit` inside the same session (hence the same DB transaction) as the state change,
+so an event exists if and only if the change was committed. The relay reads unpublished rows in ``id``
+order and hands each to a publisher: the in-process :class:`EventBus` by default, NATS JetStream when
+``LEARNLOOP_NATS_URL`` is set. On a publish failure it stops at that row (order is kept), backs off and
+retries; rows are marked published only after the broker acknowledged them. JetStream de-duplicates on
+``Nats-Msg-Id`` = event id, so a crash between ack and mark does not deliver twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from learnloop.errors import Unavailable
+from learnloop.events import Event, Topic
+from platform_api._models import OutboxEvent
+
+log = logging.getLogger("platform_api.outbox")
+
+STREAM_NAME = "LMS_EVENTS"
+STREAM_SUBJECTS = ["lms.*.events"]
+
+
+def emit(session: Session, *, event_type: str, user_id: uuid.UUID | str | None = None,
+         course_id: uuid.UUID | str | None = None, payload: dict[str, Any] | None = None,
+         session_id: str | None = None, timestamp: datetime | None = None,
+         source_service: str = "platform_api") -> Event:
+    """Add an event to the outbox of ``session``'s transaction (published only if it commits)."""
+    fields: dict[str, Any] = {
+        "event_type": event_type, "source_service": source_service,
+        "user_id": str(user_id) if user_id is not None else None,
+        "course_id": str(course_id) if course_id is not None else None,
+        "session_id": session_id, "payload": payload or {},
+    }
+    if timestamp is not None:
+        fields["timestamp"] = timestamp
+    event = Event(**fields)
+    session.add(OutboxEvent(event_id=event.event_id, topic=event.topic.value, event_type=event.event_type,
+                            user_id=event.user_id, course_id=event.course_id,
+                            envelope=event.model_dump(mode="json")))
+    session.info["outbox_dirty"] = True
+    return event
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, envelope: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    """In-process subscribers per topic (``"*"`` receives every topic)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def subscribe(self, topic: Topic | str, handler: Handler) -> Callable[[], None]:
+        key = str(topic)
+        with self._lock:
+            self._handlers[key].append(handler)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._handlers[key].remove(handler)
+
+        return unsubscribe
+
+    async def publish(self, topic: str, envelope: dict[str, Any]) -> None:
+        event = Event.model_validate(envelope)
+        with self._lock:
+            handlers = [*self._handlers.get(topic, ()), *self._handlers.get("*", ())]
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception:  # a broken subscriber must not stall the outbox for everyone else
+                log.exception("in-process subscriber %r failed on %s", handler, event.event_id)
+
+    async def close(self) -> None:
+        return None
+
+
+class NatsPublisher:
+    """Publishes to NATS JetStream; connects lazily and reconnects after any failure."""
+
+    def __init__(self, url: str, *, stream: str = STREAM_NAME, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self._nc = None
+        self._js = None
+
+    async def _connect(self) -> None:
+        import nats
+        from nats.js.api import StreamConfig
+        from nats.js.errors import NotFoundError
+
+        nc = await nats.connect(self.url, connect_timeout=self.timeout_s, allow_reconnect=False,
+                                max_reconnect_attempts=0)
+        js = nc.jetstream(timeout=self.timeout_s)
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(StreamConfig(name=self.stream, subjects=STREAM_SUBJECTS,
+                                             max_age=7 * 24 * 3600.0, duplicate_window=120.0))
+        self._nc, self._js = nc, js
+
+    async def publish(self, topic: str, envelope: dict[str, Any]) -> None:
+        try:
+            if self._nc is None or not self._nc.is_connected:
+                await self._connect()
+            await self._js.publish(topic, json.dumps(envelope).encode(), timeout=self.timeout_s,
+                                   headers={"Nats-Msg-Id": str(envelope["event_id"])})
+        except Exception as exc:  # nats raises many unrelated types; all mean "not delivered, retry later"
+            await self.close()
+            raise Unavailable(f"NATS at {self.url} did not accept the event: {exc!r}; it stays in the outbox") \
+                from exc
+
+    async def close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+
+class OutboxRelay:
+    """Moves outbox rows to the publisher in order; one relay per database."""
+
+    def __init__(self, sessions: sessionmaker[Session], publisher: Publisher, *, batch_size: int = 200,
+                 poll_interval_s: float = 0.5, max_backoff_s: float = 5.0) -> None:
+        self.sessions = sessions
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.delivered_total = 0
+        self.failures_total = 0
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _fetch(self) -> list[tuple[int, str, dict[str, Any]]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.envelope)
+                .where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(self.batch_size)
+            ).all()
+            return [(row.id, row.topic, row.envelope) for row in rows]
+
+    def _mark(self, ids: list[int], failed_id: int | None) -> None:
+        with self.sessions() as session, session.begin():
+            if ids:
+                session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids))
+                                .values(published_at=datetime.now(UTC)))
+            if failed_id is not None:
+                session.execute(update(OutboxEvent).where(OutboxEvent.id == failed_id)
+                                .values(attempts=OutboxEvent.attempts + 1))
+
+    async def run_once(self) -> int:
+        """Publish every pending event in order; return how many went out. Raises Unavailable on failure."""
+        total = 0
+        while True:
+            rows = await asyncio.to_thread(self._fetch)
+            if not rows:
+                return total
+            delivered: list[int] = []
+            for row_id, topic, envelope in rows:
+                try:
+                    await self.publisher.publish(topic, envelope)
+                except Unavailable:
+                    # Keep what went out, count the attempt on the stuck row, and stop: order matters.
+                    self.failures_total += 1
+                    self.delivered_total += len(delivered)
+                    await asyncio.to_thread(self._mark, delivered, row_id)
+                    raise
+                delivered.append(row_id)
+            await asyncio.to_thread(self._mark, delivered, None)
+            total += len(delivered)
+            self.delivered_total += len(delivered)
+
+    def wake(self) -> None:
+        """Ask the running relay to look at the outbox now (thread-safe; called after commits)."""
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run_forever(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        backoff = 0.1
+        while True:
+            try:
+                await self.run_once()
+                backoff = 0.1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                self._wake.clear()
+            except Unavailable as exc:
+                log.warning("outbox relay: %s; retrying in %.1fs", exc.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a DB hiccup must not kill the relay; log and retry
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)

@@ -1,0 +1,504 @@
+"""Request/response schemas per resource (Base / Create / Update / Public / ListPublic).
+
+Inputs forbid unknown fields, bound every number and string, and refuse NUL characters and NaN, so
+that no request body can reach the database in a shape it would reject (which would be a 500).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from platform_api.data import (
+    ActivityType,
+    AssessmentKind,
+    ContentKind,
+    CourseStatus,
+    CourseVisibility,
+    EnrollmentStatus,
+    EnrollmentType,
+    GradedBy,
+    QuestionKind,
+    ScopeType,
+    SubmissionStatus,
+    TranscodeStatus,
+    UserRole,
+    UserStatus,
+)
+
+_EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+Email = Annotated[str, StringConstraints(pattern=_EMAIL, max_length=320, to_lower=True, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+LongText = Annotated[str, StringConstraints(max_length=100_000)]
+ShortText = Annotated[str, StringConstraints(max_length=1_000)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+
+
+def _sane_year(value: datetime) -> datetime:
+    # Far-away years overflow when shifted to UTC or stored; nobody schedules work there.
+    if not 1970 <= value.year <= 9000:
+        raise ValueError("use a date between the years 1970 and 9000")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_year)]
+JsonObject = Annotated[dict[str, Any], Field(max_length=100)]
+
+
+def _reject_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key)
+            _reject_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_nul(item)
+
+
+class InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        _reject_nul(data)
+        return data
+
+
+class OutputModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+
+T = TypeVar("T")
+
+
+class Page(OutputModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="Total number of matching rows (not just this page).")
+    limit: int
+    offset: int
+
+
+# --- errors -----------------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["Course 3f2… does not exist; list courses with GET /api/v1/courses"])
+    details: dict[str, Any] | list[Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+# --- auth -------------------------------------------------------------------------------------------
+class LoginRequest(InputModel):
+    email: Email = Field(examples=["ada@example.org"])
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(examples=["correct horse"])
+
+
+class RefreshRequest(InputModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+class TokenPair(OutputModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user_id: uuid.UUID
+
+
+# --- users ------------------------------------------------------------------------------------------
+class UserBase(InputModel):
+    email: Email = Field(examples=["ada@example.org"])
+    name: Name = Field(examples=["Ada Lovelace"])
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class UserCreate(UserBase):
+    password: Password = Field(examples=["a long passphrase"])
+    role: UserRole = UserRole.student
+
+
+class UserUpdate(InputModel):
+    email: Email | None = None
+    name: Name | None = None
+    metadata: JsonObject | None = None
+    password: Password | None = None
+    status: UserStatus | None = Field(default=None, description="Only admins may change status.")
+    role: UserRole | None = Field(default=None, description="Only admins may change the account role.")
+
+
+class UserPublic(OutputModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: UserRole
+    status: UserStatus
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    created_at: datetime
+    updated_at: datetime
+
+
+UsersPublic = Page[UserPublic]
+
+RoleName = Literal["admin", "instructor", "teaching_assistant", "creator", "student"]
+
+
+class RoleGrantCreate(InputModel):
+    role_name: RoleName = Field(examples=["instructor"])
+    scope_type: ScopeType = Field(default=ScopeType.global_, examples=["course"])
+    scope_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, description="Required unless scope_type is global (a course id, institution id, group id).")
+
+    @model_validator(mode="after")
+    def _scope_id_matches_type(self) -> RoleGrantCreate:
+        if self.scope_type is ScopeType.global_ and self.scope_id is not None:
+            raise ValueError("a global grant takes no scope_id; drop it or choose another scope_type")
+        if self.scope_type is not ScopeType.global_ and self.scope_id is None:
+            raise ValueError(f"scope_type '{self.scope_type.value}' needs a scope_id")
+        return self
+
+
+class RoleGrantPublic(OutputModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    role_name: str
+    scope_type: ScopeType
+    scope_id: str | None
+    created_at: datetime
+
+
+class PermissionsPublic(OutputModel):
+    user_id: uuid.UUID
+    role: UserRole
+    roles: list[str] = Field(description="Account role plus scoped grants as role@scope_type:scope_id.")
+    permissions: list[str] = Field(description="Permissions in the asked scope (global unless course_id given).")
+    course_id: uuid.UUID | None = None
+
+
+# --- courses ----------------------------------------------------------------------------------------
+CreditHours = Annotated[Decimal, Field(ge=0, le=99.9, max_digits=3, decimal_places=1)]
+
+
+class CourseBase(InputModel):
+    title: Title = Field(examples=["Introduction to Statistics"])
+    description: LongText = ""
+    visibility: CourseVisibility = CourseVisibility.public
+    enrollment_type: EnrollmentType = EnrollmentType.open
+    duration_weeks: int | None = Field(default=None, ge=1, le=520, examples=[12])
+    credit_hours: CreditHours | None = Field(default=None, examples=["3.0"])
+    metadata: JsonObject = Field(default_factory=dict, examples=[{"institution_id": "ou", "level": "intro"}])
+
+
+class CourseCreate(CourseBase):
+    instructor_id: uuid.UUID | None = Field(default=None, description="Defaults to the caller.")
+
+
+class CourseUpdate(InputModel):
+    title: Title | None = None
+    description: LongText | None = None
+    status: CourseStatus | None = Field(default=None, description="draft → review → published → archived")
+    visibility: CourseVisibility | None = None
+    enrollment_type: EnrollmentType | None = None
+    duration_weeks: int | None = Field(default=None, ge=1, le=520)
+    credit_hours: CreditHours | None = None
+    instructor_id: uuid.UUID | None = None
+    metadata: JsonObject | None = None
+
+
+class CoursePublic(OutputModel):
+    id: uuid.UUID
+    title: str
+    description: str
+    instructor_id: uuid.UUID | None
+    created_by: uuid.UUID | None
+    status: CourseStatus
+    visibility: CourseVisibility
+    enrollment_type: EnrollmentType
+    duration_weeks: int | None
+    credit_hours: Decimal | None
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    created_at: datetime
+    updated_at: datetime
+
+
+CoursesPublic = Page[CoursePublic]
+
+
+# --- enrollments ------------------------------------------------------------------------------------
+class EnrollmentCreate(InputModel):
+    user_id: uuid.UUID | None = Field(default=None, description="Defaults to the caller (self-enrollment).")
+
+
+class ProgressUpdate(InputModel):
+    progress: float = Field(ge=0, le=100, examples=[42.5])
+    status: Literal[EnrollmentStatus.enrolled, EnrollmentStatus.completed, EnrollmentStatus.dropped] | None = None
+
+
+class EnrollmentPublic(OutputModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    progress: float
+    status: EnrollmentStatus
+    completed_at: datetime | None
+    started_at: datetime
+    created_at: datetime
+
+
+EnrollmentsPublic = Page[EnrollmentPublic]
+
+
+# --- content ----------------------------------------------------------------------------------------
+class Accessibility(InputModel):
+    captions_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    alt_text: ShortText | None = None
+    transcript: LongText | None = None
+    language: Annotated[str, StringConstraints(max_length=20)] | None = Field(default=None, examples=["en"])
+    audio_description: bool | None = None
+
+
+class ContentBase(InputModel):
+    title: Title = Field(examples=["Week 1: what is a distribution?"])
+    body: LongText = ""
+    file_path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="Media file relative to <data_dir>/media (for video/audio).")
+    position: int = Field(default=0, ge=0, le=100_000)
+    accessibility: Accessibility = Field(default_factory=Accessibility)
+
+
+class ContentCreate(ContentBase):
+    course_id: uuid.UUID
+    kind: ContentKind = ContentKind.text
+
+
+class ContentUpdate(InputModel):
+    title: Title | None = None
+    body: LongText | None = None
+    file_path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+    position: int | None = Field(default=None, ge=0, le=100_000)
+    accessibility: Accessibility | None = None
+
+
+class ContentPublic(OutputModel):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    kind: ContentKind
+    title: str
+    body: str
+    file_path: str | None
+    position: int
+    version: int
+    accessibility: dict[str, Any]
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+ContentListPublic = Page[ContentPublic]
+
+
+class TranscodeJobPublic(OutputModel):
+    id: uuid.UUID
+    content_id: uuid.UUID
+    status: TranscodeStatus
+    renditions: list[Any]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StreamingUrlPublic(OutputModel):
+    url: str
+    expires_at: datetime
+
+
+# --- questions --------------------------------------------------------------------------------------
+Points = Annotated[float, Field(gt=0, le=1000)]
+
+
+class _QuestionBase(InputModel):
+    course_id: uuid.UUID
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+
+
+class MultipleChoiceQuestionCreate(_QuestionBase):
+    kind: Literal[QuestionKind.multiple_choice] = QuestionKind.multiple_choice
+    options: list[Annotated[str, StringConstraints(min_length=1, max_length=2000)]] = Field(min_length=2,
+                                                                                             max_length=20)
+    correct: list[Annotated[int, Field(ge=0, le=19)]] = Field(min_length=1, max_length=20,
+                                                             description="Indices of the correct options.")
+    points: Points = 1.0
+
+    @model_validator(mode="after")
+    def _correct_within_options(self) -> MultipleChoiceQuestionCreate:
+        if any(index >= len(self.options) for index in self.correct):
+            raise ValueError(f"correct indices must be < {len(self.options)} (the number of options)")
+        return self
+
+
+class FillInTheBlankQuestionCreate(_QuestionBase):
+    kind: Literal[QuestionKind.fill_in_the_blank] = QuestionKind.fill_in_the_blank
+    accepted: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(min_length=1,
+                                                                                           max_length=50)
+    case_sensitive: bool = False
+    points: Points = 1.0
+
+
+class RubricCriterion(InputModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: ShortText = ""
+    points: Points
+
+
+class Rubric(InputModel):
+    criteria: list[RubricCriterion] = Field(min_length=1, max_length=20)
+    essay_set: int | None = Field(default=None, ge=1, le=1000, description="ASAP prompt id, when applicable.")
+
+
+class EssayQuestionCreate(_QuestionBase):
+    kind: Literal[QuestionKind.essay] = QuestionKind.essay
+    rubric: Rubric
+    min_words: int = Field(default=0, ge=0, le=10_000)
+
+
+QuestionCreate = Annotated[
+    MultipleChoiceQuestionCreate | FillInTheBlankQuestionCreate | EssayQuestionCreate,
+    Field(discriminator="kind"),
+]
+
+
+class QuestionPublic(OutputModel):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    kind: QuestionKind
+    prompt: str
+    points: float
+    options: list[str] | None = None
+    rubric: dict[str, Any] | None = None
+    answer_key: dict[str, Any] | None = Field(default=None, description="Only shown to course staff.")
+    created_at: datetime
+
+
+# --- assessments ------------------------------------------------------------------------------------
+class AssessmentCreate(InputModel):
+    course_id: uuid.UUID
+    title: Title = Field(examples=["Quiz 1"])
+    kind: AssessmentKind = AssessmentKind.quiz
+    weight: float = Field(default=0.0, ge=0, le=100)
+    due_at: Timestamp | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    question_ids: list[uuid.UUID] = Field(default_factory=list, max_length=200)
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class AssessmentPublic(OutputModel):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    title: str
+    kind: AssessmentKind
+    weight: float
+    due_at: datetime | None
+    max_attempts: int | None
+    metadata: dict[str, Any]
+    questions: list[QuestionPublic]
+    created_at: datetime
+
+
+# --- submissions and grades -------------------------------------------------------------------------
+Answer = (Annotated[int, Field(ge=0, le=100)] | list[Annotated[int, Field(ge=0, le=100)]]
+          | Annotated[str, StringConstraints(max_length=100_000)])
+
+
+class SubmissionCreate(InputModel):
+    assessment_id: uuid.UUID
+    answers: dict[uuid.UUID, Answer] = Field(
+        max_length=200, description="question id → option index(es) for multiple choice, text otherwise.",
+        examples=[{"5b8e…": [1], "9c1d…": "mitochondria", "a7f2…": "An essay…"}])
+
+
+class GradePublic(OutputModel):
+    id: uuid.UUID
+    score: float
+    max_score: float
+    graded_by: GradedBy
+    grader_id: uuid.UUID | None
+    is_final: bool
+    feedback: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class SubmissionPublic(OutputModel):
+    id: uuid.UUID
+    assessment_id: uuid.UUID
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    status: SubmissionStatus
+    attempt: int
+    answers: dict[str, Any]
+    submitted_at: datetime
+    score: float | None = Field(default=None, description="Null until the grade is final.")
+    max_score: float | None = None
+    feedback: str | None = None
+    grades: list[GradePublic] | None = Field(default=None, description="Grading history; course staff only.")
+
+
+class GradeUpdate(InputModel):
+    score: float | None = Field(default=None, ge=0, le=100_000)
+    feedback: LongText = ""
+    accept_ai: bool = Field(default=False, description="Accept the AI suggestion as the final grade.")
+
+    @model_validator(mode="after")
+    def _score_or_accept(self) -> GradeUpdate:
+        if self.score is None and not self.accept_ai:
+            raise ValueError("give a score, or set accept_ai to true to accept the AI suggestion")
+        return self
+
+
+class UserAssessmentPublic(OutputModel):
+    assessment_id: uuid.UUID
+    course_id: uuid.UUID
+    title: str
+    kind: AssessmentKind
+    due_at: datetime | None
+    submission_id: uuid.UUID | None
+    status: SubmissionStatus | None
+    score: float | None
+    max_score: float | None
+
+
+UserAssessmentsPublic = Page[UserAssessmentPublic]
+
+
+# --- learner activity -------------------------------------------------------------------------------
+class ActivityEventCreate(InputModel):
+    event_type: ActivityType = Field(examples=["video_play"])
+    course_id: uuid.UUID | None = None
+    content_id: uuid.UUID | None = None
+    session_id: Annotated[str, StringConstraints(max_length=100)] | None = None
+    timestamp: Timestamp | None = Field(default=None, description="When it happened (defaults to now).")
+    payload: JsonObject = Field(default_factory=dict, examples=[{"position_s": 93.5}])
+
+
+class EventAccepted(OutputModel):
+    event_id: uuid.UUID
+    topic: str

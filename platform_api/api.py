@@ -1,0 +1,261 @@
+"""What other packages may call on the platform (the OULAD import, the essay grader, the interventions job).
+
+Everything here works on a SQLAlchemy session from :func:`open_session` and writes through the same
+service code and transactional outbox as the HTTP API, so imported data and AI grades emit the same
+events. ``actor=None`` inside means "the trusted system"; no HTTP authorization applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from learnloop.errors import Conflict, InvalidInput
+from learnloop.events import Event, Topic
+from learnloop.settings import Settings, get_settings
+from platform_api import _assessments, _migrate, _users
+from platform_api._db import get_or_not_found, make_engine, make_sessionmaker
+from platform_api._models import (
+    Assessment,
+    ContentItem,
+    ContentVersion,
+    Course,
+    Enrollment,
+    Grade,
+    Submission,
+    User,
+)
+from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay, emit
+from platform_api.data import (
+    CourseStatus,
+    EnrollmentStatus,
+    GradedBy,
+    NewAssessment,
+    NewContent,
+    NewCourse,
+    NewEnrollment,
+    NewSubmission,
+    NewUser,
+    PendingEssay,
+    SubmissionStatus,
+    UserStatus,
+)
+
+__all__ = [
+    "create_admin", "create_assessments", "create_content_items", "create_courses", "create_users",
+    "downgrade", "emit_event", "enroll_users", "migrate", "open_session", "pending_essays", "record_ai_grade",
+    "enrollment_status_of", "record_submissions", "relay_pending", "subscribe",
+]
+
+
+def migrate(settings: Settings | None = None, revision: str = "head") -> None:
+    """Bring the platform database (``settings.sqlalchemy_url``) to ``revision`` with Alembic."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        _migrate.upgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(settings: Settings | None = None, revision: str = "base") -> None:
+    """Undo migrations down to ``revision`` (``base`` drops every platform table)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        _migrate.downgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def open_session(settings: Settings | None = None, *, migrate_first: bool = True) -> Iterator[Session]:
+    """A session on the platform database (migrated to head first unless told otherwise)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        if migrate_first:
+            _migrate.upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def create_admin(*, session: Session, email: str, name: str, password: str) -> uuid.UUID:
+    """Bootstrap an admin account (what ``learnloop users create-admin`` calls)."""
+    return _users.bootstrap_admin(session=session, email=email, name=name, password=password).id
+
+
+def create_users(*, session: Session, users: Iterable[NewUser]) -> list[uuid.UUID]:
+    """Insert users in one transaction (one ``user.created`` event each). Users without a password cannot
+    log in until one is set; imports use that to avoid hashing thousands of passwords."""
+    from platform_api._security import hash_password
+
+    rows = [User(id=u.id or uuid.uuid4(), email=u.email.strip().lower(), name=u.name, role=u.role,
+                 status=UserStatus.active, password_hash=hash_password(u.password) if u.password else None,
+                 metadata_=dict(u.metadata)) for u in users]
+    emails = [r.email for r in rows]
+    if len(set(emails)) != len(emails):
+        raise InvalidInput("Duplicate emails within the batch; make them unique")
+    taken = set(session.scalars(select(User.email).where(User.email.in_(emails)))) if emails else set()
+    if taken:
+        raise Conflict(f"{len(taken)} emails already exist (e.g. {sorted(taken)[:3]}); skip or rename them")
+    session.add_all(rows)
+    for row in rows:
+        emit(session, event_type="user.created", user_id=row.id, payload={"role": row.role.value, "import": True})
+    session.commit()
+    return [r.id for r in rows]
+
+
+def create_courses(*, session: Session, courses: Iterable[NewCourse]) -> list[uuid.UUID]:
+    """Insert courses (default status published) in one transaction."""
+    rows = [Course(id=c.id or uuid.uuid4(), title=c.title, description=c.description, instructor_id=c.instructor_id,
+                   created_by=c.instructor_id, status=c.status, visibility=c.visibility,
+                   enrollment_type=c.enrollment_type, duration_weeks=c.duration_weeks, credit_hours=c.credit_hours,
+                   metadata_=dict(c.metadata)) for c in courses]
+    session.add_all(rows)
+    for row in rows:
+        emit(session, event_type="course.created", user_id=row.instructor_id, course_id=row.id,
+             payload={"title": row.title, "import": True})
+        if row.status is CourseStatus.published:
+            emit(session, event_type="course.published", user_id=row.instructor_id, course_id=row.id,
+                 payload={"import": True})
+    session.commit()
+    return [r.id for r in rows]
+
+
+def enroll_users(*, session: Session, enrollments: Iterable[NewEnrollment],
+                 started_at: Callable[[NewEnrollment], datetime | None] | None = None) -> list[uuid.UUID]:
+    """Insert enrollments (any status, e.g. OULAD withdrawals as ``dropped``) in one transaction."""
+    rows = []
+    for e in enrollments:
+        if not 0 <= e.progress <= 100:
+            raise InvalidInput(f"progress {e.progress} of user {e.user_id} must be within 0..100")
+        row = Enrollment(user_id=e.user_id, course_id=e.course_id, status=e.status, progress=e.progress)
+        when = started_at(e) if started_at else None
+        if when is not None:
+            row.started_at = when
+        rows.append(row)
+    session.add_all(rows)
+    session.flush()
+    for row in rows:
+        emit(session, event_type="enrollment.created", user_id=row.user_id, course_id=row.course_id,
+             payload={"enrollment_id": str(row.id), "status": row.status.value, "import": True})
+    session.commit()
+    return [r.id for r in rows]
+
+
+def create_content_items(*, session: Session, items: Iterable[NewContent]) -> list[uuid.UUID]:
+    """Insert content items (version 1 each) in one transaction."""
+    rows = [ContentItem(id=i.id or uuid.uuid4(), course_id=i.course_id, kind=i.kind, title=i.title, body=i.body,
+                        version=1, accessibility={}, metadata_=dict(i.metadata)) for i in items]
+    session.add_all(rows)
+    session.flush()
+    for row in rows:
+        session.add(ContentVersion(content_id=row.id, version=1, title=row.title, body=row.body, accessibility={}))
+        emit(session, event_type="content.created", course_id=row.course_id,
+             payload={"content_id": str(row.id), "kind": row.kind.value, "import": True})
+    session.commit()
+    return [r.id for r in rows]
+
+
+def create_assessments(*, session: Session, assessments: Iterable[NewAssessment]) -> list[uuid.UUID]:
+    """Insert assessments without questions (e.g. OULAD TMA/CMA/Exam rows) in one transaction."""
+    rows = [Assessment(id=a.id or uuid.uuid4(), course_id=a.course_id, title=a.title, kind=a.kind, weight=a.weight,
+                       metadata_=dict(a.metadata)) for a in assessments]
+    session.add_all(rows)
+    for row in rows:
+        emit(session, event_type="assessment.created", course_id=row.course_id,
+             payload={"assessment_id": str(row.id), "kind": row.kind.value, "import": True})
+    session.commit()
+    return [r.id for r in rows]
+
+
+def record_submissions(*, session: Session, submissions: Iterable[NewSubmission],
+                       graded_by: GradedBy = GradedBy.instructor) -> list[uuid.UUID]:
+    """Insert already-graded submissions (``score`` set) or ungraded ones (``score=None`` → queued)."""
+    course_of: dict[uuid.UUID, uuid.UUID] = {}
+    ids = []
+    for s in submissions:
+        if s.assessment_id not in course_of:
+            course_of[s.assessment_id] = get_or_not_found(session, Assessment, s.assessment_id, "Assessment").course_id
+        if s.score is not None and not 0 <= s.score <= s.max_score:
+            raise InvalidInput(f"score {s.score} must be within 0..{s.max_score}")
+        status = SubmissionStatus.graded if s.score is not None else SubmissionStatus.queued_for_ai_grading
+        row = Submission(assessment_id=s.assessment_id, user_id=s.user_id, course_id=course_of[s.assessment_id],
+                         answers=dict(s.answers), status=status, attempt=1, metadata_=dict(s.metadata))
+        session.add(row)
+        session.flush()
+        if s.score is not None:
+            session.add(Grade(submission_id=row.id, score=s.score, max_score=s.max_score, graded_by=graded_by,
+                              is_final=True, details={"import": True}))
+        emit(session, event_type="submission.created", user_id=s.user_id, course_id=row.course_id,
+             payload={"submission_id": str(row.id), "assessment_id": str(s.assessment_id),
+                      "status": status.value, "score": s.score, "max_score": s.max_score, "import": True})
+        ids.append(row.id)
+    session.commit()
+    return ids
+
+
+def pending_essays(*, session: Session, limit: int = 100) -> list[PendingEssay]:
+    """Essay answers waiting for an AI grade, oldest submission first."""
+    return [PendingEssay(**row) for row in _assessments.pending_essays(session=session, limit=limit)]
+
+
+def record_ai_grade(*, session: Session, submission_id: uuid.UUID, score: float, max_score: float | None = None,
+                    feedback: str = "", model_name: str | None = None, model_version: str | None = None,
+                    confidence: float | None = None, details: dict[str, Any] | None = None) -> uuid.UUID:
+    """Store an AI-suggested grade. The learner does not see it; staff accept or override it with
+    ``PUT /api/v1/submissions/{id}/grade``. Emits ``grade.suggested``."""
+    info = {"model_name": model_name, "model_version": model_version, "confidence": confidence, **(details or {})}
+    grade = _assessments.record_ai_grade(session=session, submission_id=submission_id, score=score,
+                                         max_score=max_score, feedback=feedback, details=info)
+    return grade.id
+
+
+def emit_event(*, session: Session, event_type: str, user_id: str | uuid.UUID | None = None,
+               course_id: str | uuid.UUID | None = None, payload: dict[str, Any] | None = None,
+               source_service: str = "platform_api") -> Event:
+    """Write an event to the outbox and commit (e.g. ``intervention.alert_raised`` from the ML loop)."""
+    event = emit(session, event_type=event_type, user_id=user_id, course_id=course_id, payload=payload,
+                 source_service=source_service)
+    session.commit()
+    return event
+
+
+def subscribe(app, topic: Topic | str, handler: Callable[[Event], None]) -> Callable[[], None]:
+    """Receive ``app``'s events in process (``"*"`` for every topic). Returns an unsubscribe function."""
+    bus: EventBus = app.state.bus
+    return bus.subscribe(topic, handler)
+
+
+def relay_pending(settings: Settings | None = None, *, bus: EventBus | None = None) -> int:
+    """Publish every pending outbox event once (to NATS when configured, else to ``bus``); returns the count."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    publisher = NatsPublisher(settings.nats_url) if settings.nats_url else (bus or EventBus())
+
+    async def _run() -> int:
+        try:
+            return await OutboxRelay(make_sessionmaker(engine), publisher).run_once()
+        finally:
+            await publisher.close()
+
+    try:
+        return asyncio.run(_run())
+    finally:
+        engine.dispose()
+
+
+def enrollment_status_of(session: Session, *, user_id: uuid.UUID, course_id: uuid.UUID) -> EnrollmentStatus | None:
+    """The status of a user's enrollment in a course, or None when not enrolled."""
+    return session.scalar(select(Enrollment.status).where(Enrollment.user_id == user_id,
+                                                          Enrollment.course_id == course_id))

@@ -1,0 +1,196 @@
+"""Plain data crossing the platform API boundary: the states and kinds of the LMS, as enums.
+
+Other packages (the OULAD import, the essay grader) use these with ``platform_api.api``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class UserRole(StrEnum):
+    """The account type of a user (``users.role``)."""
+
+    student = "student"
+    instructor = "instructor"
+    admin = "admin"
+    creator = "creator"
+
+
+class UserStatus(StrEnum):
+    active = "active"
+    inactive = "inactive"
+    suspended = "suspended"
+
+
+class ScopeType(StrEnum):
+    """Where a ``user_roles`` grant applies."""
+
+    global_ = "global"
+    institution = "institution"
+    course = "course"
+    group = "group"
+
+
+class CourseStatus(StrEnum):
+    draft = "draft"
+    review = "review"
+    published = "published"
+    archived = "archived"
+
+
+class CourseVisibility(StrEnum):
+    private = "private"
+    institution = "institution"
+    public = "public"
+
+
+class EnrollmentType(StrEnum):
+    open = "open"
+    invite_only = "invite_only"
+    closed = "closed"
+
+
+class EnrollmentStatus(StrEnum):
+    enrolled = "enrolled"
+    completed = "completed"
+    dropped = "dropped"
+    suspended = "suspended"
+
+
+class ContentKind(StrEnum):
+    text = "text"
+    video = "video"
+    audio = "audio"
+    document = "document"
+    link = "link"
+
+
+class QuestionKind(StrEnum):
+    multiple_choice = "multiple_choice"
+    fill_in_the_blank = "fill_in_the_blank"
+    essay = "essay"
+
+
+class AssessmentKind(StrEnum):
+    quiz = "quiz"
+    exam = "exam"
+    assignment = "assignment"
+
+
+class SubmissionStatus(StrEnum):
+    """``graded`` is the only state in which a learner sees a score."""
+
+    graded = "graded"  # final: auto-graded at once, or an instructor accepted/overrode
+    queued_for_ai_grading = "queued_for_ai_grading"
+    ai_suggested = "ai_suggested"  # the AI wrote a suggestion; invisible to the learner until staff decide
+
+
+class GradedBy(StrEnum):
+    auto = "auto"
+    ai = "ai"
+    instructor = "instructor"
+
+
+class TranscodeStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class ActivityType(StrEnum):
+    """Learner activity accepted by ``POST /api/v1/events`` (published on ``lms.analytics.events``)."""
+
+    page_view = "page_view"
+    video_play = "video_play"
+    video_pause = "video_pause"
+    video_complete = "video_complete"
+    resource_click = "resource_click"
+    content_view = "content_view"
+    forum_post = "forum_post"
+    quiz_start = "quiz_start"
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """One user for :func:`platform_api.api.create_users`."""
+
+    email: str
+    name: str
+    role: UserRole = UserRole.student
+    password: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewCourse:
+    """One course for :func:`platform_api.api.create_courses`."""
+
+    title: str
+    instructor_id: uuid.UUID
+    description: str = ""
+    status: CourseStatus = CourseStatus.published
+    visibility: CourseVisibility = CourseVisibility.public
+    enrollment_type: EnrollmentType = EnrollmentType.open
+    duration_weeks: int | None = None
+    credit_hours: Decimal | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewEnrollment:
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    status: EnrollmentStatus = EnrollmentStatus.enrolled
+    progress: float = 0.0
+
+
+@dataclass(frozen=True)
+class NewContent:
+    course_id: uuid.UUID
+    title: str
+    kind: ContentKind = ContentKind.text
+    body: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewAssessment:
+    course_id: uuid.UUID
+    title: str
+    kind: AssessmentKind = AssessmentKind.assignment
+    weight: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """An already-graded submission from an import (e.g. OULAD studentAssessment) or a learner's answers."""
+
+    assessment_id: uuid.UUID
+    user_id: uuid.UUID
+    answers: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    max_score: float = 100.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingEssay:
+    """An essay answer waiting for an AI grade (what the grading engineer reads)."""
+
+    submission_id: uuid.UUID
+    question_id: uuid.UUID
+    prompt: str
+    essay: str
+    rubric: dict[str, Any]
+    max_points: float

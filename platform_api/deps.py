@@ -1,0 +1,76 @@
+"""FastAPI dependencies as ``Annotated`` aliases: ``SessionDep``, ``SettingsDep``, ``CurrentUser``, ``require``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from learnloop.settings import Settings
+from platform_api import policy
+from platform_api._models import User
+from platform_api._security import TokenType, Unauthenticated, decode_token
+from platform_api.data import UserStatus
+from platform_api.policy import Permission, Principal
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
+
+
+def get_current_principal(request: Request, session: SessionDep, settings: SettingsDep,
+                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("Log in with POST /api/v1/auth/login and send 'Authorization: Bearer <access_token>'")
+    claims = decode_token(settings=settings, token=credentials.credentials, expected=TokenType.access)
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:
+        raise Unauthenticated("The token names no valid user; log in again") from exc
+    user = session.get(User, user_id)
+    if user is None or user.status is not UserStatus.active:
+        raise Unauthenticated("This account no longer exists or is not active; contact an administrator")
+    return policy.load_principal(session, user)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_principal)]
+
+
+def require(permission: Permission):
+    """Dependency that admits only callers holding ``permission`` globally: ``Annotated[Principal, require(...)]``."""
+
+    def _check(principal: CurrentUser) -> Principal:
+        policy.require_global(principal, permission)
+        return principal
+
+    return Depends(_check)
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def _page(limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
+          offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip")] = 0) -> PageParams:
+    return PageParams(limit=limit, offset=offset)
+
+
+Pagination = Annotated[PageParams, Depends(_page)]

@@ -1,0 +1,110 @@
+"""The ASGI app: ``platform_api.main:app`` (``learnloop serve api`` runs it on 127.0.0.1:8000).
+
+``create_app`` builds the app from settings; the database engine, the outbox relay and the broker
+connection are created in the lifespan, so importing this module connects to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from sqlalchemy import event, func, select
+
+from learnloop.settings import Settings, get_settings
+from platform_api import _errors, _migrate
+from platform_api._db import make_engine, make_sessionmaker
+from platform_api._middleware import (
+    GatewayMiddleware,
+    MemoryRateLimiter,
+    Metrics,
+    RedisRateLimiter,
+    configure_logging,
+)
+from platform_api._models import OutboxEvent
+from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
+from platform_api._routes import assessments, auth, content, courses, events, users
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """The learnloop LMS: users, scoped roles, courses, enrollments, versioned content,
+questions, assessments, submissions and grades. Every state change is published as an event on
+`lms.<domain>.events` through a transactional outbox. Errors are JSON: `{"error": {"code", "message",
+"details"}, "request_id"}` and the message says what to fix."""
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True, run_relay: bool = True,
+               per_user_per_minute: int | None = None, per_ip_per_minute: int | None = None) -> FastAPI:
+    """Build the API. ``migrate`` brings the schema to head at startup (idempotent)."""
+    settings = settings or get_settings()
+    configure_logging()
+    bus = EventBus()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url)
+        if migrate:
+            await asyncio.to_thread(_migrate.upgrade, engine)
+        sessions = make_sessionmaker(engine)
+        publisher = NatsPublisher(settings.nats_url) if settings.nats_url else bus
+        relay = OutboxRelay(sessions, publisher)
+
+        @event.listens_for(sessions, "after_commit")
+        def _wake_relay(session) -> None:
+            if session.info.pop("outbox_dirty", False):
+                relay.wake()
+
+        app.state.engine, app.state.sessions, app.state.relay = engine, sessions, relay
+        task = asyncio.create_task(relay.run_forever()) if run_relay else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await publisher.close()
+            await limiter.close()
+            engine.dispose()
+
+    app = FastAPI(title="learnloop platform API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  responses={422: {"description": "Invalid input; the body says which field and why"}})
+    app.state.settings = settings
+    app.state.bus = bus
+    app.state.metrics = metrics
+    limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    per_user = per_user_per_minute or settings.rate_limit_per_minute
+    # An IP may carry several users (a classroom behind NAT): its budget is a multiple of one user's.
+    per_ip = per_ip_per_minute or 4 * settings.rate_limit_per_minute
+    app.add_middleware(GatewayMiddleware, settings=settings, limiter=limiter, metrics=metrics,
+                       per_user_per_minute=per_user, per_ip_per_minute=per_ip)
+    _errors.install(app)
+
+    for module in (auth, users, courses, content, assessments, events):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
+    delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        with app.state.sessions() as session:
+            pending.set(session.scalar(select(func.count()).select_from(OutboxEvent)
+                                       .where(OutboxEvent.published_at.is_(None))) or 0)
+        delivered.set(app.state.relay.delivered_total)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()
