@@ -1,0 +1,61 @@
+"""The real retrain/promote callables for :func:`pipelines.monitoring.api.handle_drift`, backed by
+``training.api`` (imported only here and in the CLI, never by ``api.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+from learnloop.errors import Unavailable
+from learnloop.settings import Settings
+from pipelines.monitoring.data import GateDecision, ModelStatus, TriggerReason
+
+log = logging.getLogger(__name__)
+
+
+def registry_models(settings: Settings) -> list[ModelStatus]:
+    """Every registered model with its aliases → versions (from ``training.api.list_models``)."""
+    from training.api import list_models
+
+    by_name: dict[str, ModelStatus] = {}
+    for info in list_models(settings=settings):
+        status = by_name.setdefault(info.name, ModelStatus(name=info.name, aliases={}, latest_versions=[]))
+        status.latest_versions.append(str(info.version))
+        for alias in info.aliases:
+            status.aliases[alias] = str(info.version)
+    return list(by_name.values())
+
+
+def training_promote(settings: Settings):
+    """``promote(model_name) -> GateDecision`` through ``training.api.promote`` (the gate, never forced)."""
+
+    def promote(model_name: str) -> GateDecision:
+        from training.api import PromotionOutcome
+        from training.api import promote as _promote
+
+        decision = _promote(model_name, settings=settings)
+        failed = [f"{check.name}: {check.detail}" for check in decision.checks if not check.passed]
+        return GateDecision(
+            promoted=decision.outcome is PromotionOutcome.promoted,
+            reason="; ".join(failed) if failed else "every gate check passed",
+            challenger_version=str(decision.challenger_version),
+            champion_version=None if decision.champion_version is None else str(decision.champion_version),
+        )
+
+    return promote
+
+
+def training_retrain(settings: Settings):
+    """``retrain(model_name, reasons) -> challenger version`` through ``training.api``'s training pipelines."""
+
+    def retrain(model_name: str, reasons: list[TriggerReason]) -> str:
+        from training import api as training_api
+
+        train = getattr(training_api, f"train_{model_name}", None)
+        if train is None:
+            raise Unavailable(f"training.api has no train_{model_name}; retrain {model_name} by hand "
+                              f"(`learnloop train {model_name}`)")
+        log.warning("retraining %s because of %s", model_name, ", ".join(reasons))
+        info = train(settings=settings)
+        return str(getattr(info, "version", info))
+
+    return retrain

@@ -1,0 +1,95 @@
+"""The one reader of the serving prediction log (monitoring never parses it anywhere else).
+
+Schema this reader expects (agreed with serving; one JSON object per line, files ``*.jsonl`` anywhere under
+``<data_dir>/predictions/``, e.g. ``predictions/risk/2026-11-25.jsonl``)::
+
+    {"ts": "2026-11-25T17:40:19.123456+00:00",   # when the prediction was made (ISO-8601, UTC)
+     "model_name": "risk", "model_version": "3",
+     "request_id": "…",                          # optional
+     "entity": {"student_course": "11391:AAA-2013J"},  # optional: lets labels be joined when they arrive
+     "features": {"n_missed": 1.0, …},           # the model inputs exactly as fed
+     "output": 0.73,                             # the score (or {"risk_score": 0.73, …}: first number wins)
+     "latency_ms": 4.2}
+
+Keys absent from a line read as missing values; a line that is not JSON is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_DIR = "predictions"
+BASE_COLUMNS = ["ts", "model_name", "model_version", "request_id", "prediction", "latency_ms"]
+_OUTPUT_KEYS = ("risk_score", "score", "probability", "prediction")
+
+
+def log_dir(data_path: Path) -> Path:
+    return data_path / PREDICTIONS_DIR
+
+
+def read_prediction_log(data_path: Path, *, model_name: str | None = None, since: datetime | None = None,
+                        until: datetime | None = None) -> pd.DataFrame:
+    """Predictions in ``[since, until)`` (of ``model_name``): the base columns then one column per feature."""
+    records = []
+    bad = 0
+    for line in _lines(log_dir(data_path)):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if model_name is not None and entry.get("model_name") != model_name:
+            continue
+        row = {
+            "ts": entry.get("ts"), "model_name": entry.get("model_name"),
+            "model_version": None if entry.get("model_version") is None else str(entry["model_version"]),
+            "request_id": entry.get("request_id"), "prediction": _score(entry.get("output")),
+            "latency_ms": entry.get("latency_ms"),
+        }
+        row.update(entry.get("entity") or {})
+        row.update(entry.get("features") or {})
+        records.append(row)
+    if bad:
+        log.warning("prediction log: skipped %d lines that are not JSON", bad)
+    frame = pd.DataFrame.from_records(records, columns=None if records else BASE_COLUMNS)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    frame["prediction"] = pd.to_numeric(frame["prediction"], errors="coerce")
+    if since is not None:
+        frame = frame[frame["ts"] >= pd.Timestamp(since)]
+    if until is not None:
+        frame = frame[frame["ts"] < pd.Timestamp(until)]
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def _lines(folder: Path) -> Iterator[str]:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*.jsonl")):
+        with path.open() as handle:
+            for line in handle:
+                if line.strip():
+                    yield line
+
+
+def _score(output) -> float | None:
+    if isinstance(output, int | float) and not isinstance(output, bool):
+        return float(output)
+    if isinstance(output, dict):
+        for key in _OUTPUT_KEYS:
+            if isinstance(output.get(key), int | float):
+                return float(output[key])
+        for value in output.values():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+    if isinstance(output, list) and output and isinstance(output[-1], int | float):
+        return float(output[-1])  # [p_negative, p_positive]
+    return None
