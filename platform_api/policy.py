@@ -64,9 +64,9 @@ ALL_PERMISSIONS = frozenset(Permission)
 
 # Global permissions of an account type (no scope needed).
 ACCOUNT_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
-    UserRole.student: frozenset({P.courses_read, P.enrollments_create, P.submissions_create, P.events_ingest}),
-    UserRole.instructor: frozenset({P.courses_read, P.courses_create, P.enrollments_create, P.submissions_create,
-                                    P.events_ingest}),
+    # Submitting is granted in a course by enrolling in it (the implicit "student" role), never globally.
+    UserRole.student: frozenset({P.courses_read, P.enrollments_create, P.events_ingest}),
+    UserRole.instructor: frozenset({P.courses_read, P.courses_create, P.enrollments_create, P.events_ingest}),
     UserRole.creator: frozenset({P.courses_read, P.courses_create, P.enrollments_create, P.events_ingest}),
     UserRole.admin: ALL_PERMISSIONS,
 }
