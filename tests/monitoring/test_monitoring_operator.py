@@ -1,0 +1,101 @@
+"""The operator page, its JSON, the report links and the Prometheus metrics, read from what is on disk."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import FEATURES
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from pipelines.monitoring.api import (
+    GateDecision,
+    ModelStatus,
+    check_drift,
+    handle_drift,
+    read_prediction_log,
+    record_registry,
+)
+
+
+def _write_prediction_log(settings, latencies_ms):
+    folder = settings.data_path / "predictions" / "risk"
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with (folder / "today.jsonl").open("w") as out:
+        for i, latency in enumerate(latencies_ms):
+            out.write(json.dumps({"ts": (start + timedelta(seconds=i)).isoformat(), "model_name": "risk",
+                                  "model_version": 3, "entity": {"student_course": f"{i}:AAA-2014J"},
+                                  "features": {"n_missed": i % 3, "clicks_total_7d": 10.0 * i},
+                                  "output": {"risk_score": 0.1 * (i % 10)}, "latency_ms": latency}) + "\n")
+        out.write("not json\n")
+
+
+def test_prediction_log_reader_flattens_entities_features_and_output(settings):
+    _write_prediction_log(settings, [2.0, 4.0, 30.0])
+
+    frame = read_prediction_log(model_name="risk", settings=settings)
+
+    assert list(frame["latency_ms"]) == [2.0, 4.0, 30.0]
+    assert list(frame["prediction"]) == pytest.approx([0.0, 0.1, 0.2])
+    assert list(frame["student_course"]) == ["0:AAA-2014J", "1:AAA-2014J", "2:AAA-2014J"]
+    assert list(frame["clicks_total_7d"]) == [0.0, 10.0, 20.0]
+    assert set(frame["model_version"]) == {"3"}
+    assert read_prediction_log(model_name="grader", settings=settings).empty
+    later = datetime.now(UTC)
+    assert read_prediction_log(since=later, settings=settings).empty
+
+
+@pytest.fixture
+def client(settings, reference_window, drifted_window):
+    from pipelines.monitoring.api import operator_router
+
+    _write_prediction_log(settings, [2.0, 4.0, 30.0, 3.0])
+    record_registry([ModelStatus("risk", {"champion": "3", "challenger": "4"}, ["3", "4"])], settings=settings)
+    result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
+                         settings=settings)
+    handle_drift(result, retrain=lambda name, reasons: "4",
+                 promote=lambda name: GateDecision(False, "held_out_metric: 0.70 vs 0.74", "4", "3"),
+                 settings=settings)
+    app = FastAPI()
+    app.include_router(operator_router(settings=settings))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_operator_page_lists_models_drift_reports_volume_and_alerts(client):
+    page = client.get("/operator")
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "champion → v3" in html and "challenger → v4" in html
+    assert "DRIFT" in html and "clicks_total_7d" in html
+    assert "4 total" in html and "p50 3.5" in html
+    assert "refused" in html and "held_out_metric: 0.70 vs 0.74" in html
+    status = client.get("/operator/status").json()
+    report_url = status["models"][0]["drift"]["report_html_url"]
+    assert report_url.startswith("/operator/reports/risk/") and report_url in html
+    report = client.get(report_url)
+    assert report.status_code == 200 and "<html" in report.text[:2000].lower()
+
+
+def test_report_route_serves_only_saved_reports(client):
+    assert client.get("/operator/reports/risk/..%2F..%2Fstate.json").status_code == 404
+    assert client.get("/operator/reports/risk/missing.html").status_code == 404
+    assert client.get("/operator/reports/..%2Fmonitoring/state.json").status_code == 404
+
+
+def test_metrics_expose_drift_retraining_alerts_and_latency(client):
+    text = client.get("/operator/metrics").text
+
+    assert 'learnloop_drift_share{model="risk"} 0.5' in text
+    assert 'learnloop_drift_detected{model="risk"} 1.0' in text
+    assert 'learnloop_drift_checks_total{model="risk"} 1.0' in text
+    assert 'learnloop_retrain_triggers_total{model="risk"} 1.0' in text
+    assert 'learnloop_gate_decisions_total{model="risk",outcome="refused"} 1.0' in text
+    assert 'learnloop_operator_alerts_total{model="risk"} 1.0' in text
+    assert 'learnloop_predictions_total{model="risk"} 4.0' in text
+    assert 'learnloop_prediction_latency_seconds_bucket{le="0.005",model="risk"} 3.0' in text
+    assert 'learnloop_prediction_latency_seconds_count{model="risk"} 4.0' in text
