@@ -7,6 +7,7 @@ is set so that several API processes share them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -27,6 +28,19 @@ from platform_api._security import TokenType, decode_token
 access_log = logging.getLogger("platform_api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 UNLIMITED_PATHS = frozenset({"/metrics", "/healthz"})
+
+
+def _route_template(scope) -> str:
+    """The matched route's template with its mount prefix (label by template, never the raw path: ids would
+    explode the metrics' cardinality). FastAPI reports included routes relative to their include prefix, so
+    the prefix is taken from the leading segments of the actual path."""
+    route_path = getattr(scope.get("route"), "path", None)
+    if not route_path:
+        return "unmatched"
+    path_parts = scope["path"].rstrip("/").split("/")
+    route_parts = route_path.rstrip("/").split("/")
+    extra = len(path_parts) - len(route_parts)
+    return "/".join(path_parts[:extra + 1]) + route_path if extra > 0 else route_path
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,17 +100,27 @@ class MemoryRateLimiter:
 
 class RedisRateLimiter:
     def __init__(self, url: str, *, window_s: int = 60) -> None:
+        self.url = url
+        self.window_s = window_s
+        self._redis = None
+        self._loop = None
+
+    def _client(self):
+        # An asyncio Redis connection belongs to one event loop; (re)create it on the loop serving us.
         import redis.asyncio as redis
 
-        self.window_s = window_s
-        self._redis = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        loop = asyncio.get_running_loop()
+        if self._redis is None or self._loop is not loop:
+            self._redis = redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._loop = loop
+        return self._redis
 
     async def hit(self, limits: list[tuple[str, int]]) -> Decision:
         now = time.time()
         window = int(now // self.window_s)
         retry = max(1, math.ceil((window + 1) * self.window_s - now))
         try:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._client().pipeline(transaction=False)
             for key, _ in limits:
                 redis_key = f"learnloop:rl:{key}:{window}"
                 pipe.incr(redis_key)
@@ -111,7 +135,9 @@ class RedisRateLimiter:
         return Decision(True)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._redis is not None and self._loop is asyncio.get_running_loop():
+            await self._redis.aclose()
+        self._redis = None
 
 
 class Metrics:
@@ -195,10 +221,7 @@ class GatewayMiddleware:
     def _observe(self, scope, status: int, started: float, request_id: str, client_ip: str,
                  user_id: str | None) -> None:
         elapsed = time.perf_counter() - started
-        route = scope.get("route")
-        # Label by route template, never the raw path (ids would explode the metric's cardinality).
-        template = getattr(route, "path", None) or ("unmatched" if status == 404 else scope["path"]
-                                                    if scope["path"] in UNLIMITED_PATHS else "unmatched")
+        template = _route_template(scope)
         method = scope.get("method", "")
         self.metrics.latency.labels(method, template, str(status)).observe(elapsed)
         if status >= 400:

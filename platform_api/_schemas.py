@@ -6,6 +6,7 @@ that no request body can reach the database in a shape it would reject (which wo
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -58,17 +59,20 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_year)]
 JsonObject = Annotated[dict[str, Any], Field(max_length=100)]
 
 
-def _reject_nul(value: Any) -> None:
+def _reject_unstorable(value: Any) -> None:
+    """NUL characters and non-finite numbers cannot be stored (PostgreSQL text/JSON refuse them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain NUL (\\u0000) characters")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _reject_nul(key)
-            _reject_nul(item)
+            _reject_unstorable(key)
+            _reject_unstorable(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _reject_nul(item)
+            _reject_unstorable(item)
 
 
 class InputModel(BaseModel):
@@ -76,8 +80,8 @@ class InputModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        _reject_nul(data)
+    def _only_storable_values(cls, data: Any) -> Any:
+        _reject_unstorable(data)
         return data
 
 

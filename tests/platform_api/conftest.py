@@ -94,8 +94,10 @@ class Platform:
         return response.json()["id"]
 
 
-def start_platform(database_url: str, data_dir: Path, **app_kwargs) -> Iterator[Platform]:
-    settings = Settings(data_dir=data_dir, database_url=database_url, env="test", nats_url=None, redis_url=None)
+def start_platform(database_url: str, data_dir: Path, *, client_address: tuple[str, int] = ("testclient", 50000),
+                   settings_overrides: dict | None = None, **app_kwargs) -> Iterator[Platform]:
+    overrides = {"nats_url": None, "redis_url": None, **(settings_overrides or {})}
+    settings = Settings(data_dir=data_dir, database_url=database_url, env="test", **overrides)
     settings.ensure_dirs()
     admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.org"
     with open_session(settings) as session:
@@ -103,7 +105,7 @@ def start_platform(database_url: str, data_dir: Path, **app_kwargs) -> Iterator[
     app_kwargs.setdefault("per_user_per_minute", 1_000_000)
     app_kwargs.setdefault("per_ip_per_minute", 1_000_000)
     app = create_app(settings, migrate=False, **app_kwargs)
-    with TestClient(app) as client:
+    with TestClient(app, client=client_address) as client:
         response = client.post("/api/v1/auth/login", json={"email": admin_email, "password": ADMIN_PASSWORD})
         assert response.status_code == 200, response.text
         headers = {"Authorization": f"Bearer {response.json()['access_token']}"}

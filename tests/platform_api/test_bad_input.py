@@ -1,0 +1,158 @@
+"""Every bad request is a 4xx with a JSON body that says what to fix — never a 500."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def setup(platform):
+    instructor_id, instructor = platform.user("instructor")
+    student_id, student = platform.user()
+    course_id = platform.course(instructor)
+    enrollment_id = platform.enroll(course_id, student)
+    return {"instructor": instructor, "student": student, "course_id": course_id, "enrollment_id": enrollment_id,
+            "student_id": student_id}
+
+
+def _error(response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    message = body["error"]["message"]
+    for word in words:
+        assert word.lower() in message.lower(), message
+    assert body["request_id"]
+    return body
+
+
+def test_duplicate_email(platform):
+    body = {"email": f"dup-{uuid.uuid4().hex[:6]}@example.org", "name": "D", "password": "password-123"}
+    assert platform.client.post("/api/v1/users", headers=platform.admin_headers, json=body).status_code == 201
+    again = platform.client.post("/api/v1/users", headers=platform.admin_headers, json={**body, "email": body["email"].upper()})
+    _error(again, 409, "already exists")
+
+
+def test_progress_out_of_range(platform, setup):
+    response = platform.client.put(f"/api/v1/enrollments/{setup['enrollment_id']}/progress",
+                                   headers=setup["student"], json={"progress": 120})
+    body = _error(response, 422, "progress")
+    assert body["error"]["details"][0]["loc"] == ["body", "progress"]
+
+
+@pytest.mark.parametrize(("status", "expected"), [("archived", "archived"), ("draft", "published")])
+def test_enrolling_in_unavailable_course(platform, setup, status, expected):
+    course_id = platform.course(setup["instructor"], publish=status != "draft")
+    if status == "archived":
+        assert platform.client.put(f"/api/v1/courses/{course_id}", headers=setup["instructor"],
+                                   json={"status": "archived"}).status_code == 200
+    response = platform.client.post(f"/api/v1/courses/{course_id}/enrollments", headers=platform.admin_headers)
+    _error(response, 409, expected)
+
+
+def test_enrolling_in_closed_course(platform, setup):
+    course_id = platform.course(setup["instructor"], enrollment_type="closed")
+    _error(platform.client.post(f"/api/v1/courses/{course_id}/enrollments", headers=setup["student"]), 409,
+           "closed", "instructor")
+    # ... while the instructor may still enroll them.
+    enrolled = platform.client.post(f"/api/v1/courses/{course_id}/enrollments", headers=setup["instructor"],
+                                    json={"user_id": setup["student_id"]})
+    assert enrolled.status_code == 201
+
+
+def test_double_enrollment_and_bad_transition(platform, setup):
+    _error(platform.client.post(f"/api/v1/courses/{setup['course_id']}/enrollments", headers=setup["student"]),
+           409, "already enrolled")
+    _error(platform.client.put(f"/api/v1/courses/{setup['course_id']}", headers=setup["instructor"],
+                               json={"status": "draft"}), 409, "published", "archived")
+
+
+def test_grading_outside_scope_and_over_maximum(platform, setup):
+    client = platform.client
+    question = client.post("/api/v1/questions", headers=setup["instructor"], json={
+        "kind": "multiple_choice", "course_id": setup["course_id"], "prompt": "?", "options": ["a", "b"],
+        "correct": [0]}).json()
+    task = client.post("/api/v1/assessments", headers=setup["instructor"], json={
+        "course_id": setup["course_id"], "title": "T", "question_ids": [question["id"]], "max_attempts": 1}).json()
+    submission = client.post("/api/v1/submissions", headers=setup["student"], json={
+        "assessment_id": task["id"], "answers": {question["id"]: 0}})
+    assert submission.json()["score"] == 1
+    _error(client.post("/api/v1/submissions", headers=setup["student"], json={
+        "assessment_id": task["id"], "answers": {question["id"]: 0}}), 409, "attempts")
+    _, other = platform.user("instructor")
+    _error(client.put(f"/api/v1/submissions/{submission.json()['id']}/grade", headers=other, json={"score": 1}),
+           403, "submissions:grade")
+    _error(client.put(f"/api/v1/submissions/{submission.json()['id']}/grade", headers=setup["instructor"],
+                      json={"score": 5}), 422, "exceeds")
+    _error(client.put(f"/api/v1/submissions/{submission.json()['id']}/grade", headers=setup["instructor"],
+                      json={"feedback": "no score"}), 422, "accept_ai")
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), [
+    ("GET", "/courses/not-a-uuid", None, 422, ["course_id"]),
+    ("GET", f"/courses/{uuid.uuid4()}", None, 404, ["does not exist"]),
+    ("GET", "/courses?limit=0", None, 422, ["limit"]),
+    ("GET", "/courses?limit=100000", None, 422, ["limit"]),
+    ("POST", "/courses", {"title": ""}, 422, ["title"]),
+    ("POST", "/courses", {"title": "x" * 501}, 422, ["title"]),
+    ("POST", "/courses", {"title": "ok", "credit_hours": 123.45}, 422, ["credit_hours"]),
+    ("POST", "/courses", {"title": "ok", "surprise": 1}, 422, ["surprise"]),
+    ("POST", "/courses", {"title": "nul\u0000byte"}, 422, ["NUL"]),
+    ("POST", "/users", {"email": "not-an-email", "name": "x", "password": "password-123"}, 422, ["email"]),
+    ("POST", "/users", {"email": "a@b.org", "name": "x", "password": "short"}, 422, ["password"]),
+    ("POST", "/questions", {"kind": "multiple_choice", "course_id": str(uuid.uuid4()), "prompt": "p",
+                            "options": ["a", "b"], "correct": [5]}, 422, ["correct"]),
+    ("POST", "/questions", {"kind": "poetry", "course_id": str(uuid.uuid4()), "prompt": "p"}, 422, ["kind"]),
+    ("POST", "/assessments", {"course_id": str(uuid.uuid4()), "title": "t", "due_at": "2026-01-01T00:00:00"},
+     422, ["timezone"]),
+    ("POST", "/events", {"event_type": "teleport"}, 422, ["event_type"]),
+    ("POST", "/events", {"event_type": "page_view", "payload": {"x": float("inf")}}, 422, []),
+    ("PUT", "/enrollments/{enrollment_id}/progress", {"progress": "NaN"}, 422, ["progress"]),
+    ("POST", "/users/{student_id}/roles", {"role_name": "overlord"}, 422, ["role_name"]),
+    ("POST", "/users/{student_id}/roles", {"role_name": "student", "scope_type": "course"}, 422, ["scope_id"]),
+    ("GET", "/nowhere", None, 404, ["endpoint"]),
+])
+def test_invalid_requests(platform, setup, method, path, body, status, words):
+    kwargs = {}
+    if body is not None:
+        import json
+
+        # inf/NaN are not JSON; send them raw the way a sloppy client would.
+        kwargs["content"] = json.dumps(body).encode()
+        kwargs["headers"] = {**platform.admin_headers, "content-type": "application/json"}
+    else:
+        kwargs["headers"] = platform.admin_headers
+    response = platform.client.request(method, "/api/v1" + path.format(**setup), **kwargs)
+    _error(response, status, *words)
+
+
+def test_malformed_json_and_bad_tokens(platform):
+    client = platform.client
+    _error(client.post("/api/v1/courses", headers={**platform.admin_headers, "content-type": "application/json"},
+                       content=b"{not json"), 422, "invalid")
+    for header in ({"Authorization": "Bearer nonsense"}, {"Authorization": "Basic abc"}, {}):
+        response = client.get("/api/v1/courses", headers=header)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": platform.admin_headers["Authorization"][7:]})
+    _error(refresh, 401, "refresh")  # an access token is not a refresh token
+    _error(client.post("/api/v1/auth/login", json={"email": "nobody@example.org", "password": "x"}), 401, "wrong")
+
+
+def test_refresh_token_roundtrip(platform):
+    email = f"r-{uuid.uuid4().hex[:6]}@example.org"
+    platform.client.post("/api/v1/users", headers=platform.admin_headers,
+                         json={"email": email, "name": "R", "password": "password-123"})
+    pair = platform.client.post("/api/v1/auth/login", json={"email": email, "password": "password-123"}).json()
+    renewed = platform.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert renewed.status_code == 200 and renewed.json()["access_token"] != pair["access_token"]
+    me = platform.client.get(f"/api/v1/users/{pair['user_id']}",
+                             headers={"Authorization": f"Bearer {renewed.json()['access_token']}"})
+    assert me.json()["email"] == email
+
+
+def test_suspended_user_is_locked_out(platform):
+    user_id, headers = platform.user()
+    assert platform.client.put(f"/api/v1/users/{user_id}", headers=platform.admin_headers,
+                               json={"status": "suspended"}).json()["status"] == "suspended"
+    _error(platform.client.get("/api/v1/courses", headers=headers), 401, "not active")
