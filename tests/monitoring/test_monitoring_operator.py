@@ -99,3 +99,19 @@ def test_metrics_expose_drift_retraining_alerts_and_latency(client):
     assert 'learnloop_predictions_total{model="risk"} 4.0' in text
     assert 'learnloop_prediction_latency_seconds_bucket{le="0.005",model="risk"} 3.0' in text
     assert 'learnloop_prediction_latency_seconds_count{model="risk"} 4.0' in text
+
+
+def test_grafana_dashboard_queries_only_metrics_we_expose(client):
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "ops" / "grafana" / "learnloop.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"learnloop_[a-z_]+", target["expr"])}
+    text = client.get("/operator/metrics").text
+    # Sample names, plus family names of families without samples yet (e.g. no labelled window so far).
+    exposed = set(re.findall(r"^(?:# TYPE )?(learnloop_[a-z_]+)", text, flags=re.M))
+
+    assert queried, "the dashboard queries no learnloop metric"
+    assert queried <= exposed, f"dashboard queries unknown metrics: {sorted(queried - exposed)}"
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
