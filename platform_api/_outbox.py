@@ -111,11 +111,18 @@ class NatsPublisher:
         from nats.js.api import StreamConfig
         from nats.js.errors import NotFoundError
 
-        nc = await nats.connect(self.url, connect_timeout=self.timeout_s, allow_reconnect=False,
-                                max_reconnect_attempts=0)
+        async def _quiet(error: Exception) -> None:  # the relay reports failures itself, once per retry
+            log.debug("nats: %r", error)
+
+        # nats-py retries the initial connect forever unless max_reconnect_attempts is positive.
+        nc = await asyncio.wait_for(
+            nats.connect(self.url, connect_timeout=self.timeout_s, allow_reconnect=False, max_reconnect_attempts=1,
+                         reconnect_time_wait=0.1, error_cb=_quiet),
+            timeout=4 * self.timeout_s)
         js = nc.jetstream(timeout=self.timeout_s)
         try:
-            await js.stream_info(self.stream)
+            # Reuse whatever stream already captures our subjects (an operator may have made a wider one).
+            await js.find_stream_name_by_subject("lms.users.events")
         except NotFoundError:
             await js.add_stream(StreamConfig(name=self.stream, subjects=STREAM_SUBJECTS,
                                              max_age=7 * 24 * 3600.0, duplicate_window=120.0))
