@@ -37,8 +37,11 @@ def log_dir(data_path: Path) -> Path:
 
 def read_prediction_log(data_path: Path, *, model_name: str | None = None, since: datetime | None = None,
                         until: datetime | None = None) -> pd.DataFrame:
-    """Predictions in ``[since, until)`` (of ``model_name``): the base columns then one column per feature."""
+    """Predictions in ``[since, until)`` (of ``model_name``): the base columns, then the entity keys and features
+    as columns (their names in ``frame.attrs["entity_columns"]`` / ``frame.attrs["feature_columns"]``)."""
     records = []
+    entity_columns: dict[str, None] = {}
+    feature_columns: dict[str, None] = {}  # ordered sets: first-seen order of the logged names
     bad = 0
     for line in _lines(log_dir(data_path)):
         try:
@@ -54,8 +57,11 @@ def read_prediction_log(data_path: Path, *, model_name: str | None = None, since
             "request_id": entry.get("request_id"), "prediction": _score(entry.get("output")),
             "latency_ms": entry.get("latency_ms"),
         }
-        row.update(entry.get("entity") or {})
-        row.update(entry.get("features") or {})
+        entity, features = entry.get("entity") or {}, entry.get("features") or {}
+        entity_columns.update(dict.fromkeys(entity))
+        feature_columns.update(dict.fromkeys(features))
+        row.update(entity)
+        row.update(features)
         records.append(row)
     if bad:
         log.warning("prediction log: skipped %d lines that are not JSON", bad)
@@ -67,7 +73,10 @@ def read_prediction_log(data_path: Path, *, model_name: str | None = None, since
         frame = frame[frame["ts"] >= pd.Timestamp(since)]
     if until is not None:
         frame = frame[frame["ts"] < pd.Timestamp(until)]
-    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.attrs["feature_columns"] = list(feature_columns)
+    frame.attrs["entity_columns"] = [name for name in entity_columns if name not in feature_columns]
+    return frame
 
 
 def _lines(folder: Path) -> Iterator[str]:

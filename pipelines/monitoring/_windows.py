@@ -95,7 +95,7 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
 def prediction_log_window(model_name: str, *, settings: Settings, days: float,
                           now: datetime | None = None) -> Window:
     """The last ``days`` days of the prediction log of ``model_name``, labels joined where known."""
-    from pipelines.monitoring._prediction_log import BASE_COLUMNS, read_prediction_log
+    from pipelines.monitoring._prediction_log import read_prediction_log
 
     until = now or datetime.now(UTC)
     frame = read_prediction_log(settings.data_path, model_name=model_name, since=until - timedelta(days=days),
@@ -103,7 +103,7 @@ def prediction_log_window(model_name: str, *, settings: Settings, days: float,
     if frame.empty:
         raise Unavailable(f"no predictions of {model_name} logged in the last {days:g} days under "
                           f"{settings.data_path / 'predictions'}; is serving running with the prediction log on?")
-    features = [c for c in frame.columns if c not in set(BASE_COLUMNS) | _NOT_FEATURES]
+    features = list(frame.attrs.get("feature_columns", []))
     if "student_course" in frame.columns and "label" not in frame.columns:
         frame = _join_labels(frame, settings)
     return Window(frame, features, f"prediction log, last {days:g} days")

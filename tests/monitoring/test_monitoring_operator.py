@@ -27,9 +27,12 @@ def _write_prediction_log(settings, latencies_ms):
     with (folder / "today.jsonl").open("w") as out:
         for i, latency in enumerate(latencies_ms):
             out.write(json.dumps({"ts": (start + timedelta(seconds=i)).isoformat(), "model_name": "risk",
-                                  "model_version": 3, "entity": {"student_course": f"{i}:AAA-2014J"},
+                                  "model_version": 3, "request_id": None,
+                                  "entity": {"student_course": f"{i}:AAA-2014J", "id_student": i,
+                                             "course": "AAA-2014J"},
                                   "features": {"n_missed": i % 3, "clicks_total_7d": 10.0 * i},
-                                  "output": {"risk_score": 0.1 * (i % 10)}, "latency_ms": latency}) + "\n")
+                                  "output": {"risk_score": 0.1 * (i % 10), "status": "ok"},
+                                  "latency_ms": latency}) + "\n")
         out.write("not json\n")
 
 
@@ -43,6 +46,9 @@ def test_prediction_log_reader_flattens_entities_features_and_output(settings):
     assert list(frame["student_course"]) == ["0:AAA-2014J", "1:AAA-2014J", "2:AAA-2014J"]
     assert list(frame["clicks_total_7d"]) == [0.0, 10.0, 20.0]
     assert set(frame["model_version"]) == {"3"}
+    # Entity keys are columns (labels join on them) but never features to test for drift.
+    assert frame.attrs["feature_columns"] == ["n_missed", "clicks_total_7d"]
+    assert frame.attrs["entity_columns"] == ["student_course", "id_student", "course"]
     assert read_prediction_log(model_name="grader", settings=settings).empty
     later = datetime.now(UTC)
     assert read_prediction_log(since=later, settings=settings).empty

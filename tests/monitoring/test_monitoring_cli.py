@@ -1,0 +1,54 @@
+"""`learnloop drift …` wiring and the current window read from the serving prediction log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import typer
+from conftest import FEATURES
+from typer.testing import CliRunner
+
+from learnloop.errors import Unavailable
+from pipelines.monitoring import _windows, cli
+from pipelines.monitoring.api import check_drift
+
+
+def _app() -> typer.Typer:
+    groups = {"drift": typer.Typer()}
+    root = typer.Typer()
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["drift"], name="drift")
+    return root
+
+
+def test_drift_status_json_reports_the_latest_check(settings, reference_window, drifted_window):
+    result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
+                         settings=settings)
+
+    out = CliRunner().invoke(_app(), ["drift", "status", "--json"])
+
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    assert payload["models"]["risk"]["drift_detected"] is True
+    assert payload["models"]["risk"]["drifted_features"] == result.drifted_features
+    assert payload["models"]["risk"]["report_html"] == str(result.report_html)
+
+
+def test_current_window_is_the_recent_prediction_log(settings):
+    folder = settings.data_path / "predictions" / "risk"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+    lines = [{"ts": (now - timedelta(days=age)).isoformat(), "model_name": "risk", "model_version": "2",
+              "entity": {"student_course": f"{i}:AAA-2014J", "id_student": i, "course": "AAA-2014J"},
+              "features": {"n_missed": float(i), "score_mean": 50.0}, "output": {"risk_score": 0.5},
+              "latency_ms": 1.0} for i, age in enumerate([10, 3, 1, 0.1])]
+    (folder / "2026-11-25-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    window = _windows.prediction_log_window("risk", settings=settings, days=7, now=now)
+
+    assert window.features == ["n_missed", "score_mean"]
+    assert list(window.frame["n_missed"]) == [1.0, 2.0, 3.0]  # the 10-day-old prediction is outside
+    with pytest.raises(Unavailable, match="no predictions of grader"):
+        _windows.prediction_log_window("grader", settings=settings, days=7, now=now)
