@@ -1,0 +1,129 @@
+"""The model-agnostic registry: challenger on register, gated promotion, forced promotion, rollback, champion load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from learnloop.errors import Conflict, InvalidInput, NotFound
+from models.api import ModelSchema, OnnxClassifier, export_sklearn_classifier, infer_inputs, model_frame
+from training.api import (
+    GatePolicy,
+    PromotionOutcome,
+    list_models,
+    load_champion,
+    promote,
+    register_onnx_model,
+    rollback,
+)
+
+
+@pytest.fixture(scope="module")
+def toy_export():
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"n_missed": rng.integers(0, 5, 400).astype(float), "clicks": rng.gamma(2, 20, 400)})
+    labels = (frame["n_missed"] - frame["clicks"] / 30 + rng.normal(0, 1, 400) > 0).astype(int)
+    inputs = infer_inputs(frame, ["n_missed", "clicks"])
+    schema = ModelSchema(inputs=inputs, feature_service="toy_v1", feature_service_version="1")
+    model = LogisticRegression().fit(model_frame(frame, inputs), labels)
+    return frame, export_sklearn_classifier(model, frame, schema)
+
+
+GOOD = {"auc": 0.80, "ece": 0.02, "subgroup_auc.gender:F": 0.79, "subgroup_auc.gender:M": 0.81}
+
+
+def _register(export, metrics, *, eval_fingerprint="heldout-1"):
+    return register_onnx_model(name="toy", export=export, metrics=metrics, params={"learner": "logreg"},
+                               preprocessing={"note": "none"}, train_fingerprint="train-1",
+                               eval_fingerprint=eval_fingerprint)
+
+
+def test_register_promote_refuse_force_rollback_and_load(registry_settings, toy_export):
+    frame, export = toy_export
+    first = _register(export, GOOD)
+    assert first.aliases == ["challenger"]
+    assert first.tags["feature_service"] == "toy_v1" and first.tags["data_fingerprint"] == "train-1"
+    assert first.tags["git_commit"]
+    with pytest.raises(NotFound):
+        load_champion("toy")
+
+    decision = promote("toy")
+    assert decision.outcome is PromotionOutcome.promoted and decision.champion_version == first.version
+    with pytest.raises(Conflict):
+        promote("toy")
+
+    champion = load_champion("toy")
+    assert champion.version == first.version
+    assert champion.schema.feature_names == ["n_missed", "clicks"]
+    assert champion.schema.feature_service == "toy_v1"
+    scores = OnnxClassifier(champion.onnx_bytes, champion.schema).predict_proba(frame.head(20))
+    assert scores.shape == (20,) and np.all((scores > 0) & (scores < 1))
+
+    worse = _register(export, {**GOOD, "auc": 0.70})
+    refused = promote("toy")
+    assert refused.outcome is PromotionOutcome.refused
+    assert refused.champion_version == first.version
+    failed = {check.name for check in refused.checks if not check.passed}
+    assert failed == {"held_out_metric"}
+    assert load_champion("toy").version == first.version
+
+    # The decision and its evidence are logged on the challenger's run.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry_settings.mlflow_uri)
+    run = client.get_run(worse.run_id)
+    assert run.data.tags["promotion.outcome"] == "refused"
+    logged = [item.path for item in client.list_artifacts(worse.run_id, "promotion")]
+    assert len(logged) == 1
+    evidence = json.loads(Path(client.download_artifacts(worse.run_id, logged[0])).read_text())
+    assert evidence["outcome"] == "refused" and not evidence["gate_passed"]
+
+    with pytest.raises(InvalidInput):
+        promote("toy", force_reason="  ")
+    forced = promote("toy", force_reason="incident 42: roll forward despite the gate")
+    assert forced.outcome is PromotionOutcome.forced
+    assert load_champion("toy").version == worse.version
+    assert client.get_run(worse.run_id).data.tags["promotion.force_reason"].startswith("incident 42")
+
+    assert rollback("toy") == first.version
+    assert load_champion("toy").version == first.version
+    versions = {info.version: info for info in list_models("toy")}
+    assert versions[first.version].aliases == ["champion"]
+    assert versions[worse.version].aliases == ["challenger"]
+    assert versions[worse.version].metrics["auc"] == pytest.approx(0.70)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "eval_fingerprint", "failing"),
+    [
+        ({**GOOD, "ece": 0.2}, "heldout-1", {"calibration"}),
+        ({**GOOD, "subgroup_auc.gender:F": 0.55}, "heldout-1", {"subgroups"}),
+        ({**GOOD, "subgroup_auc.gender:M": 0.70}, "heldout-1", {"subgroups"}),
+        (GOOD, "heldout-2", {"same_held_out_data"}),
+        ({**GOOD, "auc": 0.795}, "heldout-1", set()),  # within the tolerance
+    ],
+)
+def test_gate_checks_each_condition(registry_settings, toy_export, metrics, eval_fingerprint, failing):
+    _, export = toy_export
+    _register(export, GOOD)
+    promote("toy")
+    _register(export, metrics, eval_fingerprint=eval_fingerprint)
+    decision = promote("toy", policy=GatePolicy(tolerance=0.01))
+    assert {check.name for check in decision.checks if not check.passed} == failing
+    expected = PromotionOutcome.promoted if not failing else PromotionOutcome.refused
+    assert decision.outcome is expected
+
+
+def test_registration_refuses_an_export_without_parity(registry_settings, toy_export):
+    from dataclasses import replace
+
+    _, export = toy_export
+    with pytest.raises(InvalidInput):
+        _register(replace(export, parity_max_abs_diff=1e-3), GOOD)
+    with pytest.raises(NotFound):
+        list_models("toy")

@@ -1,0 +1,322 @@
+"""Model-agnostic MLflow registry: register ONNX versions as challenger, gate promotions, roll back.
+
+Tracking and registry share ``settings.mlflow_uri`` (sqlite in the data dir by default); artifacts go to
+``settings.mlflow_artifacts_dir``. The URI is set inside each call, never at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from learnloop.errors import Conflict, InvalidInput, NotFound
+from learnloop.settings import Settings, get_settings
+from models.api import ModelAlias, OnnxExport
+from models.data import SCHEMA_FILE
+from training.data import GateCheck, GatePolicy, ModelVersionInfo, PromotionDecision, PromotionOutcome
+
+# Serving needs only these to run the graph; explicit because inferring them costs ~10 s per log_model.
+ONNX_PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx>=1.23,<1.24", "numpy>=2.4,<2.5"]
+TAG_FEATURE_SERVICE = "feature_service"
+TAG_FEATURE_SERVICE_VERSION = "feature_service_version"
+TAG_DATA_FINGERPRINT = "data_fingerprint"
+TAG_EVAL_FINGERPRINT = "eval_data_fingerprint"
+TAG_GIT_COMMIT = "git_commit"
+TAG_PROMOTED_FROM = "promoted_from"  # on a champion version: the champion it replaced (rollback target)
+
+
+def _client(settings: Settings):
+    from mlflow import MlflowClient
+
+    settings.ensure_dirs()
+    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+
+
+def alias_version(client, name: str, alias: ModelAlias) -> str | None:
+    """The version an alias points at, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias.value).version)
+    except MlflowException:
+        return None
+
+
+def experiment_name(model_name: str) -> str:
+    return f"learnloop-{model_name}"
+
+
+def _experiment_id(client, settings: Settings, model_name: str) -> str:
+    name = experiment_name(model_name)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    return client.create_experiment(name, artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri())
+
+
+def git_commit() -> str:
+    """The checkout's commit (suffixed ``-dirty`` when tracked files changed), or ``unknown`` outside git."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a training or evaluation frame (values, column names and order)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([str(column) for column in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def register_onnx_model(
+    *,
+    name: str,
+    export: OnnxExport,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    train_fingerprint: str,
+    eval_fingerprint: str,
+    artifacts: Mapping[str, Path] | None = None,
+    json_artifacts: Mapping[str, Any] | None = None,
+    description: str = "",
+    settings: Settings | None = None,
+) -> ModelVersionInfo:
+    settings = settings or get_settings()
+    import mlflow
+    import mlflow.onnx
+    import onnx
+
+    if not export.parity_max_abs_diff <= 1e-5:
+        raise InvalidInput(f"refusing to register '{name}': ONNX parity {export.parity_max_abs_diff:.3g} > 1e-5")
+    client = _client(settings)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    experiment_id = _experiment_id(client, settings, name)
+    all_metrics = {key: float(value) for key, value in metrics.items()}
+    all_metrics["onnx_parity_max_abs_diff"] = float(export.parity_max_abs_diff)
+    commit = git_commit()
+    tags = {
+        TAG_FEATURE_SERVICE: export.schema.feature_service or "",
+        TAG_FEATURE_SERVICE_VERSION: export.schema.feature_service_version or "",
+        TAG_DATA_FINGERPRINT: train_fingerprint,
+        TAG_EVAL_FINGERPRINT: eval_fingerprint,
+        TAG_GIT_COMMIT: commit,
+        "mlflow.source.git.commit": commit,
+    }
+    with tempfile.TemporaryDirectory() as scratch, mlflow.start_run(experiment_id=experiment_id, tags=tags):
+        scratch_dir = Path(scratch)
+        schema_path = scratch_dir / SCHEMA_FILE
+        schema_path.write_text(json.dumps(export.schema.to_dict(), indent=2))
+        preprocessing_path = scratch_dir / "preprocessing.json"
+        preprocessing_path.write_text(json.dumps(dict(preprocessing or {}), indent=2, default=str))
+        if params:
+            mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        mlflow.log_metrics(all_metrics)
+        for artifact_name, path in (artifacts or {}).items():
+            mlflow.log_artifact(str(path), artifact_path=str(Path(artifact_name).parent) if "/" in artifact_name else None)
+        for artifact_file, payload in (json_artifacts or {}).items():
+            mlflow.log_dict(payload, artifact_file)
+        mlflow.log_artifact(str(schema_path))
+        mlflow.log_artifact(str(preprocessing_path))
+        info = mlflow.onnx.log_model(
+            onnx.load_from_string(export.onnx_bytes),
+            name="model",
+            registered_model_name=name,
+            pip_requirements=ONNX_PIP_REQUIREMENTS,
+            extra_files=[str(schema_path), str(preprocessing_path)],
+            metadata={"schema": export.schema.to_dict()},
+            save_as_external_data=False,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if description:
+        client.update_model_version(name, version, description=description)
+    client.set_registered_model_alias(name, ModelAlias.challenger.value, version)
+    return _version_info(client, name, version)
+
+
+def _version_info(client, name: str, version: str) -> ModelVersionInfo:
+    model_version = client.get_model_version(name, version)
+    metrics: dict[str, float] = {}
+    if model_version.run_id:
+        metrics = dict(client.get_run(model_version.run_id).data.metrics)
+    return ModelVersionInfo(
+        name=name,
+        version=str(model_version.version),
+        aliases=sorted(model_version.aliases),
+        run_id=model_version.run_id,
+        created_at=datetime.fromtimestamp(model_version.creation_timestamp / 1000, tz=UTC),
+        metrics=metrics,
+        tags=dict(model_version.tags),
+    )
+
+
+def list_models(name: str | None = None, *, settings: Settings | None = None) -> list[ModelVersionInfo]:
+    settings = settings or get_settings()
+    client = _client(settings)
+    names = [name] if name else sorted(model.name for model in client.search_registered_models())
+    versions = []
+    for model_name in names:
+        found = client.search_model_versions(f"name='{model_name}'")
+        if name and not found:
+            raise NotFound(f"no registered model '{name}'; train it first (`learnloop train {name}`)")
+        for model_version in sorted(found, key=lambda item: int(item.version)):
+            versions.append(_version_info(client, model_name, str(model_version.version)))
+    return versions
+
+
+def evaluate_gate(
+    policy: GatePolicy,
+    challenger: ModelVersionInfo,
+    champion: ModelVersionInfo | None,
+) -> list[GateCheck]:
+    """Every check of the gate with its evidence; promotion needs all of them to pass."""
+    checks: list[GateCheck] = []
+    new = challenger.metrics
+    old = champion.metrics if champion else {}
+    sign = 1.0 if policy.higher_is_better else -1.0
+
+    if policy.metric not in new:
+        checks.append(GateCheck("held_out_metric", False, f"challenger logged no '{policy.metric}'"))
+    elif champion is None or policy.metric not in old:
+        checks.append(GateCheck("held_out_metric", True,
+                                f"{policy.metric}={new[policy.metric]:.4f}; no champion to compare with"))
+    else:
+        margin = sign * (new[policy.metric] - old[policy.metric])
+        checks.append(GateCheck(
+            "held_out_metric", margin >= -policy.tolerance,
+            f"{policy.metric}: challenger {new[policy.metric]:.4f} vs champion {old[policy.metric]:.4f} "
+            f"(v{champion.version}); allowed loss {policy.tolerance}",
+        ))
+
+    if champion is not None and policy.require_same_eval_data:
+        same = challenger.tags.get(TAG_EVAL_FINGERPRINT) == champion.tags.get(TAG_EVAL_FINGERPRINT)
+        checks.append(GateCheck(
+            "same_held_out_data", same,
+            "both versions were evaluated on the same held-out rows" if same else
+            f"held-out data differ ({challenger.tags.get(TAG_EVAL_FINGERPRINT)} vs "
+            f"{champion.tags.get(TAG_EVAL_FINGERPRINT)}); metrics are not comparable — retrain the champion's recipe "
+            "on the same data or force with a reason",
+        ))
+
+    calibration = new.get(policy.calibration_metric)
+    checks.append(GateCheck(
+        "calibration", calibration is not None and calibration <= policy.max_calibration_error,
+        f"{policy.calibration_metric}={calibration if calibration is None else round(calibration, 4)} "
+        f"(bound {policy.max_calibration_error})",
+    ))
+
+    collapsed = []
+    subgroup_keys = sorted(key for key in new if key.startswith(policy.subgroup_prefix))
+    for key in subgroup_keys:
+        value = new[key]
+        if value < policy.min_subgroup_value:
+            collapsed.append(f"{key}={value:.3f} < floor {policy.min_subgroup_value}")
+        elif key in old and sign * (value - old[key]) < -policy.max_subgroup_drop:
+            collapsed.append(f"{key}={value:.3f} vs champion {old[key]:.3f}")
+    checks.append(GateCheck(
+        "subgroups", not collapsed,
+        f"{len(subgroup_keys)} subgroups checked" + (f"; collapsed: {', '.join(collapsed)}" if collapsed else ""),
+    ))
+
+    parity = new.get(policy.parity_metric)
+    checks.append(GateCheck(
+        "onnx_parity", parity is not None and parity <= policy.max_parity_diff,
+        f"max |native - onnx| = {parity} (bound {policy.max_parity_diff})",
+    ))
+    return checks
+
+
+def _log_decision(client, run_id: str | None, decision: PromotionDecision) -> None:
+    if not run_id:
+        return
+    stamp = decision.decided_at.replace(":", "").replace("-", "")
+    client.log_dict(run_id, decision.to_dict(), f"promotion/{stamp}-{decision.outcome.value}.json")
+    client.set_tag(run_id, "promotion.outcome", decision.outcome.value)
+    client.set_tag(run_id, "promotion.decided_at", decision.decided_at)
+    if decision.force_reason:
+        client.set_tag(run_id, "promotion.force_reason", decision.force_reason)
+
+
+def promote(
+    name: str,
+    *,
+    policy: GatePolicy | None = None,
+    force_reason: str | None = None,
+    settings: Settings | None = None,
+) -> PromotionDecision:
+    settings = settings or get_settings()
+    if force_reason is not None and not force_reason.strip():
+        raise InvalidInput("--force needs a non-empty --reason (it is logged on the run)")
+    policy = policy or GatePolicy()
+    client = _client(settings)
+    challenger_version = alias_version(client, name, ModelAlias.challenger)
+    if challenger_version is None:
+        raise NotFound(f"model '{name}' has no challenger; train one first (`learnloop train {name}`)")
+    champion_version = alias_version(client, name, ModelAlias.champion)
+    if champion_version == challenger_version:
+        raise Conflict(f"version {challenger_version} of '{name}' is already champion; train a new challenger")
+    challenger = _version_info(client, name, challenger_version)
+    champion = _version_info(client, name, champion_version) if champion_version else None
+    checks = evaluate_gate(policy, challenger, champion)
+    passed = all(check.passed for check in checks)
+    if passed:
+        outcome = PromotionOutcome.promoted
+    elif force_reason:
+        outcome = PromotionOutcome.forced
+    else:
+        outcome = PromotionOutcome.refused
+    if outcome is not PromotionOutcome.refused:
+        client.set_registered_model_alias(name, ModelAlias.champion.value, challenger_version)
+        client.set_model_version_tag(name, challenger_version, TAG_PROMOTED_FROM, champion_version or "")
+    decision = PromotionDecision(
+        model_name=name,
+        outcome=outcome,
+        challenger_version=challenger_version,
+        previous_champion_version=champion_version,
+        champion_version=challenger_version if outcome is not PromotionOutcome.refused else champion_version,
+        checks=checks,
+        force_reason=force_reason,
+        decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    _log_decision(client, challenger.run_id, decision)
+    return decision
+
+
+def rollback(name: str, *, to_version: str | None = None, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    client = _client(settings)
+    current = alias_version(client, name, ModelAlias.champion)
+    if current is None:
+        raise NotFound(f"model '{name}' has no champion to roll back")
+    target = to_version or client.get_model_version(name, current).tags.get(TAG_PROMOTED_FROM) or None
+    if not target:
+        raise Conflict(f"champion v{current} of '{name}' replaced no earlier champion; pass the version to restore")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, target)
+    except MlflowException as exc:
+        raise NotFound(f"model '{name}' has no version {target}") from exc
+    client.set_registered_model_alias(name, ModelAlias.champion.value, target)
+    run_id = client.get_model_version(name, current).run_id
+    if run_id:
+        client.set_tag(run_id, "promotion.rolled_back_to", target)
+    return target

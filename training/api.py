@@ -1,0 +1,117 @@
+"""Public surface of ``training``: the model-agnostic registry (register, promote, list, roll back, load) and
+the training pipelines (``train_risk``/``evaluate_risk``).
+
+Every registered version carries its ONNX graph, its input schema (features in model-input order), the fitted
+preprocessing (inside the graph, described in ``preprocessing.json``), metrics, the FeatureService name/version,
+fingerprints of its training and held-out data, and the git commit. The newest version is ``challenger``;
+``promote`` moves ``champion`` after a gate; serving loads ``models:/<name>@champion``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from learnloop.settings import Settings
+from models.api import ChampionModel, OnnxExport
+from training import _registry
+from training.data import GateCheck, GatePolicy, ModelVersionInfo, PromotionDecision, PromotionOutcome
+
+__all__ = [
+    "ChampionModel",
+    "GateCheck",
+    "GatePolicy",
+    "ModelVersionInfo",
+    "PromotionDecision",
+    "PromotionOutcome",
+    "data_fingerprint",
+    "evaluate_gate",
+    "list_models",
+    "load_champion",
+    "load_champion_onnx",
+    "promote",
+    "register_onnx_model",
+    "rollback",
+]
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A short content hash of a frame (columns and values); logged for training and held-out data."""
+    return _registry.data_fingerprint(frame)
+
+
+def register_onnx_model(
+    *,
+    name: str,
+    export: OnnxExport,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    train_fingerprint: str,
+    eval_fingerprint: str,
+    artifacts: Mapping[str, Path] | None = None,
+    json_artifacts: Mapping[str, Any] | None = None,
+    description: str = "",
+    settings: Settings | None = None,
+) -> ModelVersionInfo:
+    """Log one training run to MLflow and register its ONNX graph as a new version of ``name`` with alias
+    ``challenger``.
+
+    ``metrics`` are held-out metrics (the gate reads ``auc``, ``ece``, ``subgroup_auc.*`` by default);
+    ``export`` comes from ``models.api.export_sklearn_classifier`` (parity already asserted, re-checked here).
+    ``artifacts`` maps artifact paths (``plots/roc.png``) to local files; ``json_artifacts`` maps artifact paths to
+    JSON-serialisable payloads. Returns the registered version with its metrics.
+    """
+    return _registry.register_onnx_model(
+        name=name, export=export, metrics=metrics, params=params, preprocessing=preprocessing,
+        train_fingerprint=train_fingerprint, eval_fingerprint=eval_fingerprint, artifacts=artifacts,
+        json_artifacts=json_artifacts, description=description, settings=settings,
+    )
+
+
+def list_models(name: str | None = None, *, settings: Settings | None = None) -> list[ModelVersionInfo]:
+    """Every registered version (of ``name``, or of all models) with aliases and held-out metrics, oldest first."""
+    return _registry.list_models(name, settings=settings)
+
+
+def evaluate_gate(
+    policy: GatePolicy, challenger: ModelVersionInfo, champion: ModelVersionInfo | None
+) -> list[GateCheck]:
+    """The promotion gate's checks (held-out metric vs champion within tolerance, same held-out data, calibration
+    bound, no subgroup collapse, ONNX parity) without moving any alias."""
+    return _registry.evaluate_gate(policy, challenger, champion)
+
+
+def promote(
+    name: str,
+    *,
+    policy: GatePolicy | None = None,
+    force_reason: str | None = None,
+    settings: Settings | None = None,
+) -> PromotionDecision:
+    """Move alias ``champion`` of ``name`` to its ``challenger`` if the gate passes (or if ``force_reason`` is given).
+
+    The decision and every check's evidence are logged on the challenger's run (``promotion/*.json`` and
+    ``promotion.*`` tags). A refused promotion returns outcome ``refused`` and leaves the champion unchanged.
+    Raises ``NotFound`` without a challenger, ``Conflict`` when the challenger is already champion and
+    ``InvalidInput`` for an empty force reason.
+    """
+    return _registry.promote(name, policy=policy, force_reason=force_reason, settings=settings)
+
+
+def rollback(name: str, *, to_version: str | None = None, settings: Settings | None = None) -> str:
+    """Move ``champion`` back to the version it replaced (or to ``to_version``); returns the new champion version."""
+    return _registry.rollback(name, to_version=to_version, settings=settings)
+
+
+def load_champion_onnx(name: str, *, settings: Settings | None = None) -> ChampionModel:
+    """``(onnx_bytes, schema, version)`` of ``models:/<name>@champion`` (never "latest"); ``NotFound`` without one."""
+    from models.api import load_champion_onnx as _load
+
+    return _load(name, settings=settings)
+
+
+load_champion = load_champion_onnx

@@ -1,0 +1,79 @@
+"""Plain data crossing the ``training`` boundary: gate policies, promotion decisions, registered versions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class PromotionOutcome(StrEnum):
+    promoted = "promoted"  # the gate passed and champion moved
+    refused = "refused"  # the gate failed; champion unchanged
+    forced = "forced"  # the gate failed but an operator forced the move with a reason
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What a challenger must show to become champion. Metric names are keys logged on the training run.
+
+    ``subgroup_prefix`` selects per-subgroup metrics (e.g. ``subgroup_auc.gender:F``); a subgroup "collapses" when it
+    falls below ``min_subgroup_value`` or drops more than ``max_subgroup_drop`` below the champion's value.
+    """
+
+    metric: str = "auc"
+    higher_is_better: bool = True
+    tolerance: float = 0.01
+    calibration_metric: str = "ece"
+    max_calibration_error: float = 0.05
+    subgroup_prefix: str = "subgroup_auc."
+    max_subgroup_drop: float = 0.05
+    min_subgroup_value: float = 0.6
+    parity_metric: str = "onnx_parity_max_abs_diff"
+    max_parity_diff: float = 1e-5
+    require_same_eval_data: bool = True
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """The outcome of ``promote`` and its evidence (also logged as JSON on the challenger's run)."""
+
+    model_name: str
+    outcome: PromotionOutcome
+    challenger_version: str
+    previous_champion_version: str | None
+    champion_version: str | None
+    checks: list[GateCheck]
+    force_reason: str | None = None
+    decided_at: str = ""
+
+    @property
+    def gate_passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["outcome"] = self.outcome.value
+        payload["gate_passed"] = self.gate_passed
+        return payload
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered version with its aliases and the metrics logged on its training run."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    created_at: datetime
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
