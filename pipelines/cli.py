@@ -2,8 +2,110 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
 import typer
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
+    groups["features"].command("build")(features_build)
+    groups["features"].command("materialize")(features_materialize)
+    groups["features"].command("bench")(features_bench)
+
+
+def _emit(payload: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        from rich.console import Console
+        from rich.pretty import Pretty
+
+        Console().print(Pretty(payload))
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+
+
+def _materialize_with_progress(store) -> dict:
+    from pipelines.api import materialize
+
+    with _progress() as bar, contextlib.redirect_stdout(sys.stderr):  # Feast prints; stdout stays JSON-only
+        task = bar.add_task("materialize", total=None)
+
+        def step(view: str, done: int, total: int) -> None:
+            bar.update(task, total=total, completed=done, description=f"materialize {view}".strip())
+
+        return materialize(store=store, progress=step)
+
+
+def features_build(
+    oulad_dir: Path = typer.Option(None, "--oulad-dir", help="OULAD folder (default: the datasets dir)."),
+    presentations: str = typer.Option(None, "--presentations", help="Comma-separated, e.g. AAA-2013J,BBB-2013B."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Compute point-in-time features from OULAD into the parquet sources, apply the repo, materialize."""
+    from learnloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    from learnloop.datasets import load_oulad
+
+    tables = load_oulad(oulad_dir)
+    timings["import_s"] = time.perf_counter() - started
+    from pipelines.api import build_offline
+
+    wanted = [p.strip() for p in presentations.split(",")] if presentations else None
+    offline = build_offline(tables=tables, settings=settings, presentations=wanted)
+    timings["offline_build_s"] = offline["timings"]["compute_s"] + offline["timings"]["write_s"]
+    started = time.perf_counter()
+    from features.api import apply, feature_names, get_store, service_names, view_features, view_names
+
+    store = get_store(settings)
+    applied = apply(store)
+    timings["apply_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    _materialize_with_progress(store)
+    timings["materialize_s"] = time.perf_counter() - started
+    payload = {
+        "rows": {**offline["rows"], "total": int(sum(offline["rows"].values()))},
+        "entities": offline["entities"],
+        "features": {"views": {v: len(view_features(v)) for v in view_names()},
+                     "services": {s: len(feature_names(s)) for s in service_names()},
+                     "total": int(sum(len(view_features(v)) for v in view_names()))},
+        "applied": applied,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    _emit(payload, as_json)
+
+
+def features_materialize(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Materialize source rows newer than the last run into the online store (incremental)."""
+    from features.api import get_store
+
+    report = _materialize_with_progress(get_store())
+    _emit({"materialized": report}, as_json)
+
+
+def features_bench(
+    service: str = typer.Option("student_risk_v1", "--service", help="FeatureService to read."),
+    repeats: int = typer.Option(2000, "--repeats", help="Reads per batch size."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Online read latency through the FeatureService: p50/p99 for 1 and 100 entities."""
+    from pipelines._bench import bench_online
+
+    _emit(bench_online(service=service, repeats=repeats), as_json)

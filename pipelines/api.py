@@ -1,0 +1,254 @@
+"""Public surface of the data pipelines: OULAD → point-in-time parquet sources → Feast, and the
+training-set / online readers every model uses.
+
+**Time model.** A presentation ``2013B`` starts 2013-02-01, ``2013J`` 2013-10-01 (00:00 UTC); OULAD day ``d`` is
+that start + ``d`` days. "As of day t" means everything dated day ``t`` or earlier, stamped at the end of day
+``t`` (start + t + 1 days). Snapshots exist for t = 0, 7, 14, … and the presentation's last day, from the day
+a student registered. Marks return with a lag: CMA same day, TMA 14 days; exams are excluded from assessment
+features (the exam *is* the final result). ``date_unregistration`` counts only once ≤ t; banked results are
+counted apart; click features are null where the presentation has no click data (``has_click_data`` = 0).
+
+**Label rows** (``build_risk_training_set``): one per (registration, week) for weeks in ``weeks`` —
+week ``w`` has cutoff day ``7·w``, ``"end"`` the presentation's last day — for registrations with
+``date_registration ≤ cutoff`` (unknown registration date: kept). ``label`` = final_result ∈ {Withdrawn, Fail}.
+Rows are ordered by week (in the order given), then code_module, code_presentation, id_student.
+Every presentation of the built sources (all 22 OULAD ones after ``learnloop features build``) can be asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from features.api import feature_names, fill_matrix, fill_missing, service_join_keys
+from learnloop.errors import InvalidInput, Unavailable
+from learnloop.settings import Settings, get_settings
+from pipelines._offline import registrations_path, write_sources
+from pipelines._snapshots import SUBGROUP_COLUMNS, build_snapshots, day_end_timestamp
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+__all__ = [
+    "RISK_SERVICE",
+    "build_offline",
+    "build_risk_training_set",
+    "complete_entity_rows",
+    "get_online_features",
+    "materialize",
+    "risk_label_frame",
+]
+
+RISK_SERVICE = "student_risk_v1"
+DEFAULT_WEEKS: tuple[int | str, ...] = (5, 10, 15, "end")
+LABEL_COLUMNS = ["student_course", "id_student", "code_module", "code_presentation", "week", "cutoff_day",
+                 "active", "has_clicks", "label", *SUBGROUP_COLUMNS]
+
+
+def build_offline(*, tables=None, settings: Settings | None = None,
+                  presentations: Sequence[str] | None = None) -> dict[str, Any]:
+    """Compute every point-in-time source from OULAD and write the parquet sources under ``feast_dir``.
+
+    ``tables`` defaults to ``learnloop.datasets.load_oulad()``; ``presentations`` (``AAA-2013J`` keys)
+    restricts the build. Returns rows per view, entity counts and timings (seconds).
+    """
+    settings = settings or get_settings()
+    timings = {}
+    started = time.perf_counter()
+    if tables is None:
+        from learnloop.datasets import load_oulad
+
+        tables = load_oulad()
+    timings["load_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    snapshots = build_snapshots(tables, presentations=set(presentations) if presentations else None)
+    timings["compute_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    rows = write_sources(snapshots.frames(), snapshots.registrations, settings)
+    timings["write_s"] = time.perf_counter() - started
+    regs = snapshots.registrations
+    entities = {"student_course": int(len(regs)), "student": int(regs["id_student"].nunique()),
+                "course": int(regs["course"].nunique()),
+                "content_item": int(snapshots.content_item_popularity["id_site"].nunique())}
+    return {"rows": rows, "entities": entities, "timings": timings}
+
+
+def materialize(*, store: FeatureStore | None = None, end: datetime | None = None,
+                views: Sequence[str] | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Load source rows newer than each view's last materialization into the online store (incremental).
+
+    A view never materialized starts at its earliest source row (OULAD is historical, so Feast's default of
+    "now − TTL" would skip it). ``end`` defaults to now. ``progress(view, done, total)`` is called per view.
+    Returns per-view intervals and seconds.
+    """
+    from features.api import get_store
+
+    store = store or get_store()
+    end = end or datetime.now(UTC)
+    names = list(views) if views else [fv.name for fv in store.list_feature_views()]
+    report: dict[str, Any] = {}
+    for done, name in enumerate(names):
+        if progress:
+            progress(name, done, len(names))
+        view = store.get_feature_view(name)
+        start = view.most_recent_end_time
+        if start is None:
+            start = _earliest_event(store, name)
+        if start is None or start >= end:
+            report[name] = {"skipped": True}
+            continue
+        started = time.perf_counter()
+        store.materialize(start_date=start, end_date=end, feature_views=[name])
+        report[name] = {"start": start.isoformat(), "end": end.isoformat(),
+                        "seconds": round(time.perf_counter() - started, 3)}
+    if progress:
+        progress("", len(names), len(names))
+    return report
+
+
+def _earliest_event(store: FeatureStore, view: str) -> datetime | None:
+    import pyarrow.parquet as pq
+
+    path = Path(store.config.repo_path) / store.get_feature_view(view).batch_source.path
+    if not path.exists():
+        return None
+    column = pq.read_table(path, columns=["event_timestamp"]).column(0)
+    if len(column) == 0:
+        return None
+    import pyarrow.compute as pc
+
+    earliest = pc.min(column).as_py()
+    return earliest.astimezone(UTC) - pd.Timedelta(seconds=1)
+
+
+def risk_label_frame(*, weeks: Sequence[int | str] = DEFAULT_WEEKS, presentations: Sequence[str] | None = None,
+                     feast_dir: Path | None = None) -> pd.DataFrame:
+    """The label rows of ``build_risk_training_set`` without features (plus ``course`` and
+    ``event_timestamp``, the cutoff stamp). See the module docstring for the definition and order."""
+    path = registrations_path(feast_dir or get_settings().feast_dir)
+    if not path.exists():
+        raise Unavailable(f"{path} is missing; run `learnloop features build` first")
+    regs = pd.read_parquet(path)
+    if presentations is not None:
+        wanted = set(presentations)
+        regs = regs[regs["course"].isin(wanted) | (regs["code_module"] + regs["code_presentation"]).isin(wanted)]
+    parts = []
+    for week in weeks:
+        label = str(week)
+        if label == "end":
+            cutoff = regs["course_length"].to_numpy()
+        elif label.isdigit():
+            cutoff = np.full(len(regs), 7 * int(label))
+        else:
+            raise InvalidInput(f"week {week!r} is not a number of weeks or 'end'")
+        # Someone who registers after the cutoff is not a student yet at that time.
+        eligible = ~(regs["date_registration"].to_numpy() > cutoff) & (cutoff <= regs["course_length"].to_numpy())
+        part = regs[eligible].copy()
+        part["week"] = label
+        part["cutoff_day"] = cutoff[eligible].astype("int64")
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True) if parts else regs.iloc[0:0].assign(week="", cutoff_day=0)
+    frame["active"] = ~(frame["date_unregistration"].to_numpy() <= frame["cutoff_day"].to_numpy())
+    frame["label"] = frame["final_result"].isin(["Withdrawn", "Fail"]).astype("int64")
+    frame["has_clicks"] = frame["has_clicks"].astype(bool)
+    frame["event_timestamp"] = day_end_timestamp(frame["course_start"], frame["cutoff_day"])
+    week_order = {str(w): i for i, w in enumerate(weeks)}
+    frame["_week_order"] = frame["week"].map(week_order)
+    frame = frame.sort_values(["_week_order", "code_module", "code_presentation", "id_student"], kind="stable")
+    return frame[[*LABEL_COLUMNS, "course", "event_timestamp"]].reset_index(drop=True)
+
+
+def build_risk_training_set(*, weeks: Sequence[int | str] = DEFAULT_WEEKS,
+                            presentations: Sequence[str] | None = None, store: FeatureStore | None = None
+                            ) -> pd.DataFrame:
+    """One row per (registration, week) label row with every feature of ``student_risk_v1``.
+
+    Features are read through Feast ``get_historical_features`` on the FeatureService, as of each row's cutoff
+    stamp, then left-merged back on a row id (the file offline store drops and reorders rows) and filled with
+    ``features.api.fill_missing`` — the same function online reads use. Columns: ``student_course``,
+    ``id_student``, ``code_module``, ``code_presentation``, ``week`` (str), ``cutoff_day``, ``active``,
+    ``has_clicks``, ``label``, ``gender``, ``age_band``, ``disability``, ``imd_band``, then
+    ``feature_names("student_risk_v1")`` in order. ``presentations`` accepts ``AAA-2013J`` or ``AAA2013J``.
+    """
+    from features.api import get_store
+
+    store = store or get_store()
+    labels = risk_label_frame(weeks=weeks, presentations=presentations, feast_dir=Path(store.config.repo_path))
+    features = historical_features(store=store, service=RISK_SERVICE, entity_frame=labels)
+    return features.drop(columns=["course", "event_timestamp"])
+
+
+def historical_features(*, store: FeatureStore, service: str, entity_frame: pd.DataFrame) -> pd.DataFrame:
+    """``entity_frame`` (join keys + ``event_timestamp``) with ``service``'s features as of each row,
+    one output row per input row, in order, filled by ``fill_missing``."""
+    keys = service_join_keys(service)
+    missing = [k for k in [*keys, "event_timestamp"] if k not in entity_frame.columns]
+    if missing:
+        raise InvalidInput(f"entity frame lacks {', '.join(missing)} (needed by {service})")
+    names = feature_names(service)
+    request = entity_frame[[*keys, "event_timestamp"]].copy()
+    request["_row_id"] = np.arange(len(request), dtype="int64")
+    if len(request):
+        job = store.get_historical_features(entity_df=request, features=store.get_feature_service(service))
+        got = job.to_df()
+        # Duplicated row ids (if any) would multiply rows: keep one, the merge below must stay 1:1.
+        got = got.drop_duplicates("_row_id")[["_row_id", *names]]
+    else:
+        got = pd.DataFrame(columns=["_row_id", *names])
+    merged = request[["_row_id"]].merge(got, on="_row_id", how="left", validate="one_to_one")
+    out = entity_frame.reset_index(drop=True).copy()
+    for name in names:
+        out[name] = merged[name].to_numpy()
+    return fill_missing(out, service)
+
+
+def complete_entity_rows(service: str, entity_rows: list[dict]) -> list[dict]:
+    """Add the join keys derivable from ``student_course`` (``id_student``, ``course``) that ``service`` needs."""
+    keys = service_join_keys(service)
+    completed = []
+    for row in entity_rows:
+        row = dict(row)
+        if "student_course" in row and ("id_student" in keys or "course" in keys):
+            student, _, course = str(row["student_course"]).partition(":")
+            if not course:
+                raise InvalidInput(f"student_course {row['student_course']!r} must look like '11391:AAA-2013J'")
+            row.setdefault("id_student", int(student))
+            row.setdefault("course", course)
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise InvalidInput(f"entity row {row} lacks {', '.join(missing)} (needed by {service})")
+        completed.append({k: row[k] for k in keys})
+    return completed
+
+
+_service_cache: dict[tuple[int, str], Any] = {}
+
+
+def get_online_features(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None
+                        ) -> pd.DataFrame:
+    """The latest features of ``service`` for ``entity_rows`` from the online store, filled exactly like
+    training sets (``features.api.fill_missing``). One row per entity row, in order: the join keys, then
+    ``feature_names(service)``. A row of a ``student_risk_v1`` request needs only ``student_course``."""
+    from features.api import get_store
+
+    store = store or get_store()
+    rows = complete_entity_rows(service, entity_rows)
+    cache_key = (id(store), service)
+    feature_service = _service_cache.get(cache_key)
+    if feature_service is None:
+        feature_service = _service_cache[cache_key] = store.get_feature_service(service)
+    response = store.get_online_features(features=feature_service, entity_rows=rows).to_dict()
+    names = feature_names(service)
+    # None → NaN in one conversion; then the shared fill policy (a DataFrame round trip costs ~ms per call).
+    matrix = fill_matrix(np.array([response[name] for name in names], dtype="float64").T.copy(), service)
+    out = pd.DataFrame(matrix, columns=names)
+    for position, key in enumerate(service_join_keys(service)):
+        out.insert(position, key, response[key])
+    return out
