@@ -1,0 +1,71 @@
+"""GDPR export and erasure; FERPA visibility of grades."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from learnloop.events import Event
+from platform_api import api
+from platform_api._models import OutboxEvent
+
+
+def test_export_then_erase(platform):
+    client = platform.client
+    _, instructor = platform.user("instructor")
+    course_id = platform.course(instructor)
+    question = client.post("/api/v1/questions", headers=instructor, json={
+        "kind": "fill_in_the_blank", "course_id": course_id, "prompt": "?", "accepted": ["yes"]}).json()
+    task = client.post("/api/v1/assessments", headers=instructor, json={
+        "course_id": course_id, "title": "A", "question_ids": [question["id"]]}).json()
+    seen: list[Event] = []
+    unsubscribe = api.subscribe(platform.app, "*", seen.append)
+    try:
+        user_id, learner = platform.user(name="Erin Example")
+        email = client.get(f"/api/v1/users/{user_id}", headers=learner).json()["email"]
+        platform.enroll(course_id, learner)
+        client.post("/api/v1/submissions", headers=learner,
+                    json={"assessment_id": task["id"], "answers": {question["id"]: "my private answer"}})
+        client.post("/api/v1/events", headers=learner, json={"event_type": "page_view", "course_id": course_id})
+
+        export = client.get(f"/api/v1/users/{user_id}/export", headers=learner)
+        assert export.status_code == 200
+        data = export.json()
+        assert data["user"]["email"] == email and data["user"]["name"] == "Erin Example"
+        assert len(data["enrollments"]) == 1 and data["submissions"][0]["answers"] == {question["id"]: "my private answer"}
+        assert data["submissions"][0]["grades"][0]["score"] == 0.0
+        assert {"user.created", "enrollment.created", "submission.created", "page_view"} <= \
+            {e["event_type"] for e in data["events"]}
+
+        erased = client.delete(f"/api/v1/users/{user_id}", headers=platform.admin_headers)
+        assert erased.status_code == 204
+        after = client.get(f"/api/v1/users/{user_id}", headers=platform.admin_headers).json()
+        assert after["email"].endswith("@erased.invalid") and after["name"] == "Erased user"
+        assert after["status"] == "inactive" and after["metadata"] == {"erased": True}
+        assert client.post("/api/v1/auth/login", json={"email": email, "password": "learner-password-123"}) \
+            .status_code == 401
+        assert client.get("/api/v1/courses", headers=learner).status_code == 401  # old tokens stop working
+
+        with platform.app.state.sessions() as session:
+            rows = session.scalars(select(OutboxEvent).where(OutboxEvent.envelope.is_not(None))).all()
+            mentions = [r for r in rows if user_id in str(r.envelope) or email in str(r.envelope)]
+            assert mentions == [], "events still name the erased user"
+            pseudonymised = [r for r in rows if r.user_id == after["email"].split("@")[0]]
+            assert len(pseudonymised) >= 4  # the history stays, under a pseudonym
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e.event_type == "user.erased" for e in seen):
+            time.sleep(0.05)
+        assert any(e.event_type == "user.erased" and e.user_id.startswith("erased-") for e in seen)
+        submission_view = client.get(f"/api/v1/users/{user_id}/export", headers=platform.admin_headers).json()
+        assert submission_view["submissions"][0]["answers"] == {"erased": True}
+    finally:
+        unsubscribe()
+
+
+def test_learner_cannot_erase_others(platform):
+    victim_id, _ = platform.user()
+    _, attacker = platform.user()
+    response = platform.client.delete(f"/api/v1/users/{victim_id}", headers=attacker)
+    assert response.status_code == 403
+    assert platform.client.get(f"/api/v1/users/{victim_id}", headers=platform.admin_headers).json()["status"] == "active"
