@@ -1,0 +1,180 @@
+"""Public surface of ``serving``: the HTTP client the platform uses to reach the model service, and starting it.
+
+**Client contract** (``RiskClient``): every call has a timeout (``settings.serving_timeout_s``) and passes a
+circuit breaker. When the service is down, slow or failing, the call does not raise: it returns the documented
+fallback, a ``RiskPrediction`` with ``status=unavailable`` and ``risk_score=None`` — the platform shows "risk
+unavailable" and sets the header ``FALLBACK_HEADER: risk-unavailable`` (never a 500). A student the service
+does not know, or who is not enrolled, raises ``learnloop.errors.NotFound`` (the service answered 404 with a
+reason code); a malformed request raises ``InvalidInput``.
+
+**Breaker**: after ``failure_threshold`` consecutive failures (connection error, timeout, 5xx) it opens and
+calls return the fallback immediately for ``reset_seconds``; then one trial call is let through (half-open):
+success closes it, failure opens it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from learnloop.errors import InvalidInput, NotFound
+from learnloop.settings import Settings, get_settings
+from serving.data import PredictionStatus, RiskPrediction, RiskRefusal
+
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = [
+    "FALLBACK_HEADER",
+    "BreakerState",
+    "CircuitBreaker",
+    "PredictionStatus",
+    "RiskClient",
+    "RiskPrediction",
+    "RiskRefusal",
+    "start_model_service",
+    "stop_model_service",
+    "wait_until_ready",
+]
+
+FALLBACK_HEADER = "X-Learnloop-Fallback"  # value "risk-unavailable" when the answer is the fallback
+
+
+class BreakerState(StrEnum):
+    closed = "closed"
+    open = "open"
+    half_open = "half_open"
+
+
+class CircuitBreaker:
+    """Consecutive-failure circuit breaker (thread-safe; the clock is injectable for tests)."""
+
+    def __init__(self, *, failure_threshold: int = 5, reset_seconds: float = 10.0, clock=time.monotonic) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_seconds = reset_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.closed
+        if self._clock() - self._opened_at >= self.reset_seconds:
+            return BreakerState.half_open
+        return BreakerState.open
+
+    def allow(self) -> bool:
+        """Whether a call may go out now (in half-open state, only one trial at a time)."""
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.closed:
+                return True
+            if state is BreakerState.half_open and not self._trial_in_flight:
+                self._trial_in_flight = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial_in_flight or self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+            self._trial_in_flight = False
+
+
+class RiskClient:
+    """Calls ``POST /predict_risk`` of the model service with a timeout, a circuit breaker and a fallback."""
+
+    def __init__(self, *, base_url: str | None = None, timeout_s: float | None = None,
+                 breaker: CircuitBreaker | None = None, settings: Settings | None = None, transport=None) -> None:
+        import httpx
+
+        settings = settings or get_settings()
+        self.base_url = (base_url or settings.serving_url).rstrip("/")
+        self.timeout_s = settings.serving_timeout_s if timeout_s is None else timeout_s
+        self.breaker = breaker or CircuitBreaker()
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, transport=transport)
+
+    def predict_risk(self, *, student_id: int, course_id: str) -> RiskPrediction:
+        """The champion's risk for one registration, or the fallback when the service cannot answer.
+
+        Raises ``NotFound`` (unknown student/course, not enrolled) and ``InvalidInput`` (rejected request).
+        """
+        import httpx
+
+        if not self.breaker.allow():
+            return self._fallback(student_id, course_id, "circuit open: the model service failed recently")
+        started = time.perf_counter()
+        try:
+            response = self._http.post("/predict_risk", json={"student_id": student_id, "course_id": course_id})
+        except httpx.HTTPError as exc:
+            self.breaker.record_failure()
+            return self._fallback(student_id, course_id, f"model service unreachable: {type(exc).__name__}")
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status_code >= 500:
+            self.breaker.record_failure()
+            return self._fallback(student_id, course_id, f"model service answered {response.status_code}")
+        self.breaker.record_success()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 404:
+            raise NotFound(body.get("detail") or f"no risk for student {student_id} in {course_id}")
+        if response.status_code >= 400:
+            raise InvalidInput(f"the model service rejected the request ({response.status_code}): "
+                               f"{body.get('error') or body}")
+        return RiskPrediction(student_id=student_id, course_id=course_id, risk_score=float(body["risk_score"]),
+                              status=PredictionStatus(body["status"]), model_name=body.get("model_name"),
+                              model_version=body.get("model_version"), reason=body.get("reason"),
+                              latency_ms=latency_ms)
+
+    @staticmethod
+    def _fallback(student_id: int, course_id: str, reason: str) -> RiskPrediction:
+        return RiskPrediction(student_id=student_id, course_id=course_id, risk_score=None,
+                              status=PredictionStatus.unavailable, reason=reason)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def start_model_service(*, settings: Settings | None = None, host: str | None = None, port: int | None = None,
+                        workers: int = 1, poll_seconds: float | None = None,
+                        log_path: Path | None = None) -> subprocess.Popen:
+    """Start the BentoML model service (``bentoml serve``) as a subprocess on ``host:port`` (default
+    ``settings.serving_url``). Stop it with :func:`stop_model_service`; wait with :func:`wait_until_ready`."""
+    from serving import _launch
+
+    settings = settings or get_settings()
+    return _launch.start(settings, host=host or settings.serving_host, port=port or settings.serving_port,
+                         workers=workers, poll_seconds=poll_seconds, log_path=log_path)
+
+
+def wait_until_ready(url: str, *, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
+    """Block until the service at ``url`` reports ready (every champion loaded); raises ``Unavailable``."""
+    from serving import _launch
+
+    _launch.wait_ready(url, timeout=timeout, process=process)
+
+
+def stop_model_service(process: subprocess.Popen) -> None:
+    """Stop a service started by :func:`start_model_service` (its whole process group)."""
+    from serving import _launch
+
+    _launch.stop(process)

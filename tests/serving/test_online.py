@@ -1,0 +1,60 @@
+"""The Feast-free online reader must return exactly what Feast's own online read returns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from serving_fixtures import COURSE, SERVICE, STUDENT_FULL, STUDENT_NEW, ServingWorld
+
+from serving._online import OnlineFeatureReader, decode_value, serialize_entity_key
+
+
+@pytest.mark.parametrize(("join_key", "value"), [("student_course", "11391:AAA-2013J"), ("id_student", 11391),
+                                                 ("course", "AAA-2013J"), ("id_student", -5)])
+def test_entity_keys_match_feast_serialization(join_key, value):
+    from feast.infra.key_encoding_utils import serialize_entity_key as feast_serialize
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    proto_value = Value(string_val=value) if isinstance(value, str) else Value(int64_val=value)
+    expected = feast_serialize(EntityKey(join_keys=[join_key], entity_values=[proto_value]),
+                               entity_key_serialization_version=3)
+    assert serialize_entity_key(join_key, value) == expected
+
+
+def test_value_decoding_covers_proto_only_rows():
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    assert decode_value(None, Value(double_val=-2.5).SerializeToString()) == -2.5
+    assert decode_value(None, Value(int64_val=-7).SerializeToString()) == -7.0
+    assert decode_value(None, Value(bool_val=True).SerializeToString()) == 1.0
+    assert math.isnan(decode_value(None, Value().SerializeToString()))
+    assert decode_value("0.125", b"") == 0.125
+
+
+def _reader(world: ServingWorld) -> OnlineFeatureReader:
+    return OnlineFeatureReader(db_path=world.settings.feast_dir / "online_store.db", project="learnloop",
+                               service=SERVICE)
+
+
+@pytest.mark.parametrize("student", [STUDENT_FULL, STUDENT_NEW, 424242])
+def test_reader_matches_feast_get_online_features(serving_world: ServingWorld, student: int):
+    from pipelines.api import get_online_features
+
+    reader = _reader(serving_world)
+    row = reader.read(student_id=student, course_id=COURSE)
+    ours = reader.fill(row.values)
+    theirs = get_online_features(service=SERVICE, entity_rows=[{"student_course": f"{student}:{COURSE}"}])
+    expected = theirs[serving_world.feature_names].to_numpy(dtype=float)[0]
+    assert reader.feature_names == serving_world.feature_names
+    np.testing.assert_array_equal(ours, expected)  # NaN positions and values identical
+
+
+def test_fill_policy_is_the_shared_one(serving_world: ServingWorld):
+    reader = _reader(serving_world)
+    filled = reader.fill(np.full(len(reader.feature_names), np.nan))
+    flags = {name for name, value in zip(reader.feature_names, filled, strict=True) if value == 0.0}
+    assert flags == {"has_click_data", "course_has_click_data"}
+    assert np.isnan(filled).sum() == len(filled) - 2
