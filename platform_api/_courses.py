@@ -41,6 +41,10 @@ def _actor_id(actor: Principal | None) -> uuid.UUID | None:
 def _may_see(session: Session, actor: Principal | None, course: Course) -> bool:
     if actor is None:
         return True
+    # The common case first, without queries: a published public course is readable by every account.
+    if course.status is CourseStatus.published and course.visibility is CourseVisibility.public \
+            and Permission.courses_read in actor.global_permissions():
+        return True
     scope = Scope.of_course(course)
     if policy.has_permission(session, actor, Permission.courses_read_unpublished, scope):
         return True

@@ -56,7 +56,36 @@ def create_admin(
         typer.echo(f"Created admin {email.lower()} ({admin_id}); log in with POST /api/v1/auth/login")
 
 
+def bench_api(
+    concurrency: int = typer.Option(16, min=1, help="Concurrent connections."),
+    duration: int = typer.Option(10, min=1, max=300, help="Seconds per endpoint."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Latency (p50/p99) of GET /api/v1/courses/{id} and POST /api/v1/events under wrk, on 127.0.0.1."""
+    import json
+
+    from learnloop.errors import LearnloopError
+    from learnloop.settings import get_settings
+    from platform_api._bench import run_api_bench
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        figures = run_api_bench(settings=settings, concurrency=concurrency, duration_s=duration)
+    except LearnloopError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    if json_output:
+        typer.echo(json.dumps(figures))
+        return
+    for name in ("get_course", "post_event"):
+        f = figures[name]
+        typer.echo(f"{name}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, {f['requests_per_s']} req/s, "
+                   f"non-2xx {f['non_2xx']}")
+
+
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["serve"].command("api")(serve_api)
     groups["users"].command("create-admin")(create_admin)
+    groups["bench"].command("api")(bench_api)
