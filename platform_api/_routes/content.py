@@ -3,10 +3,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
+from fastapi.responses import FileResponse
 
-from platform_api import _content
-from platform_api._schemas import ContentCreate, ContentListPublic, ContentPublic, ContentUpdate
+from platform_api import _content, _media
+from platform_api._schemas import (
+    ContentCreate,
+    ContentListPublic,
+    ContentPublic,
+    ContentUpdate,
+    StreamingUrlPublic,
+    TranscodeJobPublic,
+)
 from platform_api.deps import CurrentUser, Pagination, SessionDep, SettingsDep
 
 router = APIRouter(tags=["content"])
@@ -36,3 +44,35 @@ def list_course_content(course_id: uuid.UUID, session: SessionDep, actor: Curren
     rows, count = _content.list_course_content(session=session, actor=actor, course_id=course_id,
                                                limit=page.limit, offset=page.offset)
     return {"data": rows, "count": count, "limit": page.limit, "offset": page.offset}
+
+
+@router.post("/content/{content_id}/transcode", response_model=TranscodeJobPublic,
+             status_code=status.HTTP_202_ACCEPTED, responses={501: {"description": "ffmpeg is not installed"}})
+def transcode(content_id: uuid.UUID, request: Request, background: BackgroundTasks, session: SessionDep,
+              settings: SettingsDep, actor: CurrentUser) -> Any:
+    """Start an HLS transcode (360p + 720p, or AAC for audio); poll the job for its status."""
+    job = _media.request_transcode(session=session, settings=settings, actor=actor, content_id=content_id)
+    background.add_task(_media.run_transcode, sessions=request.app.state.sessions, settings=settings, job_id=job.id)
+    return job
+
+
+@router.get("/content/{content_id}/transcode/{job_id}", response_model=TranscodeJobPublic)
+def transcode_status(content_id: uuid.UUID, job_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> Any:
+    return _media.get_job(session=session, actor=actor, content_id=content_id, job_id=job_id)
+
+
+@router.get("/content/{content_id}/streaming-url", response_model=StreamingUrlPublic)
+def streaming_url(content_id: uuid.UUID, session: SessionDep, settings: SettingsDep, actor: CurrentUser) -> Any:
+    """A signed URL valid for 10 minutes: the HLS master playlist once transcoded, else the original file."""
+    url, expires = _media.streaming_url(session=session, settings=settings, actor=actor, content_id=content_id)
+    return StreamingUrlPublic(url=url, expires_at=expires)
+
+
+@router.get("/content/{content_id}/stream/{file:path}", include_in_schema=False)
+def stream(content_id: uuid.UUID, file: str, session: SessionDep, settings: SettingsDep,
+           expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128)]) -> Response:
+    path, query = _media.resolve_stream(session=session, settings=settings, content_id=content_id, file=file,
+                                        expires=expires, sig=sig)
+    if query is not None:
+        return Response(_media.signed_playlist(path, query), media_type="application/vnd.apple.mpegurl")
+    return FileResponse(path)
