@@ -29,6 +29,10 @@ def service_env(settings: Settings, *, workers: int, poll_seconds: float | None 
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
+        # mlflow.artifacts.download_artifacts resolves models:/ URIs with the *global* registry URI, whatever
+        # registry_uri it is given (MLflow 3.17): pin it for the whole process.
+        "MLFLOW_TRACKING_URI": settings.mlflow_uri,
+        "MLFLOW_REGISTRY_URI": settings.mlflow_uri,
         # Service-level override of the decorator's worker count (BentoML's documented config override).
         "BENTOML_CONFIG_OPTIONS": f"services.{SERVICE_NAME}.workers={int(workers)}",
     })

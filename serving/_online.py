@@ -111,7 +111,7 @@ class OnlineFeatureReader:
         empty = features_api.fill_missing(pd.DataFrame({name: [np.nan] for name in self.feature_names}), service)
         self.missing_defaults = empty[self.feature_names].to_numpy(dtype=np.float64)[0]
         self._fill_mask = ~np.isnan(self.missing_defaults)
-        self._uri = f"file:{db_path}?mode=ro"
+        self.uri = f"file:{db_path}?mode=ro"
         self._local = threading.local()
         self._sql = " UNION ALL ".join(
             f"SELECT {i}, feature_name, value_text, value FROM \"{v.table}\" WHERE entity_key = ?"
@@ -122,7 +122,7 @@ class OnlineFeatureReader:
         # One read-only connection per thread: sqlite3 connections must not be shared across threads.
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._uri, uri=True, timeout=0.5, check_same_thread=True)
+            conn = sqlite3.connect(self.uri, uri=True, timeout=0.5, check_same_thread=True)
             self._local.conn = conn
         return conn
 

@@ -2,8 +2,78 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+
+def serve_models(
+    host: str | None = typer.Option(None, help="Bind address (default settings.serving_host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default settings.serving_port, 3000)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (each loads every champion)."),
+    poll_seconds: float | None = typer.Option(None, help="Alias poll interval (default settings)."),
+) -> None:
+    """Run the model service (BentoML + ONNX Runtime) serving every @champion; Ctrl-C stops it."""
+    from learnloop.errors import Unavailable
+    from learnloop.settings import get_settings
+    from serving.api import start_model_service, stop_model_service, wait_until_ready
+
+    settings = get_settings()
+    host = host or settings.serving_host
+    port = port or settings.serving_port
+    process = start_model_service(settings=settings, host=host, port=port, workers=workers,
+                                  poll_seconds=poll_seconds)
+    try:
+        try:
+            wait_until_ready(f"http://{host}:{port}", timeout=180, process=process)
+            typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /admin/reload)", err=True)
+        except Unavailable as exc:
+            typer.echo(f"warning: {exc}", err=True)
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_model_service(process)
+
+
+def bench_serve(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    seconds: float = typer.Option(10.0, min=1.0, help="Duration of each measured wrk run."),
+    workers: int = typer.Option(1, min=1, help="Workers of our service (others run their defaults)."),
+    only: list[str] = typer.Option([], "--only", help="Measure only these paths (bentoml, mlflow, api, limit)."),
+) -> None:
+    """Latency/throughput of the risk champion: our service vs `mlflow models serve` vs the platform API vs
+    plain FastAPI+ORT, at concurrency 1 and 16 (wrk on 127.0.0.1)."""
+    from rich.console import Console
+
+    from learnloop.errors import LearnloopError
+    from learnloop.settings import get_settings
+    from serving._bench import bench_serve as run_bench
+
+    console = Console(stderr=True)
+    try:
+        with console.status("bench serve") as status:
+            result = run_bench(get_settings(), seconds=seconds, workers=workers, only=only or None,
+                               log=lambda message: status.update(f"bench serve: {message}"))
+    except LearnloopError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for name, path in result["paths"].items():
+        if path.get("missing"):
+            typer.echo(f"{name:8s} missing: {path['reason']}")
+            continue
+        for level in ("c1", "c16"):
+            row = path[level]
+            typer.echo(f"{name:8s} {level:3s} {row['rps']:8.1f} rps  p50 {row['p50_ms']:7.2f} ms  "
+                       f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_2xx'] + row['socket_errors']}")
+    typer.echo(f"throughput a/b {result['throughput_ratio_c16']}  p99 a/b {result['p99_ratio_c16']}  "
+               f"a/limit {result['limit_fraction_c16']}")
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
+    groups["serve"].command("models")(serve_models)
+    groups["bench"].command("serve")(bench_serve)

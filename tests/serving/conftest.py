@@ -41,7 +41,7 @@ def serving_world(tmp_path_factory: pytest.TempPathFactory) -> ServingWorld:
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model_service(serving_world: ServingWorld, tmp_path_factory: pytest.TempPathFactory) -> RunningService:
     from serving.api import start_model_service, stop_model_service, wait_until_ready
 

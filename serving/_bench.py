@@ -1,0 +1,264 @@
+"""``learnloop bench serve``: one run, four servers, the same champion, wrk at concurrency 1 and 16.
+
+Paths: (a) ``bentoml`` — our service (Feast-free online read + ONNX + prediction log); (b) ``mlflow`` —
+``mlflow models serve`` on ``models:/risk@champion`` (features in the request body); (c) ``api`` — the platform
+route ``GET /api/v1/users/{id}/risk`` end to end, reported as missing (with the reason) until that route exists;
+(d) ``limit`` — plain FastAPI + uvicorn + ORT on the same ONNX file. Servers run one at a time on 127.0.0.1,
+each is warmed up, then measured by ``wrk`` (C, epoll; a Python load client saturates 2 cores before the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learnloop.errors import NotFound, Unavailable
+from learnloop.settings import Settings
+
+CONCURRENCY = (1, 16)
+_LUA = """wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # the POST endpoint wrk hits
+    body: str
+    command: list[str]
+    env: dict[str, str]
+    ready_url: str
+    expect: Callable[[bytes], bool]  # checks one answer before measuring (a server that errors is not measured)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Requests/s, p50/p99 (ms) and error counts from ``wrk --latency`` output."""
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        if not match:
+            raise Unavailable(f"wrk printed no {label}th percentile:\n{output}")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if not rps or not total:
+        raise Unavailable(f"cannot parse wrk output:\n{output}")
+    return {"p50_ms": round(millis("50"), 3), "p99_ms": round(millis("99"), 3), "rps": round(float(rps.group(1)), 1),
+            "requests": int(total.group(1)), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": sum(int(x) for x in socket_errors.groups()) if socket_errors else 0}
+
+
+def run_wrk(url: str, body: str, *, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(_LUA.format(body=body))
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise Unavailable(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
+    return parse_wrk(out.stdout)
+
+
+def _wait(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise Unavailable(f"server exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise Unavailable(f"server not ready at {url} within {timeout:.0f} s")
+
+
+def _post(url: str, body: str) -> bytes:
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+def measure(target: Target, *, seconds: float, warmup: float, workdir: Path, log: Callable[[str], None]
+            ) -> dict[str, Any]:
+    log(f"{target.name}: starting")
+    log_file = open(workdir / f"{target.name}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(target.command, env=target.env, stdout=log_file, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        try:
+            _wait(target.ready_url, process, timeout=240)
+        except Unavailable as exc:
+            tail = (workdir / f"{target.name}.log").read_text(errors="replace")[-400:]
+            raise Unavailable(f"{exc}; log tail: {tail}") from exc
+        answer = _post(target.url, target.body)
+        if not target.expect(answer):
+            raise Unavailable(f"{target.name} answered unexpectedly: {answer[:300]!r}")
+        run_wrk(target.url, target.body, connections=4, seconds=warmup, workdir=workdir)
+        result = {}
+        for connections in CONCURRENCY:
+            log(f"{target.name}: c={connections}")
+            result[f"c{connections}"] = run_wrk(target.url, target.body, connections=connections, seconds=seconds,
+                                                workdir=workdir)
+        return result
+    finally:
+        _stop(process)
+        log_file.close()
+
+
+def _loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.0, workers: int = 1,
+                only: list[str] | None = None, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run every path and return the issue's JSON (plus ``conditions``: load, cores, durations, versions)."""
+    if shutil.which("wrk") is None:
+        raise Unavailable("wrk is not installed: `apt-get install -y wrk` (Debian package)")
+    from models.api import load_champion_onnx
+    from models.data import ONNX_FILE, SCHEMA_FILE
+    from serving import _launch
+    from serving._online import OnlineFeatureReader
+    from serving._scorer import FEAST_PROJECT, RISK_MODEL
+
+    # download_artifacts resolves models:/ with the global registry URI (see _launch.service_env).
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = settings.mlflow_uri
+    champion = load_champion_onnx(RISK_MODEL, settings=settings)
+    reader = OnlineFeatureReader(db_path=settings.feast_dir / "online_store.db", project=FEAST_PROJECT,
+                                 service=champion.schema.feature_service)
+    student_id, course_id = _scored_registration(reader)
+    filled = reader.fill(reader.read(student_id=student_id, course_id=course_id).values)
+    by_name = dict(zip(reader.feature_names, filled.tolist(), strict=True))
+    inputs = [item.name for item in champion.schema.inputs]
+    model_inputs = [by_name[name] for name in inputs]  # NaN stays NaN (a JSON NaN token, as Python writes it)
+    bin_dir = Path(sys.executable).parent
+    # mlflow's scoring server runs `uvicorn` through bash: the venv's bin must be on PATH.
+    base_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-", dir=settings.cache_dir))
+    model_dir = workdir / "model"
+    model_dir.mkdir()
+    (model_dir / ONNX_FILE).write_bytes(champion.onnx_bytes)
+    (model_dir / SCHEMA_FILE).write_text(json.dumps(champion.schema.to_dict()))
+
+    def ok_json(key: str) -> Callable[[bytes], bool]:
+        return lambda raw: key in raw.decode(errors="replace")
+
+    targets: dict[str, Target] = {}
+    port = _free_port()
+    targets["bentoml"] = Target(
+        "bentoml", f"http://127.0.0.1:{port}/predict_risk",
+        json.dumps({"student_id": student_id, "course_id": course_id}),
+        _launch.service_command(host="127.0.0.1", port=port),
+        _launch.service_env(settings, workers=workers), f"http://127.0.0.1:{port}/readyz", ok_json('"risk_score":0'))
+    port = _free_port()
+    targets["mlflow"] = Target(
+        "mlflow", f"http://127.0.0.1:{port}/invocations",
+        # Tensor input: MLflow's ONNX pyfunc cannot feed [n, 1] inputs from a dataframe (it passes rank 1).
+        json.dumps({"inputs": {name: [[value]] for name, value in zip(inputs, model_inputs, strict=True)}}),
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{RISK_MODEL}@champion", "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)],
+        {**base_env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
+        f"http://127.0.0.1:{port}/ping", ok_json("predictions"))
+    port = _free_port()
+    targets["limit"] = Target(
+        "limit", f"http://127.0.0.1:{port}/predict", json.dumps({"features": model_inputs}),
+        [str(bin_dir / "uvicorn"), "--factory", "serving._limit:create_app", "--host", "127.0.0.1", "--port",
+         str(port), "--no-access-log", "--log-level", "warning"],
+        {**base_env, "LEARNLOOP_BENCH_MODEL_DIR": str(model_dir)}, f"http://127.0.0.1:{port}/ping",
+        ok_json("risk_score"))
+
+    load_before = _loadavg()
+    paths: dict[str, Any] = {}
+    for name in ("bentoml", "mlflow", "api", "limit"):
+        if only and name not in only:
+            continue
+        if name == "api":
+            paths["api"] = {"missing": True, "reason": (
+                "the platform API has no GET /api/v1/users/{id}/risk route yet (platform_api wires it to "
+                "serving.api.RiskClient); no number is reported rather than an invented one")}
+            continue
+        try:
+            paths[name] = measure(targets[name], seconds=seconds, warmup=warmup, workdir=workdir, log=log)
+        except Unavailable as exc:
+            paths[name] = {"missing": True, "reason": str(exc)[:500]}
+    result: dict[str, Any] = {"paths": paths}
+    a, b, d = paths.get("bentoml", {}), paths.get("mlflow", {}), paths.get("limit", {})
+
+    def ratio(x: dict, y: dict, key: str) -> float | None:
+        if "c16" in x and "c16" in y and y["c16"][key]:
+            return round(x["c16"][key] / y["c16"][key], 3)
+        return None
+
+    result["throughput_ratio_c16"] = ratio(a, b, "rps")
+    result["p99_ratio_c16"] = ratio(a, b, "p99_ms")
+    result["limit_fraction_c16"] = ratio(a, d, "rps")
+    result["conditions"] = {
+        "loadavg_before": load_before, "loadavg_after": _loadavg(), "cpus": os.cpu_count(),
+        "seconds_per_run": seconds, "load_generator": "wrk -t1 --latency, keep-alive, 127.0.0.1",
+        "bentoml_workers": workers, "mlflow_workers": 1, "limit_workers": 1,
+        "model": f"{RISK_MODEL} v{champion.version} ({len(inputs)} inputs, FeatureService "
+                 f"{champion.schema.feature_service})",
+        "mlflow_flavor": "the registered champion (ONNX pyfunc); no native model is logged in the registry",
+        "request": f"student {student_id} in {course_id}; bentoml reads its features online, mlflow/limit get "
+                   "them in the body",
+    }
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _scored_registration(reader) -> tuple[int, str]:
+    """A registration the online store holds features for (the bench's request)."""
+    import sqlite3
+
+    from serving._online import serialize_entity_key
+
+    view = next((v for v in reader.views if v.join_key == "student_course"), None)
+    if view is None:
+        raise NotFound(f"{reader.service} has no registration-keyed view to pick a request from")
+    with sqlite3.connect(reader.uri, uri=True) as conn:
+        for (key,) in conn.execute(f'SELECT DISTINCT entity_key FROM "{view.table}" LIMIT 200'):
+            tail = key[4 + 8 + len(b"student_course") + 8:].decode(errors="replace")
+            student, _, course = tail.partition(":")
+            if student.isdigit() and course and serialize_entity_key("student_course", tail) == key:
+                found = reader.read(student_id=int(student), course_id=course).views_found
+                if len(found) == len(reader.views):
+                    return int(student), course
+    raise NotFound("no registration with every feature view in the online store; materialize features first")
