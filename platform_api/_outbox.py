@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ log = logging.getLogger("platform_api.outbox")
 
 STREAM_NAME = "LMS_EVENTS"
 STREAM_SUBJECTS = ["lms.*.events"]
+RELAY_LOCK_KEY = 0x1EA2_100F  # PostgreSQL advisory lock id of the outbox relay
 
 
 def emit(session: Session, *, event_type: str, user_id: uuid.UUID | str | None = None,
@@ -146,6 +148,15 @@ class NatsPublisher:
                 await nc.close()
 
 
+def release_lead(connection) -> None:
+    """Give up relay leadership. The lock belongs to the DB session, which a pool would keep alive, so unlock
+    explicitly before handing the connection back."""
+    with contextlib.suppress(Exception):
+        connection.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+        connection.commit()
+    connection.close()
+
+
 class OutboxRelay:
     """Moves outbox rows to the publisher in order; one relay per database."""
 
@@ -206,9 +217,37 @@ class OutboxRelay:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _try_lead(self):
+        """On PostgreSQL, only the holder of an advisory lock relays (several API workers, one ordered stream).
+        Returns the connection holding the lock (kept open), None when another process leads, or True
+        when the database needs no lock (SQLite: one process per file)."""
+        engine = self.sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            return True
+        # One lock per database *and* schema (the URL carries the search_path), so separate installations
+        # sharing a server do not wait on each other.
+        key = RELAY_LOCK_KEY ^ zlib.crc32(engine.url.render_as_string(hide_password=True).encode())
+        connection = engine.connect()
+        if connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
+            connection.commit()
+            return connection
+        connection.close()
+        return None
+
     async def run_forever(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        leader = await asyncio.to_thread(self._try_lead)
+        while leader is None:  # standby until the leading process goes away
+            await asyncio.sleep(self.max_backoff_s)
+            leader = await asyncio.to_thread(self._try_lead)
+        try:
+            await self._relay_loop()
+        finally:
+            if leader is not True:
+                await asyncio.to_thread(release_lead, leader)
+
+    async def _relay_loop(self) -> None:
         backoff = 0.1
         while True:
             try:

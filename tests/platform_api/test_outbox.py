@@ -17,7 +17,7 @@ from learnloop.errors import Unavailable
 from learnloop.events import Topic
 from platform_api import api
 from platform_api._models import OutboxEvent
-from platform_api._outbox import EventBus, OutboxRelay
+from platform_api._outbox import EventBus, OutboxRelay, release_lead
 
 from .conftest import BACKENDS, fresh_database_url, start_platform
 
@@ -204,3 +204,21 @@ def test_relay_pending_api_publishes_to_in_process_bus(platform):
     # The app's relay may win the race; either way the row ends up published exactly once.
     api.relay_pending(platform.settings, bus=bus)
     assert _drained(platform)
+
+
+@pytest.mark.integration
+def test_only_one_relay_leads_on_postgresql(tmp_path):
+    """Several API workers on one PostgreSQL database: one relay publishes, the others stand by."""
+    for db_url in fresh_database_url("postgresql", tmp_path):
+        for platform in start_platform(db_url, tmp_path / "data", run_relay=False):
+            first = OutboxRelay(platform.app.state.sessions, EventBus())
+            second = OutboxRelay(platform.app.state.sessions, EventBus())
+            leader = first._try_lead()
+            try:
+                assert leader not in (None, True)
+                assert second._try_lead() is None
+            finally:
+                release_lead(leader)
+            again = second._try_lead()  # the standby takes over once the leader lets go
+            assert again not in (None, True)
+            release_lead(again)
