@@ -41,6 +41,7 @@ __all__ = [
     "build_risk_training_set",
     "complete_entity_rows",
     "get_online_features",
+    "latest_event",
     "materialize",
     "risk_label_frame",
 ]
@@ -84,48 +85,53 @@ def materialize(*, store: FeatureStore | None = None, end: datetime | None = Non
                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Load source rows newer than each view's last materialization into the online store (incremental).
 
-    A view never materialized starts at its earliest source row (OULAD is historical, so Feast's default of
-    "now − TTL" would skip it). ``end`` defaults to now. ``progress(view, done, total)`` is called per view.
+    ``end`` defaults to the latest event in the sources (the data's "now": OULAD is historical; for live
+    events it is the last event seen). A view never materialized starts at ``end − TTL``, so the online store
+    then answers exactly what ``get_historical_features`` answers as of ``end`` (Feast's online read ignores
+    TTL). Later runs start where the last one ended. ``progress(view, done, total)`` is called per view.
     Returns per-view intervals and seconds.
     """
     from features.api import get_store
 
     store = store or get_store()
-    end = end or datetime.now(UTC)
     names = list(views) if views else [fv.name for fv in store.list_feature_views()]
-    report: dict[str, Any] = {}
+    end = end or latest_event(store, names)
+    report: dict[str, Any] = {"end": end.isoformat() if end else None}
     for done, name in enumerate(names):
         if progress:
             progress(name, done, len(names))
         view = store.get_feature_view(name)
         start = view.most_recent_end_time
-        if start is None:
-            start = _earliest_event(store, name)
-        if start is None or start >= end:
+        if start is None and end is not None:
+            start = end - view.ttl
+        if end is None or start >= end:
             report[name] = {"skipped": True}
             continue
         started = time.perf_counter()
         store.materialize(start_date=start, end_date=end, feature_views=[name])
-        report[name] = {"start": start.isoformat(), "end": end.isoformat(),
-                        "seconds": round(time.perf_counter() - started, 3)}
+        report[name] = {"start": start.isoformat(), "seconds": round(time.perf_counter() - started, 3)}
     if progress:
         progress("", len(names), len(names))
     return report
 
 
-def _earliest_event(store: FeatureStore, view: str) -> datetime | None:
+def latest_event(store: FeatureStore, views: Sequence[str]) -> datetime | None:
+    """The newest ``event_timestamp`` across the sources of ``views`` (None when all are empty)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = Path(store.config.repo_path) / store.get_feature_view(view).batch_source.path
-    if not path.exists():
-        return None
-    column = pq.read_table(path, columns=["event_timestamp"]).column(0)
-    if len(column) == 0:
-        return None
-    import pyarrow.compute as pc
-
-    earliest = pc.min(column).as_py()
-    return earliest.astimezone(UTC) - pd.Timedelta(seconds=1)
+    latest = None
+    for name in views:
+        path = Path(store.get_feature_view(name).batch_source.path)
+        if not path.is_absolute():
+            path = Path(store.config.repo_path) / path
+        if not path.exists():
+            continue
+        column = pq.read_table(path, columns=["event_timestamp"]).column(0)
+        if len(column):
+            value = pc.max(column).as_py().astimezone(UTC)
+            latest = value if latest is None else max(latest, value)
+    return latest
 
 
 def risk_label_frame(*, weeks: Sequence[int | str] = DEFAULT_WEEKS, presentations: Sequence[str] | None = None,

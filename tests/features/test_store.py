@@ -1,0 +1,161 @@
+"""The Feast repo end to end on the embedded store: configuration, FeatureServices, training sets (one row per
+label row, in order, point in time) and online/offline parity for every feature of every FeatureService."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.api import (
+    feature_names,
+    fill_missing,
+    repo_config,
+    service_join_keys,
+    service_names,
+    source_path,
+)
+from learnloop.settings import FeastOnlineStore, Settings
+from pipelines.api import build_risk_training_set, get_online_features, historical_features, risk_label_frame
+
+
+def test_embedded_config_keeps_everything_under_the_feast_dir(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "var")
+    config = repo_config(settings)
+    assert config.online_store.type == "sqlite"
+    assert config.online_store.path == str(settings.feast_dir / "online_store.db")
+    assert config.registry.registry_type == "sql"
+    assert config.registry.path == f"sqlite:///{settings.feast_dir / 'registry.db'}"
+    assert config.offline_store.type == "duckdb"
+    assert str(config.repo_path) == str(settings.feast_dir)
+
+
+def test_configuration_alone_switches_to_redis_and_postgres(tmp_path) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    settings = Settings(data_dir=tmp_path / "var", feast_online_store=FeastOnlineStore.redis,
+                        feast_registry_url=url, feast_redis_connection="127.0.0.1:6380")
+    config = repo_config(settings, project="other_project")
+    assert config.online_store.type == "redis"
+    assert config.online_store.connection_string == "127.0.0.1:6380"
+    assert config.registry.path == url
+    assert config.project == "other_project"
+
+
+def test_feature_names_follow_the_registered_feature_service(built) -> None:
+    for service in service_names():
+        registered = built.store.get_feature_service(service)
+        in_registry = [f.name for projection in registered.feature_view_projections for f in projection.features]
+        assert feature_names(service) == in_registry
+        assert len(set(in_registry)) == len(in_registry)  # names are unique model inputs
+    assert set(service_join_keys("student_risk_v1")) == {"student_course", "course", "id_student"}
+    assert set(service_join_keys("recommendation_v1")) == {"id_site", "student_course"}
+
+
+def test_fill_policy_keeps_unknown_as_nan_and_absent_flags_as_zero() -> None:
+    frame = pd.DataFrame({"key": ["a"], "has_click_data": [None], "clicks_total_7d": [None], "n_missed": [2]})
+    filled = fill_missing(frame, "student_risk_v1")
+    assert list(filled.columns) == ["key", *feature_names("student_risk_v1")]
+    assert filled.loc[0, "has_click_data"] == 0.0
+    assert np.isnan(filled.loc[0, "clicks_total_7d"]) and np.isnan(filled.loc[0, "score_mean"])
+    assert filled.loc[0, "n_missed"] == 2.0
+    assert (filled[feature_names("student_risk_v1")].dtypes == "float64").all()
+
+
+def test_training_set_has_one_row_per_label_row_in_order(built) -> None:
+    feast_dir = built.settings.feast_dir
+    labels = risk_label_frame(feast_dir=feast_dir)
+    training = build_risk_training_set(store=built.store)
+    assert len(training) == len(labels) > 300
+    assert (training["student_course"].to_numpy() == labels["student_course"].to_numpy()).all()
+    assert (training["week"].to_numpy() == labels["week"].to_numpy()).all()
+    expected_head = ["student_course", "id_student", "code_module", "code_presentation", "week", "cutoff_day",
+                     "active", "has_clicks", "label", "gender", "age_band", "disability", "imd_band"]
+    assert list(training.columns) == expected_head + feature_names("student_risk_v1")
+    assert list(training["week"].unique()) == ["5", "10", "15", "end"]
+    # Each row's course_day is its own cutoff: features came from the snapshot at the label time.
+    assert (training["course_day"].to_numpy() == training["cutoff_day"].to_numpy()).all()
+    assert (training.loc[~training["active"], "is_unregistered"] == 1).all()
+    assert training.loc[~training["has_clicks"], "clicks_total_cum"].isna().all()
+
+
+def test_historical_rows_survive_feast_dropping_and_reordering(built) -> None:
+    labels = risk_label_frame(weeks=(5,), feast_dir=built.settings.feast_dir).head(6)
+    # Shuffled, duplicated, an unknown registration and one stamped before any snapshot exists.
+    frame = pd.concat([labels.iloc[[3, 1, 1]], labels.iloc[[0]].assign(student_course="999999:AAA-2013J",
+                                                                        id_student=999999)])
+    early = labels.iloc[[2]].copy()
+    early["event_timestamp"] = pd.Timestamp("2000-01-01", tz="UTC")
+    frame = pd.concat([frame, early], ignore_index=True)
+    out = historical_features(store=built.store, service="student_risk_v1", entity_frame=frame)
+    assert list(out["student_course"]) == list(frame["student_course"])
+    pd.testing.assert_series_equal(out.iloc[1][feature_names("student_risk_v1")],
+                                   out.iloc[2][feature_names("student_risk_v1")], check_names=False)
+    assert np.isnan(out.loc[3, "n_missed"]) and out.loc[3, "has_click_data"] == 0.0
+    assert np.isnan(out.loc[4, "n_missed"])
+    assert not np.isnan(out.loc[0, "n_missed"])
+
+
+def test_a_value_changed_after_the_label_time_never_leaks(built) -> None:
+    labels = risk_label_frame(weeks=(5,), feast_dir=built.settings.feast_dir)
+    row = labels[labels["has_clicks"]].iloc[[0]].reset_index(drop=True)
+    path = source_path("student_course_activity", built.settings)
+    original = pd.read_parquet(path)
+    try:
+        planted = original[original["student_course"] == row.loc[0, "student_course"]].iloc[[0]].copy()
+        planted["event_timestamp"] = row.loc[0, "event_timestamp"] + pd.Timedelta(hours=1)
+        planted["created_timestamp"] = pd.Timestamp.now(tz="UTC")
+        planted["clicks_total_cum"] = 1e9
+        pd.concat([original, planted], ignore_index=True).to_parquet(path, index=False)
+        at_label = historical_features(store=built.store, service="student_risk_v1", entity_frame=row)
+        later = historical_features(store=built.store, service="student_risk_v1",
+                                    entity_frame=row.assign(event_timestamp=row["event_timestamp"]
+                                                            + pd.Timedelta(hours=2)))
+    finally:
+        original.to_parquet(path, index=False)
+    assert at_label.loc[0, "clicks_total_cum"] != 1e9
+    assert later.loc[0, "clicks_total_cum"] == 1e9  # the planted row is real and visible once it happened
+
+
+def parity_entities(built, service: str, rng: np.random.Generator, count: int = 25) -> list[dict]:
+    regs = pd.read_parquet(built.settings.feast_dir / "data" / "registrations.parquet")
+    picked = regs.iloc[rng.choice(len(regs), size=count, replace=False)]
+    rows = [{"student_course": key} for key in picked["student_course"]]
+    rows.append({"student_course": "424242:BBB-2014J"})  # unknown: both sides must say "missing" alike
+    if "id_site" in service_join_keys(service):
+        sites = pd.read_parquet(source_path("content_item_popularity", built.settings))["id_site"].unique()
+        for row in rows:
+            row["id_site"] = int(rng.choice(sites))
+    return rows
+
+
+def assert_online_offline_parity(built) -> int:
+    """Online features after materialization equal offline features as of the materialization end."""
+    rng = np.random.default_rng(0)
+    checked = 0
+    for service in service_names():
+        rows = parity_entities(built, service, rng)
+        online = get_online_features(service=service, entity_rows=rows, store=built.store)
+        request = online[service_join_keys(service)].copy()
+        request["event_timestamp"] = built.end
+        offline = historical_features(store=built.store, service=service, entity_frame=request)
+        names = feature_names(service)
+        assert list(online.columns[-len(names):]) == names
+        pd.testing.assert_frame_equal(online[names], offline[names], check_exact=False, rtol=1e-12)
+        present = online[names].notna().sum().sum()
+        assert present > len(rows)  # most entities really had features, not NaN == NaN everywhere
+        checked += len(names)
+    return checked
+
+
+def test_online_features_equal_offline_features_at_materialization_time(built) -> None:
+    assert assert_online_offline_parity(built) == sum(len(feature_names(s)) for s in service_names())
+
+
+def test_online_read_needs_only_the_registration_key(built) -> None:
+    regs = pd.read_parquet(built.settings.feast_dir / "data" / "registrations.parquet")
+    key = regs["student_course"].iloc[-1]
+    out = get_online_features(service="student_risk_v1", entity_rows=[{"student_course": key}], store=built.store)
+    assert out.loc[0, "student_course"] == key and out.loc[0, "id_student"] == int(key.split(":")[0])
+    with pytest.raises(Exception, match="11391:AAA-2013J"):
+        get_online_features(service="student_risk_v1", entity_rows=[{"student_course": "nonsense"}],
+                            store=built.store)
