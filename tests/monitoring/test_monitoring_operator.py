@@ -54,10 +54,13 @@ def test_prediction_log_reader_flattens_entities_features_and_output(settings):
     assert read_prediction_log(since=later, settings=settings).empty
 
 
-@pytest.fixture
-def client(settings, reference_window, drifted_window):
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, reference_window, drifted_window):
+    # One drift check + retrain for the module: every test here only reads the resulting state.
+    from learnloop.settings import Settings
     from pipelines.monitoring.api import operator_router
 
+    settings = Settings(data_dir=tmp_path_factory.mktemp("operator") / "var")
     _write_prediction_log(settings, [2.0, 4.0, 30.0, 3.0])
     record_registry([ModelStatus("risk", {"champion": "3", "challenger": "4"}, ["3", "4"])], settings=settings)
     result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
