@@ -8,7 +8,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-MAX_EXAMPLES = 4  # per operation, mode and pass: ~25 operations x 2 modes x 1-2 passes, derandomized
+MAX_EXAMPLES = 3  # per operation, mode and pass: ~25 operations x 2 modes x 1-2 passes, derandomized
 
 
 @pytest.fixture(scope="module")
@@ -66,5 +66,5 @@ def test_no_server_errors(platform, known_ids):
 
                 run()
     print(f"schemathesis: {calls} generated requests")
-    assert calls > 250, calls
+    assert calls > 200, calls
     assert failures == [], "\n".join(failures[:10])
