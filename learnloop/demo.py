@@ -1,0 +1,199 @@
+"""`learnloop demo`: set up every embedded component and run the loop end to end.
+
+data → platform database (+ first admin) → features (offline build, Feast apply, materialize) → train the
+at-risk model (MLflow, ONNX) → promote it through the gate → index the catalog for search → serve the
+model service and the platform API. Like the CLI, this module is a composition root: it calls the
+packages' public ``api`` surfaces and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from learnloop.settings import Settings, get_settings
+
+console = Console(stderr=True)
+DEMO_ADMIN_EMAIL = "admin@learnloop.example"
+
+
+@dataclass
+class DemoContext:
+    settings: Settings
+    synthetic: bool
+    datasets_root: Path | None = None
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+def _use_datasets(ctx: DemoContext) -> str:
+    from learnloop.datasets import check_datasets, write_synthetic
+
+    real = ctx.settings.datasets_dir
+    if not ctx.synthetic and real is not None and (Path(real) / "oulad").is_dir():
+        ctx.datasets_root = Path(real)
+    else:
+        ctx.datasets_root = ctx.settings.data_path / "synth"
+        if not (ctx.datasets_root / "oulad" / "studentInfo.csv").exists():
+            write_synthetic(ctx.datasets_root)
+        ctx.synthetic = True
+    # Every package reads the data location from settings: point them all at the chosen root.
+    os.environ["LEARNLOOP_DATASETS_DIR"] = str(ctx.datasets_root)
+    get_settings.cache_clear()
+    ctx.settings = get_settings()
+    report = check_datasets(ctx.datasets_root)
+    if not report["ok"]:
+        bad = next(d for d in report["datasets"].values() if d["status"] == "invalid")
+        raise SystemExit(f"data check failed: {bad['error']}")
+    found = [name for name, d in report["datasets"].items() if d["status"] == "ok"]
+    kind = "synthetic" if ctx.synthetic else "real"
+    return f"{kind} data in {ctx.datasets_root}: {', '.join(found)}"
+
+
+def _platform(ctx: DemoContext) -> str:
+    from learnloop.errors import Conflict
+    from platform_api.api import create_admin, open_session
+
+    password = os.environ.get("LEARNLOOP_ADMIN_PASSWORD")
+    password_file = ctx.settings.data_path / "demo-admin-password.txt"
+    if password is None:
+        if password_file.exists():
+            password = password_file.read_text().strip()
+        else:
+            password = secrets.token_urlsafe(12)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+    with open_session(ctx.settings) as session:
+        try:
+            create_admin(session=session, email=DEMO_ADMIN_EMAIL, name="Demo Admin", password=password)
+            state = "created"
+        except Conflict:
+            state = "exists"
+    ctx.facts["admin"] = (DEMO_ADMIN_EMAIL, password)
+    return f"database migrated ({ctx.settings.sqlalchemy_url.split('://')[0]}); admin {DEMO_ADMIN_EMAIL} {state}"
+
+
+def _features(ctx: DemoContext) -> str:
+    from features.api import apply
+    from pipelines.api import build_offline, materialize
+
+    built = build_offline(settings=ctx.settings)
+    apply()
+    materialize()
+    rows = sum(built["rows"].values()) if isinstance(built["rows"], dict) else built["rows"]
+    return f"{rows:,} feature rows for {built['entities']['student_course']:,} registrations; online store materialized"
+
+
+def _train_and_promote(ctx: DemoContext) -> str:
+    from training.api import promote, train_risk
+
+    run = train_risk(settings=ctx.settings)
+    decision = promote("risk", settings=ctx.settings)
+    ctx.facts["risk_version"] = run.version
+    return f"risk v{run.version} trained and registered; gate: {decision}"
+
+
+def _search_index(ctx: DemoContext) -> str:
+    from learnloop.datasets import load_catalog
+    from recommender.api import close_search_index, index_items
+    from recommender.data import ContentItem
+
+    catalog = load_catalog()
+    items = [ContentItem(item_id=row.item_id, course_id=f"catalog-{row.source}", title=row.title,
+                         body=row.description or "", kind="course", url=row.url)
+             for row in catalog.itertuples()]
+    indexed = index_items(items, settings=ctx.settings)
+    close_search_index(ctx.settings)
+    return f"{indexed:,} catalog items indexed (Qdrant local + BM25)"
+
+
+STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
+    ("data", _use_datasets),
+    ("platform", _platform),
+    ("features", _features),
+    ("train + promote", _train_and_promote),
+    ("search index", _search_index),
+]
+
+
+def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:
+    from serving.api import start_model_service, wait_until_ready
+
+    logs = ctx.settings.data_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    model_service = start_model_service(settings=ctx.settings, log_path=logs / "model-service.log")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "platform_api.main:app", "--host", ctx.settings.api_host,
+         "--port", str(ctx.settings.api_port), "--log-level", "warning", "--no-access-log"],
+        stdout=(logs / "platform-api.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until_ready(ctx.settings.serving_url, timeout=180, process=model_service)
+    _wait_http(f"http://{ctx.settings.api_host}:{ctx.settings.api_port}/openapi.json", api)
+    return [model_service, api]
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} did not start (exit {process.returncode}); see the logs under the data dir")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _stop_services(processes: list[subprocess.Popen]) -> None:
+    from serving.api import stop_model_service
+
+    model_service, api = processes
+    api.terminate()
+    try:
+        api.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        api.kill()
+    stop_model_service(model_service)
+
+
+def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
+    """Run every step, printing a line each; then serve until Ctrl-C (or, with serve=False, check and stop)."""
+    settings = get_settings()
+    settings.ensure_dirs()
+    ctx = DemoContext(settings=settings, synthetic=synthetic)
+    total = time.perf_counter()
+    for name, step in STEPS:
+        started = time.perf_counter()
+        with console.status(f"[bold]{name}[/bold] …"):
+            summary = step(ctx)
+        console.print(f"[green]✓[/green] [bold]{name}[/bold] ({time.perf_counter() - started:.1f} s): {summary}")
+    console.print(f"[bold]loop set up in {time.perf_counter() - total:.0f} s[/bold]; starting the services …")
+    processes = _start_services(ctx)
+    api_url = f"http://{ctx.settings.api_host}:{ctx.settings.api_port}"
+    email, password = ctx.facts["admin"]
+    console.print(
+        "\n[bold]learnloop is running[/bold]\n"
+        f"  platform API docs   {api_url}/docs\n"
+        f"  model service       {ctx.settings.serving_url}\n"
+        f"  log in              POST {api_url}/api/v1/auth/login  ({email} / {password})\n"
+        f"  data dir            {ctx.settings.data_path}\n")
+    try:
+        if serve:
+            console.print("Ctrl-C stops both services.")
+            while all(p.poll() is None for p in processes):
+                time.sleep(1)
+            raise SystemExit("a service stopped; see the logs under the data dir")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_services(processes)
