@@ -11,6 +11,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ TAG_FEATURE_SERVICE_VERSION = "feature_service_version"
 TAG_DATA_FINGERPRINT = "data_fingerprint"
 TAG_EVAL_FINGERPRINT = "eval_data_fingerprint"
 TAG_GIT_COMMIT = "git_commit"
+TAG_GATE_POLICY = "gate_policy"
 TAG_PROMOTED_FROM = "promoted_from"  # on a champion version: the champion it replaced (rollback target)
 
 
@@ -95,6 +97,7 @@ def register_onnx_model(
     artifacts: Mapping[str, Path] | None = None,
     json_artifacts: Mapping[str, Any] | None = None,
     description: str = "",
+    gate_policy: GatePolicy | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
     settings = settings or get_settings()
@@ -148,8 +151,21 @@ def register_onnx_model(
         client.set_model_version_tag(name, version, key, value)
     if description:
         client.update_model_version(name, version, description=description)
+    if gate_policy is not None:
+        client.set_registered_model_tag(name, TAG_GATE_POLICY, json.dumps(asdict(gate_policy)))
     client.set_registered_model_alias(name, ModelAlias.challenger.value, version)
     return _version_info(client, name, version)
+
+
+def stored_gate_policy(client, name: str) -> GatePolicy | None:
+    """The gate a model's trainer registered with it (so `learnloop promote <name>` needs no model knowledge)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        stored = client.get_registered_model(name).tags.get(TAG_GATE_POLICY)
+    except MlflowException:
+        return None
+    return GatePolicy(**json.loads(stored)) if stored else None
 
 
 def _version_info(client, name: str, version: str) -> ModelVersionInfo:
@@ -265,8 +281,8 @@ def promote(
     settings = settings or get_settings()
     if force_reason is not None and not force_reason.strip():
         raise InvalidInput("--force needs a non-empty --reason (it is logged on the run)")
-    policy = policy or GatePolicy()
     client = _client(settings)
+    policy = policy or stored_gate_policy(client, name) or GatePolicy()
     challenger_version = alias_version(client, name, ModelAlias.challenger)
     if challenger_version is None:
         raise NotFound(f"model '{name}' has no challenger; train one first (`learnloop train {name}`)")
@@ -286,6 +302,7 @@ def promote(
     if outcome is not PromotionOutcome.refused:
         client.set_registered_model_alias(name, ModelAlias.champion.value, challenger_version)
         client.set_model_version_tag(name, challenger_version, TAG_PROMOTED_FROM, champion_version or "")
+    checks.append(GateCheck("policy", True, json.dumps(asdict(policy))))  # the evidence names the bar it used
     decision = PromotionDecision(
         model_name=name,
         outcome=outcome,

@@ -29,12 +29,15 @@ __all__ = [
     "PromotionOutcome",
     "data_fingerprint",
     "evaluate_gate",
+    "evaluate_risk",
     "list_models",
+    "load_risk_frame",
     "load_champion",
     "load_champion_onnx",
     "promote",
     "register_onnx_model",
     "rollback",
+    "train_risk",
 ]
 
 
@@ -55,6 +58,7 @@ def register_onnx_model(
     artifacts: Mapping[str, Path] | None = None,
     json_artifacts: Mapping[str, Any] | None = None,
     description: str = "",
+    gate_policy: GatePolicy | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
     """Log one training run to MLflow and register its ONNX graph as a new version of ``name`` with alias
@@ -63,12 +67,14 @@ def register_onnx_model(
     ``metrics`` are held-out metrics (the gate reads ``auc``, ``ece``, ``subgroup_auc.*`` by default);
     ``export`` comes from ``models.api.export_sklearn_classifier`` (parity already asserted, re-checked here).
     ``artifacts`` maps artifact paths (``plots/roc.png``) to local files; ``json_artifacts`` maps artifact paths to
-    JSON-serialisable payloads. Returns the registered version with its metrics.
+    JSON-serialisable payloads. ``gate_policy`` is stored on the registered model and used by ``promote`` when
+    it is given none. Returns the registered version with its metrics.
     """
     return _registry.register_onnx_model(
         name=name, export=export, metrics=metrics, params=params, preprocessing=preprocessing,
         train_fingerprint=train_fingerprint, eval_fingerprint=eval_fingerprint, artifacts=artifacts,
-        json_artifacts=json_artifacts, description=description, settings=settings,
+        json_artifacts=json_artifacts, description=description, gate_policy=gate_policy,
+        settings=settings,
     )
 
 
@@ -115,3 +121,32 @@ def load_champion_onnx(name: str, *, settings: Settings | None = None) -> Champi
 
 
 load_champion = load_champion_onnx
+
+
+def train_risk(*, frame=None, recipe=None, register: bool = True, settings: Settings | None = None, progress=None):
+    """Train the at-risk model on the protocol's train presentations, evaluate on the held-out ones, export to
+    ONNX (parity asserted) and, with ``register``, log everything to MLflow as a new ``challenger`` of ``risk``.
+
+    ``frame`` defaults to ``pipelines.api.build_risk_training_set`` (cached per feature-source build); ``recipe``
+    is a ``RiskRecipe`` (learner, boosting params, train/test presentations). Returns a ``RiskRun`` with
+    ``evaluation``, ``fitted``, ``features`` and the registered ``version``.
+    """
+    from training import _risk
+
+    return _risk.train_risk(frame=frame, recipe=recipe, register=register, settings=settings, progress=progress)
+
+
+def evaluate_risk(*, frame=None, recipe=None, progress=None) -> dict[str, Any]:
+    """The issue's evaluation protocol as one JSON-ready dict (``auc_by_week``, ``auc_active_by_week``,
+    ``auc_clicks_active_by_week``, ``brier``, ``test_presentations``, ``n_test`` …); registers nothing."""
+    from training import _risk
+
+    return _risk.evaluate_risk(frame=frame, recipe=recipe, progress=progress)
+
+
+def load_risk_frame(*, weeks=("5", "10", "15", "end"), presentations=None, use_cache: bool = True,
+                    settings: Settings | None = None) -> pd.DataFrame:
+    """The risk training set (label rows + ``student_risk_v1`` features) from the feature store, cached on disk."""
+    from training import _risk
+
+    return _risk.load_risk_frame(weeks=weeks, presentations=presentations, use_cache=use_cache, settings=settings)

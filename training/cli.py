@@ -2,8 +2,176 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+
+def _progress():
+    """A spinner on stderr; returns (context manager, callback taking a message)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+    task = progress.add_task("starting", total=None)
+    return progress, lambda message: progress.update(task, description=message)
+
+
+def _frame(training_set: Path | None):
+    import pandas as pd
+
+    return pd.read_parquet(training_set) if training_set else None
+
+
+def _exit_on_domain_error(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2) from exc
+
+
+def train_risk(
+    learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
+    max_iter: int = typer.Option(300, help="Boosting iterations (hgb)."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register the version as challenger."),
+    training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Train the at-risk model (train 2013B/2013J/2014B, hold out 2014J), log it and register it as challenger."""
+    from learnloop.errors import LearnloopError
+    from training._risk import Learner, RiskRecipe
+    from training.api import train_risk as run_training
+
+    progress, say = _progress()
+    try:
+        with progress:
+            run = run_training(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner), max_iter=max_iter),
+                               register=register, progress=say)
+    except LearnloopError as exc:
+        _exit_on_domain_error(exc)
+    payload = {"model": "risk", "version": run.version.version if run.version else None,
+               "aliases": run.version.aliases if run.version else [],
+               "auc_active": run.evaluation["auc_active"], "auc_active_by_week": run.evaluation["auc_active_by_week"],
+               "ece_active": run.evaluation["ece_active"], "onnx_parity_max_abs_diff": run.parity_max_abs_diff}
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(f"risk v{payload['version']} {payload['aliases']}: active AUC {payload['auc_active']} "
+                   f"by week {payload['auc_active_by_week']}, ECE {payload['ece_active']}")
+
+
+def eval_risk(
+    learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
+    training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The at-risk protocol on OULAD: AUC by week (all, active, with clicks on AAA 2014J) and Brier."""
+    from learnloop.errors import LearnloopError
+    from training._risk import Learner, RiskRecipe
+    from training.api import evaluate_risk
+
+    progress, say = _progress()
+    try:
+        with progress:
+            result = evaluate_risk(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner)),
+                                   progress=say)
+    except LearnloopError as exc:
+        _exit_on_domain_error(exc)
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+def promote(
+    model: str = typer.Argument(..., help="Registered model name, e.g. risk."),
+    force: bool = typer.Option(False, "--force", help="Move champion even if the gate fails (needs --reason)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why the gate is overridden (logged on the run)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Move alias champion to the challenger if the promotion gate passes; the evidence is logged on the run."""
+    from learnloop.errors import LearnloopError
+    from training.api import PromotionOutcome
+    from training.api import promote as run_promotion
+
+    if force and not (reason and reason.strip()):
+        typer.echo("error: --force needs --reason \"...\" (it is logged on the run)", err=True)
+        raise typer.Exit(code=2)
+    try:
+        decision = run_promotion(model, force_reason=reason if force else None)
+    except LearnloopError as exc:
+        _exit_on_domain_error(exc)
+    if as_json:
+        typer.echo(json.dumps(decision.to_dict()))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{model}: v{decision.challenger_version} → {decision.outcome.value}")
+        for column in ("check", "passed", "evidence"):
+            table.add_column(column)
+        for check in decision.checks:
+            table.add_row(check.name, "yes" if check.passed else "NO", check.detail)
+        Console().print(table)
+        typer.echo(f"champion: v{decision.champion_version}")
+    if decision.outcome is PromotionOutcome.refused:
+        raise typer.Exit(code=1)
+
+
+def list_models(
+    model: str | None = typer.Argument(None, help="Only this model."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Registered versions with aliases and held-out metrics."""
+    from learnloop.errors import LearnloopError
+    from training.api import list_models as registered
+
+    try:
+        versions = registered(model)
+    except LearnloopError as exc:
+        _exit_on_domain_error(exc)
+    if as_json:
+        typer.echo(json.dumps({"versions": [
+            {"name": v.name, "version": v.version, "aliases": v.aliases, "created_at": v.created_at.isoformat(),
+             "metrics": v.metrics, "feature_service": v.tags.get("feature_service"),
+             "git_commit": v.tags.get("git_commit")} for v in versions]}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="registered models")
+    for column in ("model", "version", "aliases", "created", "auc_active", "auc", "ece_active", "brier", "commit"):
+        table.add_column(column)
+
+    def figure(metrics: dict, key: str) -> str:
+        return f"{metrics[key]:.4f}" if key in metrics else "—"
+
+    for v in versions:
+        table.add_row(v.name, v.version, ", ".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"),
+                      figure(v.metrics, "auc_active"), figure(v.metrics, "auc"), figure(v.metrics, "ece_active"),
+                      figure(v.metrics, "brier"), (v.tags.get("git_commit") or "")[:12])
+    Console().print(table)
+
+
+def rollback(
+    model: str = typer.Argument(..., help="Registered model name."),
+    to: str | None = typer.Option(None, "--to", help="Version to restore (default: the champion it replaced)."),
+) -> None:
+    """Move champion back to the previous champion (or to --to VERSION)."""
+    from learnloop.errors import LearnloopError
+    from training.api import rollback as run_rollback
+
+    try:
+        version = run_rollback(model, to_version=to)
+    except LearnloopError as exc:
+        _exit_on_domain_error(exc)
+    typer.echo(f"{model}: champion is now v{version}")
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
+    groups["train"].command("risk")(train_risk)
+    groups["eval"].command("risk")(eval_risk)
+    groups["models"].command("list")(list_models)
+    groups["models"].command("rollback")(rollback)
+    root.command("promote")(promote)
+
+
+__all__ = ["register"]
