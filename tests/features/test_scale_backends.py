@@ -1,0 +1,56 @@
+"""The same parity check against the real Redis online store and PostgreSQL SQL registry on this machine,
+switched by settings alone. Each run uses its own PostgreSQL schema and Feast project (Redis keys carry it)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from conftest import build_store
+from test_store import assert_online_offline_parity
+
+from features.api import feature_names, service_names
+from learnloop.settings import FeastOnlineStore, Settings
+
+pytestmark = pytest.mark.integration
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="module")
+def scale_built(tmp_path_factory: pytest.TempPathFactory, oulad):
+    psycopg = pytest.importorskip("psycopg")
+    redis = pytest.importorskip("redis")
+    run = uuid.uuid4().hex[:10]
+    schema, project = f"feast_test_{run}", f"learnloop_test_{run}"
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except (psycopg.OperationalError, redis.exceptions.ConnectionError) as exc:
+        pytest.skip(f"PostgreSQL/Redis not reachable on 127.0.0.1: {exc}")
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    settings = Settings(data_dir=tmp_path_factory.mktemp("feast-scale") / "var",
+                        feast_online_store=FeastOnlineStore.redis, feast_redis_connection="127.0.0.1:6379",
+                        feast_registry_url=f"{PG}?options=-csearch_path%3D{schema}")
+    settings.ensure_dirs()
+    built = build_store(settings, oulad, project=project)
+    try:
+        yield built
+    finally:
+        built.store.teardown()  # deletes this project's Redis keys and registry rows
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+def test_scale_config_really_uses_redis_and_postgres(scale_built) -> None:
+    config = scale_built.store.config
+    assert config.online_store.type == "redis"
+    assert config.registry.path.startswith("postgresql+psycopg://")
+    import redis
+
+    keys = redis.Redis(host="127.0.0.1", port=6379).keys(f"*{config.project}*")
+    assert keys, "materialization wrote nothing to Redis"
+
+
+def test_redis_and_postgres_pass_the_same_parity_test(scale_built) -> None:
+    assert assert_online_offline_parity(scale_built) == sum(len(feature_names(s)) for s in service_names())
