@@ -37,7 +37,9 @@ def _ms(text: str) -> float:
 
 def parse_wrk(output: str) -> dict[str, float]:
     """p50/p99 (ms), requests/s, and error counts from ``wrk --latency`` output."""
-    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, flags=re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, flags=re.MULTILINE))
+    if not {"50", "90", "99"} <= set(percentiles):
+        raise Unavailable(f"wrk reported no latency distribution (server down?):\n{output[-1500:]}")
     total = re.search(r"(\d+) requests in", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -46,6 +48,20 @@ def parse_wrk(output: str) -> dict[str, float]:
             "requests": int(total.group(1)) if total else 0, "requests_per_s": float(rps.group(1)) if rps else 0.0,
             "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
             "socket_errors": sum(map(int, socket_errors.groups())) if socket_errors else 0}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU the server process used so far (load-independent cost per request)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(server_pid: int, url: str, **kwargs) -> dict:
+    before = _cpu_seconds(server_pid)
+    figures = _wrk(url, **kwargs)
+    used = _cpu_seconds(server_pid) - before
+    figures["server_cpu_ms_per_request"] = round(1000 * used / max(figures["requests"], 1), 2)
+    return figures
 
 
 def _wrk(url: str, *, token: str, concurrency: int, duration_s: int, threads: int, body: dict | None) -> dict:
@@ -106,9 +122,9 @@ def run_api_bench(*, settings: Settings, concurrency: int = 16, duration_s: int 
                                 ).json()["access_token"]
             client.post(f"/api/v1/courses/{course['id']}/enrollments",
                         headers={"Authorization": f"Bearer {token}"}).raise_for_status()
-        get_course = _wrk(f"{base}/api/v1/courses/{course['id']}", token=token, concurrency=concurrency,
+        get_course = _measure(server.pid, f"{base}/api/v1/courses/{course['id']}", token=token, concurrency=concurrency,
                           duration_s=duration_s, threads=threads, body=None)
-        post_event = _wrk(f"{base}/api/v1/events", token=token, concurrency=concurrency, duration_s=duration_s,
+        post_event = _measure(server.pid, f"{base}/api/v1/events", token=token, concurrency=concurrency, duration_s=duration_s,
                           threads=threads, body={"event_type": "page_view", "course_id": course["id"],
                                                  "session_id": "bench", "payload": {"page": "intro"}})
         backend = "postgresql" if env.get("LEARNLOOP_DATABASE_URL", "").startswith("postgresql") else "sqlite"
