@@ -41,6 +41,8 @@ __all__ = [
     "build_risk_training_set",
     "complete_entity_rows",
     "get_online_features",
+    "historical_features",
+    "ingest_events",
     "latest_event",
     "materialize",
     "risk_label_frame",
@@ -258,3 +260,71 @@ def get_online_features(*, service: str, entity_rows: list[dict], store: Feature
     for position, key in enumerate(service_join_keys(service)):
         out.insert(position, key, response[key])
     return out
+
+
+def ingest_events(raw_events: Sequence, *, tables=None, settings: Settings | None = None) -> dict[str, Any]:
+    """Turn learner activity events (``lms.analytics.events`` envelopes: ``Event``, dicts or JSON strings)
+    into the offline sources, incrementally and idempotently.
+
+    Garbage (malformed envelope or timestamp, unknown student or content, negative or non-integer clicks,
+    an event id repeated within the batch) is written to ``<feast_dir>/events/quarantine.parquet`` with a
+    reason and counted — never dropped silently, never counted as clicks. Accepted events join the ledger
+    ``<feast_dir>/events/clicks.parquet``; replayed ids are skipped. The activity, cohort and content-item
+    sources of the presentations touched are then recomputed (the OULAD clicks plus every accepted event),
+    stamped with a new ``created_timestamp``. Run ``materialize`` afterwards for the online store.
+    Returns counts: accepted, already_ingested, quarantined by reason, courses recomputed.
+    """
+    from pipelines._events import append_parquet, events_dir, read_clicks, validate_events
+
+    settings = settings or get_settings()
+    path = registrations_path(settings.feast_dir)
+    if not path.exists():
+        raise Unavailable(f"{path} is missing; run `learnloop features build` first")
+    if tables is None:
+        from learnloop.datasets import load_oulad
+
+        tables = load_oulad()
+    registrations = pd.read_parquet(path)
+    sites = tables.vle.assign(course=tables.vle["code_module"] + "-" + tables.vle["code_presentation"])
+    ledger = read_clicks(settings.feast_dir)
+    accepted, quarantined, report = validate_events(list(raw_events), registrations=registrations,
+                                                    sites=sites[["id_site", "course"]],
+                                                    seen_ids=set(ledger["event_id"].astype(str)))
+    folder = events_dir(settings.feast_dir)
+    append_parquet(quarantined, folder / "quarantine.parquet")
+    append_parquet(accepted, folder / "clicks.parquet")
+    if report.courses:
+        _recompute_activity(tables, read_clicks(settings.feast_dir), report.courses, settings)
+    return report.as_dict()
+
+
+def _recompute_activity(tables, events: pd.DataFrame, courses: list[str], settings: Settings) -> None:
+    import dataclasses
+
+    from features.api import source_path
+    from pipelines._offline import source_frame
+
+    events = events[events["course"].isin(courses)]
+    module, presentation = events["course"].str.split("-", n=1, expand=True).T.to_numpy()
+    extra = pd.DataFrame({"code_module": module, "code_presentation": presentation,
+                          "id_student": events["id_student"].astype("int64").to_numpy(),
+                          "id_site": events["id_site"].astype("int64").to_numpy(),
+                          "date": events["date"].astype("int64").to_numpy(),
+                          "sum_click": events["sum_click"].astype("int64").to_numpy()})
+    base = tables.student_vle if tables.student_vle is not None else extra.iloc[0:0]
+    with_events = dataclasses.replace(tables, student_vle=pd.concat([base, extra], ignore_index=True))
+    snapshots = build_snapshots(with_events, presentations=set(courses))
+    site_ids = set(snapshots.content_item_popularity["id_site"])
+    keep = {
+        "student_course_activity": lambda f: ~f["student_course"].str.split(":").str[1].isin(courses),
+        "course_cohort": lambda f: ~f["course"].isin(courses),
+        "content_item_popularity": lambda f: ~f["id_site"].isin(site_ids),
+    }
+    for view, keep_rows in keep.items():
+        path = source_path(view, settings)
+        current = pd.read_parquet(path)
+        fresh = source_frame(view, getattr(snapshots, view))
+        merged = pd.concat([current[keep_rows(current)], fresh], ignore_index=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        merged.to_parquet(tmp, index=False)
+        tmp.replace(path)

@@ -16,6 +16,7 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     groups["features"].command("build")(features_build)
     groups["features"].command("materialize")(features_materialize)
     groups["features"].command("bench")(features_bench)
+    groups["features"].command("ingest")(features_ingest)
 
 
 def _emit(payload: dict, as_json: bool) -> None:
@@ -109,3 +110,14 @@ def features_bench(
     from pipelines._bench import bench_online
 
     _emit(bench_online(service=service, repeats=repeats), as_json)
+
+
+def features_ingest(
+    events_file: Path = typer.Argument(..., help="JSON lines of lms.analytics.events envelopes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Turn activity events into the offline sources; garbage is quarantined with a reason (idempotent)."""
+    from pipelines.api import ingest_events
+
+    lines = [line for line in events_file.read_text().splitlines() if line.strip()]
+    _emit(ingest_events(lines), as_json)

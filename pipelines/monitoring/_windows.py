@@ -1,8 +1,9 @@
 """Where the two windows of a drift check come from.
 
 * **reference** — the champion's training data: ``pipelines.api.build_risk_training_set`` over the presentations
-  and weeks the champion was trained on (version tags ``train.presentations`` / ``train.weeks``, comma
-  separated; without them, every presentation and the default weeks).
+  and weeks the champion was trained on (model-version tags ``train.presentations`` — ``2013J`` or
+  ``AAA-2013J`` tokens — and ``train.weeks``, comma separated; without them, every presentation and the
+  default weeks, with a warning).
 * **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
   ``student_course`` where final results exist.
 * **presentations** — any OULAD presentations (``2013J`` = every module of that presentation, or ``AAA-2013J``)
@@ -86,7 +87,8 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
                     model_name, champion.version)
     from pipelines.api import build_risk_training_set
 
-    frame = build_risk_training_set(weeks=tagged_weeks or weeks, presentations=presentations or None)
+    frame = build_risk_training_set(weeks=tagged_weeks or weeks,
+                                    presentations=presentation_keys(presentations, settings) if presentations else None)
     features = [c for c in frame.columns if c not in _NOT_FEATURES]
     frame, features = _score_with_champion(frame, features, model_name, settings)
     return Window(frame, features, f"{model_name} v{champion.version} training data")
