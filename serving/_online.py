@@ -104,12 +104,9 @@ class OnlineFeatureReader:
                                       join_key=features_api.view_join_key(view), slots=slots))
         self.views = tuple(views)
         self.join_keys = features_api.service_join_keys(service)
-        # The fill policy, evaluated once: features.api.fill_missing on an all-missing row gives each feature's
-        # value for "absent" (0 for availability flags, NaN otherwise).
-        import pandas as pd
-
-        empty = features_api.fill_missing(pd.DataFrame({name: [np.nan] for name in self.feature_names}), service)
-        self.missing_defaults = empty[self.feature_names].to_numpy(dtype=np.float64)[0]
+        # The fill policy (features.api.fill_matrix, the one shared with training sets), evaluated once on an
+        # all-missing row: each feature's value for "absent" (0 for availability flags, NaN otherwise).
+        self.missing_defaults = features_api.fill_matrix(np.full((1, len(self.feature_names)), np.nan), service)[0]
         self._fill_mask = ~np.isnan(self.missing_defaults)
         self.uri = f"file:{db_path}?mode=ro"
         self._local = threading.local()
@@ -162,7 +159,8 @@ class OnlineFeatureReader:
         return OnlineRow(values=values, views_found=frozenset(found))
 
     def fill(self, raw: np.ndarray) -> np.ndarray:
-        """Apply the shared missing-value policy (features.api.fill_missing) to one raw row."""
+        """Apply the shared missing-value policy (``features.api.fill_matrix``) to one raw row, without its
+        per-call bookkeeping: a precomputed mask and default vector."""
         filled = raw.copy()
         absent = np.isnan(filled) & self._fill_mask
         filled[absent] = self.missing_defaults[absent]

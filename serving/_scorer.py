@@ -79,6 +79,20 @@ class LoadedModel:
         self._missing_category = MISSING_CATEGORY
         self._outputs = [self.schema.probability_output]
         self._positive = self.schema.positive_class_index
+        self._bound = all(numeric for _, _, numeric in self._inputs)
+        if self._bound:
+            # One [1, 1] float32 array per input, bound once to the session (OrtValues share their memory):
+            # a request writes its values in place and runs the binding. 7x cheaper than passing a feed dict
+            # of 74 fresh arrays, which ORT converts input by input on every run.
+            import onnxruntime as ort
+
+            self._positions = np.array([position for _, position, _ in self._inputs], dtype=np.intp)
+            self._cells = [np.zeros((1, 1), dtype=np.float32) for _ in self._inputs]
+            self._binding = self.session.io_binding()
+            for (name, _, _), cell in zip(self._inputs, self._cells, strict=True):
+                self._binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(cell))
+            self._binding.bind_output(self.schema.probability_output)
+        self._run_lock = threading.Lock()  # the bound cells are shared state: one run at a time per model
         student_course_views = set(self.reader.view_of("student_course"))
         self._registration_views = frozenset(student_course_views)
         self._student_views = frozenset(self.reader.view_of("id_student"))
@@ -87,6 +101,15 @@ class LoadedModel:
         self.probability(self.reader.fill(np.full(len(names), np.nan)))
 
     def probability(self, filled: np.ndarray) -> float:
+        """P(positive class) for one filled row in FeatureService order."""
+        if self._bound:
+            values = filled[self._positions].astype(np.float32).tolist()
+            with self._run_lock:
+                for cell, value in zip(self._cells, values, strict=True):
+                    cell[0, 0] = value
+                self.session.run_with_iobinding(self._binding)
+                probabilities = self._binding.copy_outputs_to_cpu()[0]
+            return float(probabilities[0, self._positive])
         feeds = {}
         for name, position, numeric in self._inputs:
             value = filled[position]
