@@ -45,17 +45,17 @@ def training_promote(settings: Settings):
 
 
 def training_retrain(settings: Settings):
-    """``retrain(model_name, reasons) -> challenger version`` through ``training.api``'s training pipelines."""
+    """``retrain(model_name, reasons) -> challenger version`` through ``training.api``'s training pipelines
+    (the same recipe as ``learnloop train``; the new version is registered as ``challenger``)."""
 
     def retrain(model_name: str, reasons: list[TriggerReason]) -> str:
         from training import api as training_api
 
-        train = getattr(training_api, f"train_{model_name}", None)
-        if train is None:
-            raise Unavailable(f"training.api has no train_{model_name}; retrain {model_name} by hand "
+        pipelines = {"risk": lambda: training_api.train_risk(settings=settings).version}
+        if model_name not in pipelines:
+            raise Unavailable(f"no automatic retraining for {model_name}; retrain it by hand "
                               f"(`learnloop train {model_name}`)")
         log.warning("retraining %s because of %s", model_name, ", ".join(reasons))
-        info = train(settings=settings)
-        return str(getattr(info, "version", info))
+        return str(pipelines[model_name]())
 
     return retrain

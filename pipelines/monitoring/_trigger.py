@@ -60,8 +60,10 @@ def handle_result(result: DriftResult, *, retrain: RetrainFn, promote: PromoteFn
     if outcome is not GateOutcome.promoted:
         alert_id = raise_operator_alert(
             data_path, model_name=model, at=at,
-            message=(f"{model}: drift-triggered challenger v{challenger} was {outcome.value} by the promotion gate "
-                     f"({detail}); the champion keeps serving on drifted data — review the drift report "
+            message=(f"{model}: " + (f"the promotion gate refused drift-triggered challenger v{challenger} ({detail})"
+                                     if outcome is GateOutcome.refused else
+                                     f"drift-triggered retraining failed ({detail})")
+                     + f"; the champion keeps serving on drifted data — review the drift report "
                      f"{result.report_html} and retrain or promote by hand"),
         )
     record = RetrainOutcome(model_name=model, reasons=reasons, challenger_version=challenger, outcome=outcome,

@@ -1,9 +1,10 @@
 """Where the two windows of a drift check come from.
 
 * **reference** — the champion's training data: ``pipelines.api.build_risk_training_set`` over the presentations
-  and weeks the champion was trained on (model-version tags ``train.presentations`` — ``2013J`` or
-  ``AAA-2013J`` tokens — and ``train.weeks``, comma separated; without them, every presentation and the
-  default weeks, with a warning).
+  and weeks the champion was trained on: its training run's params ``train_presentations``/``train_weeks``
+  (as ``training.api.train_risk`` logs them) or model-version tags ``train.presentations``/``train.weeks``
+  (tags win) — comma-separated ``2013J`` or ``AAA-2013J`` tokens; without them every presentation and the
+  default weeks, with a warning.
 * **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
   ``student_course`` where final results exist.
 * **presentations** — any OULAD presentations (``2013J`` = every module of that presentation, or ``AAA-2013J``)
@@ -80,8 +81,10 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
     if champion is None:
         raise NotFound(f"model {model_name} has no champion; train and promote one first "
                        f"(`learnloop train {model_name}` then `learnloop promote {model_name}`)")
-    presentations = [p for p in champion.tags.get("train.presentations", "").split(",") if p]
-    tagged_weeks = [w for w in champion.tags.get("train.weeks", "").split(",") if w]
+    scope = {**_run_params(champion.run_id, settings), **champion.tags}
+    presentations = [p for p in (scope.get("train.presentations") or scope.get("train_presentations") or ""
+                                 ).split(",") if p]
+    tagged_weeks = [w for w in (scope.get("train.weeks") or scope.get("train_weeks") or "").split(",") if w]
     if not presentations:
         log.warning("%s v%s carries no train.presentations tag; using every presentation as reference",
                     model_name, champion.version)
@@ -92,6 +95,20 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
     features = [c for c in frame.columns if c not in _NOT_FEATURES]
     frame, features = _score_with_champion(frame, features, model_name, settings)
     return Window(frame, features, f"{model_name} v{champion.version} training data")
+
+
+def _run_params(run_id: str | None, settings: Settings) -> dict[str, str]:
+    """The champion's training-run params (``training.api`` logs ``train_presentations`` there)."""
+    if not run_id:
+        return {}
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(MlflowClient(tracking_uri=settings.mlflow_uri).get_run(run_id).data.params)
+    except MlflowException as exc:
+        log.warning("cannot read the params of run %s (%s); reference scope unknown", run_id, exc)
+        return {}
 
 
 def prediction_log_window(model_name: str, *, settings: Settings, days: float,
