@@ -98,9 +98,11 @@ def register_onnx_model(
     json_artifacts: Mapping[str, Any] | None = None,
     description: str = "",
     gate_policy: GatePolicy | None = None,
+    tags: Mapping[str, str] | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
     settings = settings or get_settings()
+    extra_tags = dict(tags or {})
     import mlflow
     import mlflow.onnx
     import onnx
@@ -121,6 +123,7 @@ def register_onnx_model(
         TAG_EVAL_FINGERPRINT: eval_fingerprint,
         TAG_GIT_COMMIT: commit,
         "mlflow.source.git.commit": commit,
+        **extra_tags,
     }
     with tempfile.TemporaryDirectory() as scratch, mlflow.start_run(experiment_id=experiment_id, tags=tags):
         scratch_dir = Path(scratch)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import pandas as pd
 
 from learnloop.errors import InvalidInput, Unavailable
 from learnloop.settings import Settings, get_settings
+from training.data import Learner, RiskRecipe
 
 RISK_MODEL_NAME = "risk"
 RISK_SERVICE = "student_risk_v1"
@@ -47,35 +47,6 @@ NON_FEATURE_COLUMNS = frozenset({
 # Directional domain knowledge enforced as monotonic constraints (+1: risk never decreases as it grows).
 _INCREASING = ("n_missed", "is_unregistered", "days_since_last_activity")
 _DECREASING_PATTERNS = (r"^clicks_.*", r"^active_days_.*", r"^current_streak$", r"^longest_streak$")
-
-
-class Learner(StrEnum):
-    hgb = "hgb"  # HistGradientBoosting (default)
-    logreg = "logreg"  # baseline: imputation + missing indicators + scaling + logistic regression
-
-
-@dataclass(frozen=True)
-class RiskRecipe:
-    """Everything that decides a risk model besides its data (logged as run params)."""
-
-    learner: Learner = Learner.hgb
-    max_iter: int = 300
-    learning_rate: float = 0.05
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 80
-    l2_regularization: float = 1.0
-    monotonic: bool = True
-    calibrate: bool = True
-    random_state: int = 0
-    train_presentations: tuple[str, ...] = TRAIN_PRESENTATIONS
-    test_presentations: tuple[str, ...] = TEST_PRESENTATIONS
-
-    def params(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload["learner"] = self.learner.value
-        payload["train_presentations"] = ",".join(self.train_presentations)
-        payload["test_presentations"] = ",".join(self.test_presentations)
-        return payload
 
 
 @dataclass
@@ -212,7 +183,8 @@ def _risk_pipeline(X, features: Sequence[str], recipe: RiskRecipe, directions: d
         )
     else:
         scaled = Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            # No missing-indicator columns: skl2onnx 1.20 mis-shapes SimpleImputer(add_indicator=True).
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()),
         ])
         columns = ColumnTransformer([("features", scaled, list(features))], verbose_feature_names_out=False)
@@ -511,7 +483,7 @@ def train_risk(
         preprocessing = {
             "model_frame": "numeric features as float32, NaN kept (absent); see models.api.model_frame",
             "columns": "ColumnTransformer passthrough in FeatureService order" if recipe.learner is Learner.hgb
-            else "median imputation + missing indicators + standard scaling",
+            else "median imputation + standard scaling",
             "calibration": {"method": "platt_on_logit", "slope": fitted.slope, "intercept": fitted.intercept,
                             "cross_fitted_by": "code_presentation"},
             "monotonic_constraints": fitted.monotonic,
@@ -522,7 +494,7 @@ def train_risk(
             eval_fingerprint=_registry.data_fingerprint(test[["student_course", "week", "label"]]),
             artifacts=artifacts, json_artifacts={"evaluation.json": evaluation},
             description=f"at-risk model, held-out active AUC {evaluation['auc_active']}",
-            gate_policy=risk_gate_policy(), settings=settings,
+            gate_policy=risk_gate_policy(), tags={"learner": recipe.learner.value}, settings=settings,
         )
     return run
 

@@ -18,15 +18,25 @@ import pandas as pd
 from learnloop.settings import Settings
 from models.api import ChampionModel, OnnxExport
 from training import _registry
-from training.data import GateCheck, GatePolicy, ModelVersionInfo, PromotionDecision, PromotionOutcome
+from training.data import (
+    GateCheck,
+    GatePolicy,
+    Learner,
+    ModelVersionInfo,
+    PromotionDecision,
+    PromotionOutcome,
+    RiskRecipe,
+)
 
 __all__ = [
     "ChampionModel",
     "GateCheck",
     "GatePolicy",
+    "Learner",
     "ModelVersionInfo",
     "PromotionDecision",
     "PromotionOutcome",
+    "RiskRecipe",
     "data_fingerprint",
     "evaluate_gate",
     "evaluate_risk",
@@ -37,6 +47,7 @@ __all__ = [
     "promote",
     "register_onnx_model",
     "rollback",
+    "synthetic_risk_frame",
     "train_risk",
 ]
 
@@ -59,6 +70,7 @@ def register_onnx_model(
     json_artifacts: Mapping[str, Any] | None = None,
     description: str = "",
     gate_policy: GatePolicy | None = None,
+    tags: Mapping[str, str] | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
     """Log one training run to MLflow and register its ONNX graph as a new version of ``name`` with alias
@@ -68,12 +80,12 @@ def register_onnx_model(
     ``export`` comes from ``models.api.export_sklearn_classifier`` (parity already asserted, re-checked here).
     ``artifacts`` maps artifact paths (``plots/roc.png``) to local files; ``json_artifacts`` maps artifact paths to
     JSON-serialisable payloads. ``gate_policy`` is stored on the registered model and used by ``promote`` when
-    it is given none. Returns the registered version with its metrics.
+    it is given none; ``tags`` are set on the run and the version. Returns the registered version with its metrics.
     """
     return _registry.register_onnx_model(
         name=name, export=export, metrics=metrics, params=params, preprocessing=preprocessing,
         train_fingerprint=train_fingerprint, eval_fingerprint=eval_fingerprint, artifacts=artifacts,
-        json_artifacts=json_artifacts, description=description, gate_policy=gate_policy,
+        json_artifacts=json_artifacts, description=description, gate_policy=gate_policy, tags=tags,
         settings=settings,
     )
 
@@ -150,3 +162,12 @@ def load_risk_frame(*, weeks=("5", "10", "15", "end"), presentations=None, use_c
     from training import _risk
 
     return _risk.load_risk_frame(weeks=weeks, presentations=presentations, use_cache=use_cache, settings=settings)
+
+
+def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A small synthetic risk training set (4 presentations × AAA/BBB, weeks 5/10/15/end) with the columns of
+    ``pipelines.api.build_risk_training_set`` and real signal; AAA has click features, BBB has none (NaN).
+    For notebooks and tests that must run in seconds — never for reported figures."""
+    from training import _synthetic
+
+    return _synthetic.synthetic_risk_frame(students_per_course=students_per_course, seed=seed)

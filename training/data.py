@@ -77,3 +77,32 @@ class ModelVersionInfo:
     created_at: datetime
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+
+class Learner(StrEnum):
+    hgb = "hgb"  # HistGradientBoosting (default)
+    logreg = "logreg"  # baseline: median imputation + scaling + logistic regression
+
+
+@dataclass(frozen=True)
+class RiskRecipe:
+    """Everything that decides a risk model besides its data (logged as run params)."""
+
+    learner: Learner = Learner.hgb
+    max_iter: int = 300
+    learning_rate: float = 0.05
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 80
+    l2_regularization: float = 1.0
+    monotonic: bool = True
+    calibrate: bool = True
+    random_state: int = 0
+    train_presentations: tuple[str, ...] = ("2013B", "2013J", "2014B")
+    test_presentations: tuple[str, ...] = ("2014J",)
+
+    def params(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["learner"] = self.learner.value
+        payload["train_presentations"] = ",".join(self.train_presentations)
+        payload["test_presentations"] = ",".join(self.test_presentations)
+        return payload
