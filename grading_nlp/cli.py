@@ -2,8 +2,60 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+def eval_essays(
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object to stdout."),
+    data: Path | None = typer.Option(None, "--data", help="An ASAP-format TSV (default: the shared ASAP-AES)."),
+    cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Also measure 50-essay models."),
+) -> None:
+    """QWK of the per-prompt essay graders on the NEA 5-fold split, plus the 50-essay cold start."""
+    from grading_nlp.api import evaluate_essays
+
+    with _progress() as progress:
+        task = progress.add_task("essays", total=None)
+        report = evaluate_essays(data, cold_start=cold_start,
+                                 advance=lambda what: progress.update(task, description=what))
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"average QWK {report['avg_qwk']:.4f} (cold start, 50 essays: {report['cold_start_avg_qwk']})")
+    for prompt, value in report["qwk_by_prompt"].items():
+        typer.echo(f"  prompt {prompt}: {value:.4f}")
+
+
+def train_essays(
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object to stdout."),
+    data: Path | None = typer.Option(None, "--data", help="An ASAP-format TSV (default: the shared ASAP-AES)."),
+    prompt: list[int] | None = typer.Option(None, "--prompt", help="Only these prompts (repeatable)."),
+) -> None:
+    """Train and save one essay grader per prompt (ONNX head, parity checked) for `grade_essay`."""
+    from grading_nlp.api import train_essay_models
+
+    with _progress() as progress:
+        task = progress.add_task("train essays", total=None)
+        summaries = train_essay_models(data, prompts=prompt or None,
+                                       advance=lambda what: progress.update(task, description=what))
+    if json_output:
+        typer.echo(json.dumps({"models": summaries}))
+        return
+    for summary in summaries:
+        typer.echo(json.dumps(summary))
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
+    groups["eval"].command("essays")(eval_essays)
+    groups["train"].command("essays")(train_essays)

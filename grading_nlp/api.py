@@ -1,0 +1,181 @@
+"""Public surface of ``grading_nlp``: AI-suggested essay grades with confidence and reasons.
+
+``grade_essay`` never raises for bad essays: empty, oversized, undecodable text or a prompt without a trained
+model give an ``AiGrade`` with status ``needs_manual_grading`` and a reason an instructor can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from grading_nlp.data import AiGrade, GradeStatus, ModelKind
+from learnloop.settings import Settings, get_settings
+
+__all__ = [
+    "MAX_ESSAY_CHARS",
+    "AiGrade",
+    "GradeStatus",
+    "ModelKind",
+    "choose_model_kind",
+    "evaluate_essays",
+    "grade_essay",
+    "train_essay_models",
+]
+
+MAX_ESSAY_CHARS = 50_000  # ~10x the longest ASAP essay; longer texts are not essays this model knows
+MIN_ESSAY_WORDS = 5
+
+
+def choose_model_kind(n_graded: int) -> ModelKind | None:
+    """The learner a prompt gets with ``n_graded`` instructor-graded essays: ``full`` from 300 essays,
+    ``few_shot`` (handcrafted features + ridge) from 20, None below (grade by hand)."""
+    from grading_nlp._model import choose_model_kind as choose
+
+    return choose(n_graded)
+
+
+def _manual(reason: str, prompt_id: int | None, version: str | None = None) -> AiGrade:
+    return AiGrade(status=GradeStatus.needs_manual_grading, score=None, interval=None, confidence=0.0,
+                   needs_review=True, reasons=[reason], model_version=version, prompt_id=prompt_id)
+
+
+def _decode(text: str | bytes) -> tuple[str | None, list[str]]:
+    """Text as str plus notes; None when it cannot be read as text."""
+    notes: list[str] = []
+    if isinstance(text, bytes | bytearray):
+        try:
+            return bytes(text).decode("utf-8"), notes
+        except UnicodeDecodeError:
+            pass
+        try:
+            # The ASAP originals were Windows-1252; that is the likeliest non-UTF-8 source of an essay.
+            decoded = bytes(text).decode("cp1252")
+        except UnicodeDecodeError:
+            return None, notes
+        notes.append("The submission was not UTF-8; it was read as Windows-1252. Check the text by hand.")
+        return decoded, notes
+    if not isinstance(text, str):
+        return None, notes
+    # Lone surrogates (undecodable bytes smuggled through surrogateescape) cannot be encoded; replace them.
+    cleaned = text.encode("utf-8", errors="replace").decode("utf-8")
+    if cleaned != text:
+        notes.append("The submission held characters that are not valid Unicode; they were replaced.")
+    return cleaned, notes
+
+
+def grade_essay(text: str | bytes, prompt_id: int, *, settings: Settings | None = None) -> AiGrade:
+    """An AI-suggested grade for one essay on ``prompt_id``'s scale, with a conformal interval, a confidence,
+    whether an instructor should review it first, and the rubric signals that drove it.
+
+    Never raises for bad input: an empty, oversized (> ``MAX_ESSAY_CHARS``) or undecodable essay, or a prompt
+    without a trained model (``learnloop train essays``), returns status ``needs_manual_grading``.
+    """
+    from grading_nlp import _store
+    from grading_nlp._features import handcrafted_features, normalise_text
+    from grading_nlp._model import COVERAGE
+    from grading_nlp._reasons import explain, out_of_range_signals
+
+    settings = settings or get_settings()
+    loaded = _store.load_model(settings, prompt_id)
+    if loaded is None:
+        return _manual(f"No AI grading model is trained for prompt {prompt_id} yet; grade this essay by hand "
+                       "(a model is trained once the prompt has 20 graded essays).", prompt_id)
+    model = loaded.model
+    essay, notes = _decode(text)
+    if essay is None:
+        return _manual("The submission is not readable text (neither UTF-8 nor Windows-1252); ask the learner "
+                       "to resubmit it as plain text.", prompt_id, model.model_version)
+    if len(essay) > MAX_ESSAY_CHARS:
+        return _manual(f"The essay has {len(essay):,} characters, more than the {MAX_ESSAY_CHARS:,} the AI grader "
+                       "accepts; grade it by hand.", prompt_id, model.model_version)
+    normalised = normalise_text(essay)
+    hand = handcrafted_features(normalised)[None, :]
+    if hand[0][1] < np.log1p(MIN_ESSAY_WORDS):
+        return _manual(f"The essay is empty or shorter than {MIN_ESSAY_WORDS} words; grade it by hand.",
+                       prompt_id, model.model_version)
+    dense, text_score = model.dense([normalised], hand=hand)
+    head_score = loaded.head(dense)
+    from grading_nlp._model import _sigma
+
+    half = model.conformal_quantile * _sigma(model.kind, head_score, text_score)
+    score = int(model.scores(head_score)[0])
+    low, high = model.intervals(head_score, half)
+    interval = (int(low[0]), int(high[0]))
+    width = 2 * float(half[0]) * model.span
+    unusual = out_of_range_signals(model.feature_names, dense[0].astype(np.float64), model.reference)
+    needs_review = bool(width > model.review_width or unusual or notes or model.kind is ModelKind.few_shot)
+    confidence = float(np.clip(1.0 - (interval[1] - interval[0]) / model.span, 0.0, 1.0))
+    reasons = notes + unusual + explain(model.feature_names, dense[0].astype(np.float64), model.reference)
+    return AiGrade(status=GradeStatus.suggested, score=score, interval=interval, confidence=round(confidence, 3),
+                   needs_review=needs_review, reasons=reasons, model_version=model.model_version,
+                   prompt_id=prompt_id, coverage=COVERAGE, score_range=model.score_range)
+
+
+def train_essay_models(
+    path: Path | None = None,
+    *,
+    prompts: list[int] | None = None,
+    settings: Settings | None = None,
+    advance: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Train one model per prompt on every graded essay of an ASAP-format TSV (default: the shared ASAP-AES),
+    export each head to ONNX (parity ≤ 1e-5 asserted) and save it under ``<data dir>/grading``.
+
+    Fold 4 is the dev split for cut points and conformal width. Returns one summary per prompt.
+    """
+    from grading_nlp import _store
+    from grading_nlp._evaluate import score_range_for
+    from grading_nlp._features import normalise_text
+    from grading_nlp._model import fit_prompt_model
+    from learnloop.datasets import PROMPT_SCORE_RANGES, load_essays
+
+    settings = settings or get_settings()
+    essays = load_essays(path)
+    summaries = []
+    for prompt in sorted(int(p) for p in essays["essay_set"].unique()):
+        if prompts is not None and prompt not in prompts:
+            continue
+        if advance:
+            advance(f"prompt {prompt}")
+        frame = essays[essays["essay_set"] == prompt].reset_index(drop=True)
+        if choose_model_kind(len(frame)) is None:
+            summaries.append({"prompt": prompt, "status": "too few graded essays", "n_train": len(frame)})
+            continue
+        score_range = score_range_for(prompt, frame["domain1_score"], PROMPT_SCORE_RANGES)
+        texts = [normalise_text(t) for t in frame["essay"].astype(str)]
+        dev_mask = (frame["fold"] == 4).to_numpy() if "fold" in frame else None
+        model = fit_prompt_model(texts, frame["domain1_score"].to_numpy(), score_range, prompt_id=prompt,
+                                 dev_mask=dev_mask)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        model.model_version = f"essay-p{prompt}-{model.kind.value}-{stamp}"
+        held_out = model.dense(texts[:200])[0]
+        onnx_bytes, parity = _store.export_head_onnx(model, held_out)
+        meta = {"prompt": prompt, "model_version": model.model_version, "kind": model.kind.value,
+                "score_range": list(score_range), "n_train": model.n_train, "dev_qwk": model.dev_qwk,
+                "onnx_parity_max_abs_diff": parity, "conformal_quantile": model.conformal_quantile}
+        _store.save_model(settings, model, onnx_bytes, meta)
+        summaries.append(meta)
+    return summaries
+
+
+def evaluate_essays(
+    path: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    cold_start: bool = True,
+    advance: Callable[[str], None] | None = None,
+) -> dict:
+    """The NEA 5-fold evaluation on an ASAP-format TSV (default: the shared ASAP-AES): ``avg_qwk``,
+    ``qwk_by_prompt``, ``exact``, ``adjacent``, ``cold_start_avg_qwk`` (50 graded essays per prompt), ``folds``,
+    interval coverage and review routing figures. Features are cached under ``settings.cache_dir``."""
+    from grading_nlp._evaluate import evaluate_essays as run
+    from learnloop.datasets import PROMPT_SCORE_RANGES, load_essays
+
+    settings = settings or get_settings()
+    essays = load_essays(path)
+    return run(essays, PROMPT_SCORE_RANGES, cache_dir=settings.cache_dir / "grading_nlp",
+               cold_start=cold_start, advance=advance)
