@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,9 +19,14 @@ from platform_api.data import UserStatus
 from platform_api.policy import Permission, Principal
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Async on purpose: opening a Session does no I/O, and a sync generator dependency would cost two
+    # thread-pool hops per request. The (sync) routes then use it from the worker thread, one at a time.
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 def get_settings_dep(request: Request) -> Settings:
