@@ -36,6 +36,7 @@ MAX_LENGTH = 256  # the model's max_seq_length (sentence_bert_config.json); toke
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _OUTPUT_NAME = "sentence_embedding"
 _OPSET = 17
+_CACHE_BLOCK = 512  # texts embedded between two cache writes
 
 
 class EmbeddingPrecision(StrEnum):
@@ -281,12 +282,16 @@ class OnnxTextEmbedder:
         missing = [i for i in range(len(texts)) if i not in cached]
         if missing:
             # Duplicates in the input are embedded once.
-            unique_texts = list(dict.fromkeys(texts[i] for i in missing))
-            vectors = self.encode_uncached(unique_texts, progress=progress)
-            by_text = dict(zip(unique_texts, vectors, strict=True))
+            unique_texts = sorted(dict.fromkeys(texts[i] for i in missing), key=len)
+            by_text: dict[str, np.ndarray] = {}
+            # Store block by block: an interrupted bulk run keeps what it has embedded so far.
+            for start in range(0, len(unique_texts), _CACHE_BLOCK):
+                block = unique_texts[start : start + _CACHE_BLOCK]
+                vectors = self.encode_uncached(block, progress=progress)
+                self._cache.put_many(self.model_id, block, vectors)
+                by_text.update(zip(block, vectors, strict=True))
             for i in missing:
                 out[i] = by_text[texts[i]]
-            self._cache.put_many(self.model_id, unique_texts, vectors)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:

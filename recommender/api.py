@@ -1,0 +1,181 @@
+"""Public surface of ``recommender``: content search and next-item recommendations.
+
+Both halves answer "what content should this learner see next" over the same course content, the same
+embedder and the same permission model (a set of course ids the learner may see, decided by the platform:
+published + visibility + enrollment), and both are fed by ``lms.content.events``; so they are one package
+with one surface. Their internals stay apart in private subpackages: ``_search`` (chunking, BM25, Qdrant,
+fusion, BEIR evaluation) and ``_recommend`` (baselines, the ranker, OULAD evaluation).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+
+from learnloop.errors import InvalidInput, PermissionDenied
+from learnloop.events import Event, Topic
+from learnloop.settings import Settings, get_settings
+from recommender.data import ContentChange, ContentItem, SearchHit, Variant
+
+__all__ = [
+    "apply_content_event",
+    "assign_variant",
+    "close_search_index",
+    "index_items",
+    "search",
+]
+
+_INDEXES: dict[str, object] = {}
+_CLIENTS: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def _location(settings: Settings) -> str:
+    return settings.qdrant_url or str(settings.qdrant_path)
+
+
+def _open_index(settings: Settings | None = None):
+    """The process-wide search index for this data dir / Qdrant server (one Qdrant client per location)."""
+    settings = settings or get_settings()
+    key = _location(settings)
+    with _LOCK:
+        index = _INDEXES.get(key)
+        if index is None:
+            from qdrant_client import QdrantClient
+
+            from models.api import get_text_embedder
+            from recommender._search.index import SearchIndex
+
+            if settings.qdrant_url:
+                client = QdrantClient(url=settings.qdrant_url)
+            else:
+                settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+                client = QdrantClient(path=str(settings.qdrant_path))
+            _CLIENTS[key] = client
+            index = SearchIndex(
+                client=client,
+                embedder=get_text_embedder(settings=settings),
+                server_mode=bool(settings.qdrant_url),
+            )
+            _INDEXES[key] = index
+            if len(_INDEXES) == 1:
+                atexit.register(_close_all)  # local mode flushes and unlocks its folder on close
+        return index
+
+
+def _close_all() -> None:
+    with _LOCK:
+        _INDEXES.clear()
+        while _CLIENTS:
+            _CLIENTS.popitem()[1].close()
+
+
+def close_search_index(settings: Settings | None = None) -> None:
+    """Release the Qdrant client of this location (local mode allows one client per path at a time)."""
+    settings = settings or get_settings()
+    key = _location(settings)
+    with _LOCK:
+        _INDEXES.pop(key, None)
+        client = _CLIENTS.pop(key, None)
+        if client is not None:
+            client.close()
+
+
+def index_items(items: Iterable[ContentItem], *, settings: Settings | None = None, progress=None) -> int:
+    """Add or replace content items in the search index (embeddings cached on disk); returns how many."""
+    return _open_index(settings).upsert(items, progress=progress)
+
+
+def remove_items(item_ids: Iterable[str], *, settings: Settings | None = None) -> int:
+    """Remove items from the search index; returns how many were indexed."""
+    return _open_index(settings).delete(item_ids)
+
+
+def apply_content_event(
+    event: Event,
+    *,
+    fetch_item: Callable[[str], ContentItem | None] | None = None,
+    settings: Settings | None = None,
+) -> ContentChange | None:
+    """Keep the index current with one ``lms.content.events`` event; returns the change applied (or None).
+
+    ``content.created`` / ``content.updated`` index the item's current text: taken from the payload when it
+    carries ``title`` (+ ``body``), else from ``fetch_item(content_id)`` (a lookup in the platform database);
+    an item the fetcher no longer returns is removed. ``content.deleted`` removes it. Other topics are ignored.
+    """
+    if event.topic is not Topic.content:
+        return None
+    change_name = event.event_type.split(".", 1)[1] if "." in event.event_type else ""
+    try:
+        change = ContentChange(change_name)
+    except ValueError:
+        return None
+    content_id = event.payload.get("content_id") or event.payload.get("item_id")
+    if not content_id:
+        raise InvalidInput(f"{event.event_type} event {event.event_id} has no payload.content_id")
+    content_id = str(content_id)
+    index = _open_index(settings)
+    if change is ContentChange.deleted:
+        index.delete([content_id])
+        return change
+    if "title" in event.payload:
+        course_id = event.payload.get("course_id") or event.course_id
+        item = ContentItem(
+            item_id=content_id,
+            course_id=str(course_id),
+            title=str(event.payload.get("title") or ""),
+            body=str(event.payload.get("body") or ""),
+            kind=str(event.payload.get("kind") or "page"),
+            url=event.payload.get("url"),
+        )
+    elif fetch_item is not None:
+        item = fetch_item(content_id)
+        if item is None:  # gone (or no longer searchable) by the time we processed the event
+            index.delete([content_id])
+            return ContentChange.deleted
+    else:
+        raise InvalidInput(
+            f"{event.event_type} event {event.event_id} carries no title/body; pass fetch_item to read the item"
+        )
+    index.upsert([item])
+    return change
+
+
+def search(
+    query: str,
+    *,
+    allowed_course_ids: Iterable[str],
+    course_id: str | None = None,
+    limit: int = 10,
+    settings: Settings | None = None,
+) -> list[SearchHit]:
+    """Hybrid (BM25 + MiniLM) search over the content of the courses the learner may see, best first.
+
+    ``allowed_course_ids`` is the caller's authorization decision (published + visibility + enrollment);
+    no item of another course is ever returned. ``course_id`` narrows to one course and must be allowed.
+    """
+    if not 1 <= limit <= 100:
+        raise InvalidInput(f"limit must be between 1 and 100, got {limit}")
+    allowed = {str(c) for c in allowed_course_ids}
+    if course_id is not None:
+        if str(course_id) not in allowed:
+            raise PermissionDenied(f"you may not search course {course_id} (enroll in it first)")
+        allowed = {str(course_id)}
+    return _open_index(settings).search(query, allowed_course_ids=allowed, limit=limit)
+
+
+def assign_variant(
+    user_id: str, *, experiment: str = "recommender-v1", treatment_share: float = 0.5
+) -> Variant:
+    """Deterministic A/B arm of a user: a hash of (experiment, user) mapped to [0, 1) against the share.
+
+    The same user always lands in the same arm of an experiment, arms of different experiments are
+    independent, and raising the share only moves users from control into treatment (never back).
+    """
+    if not 0.0 <= treatment_share <= 1.0:
+        raise InvalidInput(f"treatment_share must lie in [0, 1], got {treatment_share}")
+    digest = hashlib.sha256(f"{experiment}:{user_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") / 2**64
+    return Variant.treatment if bucket < treatment_share else Variant.control

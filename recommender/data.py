@@ -1,0 +1,74 @@
+"""Plain data crossing the ``recommender`` boundary (search hits, content items, served recommendation lists)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ContentChange(StrEnum):
+    """What a ``lms.content.events`` event did to an item (``content.<change>``)."""
+
+    created = "created"
+    updated = "updated"
+    deleted = "deleted"
+
+
+class FusionMethod(StrEnum):
+    """How BM25 and dense scores are combined."""
+
+    convex = "convex"  # alpha * minmax(dense) + (1 - alpha) * minmax(bm25)
+    rrf = "rrf"  # reciprocal rank fusion, 1 / (k + rank)
+
+
+@dataclass(frozen=True)
+class ContentItem:
+    """A searchable piece of course content. ``course_id`` decides who may see it."""
+
+    item_id: str
+    course_id: str
+    title: str
+    body: str = ""
+    kind: str = "page"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked result: the fused score and its two components (min-max normalised over the candidates)."""
+
+    item_id: str
+    course_id: str
+    title: str
+    score: float
+    bm25_score: float
+    dense_score: float
+    url: str | None = None
+
+
+class Variant(StrEnum):
+    """A/B arm of the recommendation experiment."""
+
+    control = "control"  # popularity within course and week
+    treatment = "treatment"  # the learnloop ranker
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended content item with the score that ranked it."""
+
+    item_id: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecommendationList:
+    """A served list; ``experiment``/``variant`` are logged with it so feedback can be attributed."""
+
+    user_id: str
+    course_id: str
+    experiment: str
+    variant: Variant
+    items: tuple[Recommendation, ...] = field(default_factory=tuple)
+    cold_start: bool = False

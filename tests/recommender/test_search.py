@@ -1,0 +1,177 @@
+"""Content search: fusion logic, permission filter, incremental updates, persistence, content events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learnloop.errors import InvalidInput, PermissionDenied
+from learnloop.events import Event
+from recommender import api
+from recommender._search import fusion
+from recommender._search.chunking import passages
+from recommender.data import ContentChange, ContentItem
+
+CATALOG = [
+    ContentItem(
+        "py-1", "course-a", "Python loops", "For loops and while loops iterate over lists in Python."
+    ),
+    ContentItem(
+        "py-2", "course-a", "Python functions", "Define functions with def, pass arguments, return values."
+    ),
+    ContentItem(
+        "bio-1", "course-a", "Cell biology", "Mitochondria produce energy for the cell through respiration."
+    ),
+    ContentItem(
+        "sec-1", "course-secret", "Python loops (secret)", "For loops and while loops over lists in Python."
+    ),
+    ContentItem(
+        "sec-2", "course-secret", "Cryptography", "Ciphers, keys and the secrecy of encrypted messages."
+    ),
+    ContentItem("art-1", "course-b", "Renaissance painting", "Perspective and light in Florentine frescoes."),
+]
+
+
+# -- fusion (pure functions) -----------------------------------------------------------------------------
+def test_minmax_maps_missing_to_zero_and_flat_lists_to_one():
+    scores = np.array([2.0, np.nan, 4.0, 3.0])
+    np.testing.assert_allclose(fusion.minmax(scores), [0.0, 0.0, 1.0, 0.5])
+    np.testing.assert_allclose(fusion.minmax(np.array([5.0, np.nan])), [1.0, 0.0])
+    np.testing.assert_allclose(fusion.minmax(np.array([np.nan, np.nan])), [0.0, 0.0])
+
+
+def test_convex_fusion_interpolates_between_the_two_rankings():
+    bm25 = np.array([10.0, 5.0, 0.0, np.nan])
+    dense = np.array([0.1, 0.9, 0.5, 0.7])
+    assert np.argmax(fusion.convex(bm25, dense, 0.0)) == 0  # BM25 alone
+    assert np.argmax(fusion.convex(bm25, dense, 1.0)) == 1  # dense alone
+    mixed = fusion.convex(bm25, dense, 0.5)
+    np.testing.assert_allclose(mixed, 0.5 * fusion.minmax(dense) + 0.5 * fusion.minmax(bm25))
+    assert np.argmax(mixed) == 1  # second in BM25, first in dense beats first/last
+    with pytest.raises(ValueError):
+        fusion.convex(bm25, dense, 1.5)
+
+
+def test_rrf_rewards_agreement_and_ignores_missing_candidates():
+    bm25 = np.array([3.0, 2.0, 1.0, np.nan])
+    dense = np.array([0.2, 0.9, np.nan, 0.8])
+    fused = fusion.rrf(bm25, dense, k=60)
+    expected = np.array(
+        [0.5 / (60 + 3) + 0.5 / 61, 0.5 / 61 + 0.5 / 62, 0.5 / 63, 0.5 / 62]
+    )  # dense ranks: 1→1, 3→2, 0→3; BM25 ranks 0,1,2
+    np.testing.assert_allclose(fused, expected)
+    assert np.argmax(fused) == 1
+
+
+def test_long_texts_are_split_into_titled_passages_and_short_ones_kept_whole():
+    assert passages("Title", "Short body.") == ["Title. Short body."]
+    body = " ".join(f"Sentence number {i} talks about topic {i} in some detail here." for i in range(60))
+    chunks = passages("Title", body)
+    assert len(chunks) > 3
+    assert all(chunk.startswith("Title. ") for chunk in chunks)
+    assert all(len(chunk.split()) <= 130 for chunk in chunks)
+    assert " ".join(c.removeprefix("Title. ") for c in chunks) == body
+
+
+# -- the index (tiny catalog, real ONNX embedder) -------------------------------------------------------
+@pytest.fixture
+def indexed(search_settings):
+    assert api.index_items(CATALOG, settings=search_settings) == len(CATALOG)
+    return search_settings
+
+
+def test_hybrid_search_finds_the_relevant_item_first(indexed):
+    hits = api.search("how do while loops work in python", allowed_course_ids=["course-a"], settings=indexed)
+    assert hits[0].item_id == "py-1"
+    hits = api.search("energy production in cells", allowed_course_ids=["course-a"], settings=indexed)
+    assert hits[0].item_id == "bio-1"  # no shared stem with "produce" needed: dense carries it
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "query", ["python loops secret", "cryptography ciphers keys", "secret", "encrypted messages", "loops"]
+)
+def test_unauthorized_content_never_appears(indexed, query):
+    allowed = ["course-a", "course-b"]
+    hits = api.search(query, allowed_course_ids=allowed, limit=100, settings=indexed)
+    assert hits, "the allowed courses hold items, so something is returned"
+    assert {h.course_id for h in hits} <= set(allowed)
+    assert not {h.item_id for h in hits} & {"sec-1", "sec-2"}
+    # The same query with the secret course allowed does find its items: the filter is what hid them.
+    with_secret = api.search(
+        query, allowed_course_ids=[*allowed, "course-secret"], limit=100, settings=indexed
+    )
+    assert {h.item_id for h in with_secret} & {"sec-1", "sec-2"}
+
+
+def test_course_filter_narrows_and_must_be_allowed(indexed):
+    hits = api.search(
+        "python", allowed_course_ids=["course-a", "course-b"], course_id="course-b", settings=indexed
+    )
+    assert {h.course_id for h in hits} == {"course-b"}
+    with pytest.raises(PermissionDenied):
+        api.search("python", allowed_course_ids=["course-a"], course_id="course-secret", settings=indexed)
+    assert api.search("python", allowed_course_ids=[], settings=indexed) == []
+    with pytest.raises(InvalidInput):
+        api.search("python", allowed_course_ids=["course-a"], limit=0, settings=indexed)
+
+
+def test_updates_and_deletes_keep_the_index_current_and_survive_a_restart(indexed):
+    allowed = ["course-a", "course-b"]
+    updated = ContentItem(
+        "art-1", "course-b", "Baroque sculpture", "Bernini carved marble with dramatic motion."
+    )
+    api.index_items([updated], settings=indexed)
+    hits = api.search("Bernini marble", allowed_course_ids=allowed, limit=3, settings=indexed)
+    assert hits[0].item_id == "art-1" and hits[0].title == "Baroque sculpture"
+    old = api.search(
+        "Florentine frescoes perspective", allowed_course_ids=allowed, limit=10, settings=indexed
+    )
+    assert all(h.bm25_score == 0.0 for h in old if h.item_id == "art-1")  # old words are gone from BM25
+
+    assert api.remove_items(["py-2"], settings=indexed) == 1
+    assert "py-2" not in {
+        h.item_id for h in api.search("functions def", allowed_course_ids=allowed, settings=indexed)
+    }
+
+    api.close_search_index(indexed)  # a new process reads the same Qdrant folder
+    reopened = api.search("Bernini marble", allowed_course_ids=allowed, limit=100, settings=indexed)
+    assert reopened[0].item_id == "art-1"
+    assert "py-2" not in {h.item_id for h in reopened}
+    assert len(reopened) == len(CATALOG) - 1 - 2  # secret items excluded, py-2 deleted
+
+
+def test_content_events_create_update_delete(indexed):
+    created = Event(
+        event_type="content.created",
+        course_id="course-b",
+        payload={
+            "content_id": "geo-1",
+            "title": "Plate tectonics",
+            "body": "Continents drift on mantle plates.",
+        },
+    )
+    assert api.apply_content_event(created, settings=indexed) is ContentChange.created
+    assert (
+        api.search("continental drift", allowed_course_ids=["course-b"], settings=indexed)[0].item_id
+        == "geo-1"
+    )
+
+    store = {"geo-1": ContentItem("geo-1", "course-b", "Volcanoes", "Magma erupts through the crust.")}
+    updated = Event(event_type="content.updated", course_id="course-b", payload={"content_id": "geo-1"})
+    assert api.apply_content_event(updated, fetch_item=store.get, settings=indexed) is ContentChange.updated
+    assert (
+        api.search("magma eruption", allowed_course_ids=["course-b"], settings=indexed)[0].item_id == "geo-1"
+    )
+
+    deleted = Event(event_type="content.deleted", payload={"content_id": "geo-1"})
+    assert api.apply_content_event(deleted, settings=indexed) is ContentChange.deleted
+    hits = api.search("magma eruption volcano", allowed_course_ids=["course-b"], limit=100, settings=indexed)
+    assert "geo-1" not in {h.item_id for h in hits}
+
+    other = Event(event_type="enrollment.created", payload={"content_id": "py-1"})
+    assert api.apply_content_event(other, settings=indexed) is None
+    with pytest.raises(InvalidInput):
+        api.apply_content_event(
+            Event(event_type="content.updated", payload={"content_id": "x"}), settings=indexed
+        )
