@@ -236,29 +236,39 @@ def complete_entity_rows(service: str, entity_rows: list[dict]) -> list[dict]:
     return completed
 
 
-_service_cache: dict[tuple[int, str], Any] = {}
+_readers: dict[tuple[int, str], Any] = {}
 
 
-def get_online_features(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None
-                        ) -> pd.DataFrame:
+def get_online_features(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None,
+                        generic: bool = False) -> pd.DataFrame:
     """The latest features of ``service`` for ``entity_rows`` from the online store, filled exactly like
-    training sets (``features.api.fill_missing``). One row per entity row, in order: the join keys, then
-    ``feature_names(service)``. A row of a ``student_risk_v1`` request needs only ``student_course``."""
+    training sets (``features.api.fill_matrix``/``fill_missing``). One row per entity row, in order: the join
+    keys, then ``feature_names(service)``. A ``student_risk_v1`` row needs only ``student_course``.
+
+    Reads go through the FeatureService: by default a lean reader (``pipelines/_online.py``: the service's
+    projections from the registry and the online store's own ``online_read``); ``generic=True`` uses
+    ``FeatureStore.get_online_features``. Both pass the same online/offline parity test.
+    """
     from features.api import get_store
 
     store = store or get_store()
     rows = complete_entity_rows(service, entity_rows)
-    cache_key = (id(store), service)
-    feature_service = _service_cache.get(cache_key)
-    if feature_service is None:
-        feature_service = _service_cache[cache_key] = store.get_feature_service(service)
-    response = store.get_online_features(features=feature_service, entity_rows=rows).to_dict()
     names = feature_names(service)
-    # None → NaN in one conversion; then the shared fill policy (a DataFrame round trip costs ~ms per call).
-    matrix = fill_matrix(np.array([response[name] for name in names], dtype="float64").T.copy(), service)
-    out = pd.DataFrame(matrix, columns=names)
+    if generic:
+        response = store.get_online_features(features=store.get_feature_service(service),
+                                             entity_rows=rows).to_dict()
+        # None → NaN in one conversion (a DataFrame round trip per column costs milliseconds).
+        matrix = np.array([response[name] for name in names], dtype="float64").T.copy()
+    else:
+        from pipelines._online import ServiceReader
+
+        reader = _readers.get((id(store), service))
+        if reader is None:
+            reader = _readers[(id(store), service)] = ServiceReader(store, service)
+        matrix = reader.read(rows)
+    out = pd.DataFrame(fill_matrix(matrix, service), columns=names)
     for position, key in enumerate(service_join_keys(service)):
-        out.insert(position, key, response[key])
+        out.insert(position, key, [row[key] for row in rows])
     return out
 
 

@@ -129,12 +129,15 @@ def parity_entities(built, service: str, rng: np.random.Generator, count: int = 
 
 
 def assert_online_offline_parity(built) -> int:
-    """Online features after materialization equal offline features as of the materialization end."""
+    """Online features after materialization equal offline features as of the materialization end, through
+    both online readers (the lean one and Feast's generic ``get_online_features``)."""
     rng = np.random.default_rng(0)
     checked = 0
     for service in service_names():
         rows = parity_entities(built, service, rng)
         online = get_online_features(service=service, entity_rows=rows, store=built.store)
+        generic = get_online_features(service=service, entity_rows=rows, store=built.store, generic=True)
+        pd.testing.assert_frame_equal(online, generic)
         request = online[service_join_keys(service)].copy()
         request["event_timestamp"] = built.end
         offline = historical_features(store=built.store, service=service, entity_frame=request)
