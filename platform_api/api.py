@@ -51,7 +51,7 @@ from platform_api.data import (
 __all__ = [
     "create_admin", "create_assessments", "create_content_items", "create_courses", "create_users",
     "downgrade", "emit_event", "enroll_users", "migrate", "open_session", "pending_essays", "record_ai_grade",
-    "enrollment_status_of", "record_submissions", "relay_pending", "subscribe",
+    "enrollment_status_of", "read_events", "record_submissions", "relay_pending", "subscribe",
 ]
 
 
@@ -229,6 +229,19 @@ def emit_event(*, session: Session, event_type: str, user_id: str | uuid.UUID | 
                  source_service=source_service)
     session.commit()
     return event
+
+
+def read_events(*, session: Session, topic: Topic | str | None = None, after_id: int = 0,
+                limit: int = 1000) -> list[tuple[int, Event]]:
+    """Events from the outbox in commit order, as ``(position, event)``; pass the last position back as
+    ``after_id`` to read on. Lets batch jobs (feature building) replay the stream without a broker."""
+    from platform_api._models import OutboxEvent
+
+    statement = select(OutboxEvent.id, OutboxEvent.envelope).where(OutboxEvent.id > after_id)
+    if topic is not None:
+        statement = statement.where(OutboxEvent.topic == str(topic))
+    rows = session.execute(statement.order_by(OutboxEvent.id).limit(limit)).all()
+    return [(row.id, Event.model_validate(row.envelope)) for row in rows]
 
 
 def subscribe(app, topic: Topic | str, handler: Callable[[Event], None]) -> Callable[[], None]:

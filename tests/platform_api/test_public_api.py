@@ -58,3 +58,16 @@ def test_bulk_import_is_visible_through_the_http_api(platform):
     # Imported users have no password: they cannot log in until one is set.
     assert client.post("/api/v1/auth/login", json={"email": f"s0-{tag}@oulad.example", "password": "x" * 8}) \
         .status_code == 401
+
+
+def test_read_events_replays_the_stream_in_order(platform):
+    _, learner = platform.user()
+    posted = [platform.client.post("/api/v1/events", headers=learner, json={"event_type": kind}).json()["event_id"]
+              for kind in ("page_view", "resource_click", "video_play")]
+    with api.open_session(platform.settings, migrate_first=False) as session:
+        events = api.read_events(session=session, topic="lms.analytics.events", limit=100_000)
+        ours = [(position, e) for position, e in events if str(e.event_id) in posted]
+        assert [str(e.event_id) for _, e in ours] == posted
+        assert [e.event_type for _, e in ours] == ["page_view", "resource_click", "video_play"]
+        after = api.read_events(session=session, topic="lms.analytics.events", after_id=ours[0][0])
+        assert str(after[0][1].event_id) == posted[1]
