@@ -83,6 +83,24 @@ def run_wrk(url: str, body: str, *, connections: int, seconds: float, workdir: P
     return parse_wrk(out.stdout)
 
 
+def process_tree_cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants (workers, scoring server)."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, frontier = {root_pid}, {root_pid}
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in stats.items() if ppid in frontier and pid not in tree}
+        tree |= frontier
+    return sum(stats[pid][1] for pid in tree if pid in stats) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,8 +153,13 @@ def measure(target: Target, *, seconds: float, warmup: float, workdir: Path, log
         result = {}
         for connections in CONCURRENCY:
             log(f"{target.name}: c={connections}")
-            result[f"c{connections}"] = run_wrk(target.url, target.body, connections=connections, seconds=seconds,
-                                                workdir=workdir)
+            cpu_before = process_tree_cpu_seconds(process.pid)
+            row = run_wrk(target.url, target.body, connections=connections, seconds=seconds, workdir=workdir)
+            # Server CPU per request: robust to a busy machine, where wall-clock latency mostly measures the queue
+            # for a core.
+            row["server_cpu_us_per_request"] = round(
+                (process_tree_cpu_seconds(process.pid) - cpu_before) / max(row["requests"], 1) * 1e6, 1)
+            result[f"c{connections}"] = row
         return result
     finally:
         _stop(process)
