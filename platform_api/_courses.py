@@ -206,6 +206,19 @@ def list_user_enrollments(*, session: Session, actor: Principal | None, user_id:
     return paginate(session, statement, limit=limit, offset=offset)
 
 
+def list_course_enrollments(*, session: Session, actor: Principal | None, course_id: uuid.UUID,
+                            status: EnrollmentStatus | None, limit: int, offset: int) -> tuple[list[Enrollment], int]:
+    """The course's roster, for its staff only."""
+    course = get_or_not_found(session, Course, course_id, "Course")
+    policy.authorize(session, actor, Permission.enrollments_read, Scope.of_course(course),
+                     what="this course's roster")
+    statement = select(Enrollment).where(Enrollment.course_id == course.id).order_by(Enrollment.created_at,
+                                                                                     Enrollment.id)
+    if status is not None:
+        statement = statement.where(Enrollment.status == status)
+    return paginate(session, statement, limit=limit, offset=offset)
+
+
 def update_progress(*, session: Session, actor: Principal | None, enrollment_id: uuid.UUID,
                     data: ProgressUpdate) -> Enrollment:
     enrollment = get_or_not_found(session, Enrollment, enrollment_id, "Enrollment")

@@ -13,9 +13,10 @@ from platform_api._schemas import (
     CourseUpdate,
     EnrollmentCreate,
     EnrollmentPublic,
+    EnrollmentsPublic,
     ProgressUpdate,
 )
-from platform_api.data import CourseStatus
+from platform_api.data import CourseStatus, EnrollmentStatus
 from platform_api.deps import CurrentUser, Pagination, SessionDep, require
 from platform_api.policy import Permission, Principal
 
@@ -54,6 +55,15 @@ def enroll(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser,
     """Enroll yourself (empty body) or, as course staff, another user (`user_id`)."""
     return _courses.enroll(session=session, actor=actor, course_id=course_id,
                            user_id=body.user_id if body else None)
+
+
+@router.get("/courses/{course_id}/enrollments", response_model=EnrollmentsPublic)
+def course_enrollments(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser, page: Pagination,
+                       status: EnrollmentStatus | None = None) -> Any:
+    """The roster (course staff only)."""
+    rows, count = _courses.list_course_enrollments(session=session, actor=actor, course_id=course_id,
+                                                   status=status, limit=page.limit, offset=page.offset)
+    return {"data": rows, "count": count, "limit": page.limit, "offset": page.offset}
 
 
 @router.put("/enrollments/{enrollment_id}/progress", response_model=EnrollmentPublic, tags=["enrollments"])

@@ -47,6 +47,10 @@ MATRIX = [
     ("ta", "PUT", "/courses/{course_a}", {"description": "ta edit"}, 403),
     ("instructor_a", "PUT", "/courses/{course_a}", {"description": "mine"}, 200),
     ("admin", "PUT", "/courses/{course_a}", {"description": "admin"}, 200),
+    ("student_s", "GET", "/courses/{course_a}/enrollments", None, 403),
+    ("instructor_b", "GET", "/courses/{course_a}/enrollments", None, 403),
+    ("ta", "GET", "/courses/{course_a}/enrollments", None, 200),
+    ("instructor_a", "GET", "/courses/{course_a}/enrollments", None, 200),
     # content
     ("student_s", "POST", "/content", {"course_id": "{course_a}", "title": "x"}, 403),
     ("ta", "POST", "/content", {"course_id": "{course_a}", "title": "x"}, 403),
@@ -137,6 +141,13 @@ def test_scoped_permissions_endpoint(platform, world):
     assert Permission.content_read.value not in perms("student_s", "course_b")
     roles = client.get(f"/api/v1/users/{ids['ta']}/permissions", headers=platform.admin_headers).json()["roles"]
     assert roles == ["student", f"teaching_assistant@course:{ids['course_a']}"]
+
+
+def test_roster_lists_the_course_learners(platform, world):
+    actors, ids = world
+    roster = platform.client.get(f"/api/v1/courses/{ids['course_a']}/enrollments?status=enrolled",
+                                 headers=actors["instructor_a"]).json()
+    assert roster["count"] == 2 and {e["user_id"] for e in roster["data"]} == {ids["student_s"], ids["student_t"]}
 
 
 def test_role_table_is_consistent():
