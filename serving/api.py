@@ -102,7 +102,8 @@ class RiskClient:
     """Calls ``POST /predict_risk`` of the model service with a timeout, a circuit breaker and a fallback."""
 
     def __init__(self, *, base_url: str | None = None, timeout_s: float | None = None,
-                 breaker: CircuitBreaker | None = None, settings: Settings | None = None, transport=None) -> None:
+                 breaker: CircuitBreaker | None = None, settings: Settings | None = None, transport=None,
+                 async_transport=None) -> None:
         import httpx
 
         settings = settings or get_settings()
@@ -110,6 +111,8 @@ class RiskClient:
         self.timeout_s = settings.serving_timeout_s if timeout_s is None else timeout_s
         self.breaker = breaker or CircuitBreaker()
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, transport=transport)
+        self._async_http = None  # created on first async call, inside the caller's event loop
+        self._async_transport = async_transport
 
     def predict_risk(self, *, student_id: int, course_id: str) -> RiskPrediction:
         """The champion's risk for one registration, or the fallback when the service cannot answer.
@@ -126,6 +129,27 @@ class RiskClient:
         except httpx.HTTPError as exc:
             self.breaker.record_failure()
             return self._fallback(student_id, course_id, f"model service unreachable: {type(exc).__name__}")
+        return self._answer(response, student_id, course_id, started)
+
+    async def apredict_risk(self, *, student_id: int, course_id: str) -> RiskPrediction:
+        """``predict_risk`` for async callers (FastAPI routes): same timeout, breaker and fallback."""
+        import httpx
+
+        if not self.breaker.allow():
+            return self._fallback(student_id, course_id, "circuit open: the model service failed recently")
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s,
+                                                 transport=self._async_transport)
+        started = time.perf_counter()
+        try:
+            response = await self._async_http.post("/predict_risk",
+                                                   json={"student_id": student_id, "course_id": course_id})
+        except httpx.HTTPError as exc:
+            self.breaker.record_failure()
+            return self._fallback(student_id, course_id, f"model service unreachable: {type(exc).__name__}")
+        return self._answer(response, student_id, course_id, started)
+
+    def _answer(self, response, student_id: int, course_id: str, started: float) -> RiskPrediction:
         latency_ms = (time.perf_counter() - started) * 1000
         if response.status_code >= 500:
             self.breaker.record_failure()
@@ -152,6 +176,10 @@ class RiskClient:
 
     def close(self) -> None:
         self._http.close()
+
+    async def aclose(self) -> None:
+        if self._async_http is not None:
+            await self._async_http.aclose()
 
 
 def start_model_service(*, settings: Settings | None = None, host: str | None = None, port: int | None = None,

@@ -84,3 +84,29 @@ def test_client_against_the_running_service(model_service: RunningService):
     assert answer.status is PredictionStatus.scored and 0 <= answer.risk_score <= 1 and answer.model_version
     with pytest.raises(NotFound, match="unknown"):
         client.predict_risk(student_id=UNKNOWN_STUDENT, course_id=COURSE)
+
+
+class AsyncCountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, status: int | None, body: dict | None = None) -> None:
+        self.sync = CountingTransport(status, body)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self.sync.handle_request(request)
+
+
+def test_async_client_shares_the_breaker_and_fallback():
+    import asyncio
+
+    breaker = CircuitBreaker(failure_threshold=1, reset_seconds=60)
+    transport = AsyncCountingTransport(None)
+    client = RiskClient(base_url="http://m", breaker=breaker, async_transport=transport)
+
+    async def calls():
+        first = await client.apredict_risk(student_id=1, course_id=COURSE)
+        second = await client.apredict_risk(student_id=1, course_id=COURSE)
+        await client.aclose()
+        return first, second
+
+    first, second = asyncio.run(calls())
+    assert first.is_fallback and "unreachable" in first.reason
+    assert second.is_fallback and "circuit open" in second.reason and transport.sync.calls == 1
