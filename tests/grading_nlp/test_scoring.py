@@ -1,0 +1,48 @@
+"""Code tests of the scoring rules: rounding and clipping per rubric range, cut-point tuning, QWK, model choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from grading_nlp._model import _qwk, choose_model_kind, default_thresholds, to_scores, tune_thresholds
+from grading_nlp.data import ModelKind
+from learnloop.datasets import PROMPT_SCORE_RANGES
+
+
+@pytest.mark.parametrize("prompt", sorted(PROMPT_SCORE_RANGES))
+def test_scores_are_rounded_and_clipped_to_the_prompt_range(prompt: int) -> None:
+    low, high = PROMPT_SCORE_RANGES[prompt]
+    values = np.array([low - 5.0, low + 0.49, low + 0.51, (low + high) / 2 + 0.2, high - 0.4, high + 7.0])
+    scores = to_scores(values, default_thresholds((low, high)), (low, high))
+    assert scores.dtype.kind == "i"
+    assert scores.min() >= low and scores.max() <= high
+    assert scores[0] == low and scores[-1] == high
+    assert scores[1] == low and scores[2] == low + 1
+    assert scores[4] == high
+
+
+def test_qwk_matches_sklearn_on_a_tiny_set() -> None:
+    truth = np.array([0, 1, 2, 3, 3, 2, 1, 0])
+    predicted = np.array([0, 1, 1, 3, 2, 2, 1, 1])
+    assert _qwk(truth, predicted) == pytest.approx(cohen_kappa_score(truth, predicted, weights="quadratic"))
+    assert _qwk(truth, truth) == 1.0
+    assert _qwk(truth, 3 - truth) < 0
+
+
+def test_tuned_cut_points_undo_shrinkage_towards_the_mean() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, size=400)
+    shrunk = 1.5 + 0.45 * (truth - 1.5) + rng.normal(0, 0.15, size=400)  # a regressor's typical compression
+    plain = _qwk(truth, to_scores(shrunk, default_thresholds((0, 3)), (0, 3)))
+    tuned = tune_thresholds(shrunk, truth, (0, 3))
+    assert np.all(np.diff(tuned) > 0)
+    assert _qwk(truth, to_scores(shrunk, tuned, (0, 3))) > plain + 0.05
+
+
+@pytest.mark.parametrize(("graded", "kind"), [(0, None), (19, None), (20, ModelKind.few_shot),
+                                              (50, ModelKind.few_shot), (299, ModelKind.few_shot),
+                                              (300, ModelKind.full), (1800, ModelKind.full)])
+def test_model_kind_depends_on_how_many_essays_are_graded(graded: int, kind: ModelKind | None) -> None:
+    assert choose_model_kind(graded) is kind
