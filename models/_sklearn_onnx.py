@@ -166,9 +166,12 @@ class OnnxClassifier:
         options.intra_op_num_threads = 1  # single rows dominate serving; threads cost more than they give
         self.schema = schema
         self._session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        # A converter may prune an input the fitted graph never reads; feed only what the graph declares.
+        self._input_names = {item.name for item in self._session.get_inputs()}
 
     def predict_proba_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        (probabilities,) = self._session.run([self.schema.probability_output], onnx_feeds(frame, self.schema))
+        feeds = {name: value for name, value in onnx_feeds(frame, self.schema).items() if name in self._input_names}
+        (probabilities,) = self._session.run([self.schema.probability_output], feeds)
         return np.asarray(probabilities, dtype=np.float64)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

@@ -98,25 +98,27 @@ def test_register_promote_refuse_force_rollback_and_load(registry_settings, toy_
     assert versions[worse.version].metrics["auc"] == pytest.approx(0.70)
 
 
-@pytest.mark.parametrize(
-    ("metrics", "eval_fingerprint", "failing"),
-    [
+def test_gate_checks_each_condition(registry_settings, toy_export):
+    _, export = toy_export
+    champion = _register(export, GOOD)
+    promote("toy")
+    cases = [  # each challenger fails exactly one check; refused ones leave the champion in place
         ({**GOOD, "ece": 0.2}, "heldout-1", {"calibration"}),
         ({**GOOD, "subgroup_auc.gender:F": 0.55}, "heldout-1", {"subgroups"}),
         ({**GOOD, "subgroup_auc.gender:M": 0.70}, "heldout-1", {"subgroups"}),
         (GOOD, "heldout-2", {"same_held_out_data"}),
-        ({**GOOD, "auc": 0.795}, "heldout-1", set()),  # within the tolerance
-    ],
-)
-def test_gate_checks_each_condition(registry_settings, toy_export, metrics, eval_fingerprint, failing):
-    _, export = toy_export
-    _register(export, GOOD)
-    promote("toy")
-    _register(export, metrics, eval_fingerprint=eval_fingerprint)
-    decision = promote("toy", policy=GatePolicy(tolerance=0.01))
-    assert {check.name for check in decision.checks if not check.passed} == failing
-    expected = PromotionOutcome.promoted if not failing else PromotionOutcome.refused
-    assert decision.outcome is expected
+        ({**GOOD, "auc": 0.795}, "heldout-1", set()),  # within the tolerance: promoted
+    ]
+    for metrics, eval_fingerprint, failing in cases:
+        _register(export, metrics, eval_fingerprint=eval_fingerprint)
+        decision = promote("toy", policy=GatePolicy(tolerance=0.01))
+        assert {check.name for check in decision.checks if not check.passed} == failing, metrics
+        if failing:
+            assert decision.outcome is PromotionOutcome.refused
+            assert decision.champion_version == champion.version
+        else:
+            assert decision.outcome is PromotionOutcome.promoted
+            assert load_champion("toy").version == decision.challenger_version
 
 
 def test_registration_refuses_an_export_without_parity(registry_settings, toy_export):
