@@ -139,3 +139,27 @@ def test_injected_drift_retrains_registers_a_challenger_and_logs_the_gate(
     logged = retrain_history(settings=settings)
     assert [(e["outcome"], e["challenger_version"]) for e in logged] == [("refused", outcome.challenger_version)]
     assert operator_alerts(settings=settings)[0]["id"] == outcome.alert_id
+
+
+def test_retrain_adapter_returns_the_version_train_risk_registered(settings, monkeypatch):
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import training.api
+    from learnloop.errors import Unavailable
+    from pipelines.monitoring import _loop
+    from training.api import ModelVersionInfo
+
+    calls = []
+
+    def fake_train_risk(*, settings):
+        calls.append(settings)
+        return SimpleNamespace(version=ModelVersionInfo("risk", "12", ["challenger"], "run", datetime.now(UTC)))
+
+    monkeypatch.setattr(training.api, "train_risk", fake_train_risk)
+    retrain = _loop.training_retrain(settings)
+
+    assert retrain("risk", [TriggerReason.feature_drift]) == "12"
+    assert calls == [settings]
+    with pytest.raises(Unavailable, match="no automatic retraining for essay_grader"):
+        retrain("essay_grader", [TriggerReason.performance_drop])
