@@ -8,7 +8,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-MAX_EXAMPLES = 3  # per operation, mode and pass: ~25 operations x 2 modes x 1-2 passes, derandomized
+MAX_EXAMPLES = 3  # per operation and mode (positive + negative), ~27 operations, derandomized
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,13 @@ def test_no_server_errors(platform, known_ids):
     failures: list[str] = []
     calls = 0
     for operation in _operations(platform):
-        passes = [None]
         names = {p.name for p in operation.path_parameters}
-        if names and operation.method.upper() != "DELETE":  # erasing the fixtures would end the run early
-            passes.append({name: known_ids[name] for name in names if name in known_ids})
+        # Real ids reach the code behind the 404s (random ids only ever find nothing). DELETE keeps random
+        # ids: erasing the fixtures would end the run early.
+        if names and operation.method.upper() != "DELETE":
+            passes = [{name: known_ids[name] for name in names if name in known_ids}]
+        else:
+            passes = [None]
         for path_parameters in passes:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None)
@@ -66,5 +69,5 @@ def test_no_server_errors(platform, known_ids):
 
                 run()
     print(f"schemathesis: {calls} generated requests")
-    assert calls > 200, calls
+    assert calls > 120, calls
     assert failures == [], "\n".join(failures[:10])
