@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 from features.api import get_store, service_join_keys
 from learnloop.errors import Unavailable
 from pipelines._offline import registrations_path
-from pipelines.api import get_online_features
+from pipelines.api import get_online_features, online_feature_matrix
 
 
 def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) -> list[dict]:
@@ -29,24 +30,37 @@ def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) 
 
 
 def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100)) -> dict:
-    """p50/p99 milliseconds of ``pipelines.api.get_online_features`` (FeatureService read + fill) per batch size.
+    """p50/p99 milliseconds of ``pipelines.api.online_feature_matrix`` (FeatureService read + shared fill)
+    per batch size, plus the same through ``get_online_features`` (adds the pandas DataFrame).
 
     Each timed call reads a different random batch of registrations, after a warm-up.
     """
+    out = _bench(online_feature_matrix, service, repeats, sizes)
+    frame = _bench(get_online_features, service, max(repeats // 4, 50), sizes)
+    return {**out, "online_dataframe_ms": frame["online_ms"]}
+
+
+def _bench(read, service: str, repeats: int, sizes: tuple[int, ...]) -> dict:
     store = get_store()
     rng = np.random.default_rng(0)
     out: dict[str, dict[str, float]] = {}
+    cpu_out: dict[str, dict[str, float]] = {}
     for size in sizes:
         batches = [_entity_rows(service, store.config.repo_path, size, rng) for _ in range(min(repeats, 50))]
         for batch in batches[:10]:  # warm-up: registry cache, SQLite pages, code paths
-            get_online_features(service=service, entity_rows=batch, store=store)
+            read(service=service, entity_rows=batch, store=store)
         runs = repeats if size == 1 else max(repeats // 10, 50)
-        timings = np.empty(runs)
+        timings, cpu = np.empty(runs), np.empty(runs)
         for i in range(runs):
             batch = batches[i % len(batches)]
-            started = time.perf_counter()
-            get_online_features(service=service, entity_rows=batch, store=store)
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            read(service=service, entity_rows=batch, store=store)
+            cpu[i] = (time.thread_time() - started_cpu) * 1000.0
             timings[i] = (time.perf_counter() - started) * 1000.0
         out[str(size)] = {"p50": round(float(np.percentile(timings, 50)), 3),
                           "p99": round(float(np.percentile(timings, 99)), 3), "n": runs}
-    return {"service": service, "online_store": store.config.online_store.type, "online_ms": out}
+        # CPU time of the reading thread: what a read costs when the machine is shared (wall time is not).
+        cpu_out[str(size)] = {"p50": round(float(np.percentile(cpu, 50)), 3),
+                              "p99": round(float(np.percentile(cpu, 99)), 3)}
+    return {"service": service, "online_store": store.config.online_store.type, "online_ms": out,
+            "online_cpu_ms": cpu_out, "load_average_1m": round(os.getloadavg()[0], 2)}

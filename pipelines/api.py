@@ -45,6 +45,7 @@ __all__ = [
     "ingest_events",
     "latest_event",
     "materialize",
+    "online_feature_matrix",
     "risk_label_frame",
 ]
 
@@ -239,26 +240,24 @@ def complete_entity_rows(service: str, entity_rows: list[dict]) -> list[dict]:
 _readers: dict[tuple[int, str], Any] = {}
 
 
-def get_online_features(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None,
-                        generic: bool = False) -> pd.DataFrame:
-    """The latest features of ``service`` for ``entity_rows`` from the online store, filled exactly like
-    training sets (``features.api.fill_matrix``/``fill_missing``). One row per entity row, in order: the join
-    keys, then ``feature_names(service)``. A ``student_risk_v1`` row needs only ``student_course``.
+def online_feature_matrix(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None,
+                          generic: bool = False) -> np.ndarray:
+    """``service``'s latest online features for ``entity_rows`` as a float matrix (rows in order, columns
+    ``feature_names(service)``), filled by ``features.api.fill_matrix`` exactly like training sets.
 
     Reads go through the FeatureService: by default a lean reader (``pipelines/_online.py``: the service's
-    projections from the registry and the online store's own ``online_read``); ``generic=True`` uses
-    ``FeatureStore.get_online_features``. Both pass the same online/offline parity test.
+    projections from the registry and the configured online store's own ``online_read``); ``generic=True``
+    uses ``FeatureStore.get_online_features``. Both pass the same online/offline parity test.
     """
     from features.api import get_store
 
     store = store or get_store()
     rows = complete_entity_rows(service, entity_rows)
-    names = feature_names(service)
     if generic:
         response = store.get_online_features(features=store.get_feature_service(service),
                                              entity_rows=rows).to_dict()
         # None → NaN in one conversion (a DataFrame round trip per column costs milliseconds).
-        matrix = np.array([response[name] for name in names], dtype="float64").T.copy()
+        matrix = np.array([response[name] for name in feature_names(service)], dtype="float64").T.copy()
     else:
         from pipelines._online import ServiceReader
 
@@ -266,10 +265,19 @@ def get_online_features(*, service: str, entity_rows: list[dict], store: Feature
         if reader is None:
             reader = _readers[(id(store), service)] = ServiceReader(store, service)
         matrix = reader.read(rows)
-    out = pd.DataFrame(fill_matrix(matrix, service), columns=names)
-    for position, key in enumerate(service_join_keys(service)):
-        out.insert(position, key, [row[key] for row in rows])
-    return out
+    return fill_matrix(matrix, service)
+
+
+def get_online_features(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None,
+                        generic: bool = False) -> pd.DataFrame:
+    """The latest features of ``service`` for ``entity_rows`` from the online store, filled exactly like
+    training sets. One row per entity row, in order: the join keys, then ``feature_names(service)``.
+    A ``student_risk_v1`` row needs only ``student_course``. (``online_feature_matrix`` skips the DataFrame.)
+    """
+    rows = complete_entity_rows(service, entity_rows)
+    matrix = online_feature_matrix(service=service, entity_rows=rows, store=store, generic=generic)
+    keys = pd.DataFrame({key: [row[key] for row in rows] for key in service_join_keys(service)})
+    return pd.concat([keys, pd.DataFrame(matrix, columns=feature_names(service))], axis=1)
 
 
 def ingest_events(raw_events: Sequence, *, tables=None, settings: Settings | None = None) -> dict[str, Any]:
