@@ -42,12 +42,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                per_user_per_minute: int | None = None, per_ip_per_minute: int | None = None) -> FastAPI:
     """Build the API. ``migrate`` brings the schema to head at startup (idempotent)."""
     settings = settings or get_settings()
-    configure_logging()
     bus = EventBus()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging()
         engine = make_engine(settings.sqlalchemy_url)
         if migrate:
             await asyncio.to_thread(_migrate.upgrade, engine)
