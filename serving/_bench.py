@@ -170,7 +170,7 @@ def _loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.0, workers: int = 1,
+def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.0, workers: int = 2,
                 only: list[str] | None = None, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run every path and return the issue's JSON (plus ``conditions``: load, cores, durations, versions)."""
     if shutil.which("wrk") is None:
@@ -210,21 +210,21 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         "bentoml", f"http://127.0.0.1:{port}/predict_risk",
         json.dumps({"student_id": student_id, "course_id": course_id}),
         _launch.service_command(host="127.0.0.1", port=port),
-        _launch.service_env(settings, workers=workers), f"http://127.0.0.1:{port}/readyz", ok_json('"risk_score":0'))
+        _launch.service_env(settings, workers=workers), f"http://127.0.0.1:{port}/readyz", ok_json('"status":"scored"'))
     port = _free_port()
     targets["mlflow"] = Target(
         "mlflow", f"http://127.0.0.1:{port}/invocations",
         # Tensor input: MLflow's ONNX pyfunc cannot feed [n, 1] inputs from a dataframe (it passes rank 1).
         json.dumps({"inputs": {name: [[value]] for name, value in zip(inputs, model_inputs, strict=True)}}),
         [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{RISK_MODEL}@champion", "--env-manager",
-         "local", "-h", "127.0.0.1", "-p", str(port)],
+         "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
         {**base_env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
         f"http://127.0.0.1:{port}/ping", ok_json("predictions"))
     port = _free_port()
     targets["limit"] = Target(
         "limit", f"http://127.0.0.1:{port}/predict", json.dumps({"features": model_inputs}),
         [str(bin_dir / "uvicorn"), "--factory", "serving._limit:create_app", "--host", "127.0.0.1", "--port",
-         str(port), "--no-access-log", "--log-level", "warning"],
+         str(port), "--no-access-log", "--log-level", "warning", "--workers", str(workers)],
         {**base_env, "LEARNLOOP_BENCH_MODEL_DIR": str(model_dir)}, f"http://127.0.0.1:{port}/ping",
         ok_json("risk_score"))
 
@@ -256,7 +256,7 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
     result["conditions"] = {
         "loadavg_before": load_before, "loadavg_after": _loadavg(), "cpus": os.cpu_count(),
         "seconds_per_run": seconds, "load_generator": "wrk -t1 --latency, keep-alive, 127.0.0.1",
-        "bentoml_workers": workers, "mlflow_workers": 1, "limit_workers": 1,
+        "workers_per_server": workers,
         "model": f"{RISK_MODEL} v{champion.version} ({len(inputs)} inputs, FeatureService "
                  f"{champion.schema.feature_service})",
         "mlflow_flavor": "the registered champion (ONNX pyfunc); no native model is logged in the registry",

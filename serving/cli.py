@@ -10,7 +10,7 @@ import typer
 def serve_models(
     host: str | None = typer.Option(None, help="Bind address (default settings.serving_host, 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default settings.serving_port, 3000)."),
-    workers: int = typer.Option(1, min=1, help="Worker processes (each loads every champion)."),
+    workers: int = typer.Option(2, min=1, help="Worker processes (each loads every champion); 2 = one per core here."),
     poll_seconds: float | None = typer.Option(None, help="Alias poll interval (default settings)."),
 ) -> None:
     """Run the model service (BentoML + ONNX Runtime) serving every @champion; Ctrl-C stops it."""
@@ -39,7 +39,7 @@ def serve_models(
 def bench_serve(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     seconds: float = typer.Option(10.0, min=1.0, help="Duration of each measured wrk run."),
-    workers: int = typer.Option(1, min=1, help="Workers of our service (others run their defaults)."),
+    workers: int = typer.Option(2, min=1, help="Worker processes of every server (ours, mlflow, limit): same for all."),
     only: list[str] = typer.Option([], "--only", help="Measure only these paths (bentoml, mlflow, api, limit)."),
 ) -> None:
     """Latency/throughput of the risk champion: our service vs `mlflow models serve` vs the platform API vs
