@@ -200,6 +200,7 @@ class OnnxTextEmbedder:
         batch_size: int = 32,
         threads: int | None = None,
         use_cache: bool = True,
+        spin: bool = True,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -231,6 +232,9 @@ class OnnxTextEmbedder:
         if threads is not None:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if not spin:
+            # Busy-waiting worker threads help a lone process's latency but waste CPU on a shared machine.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite") if use_cache else None
 

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterable
 
 from learnloop.errors import InvalidInput, PermissionDenied
 from learnloop.events import Event, Topic
 from learnloop.settings import Settings, get_settings
-from recommender.data import ContentChange, ContentItem, SearchHit, Variant
+from recommender.data import ContentChange, ContentItem, RecommendationList, SearchHit, Variant
 
 __all__ = [
     "apply_content_event",
     "assign_variant",
     "close_search_index",
     "index_items",
+    "recommend",
+    "remove_items",
     "search",
 ]
+
+# Every served list goes to this logger with its experiment arm (feedback is attributed through it).
+_SERVED_LOG = logging.getLogger("learnloop.recommender.served")
 
 _INDEXES: dict[str, object] = {}
 _CLIENTS: dict[str, object] = {}
@@ -179,3 +185,52 @@ def assign_variant(
     digest = hashlib.sha256(f"{experiment}:{user_id}".encode()).digest()
     bucket = int.from_bytes(digest[:8], "big") / 2**64
     return Variant.treatment if bucket < treatment_share else Variant.control
+
+
+def recommend(
+    *,
+    user_id: str,
+    course_id: str,
+    interactions,
+    items,
+    day: int,
+    limit: int = 10,
+    experiment: str = "recommender-v1",
+    treatment_share: float = 0.5,
+) -> RecommendationList:
+    """What to open next for a learner in a course, logged with its A/B arm.
+
+    ``interactions``: DataFrame[user_id, item_id, day] of content opens in this course (platform activity
+    events or OULAD clicks); ``items``: DataFrame[item_id, kind] (+ optional ``week_from``) of the course's
+    content; ``day``: days since the course started. Control gets popularity within course and week;
+    treatment the learnloop ranker (fitted on the course's last two weeks). A learner without history is a
+    cold start and gets popularity within course and week in both arms. Items already opened are never
+    recommended.
+    """
+    from recommender._recommend import service
+
+    if not 1 <= limit <= 100:
+        raise InvalidInput(f"limit must be between 1 and 100, got {limit}")
+    variant = assign_variant(user_id, experiment=experiment, treatment_share=treatment_share)
+    served = service.recommend(
+        user_id=str(user_id),
+        course_id=str(course_id),
+        interactions=interactions,
+        items=items,
+        day=int(day),
+        limit=limit,
+        variant=variant,
+        experiment=experiment,
+    )
+    _SERVED_LOG.info(
+        "recommendations served",
+        extra={
+            "user_id": served.user_id,
+            "course_id": served.course_id,
+            "experiment": served.experiment,
+            "variant": served.variant.value,
+            "cold_start": served.cold_start,
+            "items": [r.item_id for r in served.items],
+        },
+    )
+    return served

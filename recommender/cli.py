@@ -90,7 +90,28 @@ def bench_search(
         err.print(report)
 
 
+def eval_recommend(
+    root: Path | None = typer.Option(None, "--root", help="OULAD folder (default: the data sets folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """NDCG@10 / recall@10 of next-item recommendations on OULAD clicks (temporal split, 7-day horizon)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenMP spinning threads crawl on a shared 2-core box
+    from learnloop.errors import LearnloopError
+    from recommender._recommend.oulad_eval import evaluate_oulad
+
+    try:
+        with err.status("evaluating recommenders on OULAD clicks") as status:
+            report = evaluate_oulad(root, progress=lambda stage: status.update(f"evaluating: {stage}"))
+    except LearnloopError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        err.print(report)
+
+
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["eval"].command("search")(eval_search)
     groups["bench"].command("search")(bench_search)
+    groups["eval"].command("recommend")(eval_recommend)

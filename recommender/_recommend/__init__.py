@@ -1,0 +1,1 @@
+"""Next-item recommendation internals: click matrices, baselines, the learnloop ranker, OULAD evaluation."""
