@@ -66,6 +66,10 @@ def _reject_unstorable(value: Any) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain NUL (\\u0000) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are valid JSON but not storable text
+            raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
     elif isinstance(value, dict):
         for key, item in value.items():
             _reject_unstorable(key)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from platform_api import _content, _media
@@ -69,8 +69,9 @@ def streaming_url(content_id: uuid.UUID, session: SessionDep, settings: Settings
 
 
 @router.get("/content/{content_id}/stream/{file:path}", include_in_schema=False)
-def stream(content_id: uuid.UUID, file: str, session: SessionDep, settings: SettingsDep,
-           expires: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(max_length=128)]) -> Response:
+def stream(content_id: uuid.UUID, file: Annotated[str, Path(pattern=r"^[A-Za-z0-9._/-]{1,300}$")],
+           session: SessionDep, settings: SettingsDep, expires: Annotated[int, Query(ge=0, le=2**40)],
+           sig: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]) -> Response:
     path, query = _media.resolve_stream(session=session, settings=settings, content_id=content_id, file=file,
                                         expires=expires, sig=sig)
     if query is not None:

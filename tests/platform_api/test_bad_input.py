@@ -127,6 +127,13 @@ def test_invalid_requests(platform, setup, method, path, body, status, words):
     _error(response, status, *words)
 
 
+def test_lone_surrogates_are_refused(platform):
+    body = b'{"title": "bad \\ud800 text"}'
+    response = platform.client.post("/api/v1/courses", content=body,
+                                    headers={**platform.admin_headers, "content-type": "application/json"})
+    _error(response, 422, "unicode")
+
+
 def test_malformed_json_and_bad_tokens(platform):
     client = platform.client
     _error(client.post("/api/v1/courses", headers={**platform.admin_headers, "content-type": "application/json"},

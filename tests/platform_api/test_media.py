@@ -34,7 +34,10 @@ def test_signed_url_is_served_and_verified(platform, video):
     url = signed.json()["url"]
     served = client.get(url)  # no Authorization header: the signature is the credential
     assert served.status_code == 200 and served.content == b"not really a video" * 100
-    assert client.get(url.replace("sig=", "sig=0")).status_code == 403
+    assert client.get(url.replace("sig=", "sig=0")).status_code == 422  # not even shaped like a signature
+    assert client.get(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 403
+    assert client.get(url.replace("sig=", "sig=é")).status_code == 422
+    assert client.get(url.replace("/original?", "/orig%00inal?")).status_code == 422
     expired = int(time.time()) - 1
     stale = (f"/api/v1/content/{video['content_id']}/stream/original?expires={expired}"
              f"&sig={_media._signature(platform.settings, video['content_id'], expired)}")
