@@ -108,6 +108,8 @@ def promote(
         for column in ("check", "passed", "evidence"):
             table.add_column(column)
         for check in decision.checks:
+            if check.name == "policy":  # the full policy is in --json and on the run
+                continue
             table.add_row(check.name, "yes" if check.passed else "NO", check.detail)
         Console().print(table)
         typer.echo(f"champion: v{decision.champion_version}")

@@ -34,7 +34,7 @@ def fitted_run(frame):
 def test_train_register_promote_refuse_worse_and_serve_champion(registry_settings, frame):
     first = train_risk(frame=frame, recipe=SMALL)
     assert first.version.aliases == ["challenger"]
-    assert first.evaluation["auc_active"] > 0.75
+    assert first.evaluation["auc_active"] > 0.7
     assert first.version.tags["feature_service"] == "student_risk_v1"
     promoted = promote("risk")
     assert promoted.outcome is PromotionOutcome.promoted, [c for c in promoted.checks if not c.passed]
