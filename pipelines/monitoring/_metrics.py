@@ -8,6 +8,7 @@ and the prediction log (volume and latency) instead.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pipelines.monitoring import _state
-from pipelines.monitoring._prediction_log import read_prediction_log
+from pipelines.monitoring._prediction_log import log_files, read_log_files
 
 # Latency buckets (seconds) around the serving budget: single-row ONNX is sub-ms, the p99 target is tens of ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_CACHE_SECONDS = 15.0  # a scrape every 15 s must not re-read a large log each time
+_CACHE_SECONDS = 15.0  # scrapes closer together than this reuse the last file listing
 
 
 class MonitoringCollector(Collector):
     def __init__(self, data_path: Path) -> None:
         self.data_path = data_path
-        self._log_cache: tuple[float, object] | None = None
+        self._files: dict[Path, tuple[tuple[int, int], dict[str, np.ndarray]]] = {}
+        self._checked_at: float | None = None
 
     def collect(self):
         state = _state.read_state(self.data_path)
@@ -66,27 +68,49 @@ class MonitoringCollector(Collector):
         yield from self._prediction_families()
 
     def _prediction_families(self):
-        now = time.monotonic()
-        if self._log_cache is None or now - self._log_cache[0] > _CACHE_SECONDS:
-            self._log_cache = (now, read_prediction_log(self.data_path))
-        frame = self._log_cache[1]
         volume = CounterMetricFamily("learnloop_predictions", "Predictions in the serving log", labels=["model"])
         latency = HistogramMetricFamily("learnloop_prediction_latency_seconds",
                                         "Prediction latency from the serving log", labels=["model"])
-        for model, rows in frame.groupby("model_name", sort=True) if len(frame) else []:
-            volume.add_metric([model], float(len(rows)))
-            seconds = rows["latency_ms"].dropna().to_numpy() / 1000.0
-            if len(seconds):
-                counts = [(str(bound), float(np.sum(seconds <= bound))) for bound in LATENCY_BUCKETS]
-                counts.append(("+Inf", float(len(seconds))))
-                latency.add_metric([model], counts, float(seconds.sum()))
+        totals: dict[str, np.ndarray] = {}  # model -> [count, sum_seconds, bucket counts…]
+        for summary in self._file_summaries().values():
+            for model, row in summary.items():
+                totals[model] = totals.get(model, 0) + row
+        for model, row in sorted(totals.items()):
+            volume.add_metric([model], float(row[0]))
+            n_timed = float(row[-1])
+            buckets = [(str(bound), float(row[2 + i])) for i, bound in enumerate(LATENCY_BUCKETS)]
+            latency.add_metric([model], [*buckets, ("+Inf", n_timed)], float(row[1]))
         yield volume
         yield latency
 
+    def _file_summaries(self) -> dict[Path, dict[str, np.ndarray]]:
+        """Per log file: predictions, latency sum, bucket counts and timed count per model. A file is re-read only
+        when its size or mtime changed (only today's files grow), so counters stay monotonic and scrapes cheap."""
+        now = time.monotonic()
+        if self._checked_at is not None and now - self._checked_at < _CACHE_SECONDS:
+            return {path: entry[1] for path, entry in self._files.items()}
+        self._checked_at = now
+        seen = {}
+        for path in log_files(self.data_path):
+            stat = path.stat()
+            key = (stat.st_size, stat.st_mtime_ns)
+            cached = self._files.get(path)
+            seen[path] = cached if cached is not None and cached[0] == key else (key, _summarise(path))
+        self._files = seen
+        return {path: entry[1] for path, entry in seen.items()}
+
+
+def _summarise(path: Path) -> dict[str, np.ndarray]:
+    frame = read_log_files([path])
+    out: dict[str, np.ndarray] = {}
+    for model, rows in frame.groupby("model_name", sort=True) if len(frame) else []:
+        seconds = rows["latency_ms"].dropna().to_numpy() / 1000.0
+        counts = [float(np.sum(seconds <= bound)) for bound in LATENCY_BUCKETS]
+        out[model] = np.array([len(rows), float(seconds.sum()), *counts, len(seconds)], dtype="float64")
+    return out
+
 
 def _epoch(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).timestamp()
 
 

@@ -23,6 +23,7 @@ from pipelines.monitoring._prediction_log import read_prediction_log
 from pipelines.monitoring.data import ModelStatus
 
 _REPORT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+VOLUME_DAYS = 7  # the page's prediction volume/latency window (the log grows without bound)
 
 
 def _environment() -> Environment:
@@ -42,7 +43,7 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
         registry = state.get("registry") or {}
         models = registry.get("models", [])
         registry_at = registry.get("at")
-    predictions = read_prediction_log(settings.data_path)
+    predictions = read_prediction_log(settings.data_path, since=now - timedelta(days=VOLUME_DAYS))
     volume = _volume(predictions, now)
     names = sorted({m["name"] for m in models} | set(state.get("models", {})) | set(volume))
     by_name = {m["name"]: m for m in models}
@@ -73,7 +74,7 @@ def _volume(frame, now: datetime) -> dict[str, dict[str, Any]]:
         recent = rows[rows["ts"] >= now - timedelta(hours=24)]
         latency = rows["latency_ms"].dropna().to_numpy()
         out[model] = {
-            "total": len(rows), "last_24h": len(recent),
+            "last_7d": len(rows), "last_24h": len(recent),
             "versions": sorted({str(v) for v in rows["model_version"].dropna()}),
             "latency_ms": None if not len(latency) else {
                 q: round(float(np.percentile(latency, p)), 2) for q, p in (("p50", 50), ("p95", 95), ("p99", 99))},

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -29,21 +30,43 @@ log = logging.getLogger(__name__)
 PREDICTIONS_DIR = "predictions"
 BASE_COLUMNS = ["ts", "model_name", "model_version", "request_id", "prediction", "latency_ms"]
 _OUTPUT_KEYS = ("risk_score", "score", "probability", "prediction")
+_FILE_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
 
 def log_dir(data_path: Path) -> Path:
     return data_path / PREDICTIONS_DIR
 
 
+def log_files(data_path: Path, *, since: datetime | None = None) -> list[Path]:
+    """The log's files, skipping whole days before ``since`` (serving writes ``YYYY-MM-DD-<pid>.jsonl``)."""
+    folder = log_dir(data_path)
+    if not folder.is_dir():
+        return []
+    first_day = None if since is None else f"{pd.Timestamp(since).tz_convert('UTC'):%Y-%m-%d}"
+    paths = []
+    for path in sorted(folder.rglob("*.jsonl")):
+        day = _FILE_DAY.match(path.name)
+        if first_day is not None and day and day.group(1) < first_day:
+            continue
+        paths.append(path)
+    return paths
+
+
 def read_prediction_log(data_path: Path, *, model_name: str | None = None, since: datetime | None = None,
                         until: datetime | None = None) -> pd.DataFrame:
     """Predictions in ``[since, until)`` (of ``model_name``): the base columns, then the entity keys and features
     as columns (their names in ``frame.attrs["entity_columns"]`` / ``frame.attrs["feature_columns"]``)."""
+    return read_log_files(log_files(data_path, since=since), model_name=model_name, since=since, until=until)
+
+
+def read_log_files(paths: list[Path], *, model_name: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None) -> pd.DataFrame:
+    """:func:`read_prediction_log` over the given files only."""
     records = []
     entity_columns: dict[str, None] = {}
     feature_columns: dict[str, None] = {}  # ordered sets: first-seen order of the logged names
     bad = 0
-    for line in _lines(log_dir(data_path)):
+    for line in _lines(paths):
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -79,10 +102,8 @@ def read_prediction_log(data_path: Path, *, model_name: str | None = None, since
     return frame
 
 
-def _lines(folder: Path) -> Iterator[str]:
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.rglob("*.jsonl")):
+def _lines(paths: list[Path]) -> Iterator[str]:
+    for path in paths:
         with path.open() as handle:
             for line in handle:
                 if line.strip():

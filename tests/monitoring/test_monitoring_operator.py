@@ -81,7 +81,7 @@ def test_operator_page_lists_models_drift_reports_volume_and_alerts(client):
     html = page.text
     assert "champion → v3" in html and "challenger → v4" in html
     assert "DRIFT" in html and "clicks_total_7d" in html
-    assert "4 total" in html and "p50 3.5" in html
+    assert "4 in 7 days" in html and "p50 3.5" in html
     assert "refused" in html and "held_out_metric: 0.70 vs 0.74" in html
     status = client.get("/operator/status").json()
     report_url = status["models"][0]["drift"]["report_html_url"]
@@ -124,3 +124,29 @@ def test_grafana_dashboard_queries_only_metrics_we_expose(client):
     assert queried, "the dashboard queries no learnloop metric"
     assert queried <= exposed, f"dashboard queries unknown metrics: {sorted(queried - exposed)}"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_prediction_counts_grow_with_the_log_and_old_days_are_skipped_by_file(settings):
+    from pipelines.monitoring.api import metrics_text
+
+    folder = settings.data_path / "predictions" / "risk"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+
+    def line(ts, latency):
+        return json.dumps({"ts": ts.isoformat(), "model_name": "risk", "model_version": "1", "features": {},
+                           "output": {"risk_score": 0.2}, "latency_ms": latency}) + "\n"
+
+    (folder / "2020-01-01-1.jsonl").write_text(line(datetime(2020, 1, 1, tzinfo=UTC), 1.0))
+    today = folder / f"{now:%Y-%m-%d}-1.jsonl"
+    today.write_text(line(now, 2.0))
+    assert 'learnloop_predictions_total{model="risk"} 2.0' in metrics_text(settings=settings).decode()
+
+    with today.open("a") as out:
+        out.write(line(now, 300.0))
+    text = metrics_text(settings=settings).decode()
+    assert 'learnloop_predictions_total{model="risk"} 3.0' in text
+    assert 'learnloop_prediction_latency_seconds_bucket{le="0.25",model="risk"} 2.0' in text
+    assert 'learnloop_prediction_latency_seconds_bucket{le="0.5",model="risk"} 3.0' in text
+    # A window read skips the 2020 file without opening it (its day is before the window).
+    assert list(read_prediction_log(since=now - timedelta(days=1), settings=settings)["latency_ms"]) == [2.0, 300.0]
