@@ -10,6 +10,7 @@ offline, all under ``settings.feast_dir``) to Redis online + a PostgreSQL regist
 
 from __future__ import annotations
 
+import copy
 import os
 import string
 import threading
@@ -194,13 +195,15 @@ def apply(store: FeatureStore | None = None) -> dict[str, Any]:
     from features import repo
 
     store = store or get_store()
-    for source in repo.sources.values():
+    # A private copy per apply: resolving paths on the module-level objects would leak one store's paths into
+    # the next store applied in the same process. Deep-copied together, views keep pointing at their sources.
+    entities, sources, views, services = copy.deepcopy(
+        (repo.entities, repo.sources, repo.feature_views, repo.feature_services))
+    for source in sources.values():
         # Relative source paths mean "under the repo dir"; the registry stores them resolved because not
         # every offline store (duckdb) resolves them against repo_path.
         if not Path(source.path).is_absolute():
             source.file_options.uri = str(Path(store.config.repo_path) / source.path)
-    objects = [*repo.entities.values(), *repo.sources.values(), *repo.feature_views.values(),
-               *repo.feature_services.values()]
-    store.apply(objects)
+    store.apply([*entities.values(), *sources.values(), *views.values(), *services.values()])
     return {"entities": len(repo.entities), "feature_views": len(repo.feature_views),
             "feature_services": len(repo.feature_services)}

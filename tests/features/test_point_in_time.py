@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_oulad
+from feature_fixtures import synthetic_oulad
 
 from pipelines._snapshots import build_snapshots, day_end_timestamp, presentation_start
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import build_store
-from test_store import assert_online_offline_parity
+from feature_fixtures import assert_online_offline_parity, build_store
 
 from features.api import feature_names, service_names
 from learnloop.settings import FeastOnlineStore, Settings
@@ -54,3 +53,8 @@ def test_scale_config_really_uses_redis_and_postgres(scale_built) -> None:
 
 def test_redis_and_postgres_pass_the_same_parity_test(scale_built) -> None:
     assert assert_online_offline_parity(scale_built) == sum(len(feature_names(s)) for s in service_names())
+
+
+def test_scale_store_reads_its_own_parquet_sources(scale_built) -> None:
+    for view in scale_built.store.list_feature_views():
+        assert view.batch_source.path.startswith(str(scale_built.settings.feast_dir)), view.batch_source.path

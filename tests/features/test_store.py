@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from feature_fixtures import assert_online_offline_parity
 
 from features.api import (
     feature_names,
@@ -116,40 +117,6 @@ def test_a_value_changed_after_the_label_time_never_leaks(built) -> None:
     assert later.loc[0, "clicks_total_cum"] == 1e9  # the planted row is real and visible once it happened
 
 
-def parity_entities(built, service: str, rng: np.random.Generator, count: int = 25) -> list[dict]:
-    regs = pd.read_parquet(built.settings.feast_dir / "data" / "registrations.parquet")
-    picked = regs.iloc[rng.choice(len(regs), size=count, replace=False)]
-    rows = [{"student_course": key} for key in picked["student_course"]]
-    rows.append({"student_course": "424242:BBB-2014J"})  # unknown: both sides must say "missing" alike
-    if "id_site" in service_join_keys(service):
-        sites = pd.read_parquet(source_path("content_item_popularity", built.settings))["id_site"].unique()
-        for row in rows:
-            row["id_site"] = int(rng.choice(sites))
-    return rows
-
-
-def assert_online_offline_parity(built) -> int:
-    """Online features after materialization equal offline features as of the materialization end, through
-    both online readers (the lean one and Feast's generic ``get_online_features``)."""
-    rng = np.random.default_rng(0)
-    checked = 0
-    for service in service_names():
-        rows = parity_entities(built, service, rng)
-        online = get_online_features(service=service, entity_rows=rows, store=built.store)
-        generic = get_online_features(service=service, entity_rows=rows, store=built.store, generic=True)
-        pd.testing.assert_frame_equal(online, generic)
-        request = online[service_join_keys(service)].copy()
-        request["event_timestamp"] = built.end
-        offline = historical_features(store=built.store, service=service, entity_frame=request)
-        names = feature_names(service)
-        assert list(online.columns[-len(names):]) == names
-        pd.testing.assert_frame_equal(online[names], offline[names], check_exact=False, rtol=1e-12)
-        present = online[names].notna().sum().sum()
-        assert present > len(rows)  # most entities really had features, not NaN == NaN everywhere
-        checked += len(names)
-    return checked
-
-
 def test_online_features_equal_offline_features_at_materialization_time(built) -> None:
     assert assert_online_offline_parity(built) == sum(len(feature_names(s)) for s in service_names())
 
@@ -162,3 +129,9 @@ def test_online_read_needs_only_the_registration_key(built) -> None:
     with pytest.raises(Exception, match="11391:AAA-2013J"):
         get_online_features(service="student_risk_v1", entity_rows=[{"student_course": "nonsense"}],
                             store=built.store)
+
+
+def test_each_store_reads_its_own_parquet_sources(built) -> None:
+    # apply() resolves source paths per store; a store applied earlier in the process must not leak its paths.
+    for view in built.store.list_feature_views():
+        assert view.batch_source.path.startswith(str(built.settings.feast_dir)), view.batch_source.path

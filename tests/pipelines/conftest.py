@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "features_test_synthetic", Path(__file__).parents[1] / "features" / "conftest.py")
-_synthetic = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _synthetic
-_spec.loader.exec_module(_synthetic)
-synthetic_oulad = _synthetic.synthetic_oulad
+
+def _feature_fixtures():
+    # Loaded by path under its own name (tests/features is not a package; conftest names collide).
+    if "feature_fixtures" in sys.modules:
+        return sys.modules["feature_fixtures"]
+    spec = importlib.util.spec_from_file_location(
+        "feature_fixtures", Path(__file__).parents[1] / "features" / "feature_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+synthetic_oulad = _feature_fixtures().synthetic_oulad
 
 
 @pytest.fixture
