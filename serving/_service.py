@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from typing import Annotated
 
@@ -54,6 +55,15 @@ class RiskResponse(BaseModel):
 class ModelsResponse(BaseModel):
     versions: dict[str, str | None]
     errors: dict[str, str]
+    forbidden_modules_loaded: list[str] = Field(default_factory=list,
+                                                description="heavy modules this worker must never import")
+
+
+FORBIDDEN_MODULES = ("torch", "feast", "training", "pipelines", "sentence_transformers")
+
+
+def _forbidden_loaded() -> list[str]:
+    return sorted(name for name in FORBIDDEN_MODULES if name in sys.modules)
 
 
 @bentoml.service(
@@ -120,14 +130,15 @@ class LearnloopModels:
     async def reload(self) -> ModelsResponse:
         """Operator hook: check every alias now and swap what moved (the poll does this every few seconds)."""
         versions = await asyncio.to_thread(self.watcher.check)
-        return ModelsResponse(versions=versions, errors=dict(self.watcher.last_error))
+        return ModelsResponse(versions=versions, errors=dict(self.watcher.last_error),
+                              forbidden_modules_loaded=_forbidden_loaded())
 
     @bentoml.api(route="/admin/models")
     async def models(self) -> ModelsResponse:
         """Which version of each model this worker serves."""
         return ModelsResponse(versions={name: (m.version if (m := self.watcher.models.get(name)) else None)
                                         for name in self.watcher.model_names},
-                              errors=dict(self.watcher.last_error))
+                              errors=dict(self.watcher.last_error), forbidden_modules_loaded=_forbidden_loaded())
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
