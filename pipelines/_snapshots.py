@@ -56,7 +56,8 @@ def student_course_key(id_student, code_module, code_presentation):
 
 def day_end_timestamp(starts: pd.Series, days) -> pd.Series:
     """The stamp of "as of day t": end of day t (= start + t + 1 days), tz-aware UTC."""
-    return pd.to_datetime(starts, utc=True) + pd.to_timedelta(np.asarray(days, dtype="int64") + 1, unit="D")
+    starts = pd.to_datetime(starts, utc=True)
+    return starts + pd.to_timedelta(np.asarray(days, dtype="int64") + 1, unit="D").to_numpy()
 
 
 def snapshot_days(length: int) -> np.ndarray:
@@ -148,7 +149,9 @@ def _grid(regs: pd.DataFrame) -> pd.DataFrame:
     grid = grid[~(reg_day > t)].reset_index(drop=True)
     # Position of t in its presentation's snapshot list: lets step functions be binned per registration.
     grid["k"] = grid.groupby("reg").cumcount() + _first_k(regs, days_by_length)[grid["reg"].to_numpy()]
-    grid["event_timestamp"] = day_end_timestamp(regs["course_start"].to_numpy()[grid["reg"]], grid["t"])
+    # .array.take keeps a tz-aware DatetimeArray; .to_numpy() would box millions of Timestamp objects.
+    starts = pd.Series(regs["course_start"].array.take(grid["reg"].to_numpy()), index=grid.index)
+    grid["event_timestamp"] = day_end_timestamp(starts, grid["t"])
     return grid
 
 
@@ -162,7 +165,7 @@ def _first_k(regs: pd.DataFrame, days_by_length: dict) -> np.ndarray:
 
 def _keys(regs: pd.DataFrame, grid: pd.DataFrame, columns=("student_course", "id_student", "course")) -> pd.DataFrame:
     out = regs.loc[grid["reg"].to_numpy(), list(columns)].reset_index(drop=True)
-    out["event_timestamp"] = grid["event_timestamp"].to_numpy()
+    out["event_timestamp"] = grid["event_timestamp"].array
     return out
 
 
@@ -372,7 +375,7 @@ def _course_activity(course_regs: pd.DataFrame, grid: pd.DataFrame, clicks: pd.D
 def _course_cohort(regs: pd.DataFrame, grid: pd.DataFrame, deadlines: pd.DataFrame,
                    activity: pd.DataFrame) -> pd.DataFrame:
     g = pd.DataFrame({"course": regs["course"].to_numpy()[grid["reg"]], "t": grid["t"].to_numpy(),
-                      "event_timestamp": grid["event_timestamp"].to_numpy(),
+                      "event_timestamp": grid["event_timestamp"].array,
                       "unregistered": (regs["date_unregistration"].to_numpy()[grid["reg"]] <= grid["t"].to_numpy()),
                       "clicks_28d": activity["clicks_total_28d"].to_numpy()})
     out = g.groupby(["course", "t"], sort=True).agg(
