@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from platform_fixtures import BACKENDS, fresh_database_url, start_platform
 from sqlalchemy import func, select
 
 from learnloop.errors import Unavailable
@@ -19,8 +20,6 @@ from learnloop.events import Topic
 from platform_api import api
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, OutboxRelay, release_lead
-
-from .conftest import BACKENDS, fresh_database_url, start_platform
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from platform_fixtures import BACKENDS, fresh_database_url
 from sqlalchemy import inspect
 
 from platform_api import _migrate
 from platform_api._db import Base, make_engine
-
-from .conftest import BACKENDS, fresh_database_url
 
 EXPECTED_TABLES = {
     "users", "user_roles", "courses", "enrollments", "content_items", "content_versions", "transcode_jobs",

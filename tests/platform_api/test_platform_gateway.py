@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from platform_fixtures import fresh_database_url, start_platform
 
 from platform_api._middleware import JsonFormatter
-
-from .conftest import fresh_database_url, start_platform
 
 
 def _limited_platform(tmp_path, *, redis_url: str | None = None):
