@@ -119,13 +119,16 @@ def train_essay_models(
     path: Path | None = None,
     *,
     prompts: list[int] | None = None,
+    register: bool = False,
     settings: Settings | None = None,
     advance: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train one model per prompt on every graded essay of an ASAP-format TSV (default: the shared ASAP-AES),
     export each head to ONNX (parity ≤ 1e-5 asserted) and save it under ``<data dir>/grading``.
 
-    Fold 4 is the dev split for cut points and conformal width. Returns one summary per prompt.
+    Fold 4 is the dev split for cut points and conformal width. With ``register`` each head is also registered
+    through ``training.api`` as ``essay_grader_p<prompt>`` (alias ``challenger``; gate metric ``qwk``).
+    Returns one summary per prompt.
     """
     from grading_nlp import _store
     from grading_nlp._evaluate import score_range_for
@@ -157,9 +160,42 @@ def train_essay_models(
         meta = {"prompt": prompt, "model_version": model.model_version, "kind": model.kind.value,
                 "score_range": list(score_range), "n_train": model.n_train, "dev_qwk": model.dev_qwk,
                 "onnx_parity_max_abs_diff": parity, "conformal_quantile": model.conformal_quantile}
+        meta["interval_coverage_gap"] = model.extra["interval_coverage_gap"]
+        if register:
+            meta["registered_version"] = _register(model, onnx_bytes, parity, frame, dev_mask, meta, settings)
         _store.save_model(settings, model, onnx_bytes, meta)
         summaries.append(meta)
     return summaries
+
+
+def _register(model, onnx_bytes: bytes, parity: float, frame, dev_mask, meta: dict, settings: Settings) -> str:
+    from models.api import FeatureInput, InputKind, ModelSchema, OnnxExport
+    from training.api import GatePolicy, data_fingerprint, register_onnx_model
+
+    # The head takes one float32 matrix input ("features", columns in feature_names order), not one input per
+    # feature; the fitted text space, cut points and conformal scale ship as the model's preprocessing.
+    schema = ModelSchema(
+        inputs=tuple(FeatureInput(name, InputKind.numeric) for name in model.feature_names),
+        probability_output="variable",
+        extra={"onnx_input": "features", "layout": "matrix", "output": "score in [0, 1] of the prompt's range",
+               "prompt": model.prompt_id, "score_range": list(model.score_range)},
+    )
+    export = OnnxExport(onnx_bytes=onnx_bytes, schema=schema, parity_max_abs_diff=parity, parity_rows=200)
+    eval_rows = frame[dev_mask] if dev_mask is not None else frame
+    info = register_onnx_model(
+        name=f"essay_grader_p{model.prompt_id}", export=export,
+        metrics={"qwk": float(model.dev_qwk or 0.0), "interval_coverage_gap": meta["interval_coverage_gap"]},
+        params={"kind": model.kind.value, "n_train": model.n_train, "model_version": model.model_version},
+        preprocessing={"thresholds": model.thresholds.tolist(), "conformal_quantile": model.conformal_quantile,
+                       "feature_names": list(model.feature_names), "normalise": "grading_nlp._features"},
+        train_fingerprint=data_fingerprint(frame[["essay_id", "domain1_score"]]),
+        eval_fingerprint=data_fingerprint(eval_rows[["essay_id", "domain1_score"]]),
+        description=f"Essay grader for prompt {model.prompt_id} ({model.kind.value})",
+        gate_policy=GatePolicy(metric="qwk", tolerance=0.01, calibration_metric="interval_coverage_gap",
+                               max_calibration_error=0.1, subgroup_prefix="subgroup_qwk."),
+        settings=settings,
+    )
+    return info.version
 
 
 def evaluate_essays(

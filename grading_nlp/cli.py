@@ -40,13 +40,14 @@ def train_essays(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object to stdout."),
     data: Path | None = typer.Option(None, "--data", help="An ASAP-format TSV (default: the shared ASAP-AES)."),
     prompt: list[int] | None = typer.Option(None, "--prompt", help="Only these prompts (repeatable)."),
+    register: bool = typer.Option(False, "--register", help="Also register each head in MLflow as challenger."),
 ) -> None:
     """Train and save one essay grader per prompt (ONNX head, parity checked) for `grade_essay`."""
     from grading_nlp.api import train_essay_models
 
     with _progress() as progress:
         task = progress.add_task("train essays", total=None)
-        summaries = train_essay_models(data, prompts=prompt or None,
+        summaries = train_essay_models(data, prompts=prompt or None, register=register,
                                        advance=lambda what: progress.update(task, description=what))
     if json_output:
         typer.echo(json.dumps({"models": summaries}))

@@ -75,7 +75,7 @@ def grading_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def real_prompt_settings(tmp_path_factory: pytest.TempPathFactory, real_datasets_dir: Path) -> Settings:
-    """A full grader trained on a slice of real prompt 4 (600 short essays), for behavioural tests."""
+    """A full grader trained on a slice of real prompt 4 (450 short essays), for behavioural tests."""
     from grading_nlp.api import train_essay_models
     from learnloop.datasets import load_essays
 
@@ -83,7 +83,7 @@ def real_prompt_settings(tmp_path_factory: pytest.TempPathFactory, real_datasets
     settings = Settings(data_dir=root / "var")
     settings.ensure_dirs()
     essays = load_essays(real_datasets_dir / "asap_aes" / "essays.tsv")
-    essays = essays[essays["essay_set"] == 4].head(600)
+    essays = essays[essays["essay_set"] == 4].head(450)
     train_essay_models(write_tsv(essays, root / "essays.tsv"), settings=settings)
     return settings
 
