@@ -36,6 +36,7 @@ class PredictionLog:
         self._lock = threading.Lock()  # one drainer at a time: batches of one file never interleave
         self.dropped = 0
         self.written = 0
+        self._key_cache: dict[int, tuple[list[str], list[str]]] = {}
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -47,14 +48,23 @@ class PredictionLog:
         self._queue.put((datetime.now(UTC), model_name, model_version, entity, feature_names, features, output,
                          latency_ms, request_id))
 
+    def _keys(self, names: list[str]) -> list[str]:
+        # The '"name":' prefixes of a model's features, encoded once per feature list (not per record).
+        cached = self._key_cache.get(id(names))
+        if cached is None or cached[0] is not names:
+            cached = self._key_cache[id(names)] = (names, [json.dumps(name) + ":" for name in names])
+        return cached[1]
+
     def _line(self, item) -> tuple[str, str]:
         ts, model_name, model_version, entity, names, values, output, latency_ms, request_id = item
-        features = {name: (None if math.isnan(value) else value) for name, value in zip(names, values.tolist(),
-                                                                                        strict=True)}
-        payload = {"ts": ts.isoformat(), "model_name": model_name, "model_version": model_version,
-                   "request_id": request_id, "entity": entity, "features": features, "output": output,
-                   "latency_ms": round(latency_ms, 3)}
-        return f"{model_name}/{ts:%Y-%m-%d}-{os.getpid()}.jsonl", json.dumps(payload, allow_nan=False)
+        # Floats' repr is valid JSON; NaN/inf (absent features) become null. ~3x cheaper than json.dumps of a dict.
+        features = ",".join(key + (repr(value) if math.isfinite(value) else "null")
+                            for key, value in zip(self._keys(names), values.tolist(), strict=True))
+        head = json.dumps({"ts": ts.isoformat(), "model_name": model_name, "model_version": model_version,
+                           "request_id": request_id, "entity": entity, "output": output,
+                           "latency_ms": round(latency_ms, 3)}, allow_nan=False)
+        return f"{model_name}/{ts:%Y-%m-%d}-{os.getpid()}.jsonl", f'{head[:-1]}, "features": {{{features}}}}}'
+
 
     def _drain(self) -> None:
         with self._lock:

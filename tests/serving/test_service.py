@@ -177,3 +177,11 @@ def test_hot_swap_through_a_promotion_fails_no_request(model_service: RunningSer
     # Per-thread order interleaves, so allow the two in-flight requests at the switch to still carry the old one.
     assert versions[first_new:].count(before) <= 2
     assert len(outcomes) > 20
+
+
+def test_operator_reload_reports_the_champion_it_serves(model_service: RunningService, serving_world: ServingWorld):
+    from models.api import load_champion_onnx
+
+    info = httpx.post(f"{model_service.url}/admin/reload", json={}, timeout=30).json()
+    assert info["errors"] == {}
+    assert info["versions"]["risk"] == load_champion_onnx("risk", settings=serving_world.settings).version
