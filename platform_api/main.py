@@ -28,7 +28,8 @@ from platform_api._middleware import (
 )
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
-from platform_api._routes import assessments, auth, content, courses, events, users
+from platform_api._routes import assessments, auth, content, courses, events, risk, users
+from serving.api import RiskClient
 
 API_PREFIX = "/api/v1"
 
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                 relay.wake()
 
         app.state.engine, app.state.sessions, app.state.relay = engine, sessions, relay
+        # One client (and so one circuit breaker) per app: every request shares the model service's health.
+        app.state.risk_client = RiskClient(settings=settings)
         task = asyncio.create_task(relay.run_forever()) if run_relay else None
         try:
             yield
@@ -70,6 +73,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await publisher.close()
+            app.state.risk_client.close()
             await limiter.close()
             engine.dispose()
 
@@ -86,7 +90,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                        per_user_per_minute=per_user, per_ip_per_minute=per_ip)
     _errors.install(app)
 
-    for module in (auth, users, courses, content, assessments, events):
+    for module in (auth, users, courses, content, assessments, events, risk):
         app.include_router(module.router, prefix=API_PREFIX)
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)

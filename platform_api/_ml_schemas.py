@@ -1,0 +1,19 @@
+"""Response schemas of the ML-facing routes (risk, search, recommendations)."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, Field
+
+
+class RiskPublic(BaseModel):
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    risk_score: float | None = Field(description="P(withdraw or fail) in [0, 1]; null when risk is unavailable")
+    status: str = Field(description="scored | cold_start | unavailable (the fallback: the model service could not "
+                                    "answer; the response then carries the X-Learnloop-Fallback header)")
+    model_name: str | None = None
+    model_version: str | None = None
+    reason: str | None = Field(None, description="why cold start or unavailable")
+    fallback: bool = Field(description="true when this is the documented fallback, not a model answer")
