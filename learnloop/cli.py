@@ -36,6 +36,7 @@ GROUP_HELP: dict[str, str] = {
 COMMAND_MODULES = [
     "learnloop.data_cli",
     "pipelines.cli",
+    "pipelines.monitoring.cli",
     "training.cli",
     "serving.cli",
     "platform_api.cli",
