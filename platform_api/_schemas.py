@@ -167,7 +167,7 @@ class UserPublic(OutputModel):
 
 UsersPublic = Page[UserPublic]
 
-RoleName = Literal["admin", "instructor", "teaching_assistant", "creator", "student"]
+RoleName = Literal["admin", "instructor", "teaching_assistant", "creator", "student", "operator"]
 
 
 class RoleGrantCreate(InputModel):

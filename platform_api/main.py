@@ -28,7 +28,7 @@ from platform_api._middleware import (
 )
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
-from platform_api._routes import assessments, auth, content, courses, events, risk, users
+from platform_api._routes import assessments, auth, content, courses, events, operator, risk, users
 from serving.api import RiskClient
 
 API_PREFIX = "/api/v1"
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
 
     for module in (auth, users, courses, content, assessments, events, risk):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(operator.build_router(settings))
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)

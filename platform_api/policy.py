@@ -57,6 +57,7 @@ class Permission(StrEnum):
     submissions_read = "submissions:read"
     submissions_grade = "submissions:grade"
     events_ingest = "events:ingest"
+    operator_read = "operator:read"  # the operator page: models, drift reports, prediction volume
 
 
 P = Permission
@@ -91,6 +92,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         P.content_update, P.content_transcode, P.questions_create, P.questions_read, P.assessments_create,
         P.assessments_read}),
     "student": frozenset({P.courses_read, P.content_read, P.assessments_read, P.submissions_create}),
+    # Granted globally (POST /api/v1/users/{id}/roles) to people who run the models but need no learner data.
+    "operator": frozenset({P.operator_read}),
 }
 KNOWN_ROLES = frozenset(ROLE_PERMISSIONS)
 

@@ -1,0 +1,24 @@
+"""The operator page of ``pipelines.monitoring`` mounted under ``/operator``, for operators and admins only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from learnloop.settings import Settings
+from pipelines.monitoring.api import operator_router
+from platform_api.deps import require
+from platform_api.policy import Permission
+
+PREFIX = "/operator"
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """Every route of the page (HTML, JSON status, saved reports, metrics) needs ``operator:read``.
+
+    The page links to ``/operator/...`` itself, so it is mounted at the root with that prefix, not under
+    ``/api/v1``. Without a live registry callback the page shows the snapshot of the last ``learnloop drift
+    check`` (the platform API imports no registry).
+    """
+    router = APIRouter(dependencies=[require(Permission.operator_read)])
+    router.include_router(operator_router(settings=settings, prefix=PREFIX))
+    return router

@@ -1,0 +1,62 @@
+"""The monitoring operator page mounted at /operator: operators and admins only, and its links resolve."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def drift_snapshot(platform):
+    """What the last `learnloop drift check` leaves on disk (state.json + the saved Evidently reports)."""
+    settings = platform.settings
+    reports = settings.reports_dir / "drift" / "risk"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "drift-1.html").write_text("<html><body>evidently report</body></html>")
+    (reports / "drift-1.json").write_text('{"metrics": []}')
+    state = {"models": {"risk": {
+        "drift_detected": True, "drifted_features": ["clicks_total"], "share": 0.6, "prediction_drift": False,
+        "checked_at": "2026-11-25T19:00:00+00:00", "n_reference": 100, "n_current": 80, "performance": None,
+        "report_html": str(reports / "drift-1.html"), "report_json": str(reports / "drift-1.json")}},
+        "counters": {}, "registry": {"at": "2026-11-25T19:00:00+00:00",
+                                     "models": [{"name": "risk", "aliases": {"champion": "3"}, "versions": ["3"]}]}}
+    monitoring = settings.data_path / "monitoring"
+    monitoring.mkdir(parents=True, exist_ok=True)
+    (monitoring / "state.json").write_text(json.dumps(state))
+    return state
+
+
+def test_only_operators_and_admins_see_the_page(platform, drift_snapshot):
+    client = platform.client
+    assert client.get("/operator").status_code == 401
+    _, student = platform.user()
+    _, instructor = platform.user("instructor")
+    for headers in (student, instructor):
+        for path in ("/operator", "/operator/status", "/operator/metrics", "/operator/reports/risk/drift-1.html"):
+            assert client.get(path, headers=headers).status_code == 403, path
+    operator_id, operator = platform.user()
+    granted = client.post(f"/api/v1/users/{operator_id}/roles", headers=platform.admin_headers,
+                          json={"role_name": "operator", "scope_type": "global"})
+    assert granted.status_code == 201, granted.text
+    for headers in (operator, platform.admin_headers):
+        page = client.get("/operator", headers=headers)
+        assert page.status_code == 200 and "learnloop operator page" in page.text
+    status = client.get("/operator/status", headers=operator).json()
+    risk = next(m for m in status["models"] if m["name"] == "risk")
+    assert risk["aliases"] == {"champion": "3"} and risk["drift"]["drifted_features"] == ["clicks_total"]
+
+
+def test_every_link_of_the_page_resolves(platform, drift_snapshot):
+    page = platform.client.get("/operator", headers=platform.admin_headers)
+    links = set(re.findall(r'href="([^"]+)"', page.text))
+    assert {"/operator/metrics", "/operator/status", "/operator/reports/risk/drift-1.html",
+            "/operator/reports/risk/drift-1.json"} <= links
+    for link in links:
+        response = platform.client.get(link, headers=platform.admin_headers)
+        assert response.status_code == 200, (link, response.text[:200])
+    report = platform.client.get("/operator/reports/risk/drift-1.html", headers=platform.admin_headers)
+    assert "evidently report" in report.text
+    missing = platform.client.get("/operator/reports/risk/..%2Fstate.json", headers=platform.admin_headers)
+    assert missing.status_code == 404
