@@ -40,6 +40,7 @@ def eval_search(
         ..., "--data", help="A BEIR-format folder: corpus.jsonl, queries.jsonl, qrels/test.tsv."
     ),
     precision: str = typer.Option("fp32", help="Embedding graph: fp32 (exact) or int8 (quantised)."),
+    max_passages: int = typer.Option(0, help="Embed at most this many passages per document (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """NDCG@10 / recall@100 / MRR@10 of BM25, dense and hybrid search; fusion tuned on train qrels only."""
@@ -57,7 +58,9 @@ def eval_search(
             bar.update(task, description=stage, completed=done, total=total or None)
 
         try:
-            report = evaluate_beir(data, embedder=_embedder(precision), progress=progress)
+            report = evaluate_beir(
+                data, embedder=_embedder(precision), progress=progress, max_passages=max_passages or None
+            )
         except LearnloopError as exc:
             _fail(exc)
     if as_json:

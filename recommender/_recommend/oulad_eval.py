@@ -34,7 +34,7 @@ def ranking_metrics(scores: np.ndarray, seen: np.ndarray, truth: np.ndarray, k: 
     top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
     hits = np.take_along_axis(truth, top, axis=1) & ~np.take_along_axis(seen, top, axis=1)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits * discount).sum(1)
+    dcg = (hits * discount[: top.shape[1]]).sum(1)  # a course may hold fewer than k items
     n_true = truth.sum(1)
     ideal = np.cumsum(discount)[np.minimum(n_true, k) - 1]
     return dcg / ideal, hits.sum(1) / np.minimum(n_true, k)

@@ -1,4 +1,4 @@
-"""Retrieval quality of BM25, dense and hybrid search on any BEIR-format folder (ranx metrics).
+"""Retrieval quality of BM25, dense and hybrid search on any BEIR-format folder.
 
 The corpus goes through the product's own :class:`SearchIndex` (chunking, BM25, MAX_SIM over passages,
 fusion), held in an in-memory Qdrant so an evaluation never touches the installation's index. Embeddings come
@@ -38,7 +38,7 @@ def _ranked(doc_ids: list[str], scores: np.ndarray, k: int) -> dict[str, float]:
     ids = np.asarray(doc_ids, dtype=object)[keep]
     values = scores[keep]
     order = np.argsort(-values, kind="stable")[:k]
-    # ranx breaks ties by doc id; a tiny rank-based offset keeps our own order instead.
+    # A tiny rank-based offset makes the order total (no tie-breaking by doc id downstream).
     return {str(ids[i]): float(values[i]) - 1e-9 * rank for rank, i in enumerate(order)}
 
 
@@ -54,18 +54,35 @@ def _runs(
 
 
 def _evaluate(qrels_frame, run: dict[str, dict[str, float]], metrics=METRICS) -> dict[str, float]:
-    from ranx import Qrels, Run, evaluate
+    """Mean NDCG@k (trec_eval ``ndcg_cut``: gain = relevance), recall@k and MRR@k over the judged queries.
 
-    qrels: dict[str, dict[str, int]] = {}
+    Written out rather than taken from ranx: ranx JIT-compiles its metrics with numba on first use in a
+    process, which took over 10 minutes on this shared 2-core machine; these are a few numpy lines.
+    """
+    judged: dict[str, dict[str, int]] = {}
     for row in qrels_frame.itertuples(index=False):
         if int(row.score) > 0:
-            qrels.setdefault(str(row.query_id), {})[str(row.doc_id)] = int(row.score)
-    # A query without any result still counts (as 0): give ranx a placeholder that is never relevant.
-    filled = {qid: (run.get(qid) or {"__no_result__": 0.0}) for qid in qrels}
-    scores = evaluate(Qrels.from_dict(qrels), Run.from_dict(filled), list(metrics), make_comparable=True)
-    if isinstance(scores, float):
-        scores = {metrics[0]: scores}
-    return {name: float(value) for name, value in scores.items()}
+            judged.setdefault(str(row.query_id), {})[str(row.doc_id)] = int(row.score)
+    totals = dict.fromkeys(metrics, 0.0)
+    for qid, relevant in judged.items():
+        ranked = sorted((run.get(qid) or {}).items(), key=lambda pair: -pair[1])
+        gains = np.asarray([relevant.get(doc_id, 0) for doc_id, _ in ranked], dtype=np.float64)
+        for metric in metrics:
+            name, k = metric.split("@")
+            top = gains[: int(k)]
+            if name == "ndcg":
+                discount = 1.0 / np.log2(np.arange(2, len(top) + 2))
+                ideal = np.sort(np.fromiter(relevant.values(), dtype=np.float64))[::-1][: int(k)]
+                ideal_dcg = float((ideal / np.log2(np.arange(2, len(ideal) + 2))).sum())
+                totals[metric] += float((top * discount).sum()) / ideal_dcg
+            elif name == "recall":
+                totals[metric] += float((top > 0).sum()) / len(relevant)
+            elif name == "mrr":
+                hits = np.flatnonzero(top > 0)
+                totals[metric] += 1.0 / (hits[0] + 1) if len(hits) else 0.0
+            else:
+                raise ValueError(f"unknown metric {metric}")
+    return {metric: totals[metric] / max(len(judged), 1) for metric in metrics}
 
 
 def tune_fusion(
@@ -93,6 +110,7 @@ def evaluate_beir(
     embedder,
     k: int = DEFAULT_CANDIDATES,
     latency_queries: int = 300,
+    max_passages: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """The report of ``learnloop eval search`` (see the module docstring)."""
@@ -120,7 +138,7 @@ def evaluate_beir(
         for row in dataset.corpus.itertuples(index=False)
     ]
     client = QdrantClient(":memory:")
-    index = SearchIndex(client=client, embedder=embedder, server_mode=False)
+    index = SearchIndex(client=client, embedder=embedder, server_mode=False, max_passages=max_passages)
     n_items = len(items)
     counter = [0]
 
@@ -184,4 +202,5 @@ def evaluate_beir(
         "n_docs": n_items,
         "n_test_queries": len(test_ids),
         "embedding": embedder.model_id,
+        "max_passages_per_doc": max_passages,
     }

@@ -177,7 +177,10 @@ class SearchIndex:
         batch = [self._validated(item) for item in items]
         if not batch:
             return 0
-        chunks = [passages(item.title, item.body) or [item.title or item.item_id] for item in batch]
+        chunks = [
+            (passages(item.title, item.body) or [item.title or item.item_id])[: self.max_passages]
+            for item in batch
+        ]
         flat = [text for item_chunks in chunks for text in item_chunks]
         vectors = self._embedder.encode(flat, progress=progress)
         per_item: list[np.ndarray] = []
