@@ -166,6 +166,95 @@ def measure(target: Target, *, seconds: float, warmup: float, workdir: Path, log
         log_file.close()
 
 
+def _api_get_lua(token: str) -> str:
+    return f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+def measure_api(settings: Settings, model_service: Target, *, student_id: int, course_id: str, seconds: float,
+                warmup: float, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """(c) ``GET /api/v1/users/{id}/risk`` end to end: JWT auth, enrollment check, the RiskClient's HTTP call to
+    our model service (online features + inference), the response. Seeds a fresh SQLite platform DB over HTTP
+    (an admin, a learner linked to the bench registration, a course linked to its presentation, the enrollment)."""
+    import uuid
+
+    import httpx
+
+    log("api: starting the model service and the platform API")
+    service_log = open(workdir / "api-model.log", "wb")  # noqa: SIM115 - closed below
+    service = subprocess.Popen(model_service.command, env=model_service.env, stdout=service_log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    port = _free_port()
+    model_port = model_service.url.rsplit(":", 1)[1].split("/")[0]
+    api_env = {**os.environ, "LEARNLOOP_DATA_DIR": str(settings.data_path), "LEARNLOOP_SERVING_PORT": model_port,
+               "LEARNLOOP_SERVING_HOST": "127.0.0.1", "LEARNLOOP_RATE_LIMIT_PER_MINUTE": "100000000",
+               "LEARNLOOP_DATABASE_URL": f"sqlite:///{workdir / 'platform.db'}"}
+    api_log = open(workdir / "api.log", "wb")  # noqa: SIM115 - closed below
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "platform_api.main:app", "--host", "127.0.0.1", "--port",
+                            str(port), "--log-level", "warning", "--no-access-log"], env=api_env, stdout=api_log,
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(model_service.ready_url, service, timeout=240)
+        _wait(f"{base}/healthz", api, timeout=120)
+        admin_email = f"bench-admin-{uuid.uuid4().hex[:6]}@example.org"
+        subprocess.run([sys.executable, "-c", (
+            "from platform_api.api import create_admin, open_session\n"
+            f"with open_session() as s: create_admin(session=s, email='{admin_email}', name='Bench', "
+            "password='bench-password')")], env=api_env, check=True, capture_output=True, timeout=120)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            def login(email: str) -> dict[str, str]:
+                answer = client.post("/api/v1/auth/login", json={"email": email, "password": "bench-password"})
+                answer.raise_for_status()
+                return {"Authorization": "Bearer " + answer.json()["access_token"]}
+
+            admin = login(admin_email)
+            learner_email = f"bench-learner-{uuid.uuid4().hex[:6]}@example.org"
+            learner = client.post("/api/v1/users", headers=admin, json={
+                "email": learner_email, "name": "Learner", "password": "bench-password"})
+            learner.raise_for_status()
+            learner_id = learner.json()["id"]
+            client.put(f"/api/v1/users/{learner_id}", headers=admin,
+                       json={"metadata": {"id_student": student_id}}).raise_for_status()
+            course = client.post("/api/v1/courses", headers=admin, json={"title": f"Bench {course_id}"})
+            course.raise_for_status()
+            course_uuid = course.json()["id"]
+            client.put(f"/api/v1/courses/{course_uuid}", headers=admin, json={
+                "status": "published", "metadata": {"presentation": course_id}}).raise_for_status()
+            learner_auth = login(learner_email)
+            client.post(f"/api/v1/courses/{course_uuid}/enrollments", headers=learner_auth).raise_for_status()
+            url = f"{base}/api/v1/users/{learner_id}/risk?course_id={course_uuid}"
+            check = client.get(url, headers=learner_auth)
+            if check.status_code != 200 or check.json().get("fallback") or check.json().get("risk_score") is None:
+                raise Unavailable(f"the platform risk route answered {check.status_code}: {check.text[:300]}")
+        token = learner_auth["Authorization"].split(" ", 1)[1]
+        script = workdir / "api.lua"
+        script.write_text(_api_get_lua(token))
+
+        def wrk(connections: int, duration: float) -> dict[str, Any]:
+            out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s",
+                                  "--latency", "-s", str(script), url], capture_output=True, text=True,
+                                 timeout=duration + 60)
+            return parse_wrk(out.stdout)
+
+        wrk(4, warmup)
+        result = {}
+        for connections in CONCURRENCY:
+            log(f"api: c={connections}")
+            cpu_before = process_tree_cpu_seconds(api.pid) + process_tree_cpu_seconds(service.pid)
+            row = wrk(connections, seconds)
+            used = process_tree_cpu_seconds(api.pid) + process_tree_cpu_seconds(service.pid) - cpu_before
+            row["server_cpu_us_per_request"] = round(used / max(row["requests"], 1) * 1e6, 1)
+            result[f"c{connections}"] = row
+        return result
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"seeding the platform API failed: {exc}") from exc
+    finally:
+        _stop(api)
+        _stop(service)
+        api_log.close()
+        service_log.close()
+
+
 def _loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -234,9 +323,11 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         if only and name not in only:
             continue
         if name == "api":
-            paths["api"] = {"missing": True, "reason": (
-                "the platform API has no GET /api/v1/users/{id}/risk route yet (platform_api wires it to "
-                "serving.api.RiskClient); no number is reported rather than an invented one")}
+            try:
+                paths["api"] = measure_api(settings, targets["bentoml"], student_id=student_id, course_id=course_id,
+                                           seconds=seconds, warmup=warmup, workdir=workdir, log=log)
+            except Unavailable as exc:
+                paths["api"] = {"missing": True, "reason": str(exc)[:500]}
             continue
         try:
             paths[name] = measure(targets[name], seconds=seconds, warmup=warmup, workdir=workdir, log=log)
