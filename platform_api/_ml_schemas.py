@@ -17,3 +17,22 @@ class RiskPublic(BaseModel):
     model_version: str | None = None
     reason: str | None = Field(None, description="why cold start or unavailable")
     fallback: bool = Field(description="true when this is the documented fallback, not a model answer")
+
+
+class SearchHitPublic(BaseModel):
+    item_id: str
+    course_id: str
+    title: str
+    score: float = Field(description="fused BM25 + dense score")
+    bm25_score: float
+    dense_score: float
+    url: str | None = None
+
+
+class SearchResultsPublic(BaseModel):
+    query: str
+    data: list[SearchHitPublic]
+    count: int
+    unavailable: str | None = Field(None, description="Set when the search index could not answer: the results are "
+                                    "the documented fallback (none) and the header X-Learnloop-Fallback is "
+                                    "'search-unavailable'; the text says what to do")

@@ -6,6 +6,7 @@ Other packages (the OULAD import, the essay grader) use these with ``platform_ap
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -194,3 +195,22 @@ class PendingEssay:
     essay: str
     rubric: dict[str, Any]
     max_points: float
+
+
+@dataclass(frozen=True)
+class MLBackends:
+    """In-process ML functions handed to ``create_app(ml=...)`` by the process that starts the API.
+
+    ``recommender.api`` imports ``models.api`` (the ONNX text embedder; ``models._champion`` imports mlflow), so
+    ``platform_api`` may not import it (import-linter: the platform reaches ML only through serving and package
+    api surfaces). The composition root wires it instead::
+
+        create_app(settings, ml=MLBackends(search=recommender.api.search, recommend=recommender.api.recommend))
+
+    A route whose backend is None answers 503 (search) or its documented fallback (recommendations), never 500.
+    """
+
+    # recommender.api.search(query, *, allowed_course_ids, course_id, limit, settings) -> list[SearchHit]
+    search: Callable[..., list[Any]] | None = None
+    # recommender.api.recommend(*, user_id, course_id, interactions, items, day, limit, ...) -> RecommendationList
+    recommend: Callable[..., Any] | None = None

@@ -28,7 +28,8 @@ from platform_api._middleware import (
 )
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
-from platform_api._routes import assessments, auth, content, courses, events, operator, risk, users
+from platform_api._routes import assessments, auth, content, courses, events, operator, risk, search, users
+from platform_api.data import MLBackends
 from serving.api import RiskClient
 
 API_PREFIX = "/api/v1"
@@ -40,8 +41,13 @@ questions, assessments, submissions and grades. Every state change is published 
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, run_relay: bool = True,
-               per_user_per_minute: int | None = None, per_ip_per_minute: int | None = None) -> FastAPI:
-    """Build the API. ``migrate`` brings the schema to head at startup (idempotent)."""
+               per_user_per_minute: int | None = None, per_ip_per_minute: int | None = None,
+               ml: MLBackends | None = None) -> FastAPI:
+    """Build the API. ``migrate`` brings the schema to head at startup (idempotent).
+
+    ``ml`` carries the in-process ML functions (search, recommendations) that this package may not import
+    (see ``platform_api._ml_ports``); without them those routes answer 503 or their documented fallback.
+    """
     settings = settings or get_settings()
     bus = EventBus()
     metrics = Metrics()
@@ -82,6 +88,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.state.settings = settings
     app.state.bus = bus
     app.state.metrics = metrics
+    app.state.ml = ml or MLBackends()
     limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     per_user = per_user_per_minute or settings.rate_limit_per_minute
     # An IP may carry several users (a classroom behind NAT): its budget is a multiple of one user's.
@@ -90,7 +97,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                        per_user_per_minute=per_user, per_ip_per_minute=per_ip)
     _errors.install(app)
 
-    for module in (auth, users, courses, content, assessments, events, risk):
+    for module in (auth, users, courses, content, assessments, events, risk, search):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operator.build_router(settings))
 
