@@ -33,6 +33,8 @@ __all__ = [
 # Every served list goes to this logger with its experiment arm (feedback is attributed through it).
 _SERVED_LOG = logging.getLogger("learnloop.recommender.served")
 
+# int8 graph for search: cosine 0.994 to fp32 on SciFact passages and several times faster per query here.
+SEARCH_EMBEDDING_PRECISION = "int8"
 _INDEXES: dict[str, object] = {}
 _CLIENTS: dict[str, object] = {}
 _LOCK = threading.Lock()
@@ -51,7 +53,7 @@ def _open_index(settings: Settings | None = None):
         if index is None:
             from qdrant_client import QdrantClient
 
-            from models.api import get_text_embedder
+            from models.api import EmbeddingPrecision, get_text_embedder
             from recommender._search.index import SearchIndex
 
             if settings.qdrant_url:
@@ -62,7 +64,7 @@ def _open_index(settings: Settings | None = None):
             _CLIENTS[key] = client
             index = SearchIndex(
                 client=client,
-                embedder=get_text_embedder(settings=settings),
+                embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
                 server_mode=bool(settings.qdrant_url),
             )
             _INDEXES[key] = index
