@@ -36,3 +36,23 @@ class SearchResultsPublic(BaseModel):
     unavailable: str | None = Field(None, description="Set when the search index could not answer: the results are "
                                     "the documented fallback (none) and the header X-Learnloop-Fallback is "
                                     "'search-unavailable'; the text says what to do")
+
+
+class RecommendedItemPublic(BaseModel):
+    item_id: str = Field(description="a content item id of the course (GET /api/v1/content/{id})")
+    title: str
+    kind: str
+    score: float
+    reason: str
+
+
+class RecommendationsPublic(BaseModel):
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    experiment: str | None = Field(description="the A/B experiment; null on the fallback")
+    variant: str | None = Field(description="the learner's arm (control = popularity, treatment = learnloop ranker), "
+                                            "deterministic by user hash; null on the fallback")
+    cold_start: bool = Field(description="the learner has opened nothing yet: popularity within course and week")
+    data: list[RecommendedItemPublic]
+    fallback: str | None = Field(None, description="set when the recommender could not answer: the list is the most "
+                                 "opened items (header X-Learnloop-Fallback: recommendations-popularity)")

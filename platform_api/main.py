@@ -28,7 +28,18 @@ from platform_api._middleware import (
 )
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
-from platform_api._routes import assessments, auth, content, courses, events, operator, risk, search, users
+from platform_api._routes import (
+    assessments,
+    auth,
+    content,
+    courses,
+    events,
+    operator,
+    recommendations,
+    risk,
+    search,
+    users,
+)
 from platform_api.data import MLBackends
 from serving.api import RiskClient
 
@@ -97,7 +108,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                        per_user_per_minute=per_user, per_ip_per_minute=per_ip)
     _errors.install(app)
 
-    for module in (auth, users, courses, content, assessments, events, risk, search):
+    for module in (auth, users, courses, content, assessments, events, risk, search, recommendations):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operator.build_router(settings))
 

@@ -1,0 +1,139 @@
+"""What a learner should open next in a course: the recommender's served list, or the platform's fallback.
+
+The platform assembles the recommender's inputs from its own records: the course's content items and the content
+opens recorded through ``POST /api/v1/events`` (kept in the outbox). The recommender assigns the A/B arm
+(deterministic by user hash), ranks, and logs the served list; the platform also emits ``recommendations.served``
+with the arm on ``lms.analytics.events`` so clicks that follow can be attributed.
+
+Fallback (no recommender in this process, or it failed): the most opened items of the course the learner has
+not opened yet (ties in course order), ``variant`` null, and the header ``X-Learnloop-Fallback:
+recommendations-popularity``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from learnloop.events import Topic
+from platform_api import _courses, policy
+from platform_api._db import get_or_not_found
+from platform_api._models import ContentItem, Enrollment, OutboxEvent, User
+from platform_api._outbox import emit
+from platform_api.data import ActivityType, EnrollmentStatus
+from platform_api.policy import Principal
+
+log = logging.getLogger("platform_api.recommendations")
+
+# Activity that means "the learner opened this item" (the implicit feedback the recommender learns from).
+OPENS = (ActivityType.content_view, ActivityType.resource_click, ActivityType.page_view, ActivityType.video_play,
+         ActivityType.video_complete)
+FALLBACK_REASON = "recommendations-popularity"
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    item_id: str
+    title: str
+    kind: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServedList:
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    experiment: str | None
+    variant: str | None
+    cold_start: bool
+    items: list[ServedItem]
+    fallback: str | None = None  # why the platform's popularity list was served instead of the recommender's
+
+
+def _opens(session: Session, course_id: uuid.UUID, item_ids: set[str], start: datetime) -> list[dict]:
+    rows = session.scalars(select(OutboxEvent.envelope).where(
+        OutboxEvent.topic == str(Topic.analytics), OutboxEvent.course_id == str(course_id),
+        OutboxEvent.event_type.in_([o.value for o in OPENS])))
+    opens = []
+    for envelope in rows:
+        item_id = str((envelope.get("payload") or {}).get("content_id") or "")
+        if item_id not in item_ids or not envelope.get("user_id"):
+            continue
+        when = datetime.fromisoformat(str(envelope["timestamp"]).replace("Z", "+00:00"))
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        opens.append({"user_id": str(envelope["user_id"]), "item_id": item_id,
+                      "day": max(0, (when - start).days)})
+    return opens
+
+
+def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit: int) -> tuple[list, bool]:
+    seen = {o["item_id"] for o in opens if o["user_id"] == user_id}
+    counts = Counter(o["item_id"] for o in opens)
+    ranked = sorted((i for i in items if str(i.id) not in seen), key=lambda i: (-counts[str(i.id)], i.position))
+    return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
+
+
+def recommendations(*, session: Session, actor: Principal | None, backend: Callable | None, user_id: uuid.UUID,
+                    course_id: uuid.UUID, limit: int, treatment_share: float = 0.5,
+                    now: datetime | None = None) -> ServedList:
+    """The learner's next items in a course, for the learner themself or the course's staff."""
+    course = _courses.get_course(session=session, actor=actor, course_id=course_id)
+    user = get_or_not_found(session, User, user_id, "User")
+    if actor is not None and actor.id != user.id and not policy.is_course_staff(session, actor, course):
+        raise PermissionDenied("Only the learner themself and the course's staff may see a learner's "
+                               "recommendations", details={"course_id": str(course.id)})
+    status = session.scalar(select(Enrollment.status).where(Enrollment.user_id == user.id,
+                                                            Enrollment.course_id == course.id))
+    if status not in (EnrollmentStatus.enrolled, EnrollmentStatus.completed):
+        raise Conflict(f"User {user.id} is not enrolled in course {course.id}; recommendations are for enrolled "
+                       "learners (enroll with POST /api/v1/courses/{id}/enrollments)")
+    items = list(session.scalars(select(ContentItem).where(ContentItem.course_id == course.id)
+                                 .order_by(ContentItem.position, ContentItem.created_at)))
+    by_id = {str(i.id): i for i in items}
+    start = course.created_at if course.created_at.tzinfo else course.created_at.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    opens = _opens(session, course.id, set(by_id), start)
+    day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today
+    served = fallback = None
+    if backend is None:
+        fallback = "no recommender in this API process"
+    elif items:
+        import pandas as pd
+
+        try:
+            served = backend(user_id=str(user.id), course_id=str(course.id), limit=limit, day=day,
+                             treatment_share=treatment_share,
+                             interactions=pd.DataFrame(opens, columns=["user_id", "item_id", "day"]),
+                             items=pd.DataFrame({"item_id": list(by_id),
+                                                 "kind": [i.kind.value for i in items]}))
+        except (InvalidInput, NotFound, PermissionDenied):
+            raise
+        except Exception as exc:  # the recommender failing must not take the page down: popularity instead
+            log.exception("recommender failed")
+            fallback = f"recommender failed: {type(exc).__name__}"
+    if served is not None:
+        picked = [(r.item_id, r.score, r.reason) for r in served.items if r.item_id in by_id]
+        result = ServedList(user_id=user.id, course_id=course.id, experiment=served.experiment,
+                            variant=str(served.variant.value), cold_start=served.cold_start,
+                            items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s, why) for i, s, why in picked])
+    else:
+        ranked, cold = _popularity(items, opens, str(user.id), limit)
+        result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
+                            fallback=fallback,
+                            items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s,
+                                              "most opened in this course (fallback)") for i, s in ranked])
+    emit(session, event_type="recommendations.served", user_id=user.id, course_id=course.id,
+         source_service="platform_api.recommendations",
+         payload={"experiment": result.experiment, "variant": result.variant, "cold_start": result.cold_start,
+                  "fallback": result.fallback, "items": [i.item_id for i in result.items]})
+    session.commit()
+    return result

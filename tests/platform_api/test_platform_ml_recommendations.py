@@ -1,0 +1,131 @@
+"""GET /api/v1/users/{id}/recommendations: the recommender's list from platform activity, its A/B arm, fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from platform_fixtures import Platform, fresh_database_url, start_platform
+
+from platform_api.data import MLBackends
+
+
+@pytest.fixture(scope="module")
+def rec_platform(tmp_path_factory) -> Iterator[Platform]:
+    from recommender.api import recommend
+
+    database = fresh_database_url("sqlite", tmp_path_factory.mktemp("db-recs"))
+    yield from start_platform(next(database), tmp_path_factory.mktemp("recs-data"),
+                              ml=MLBackends(recommend=recommend))
+
+
+@pytest.fixture(scope="module")
+def course(rec_platform):
+    """Six items; three classmates opened items 0 and 1 (item 0 most), one learner opened item 0 only."""
+    p = rec_platform
+    _, instructor = p.user("instructor")
+    course_id = p.course(instructor)
+    items = []
+    for n in range(6):
+        response = p.client.post("/api/v1/content", headers=instructor,
+                                 json={"course_id": course_id, "title": f"Unit {n}", "body": f"unit {n}"})
+        assert response.status_code == 201, response.text
+        items.append(response.json()["id"])
+    learners = {}
+    for name in ("a", "b", "c", "active", "new"):
+        learners[name] = p.user(name=name)
+        p.enroll(course_id, learners[name][1])
+
+    def open_item(who: str, item: int) -> None:
+        response = p.client.post("/api/v1/events", headers=learners[who][1],
+                                 json={"event_type": "content_view", "content_id": items[item]})
+        assert response.status_code in (201, 202), response.text
+
+    for who in ("a", "b", "c"):
+        open_item(who, 0)
+    for who in ("a", "b"):
+        open_item(who, 1)
+    open_item("active", 0)
+    return {"id": course_id, "items": items, "learners": learners, "instructor": instructor}
+
+
+def _recs(p: Platform, user_id: str, course_id: str, headers, **params):
+    return p.client.get(f"/api/v1/users/{user_id}/recommendations", params={"course_id": course_id, **params},
+                        headers=headers)
+
+
+def test_cold_start_gets_course_popularity_with_its_arm(rec_platform, course):
+    from recommender.api import assign_variant
+
+    user_id, headers = course["learners"]["new"]
+    response = _recs(rec_platform, user_id, course["id"], headers, limit=3)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["cold_start"] is True and body["fallback"] is None
+    assert "X-Learnloop-Fallback" not in response.headers
+    assert [i["item_id"] for i in body["data"]][:2] == course["items"][:2]  # most opened first
+    assert body["variant"] == assign_variant(user_id).value and body["experiment"] == "recommender-v1"
+    again = _recs(rec_platform, user_id, course["id"], headers, limit=3).json()
+    assert again["variant"] == body["variant"]  # deterministic by user hash
+
+
+def test_a_learner_with_history_never_gets_what_they_opened(rec_platform, course):
+    user_id, headers = course["learners"]["active"]
+    body = _recs(rec_platform, user_id, course["id"], headers).json()
+    assert body["cold_start"] is False and body["variant"] in ("control", "treatment")
+    served = [i["item_id"] for i in body["data"]]
+    assert course["items"][0] not in served and set(served) <= set(course["items"])
+
+
+def test_both_arms_are_served_and_logged(rec_platform, course):
+    from sqlalchemy import select
+
+    from platform_api._models import OutboxEvent
+
+    arms = {}
+    for user_id, headers in course["learners"].values():
+        arms[user_id] = _recs(rec_platform, user_id, course["id"], headers).json()["variant"]
+    # Ids are random: add learners until both arms occur (a 50% share; all 16 in one arm has p = 2^-15).
+    while len(set(arms.values())) < 2 and len(arms) < 16:
+        user_id, headers = rec_platform.user()
+        rec_platform.enroll(course["id"], headers)
+        arms[user_id] = _recs(rec_platform, user_id, course["id"], headers).json()["variant"]
+    assert set(arms.values()) == {"control", "treatment"}, arms
+    with rec_platform.app.state.sessions() as session:
+        logged = session.scalars(select(OutboxEvent.envelope).where(
+            OutboxEvent.event_type == "recommendations.served")).all()
+    latest = {e["user_id"]: e["payload"]["variant"] for e in logged}
+    assert all(latest[user_id] == arm for user_id, arm in arms.items())
+
+
+def test_only_the_learner_and_staff(rec_platform, course):
+    user_id, _ = course["learners"]["new"]
+    _, classmate = course["learners"]["a"]
+    assert _recs(rec_platform, user_id, course["id"], classmate).status_code == 403
+    assert _recs(rec_platform, user_id, course["id"], course["instructor"]).status_code == 200
+    outsider_id, _ = rec_platform.user()
+    response = _recs(rec_platform, outsider_id, course["id"], rec_platform.admin_headers)
+    assert response.status_code == 409 and "not enrolled" in response.json()["error"]["message"]
+
+
+def test_fallback_is_popularity_with_the_header(rec_platform, course):
+    app = rec_platform.app
+    wired = app.state.ml
+    user_id, headers = course["learners"]["active"]
+    try:
+        app.state.ml = MLBackends()
+        response = _recs(rec_platform, user_id, course["id"], headers)
+        assert response.status_code == 200
+        assert response.headers["X-Learnloop-Fallback"] == "recommendations-popularity"
+        body = response.json()
+        assert body["variant"] is None and body["fallback"] == "no recommender in this API process"
+        assert [i["item_id"] for i in body["data"]] == course["items"][1:]  # item 0 already opened
+
+        def broken(**_):
+            raise RuntimeError("the ranker crashed")
+
+        app.state.ml = MLBackends(recommend=broken)
+        response = _recs(rec_platform, user_id, course["id"], headers)
+        assert response.status_code == 200 and response.json()["fallback"] == "recommender failed: RuntimeError"
+    finally:
+        app.state.ml = wired
