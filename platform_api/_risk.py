@@ -7,21 +7,24 @@ module-presentation code such as ``AAA-2013J``); the platform keeps them in meta
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from learnloop.errors import Conflict, NotFound, PermissionDenied
+from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from platform_api import _courses, policy
 from platform_api._db import get_or_not_found
 from platform_api._models import Enrollment, User
 from platform_api.data import EnrollmentStatus
 from platform_api.policy import Principal
-from serving.api import FALLBACK_HEADER, RiskClient, RiskPrediction
+from serving.api import FALLBACK_HEADER, PredictionStatus, RiskClient, RiskPrediction
 
 __all__ = ["FALLBACK_HEADER", "RiskAnswer", "learner_risk"]
+
+log = logging.getLogger("platform_api.risk")
 
 STUDENT_KEY = "id_student"
 COURSE_KEY = "presentation"
@@ -75,4 +78,11 @@ def learner_risk(*, session: Session, actor: Principal | None, client: RiskClien
         raise NotFound(f"The model service has no record of learner {user.id} in course {course.id} "
                        f"({exc.message}); their features are computed after the next pipeline run",
                        details={"id_student": student_id, "presentation": presentation}) from exc
+    except InvalidInput:
+        raise
+    except Exception as exc:  # an answer the client cannot read (wrong shape, bad status): still the fallback
+        log.exception("unreadable answer from the model service")
+        prediction = RiskPrediction(student_id=student_id, course_id=presentation, risk_score=None,
+                                    status=PredictionStatus.unavailable,
+                                    reason=f"unreadable answer from the model service: {type(exc).__name__}")
     return RiskAnswer(user_id=user.id, course_id=course.id, prediction=prediction)

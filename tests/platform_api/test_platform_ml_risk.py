@@ -31,7 +31,9 @@ class _ModelService(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append(body)
         student, course = body["student_id"], body["course_id"]
-        if student in self.scores:
+        if student == 77:  # a broken deployment: 200 with a body of the wrong shape
+            status, answer = 200, {"unexpected": True}
+        elif student in self.scores:
             status, answer = 200, {"student_id": student, "course_id": course, "risk_score": self.scores[student],
                                    "status": "scored", "model_version": "7", "reason": None}
         else:
@@ -138,6 +140,15 @@ def test_refusals_name_the_problem(ml_platform, course, model_service):
     ml_platform.enroll(course["id"], unknown)
     response = _risk(ml_platform, unknown_id, course["id"], admin)
     assert response.status_code == 404 and "model service" in response.json()["error"]["message"]
+
+
+def test_an_unreadable_answer_is_the_fallback_not_a_500(ml_platform, course, model_service):
+    learner_id, learner = _learner(ml_platform, id_student=77)
+    ml_platform.enroll(course["id"], learner)
+    response = _risk(ml_platform, learner_id, course["id"], learner)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Learnloop-Fallback"] == "risk-unavailable"
+    assert response.json()["risk_score"] is None and "unreadable" in response.json()["reason"]
 
 
 def test_service_down_gives_the_fallback_then_the_breaker_opens(ml_platform, course):
