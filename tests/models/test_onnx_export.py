@@ -80,3 +80,21 @@ def test_export_refuses_a_graph_that_disagrees_with_the_native_model(mixed_frame
         export_sklearn_classifier(model, frame, ModelSchema(inputs=inputs), tolerance=0.0)
     # With the agreed tolerance the same model passes: the check is about the numbers, not the model type.
     assert export_sklearn_classifier(model, frame, ModelSchema(inputs=inputs)).parity_max_abs_diff <= 1e-5
+
+
+def test_split_between_adjacent_float32_values_keeps_parity():
+    # Two adjacent float32 values whose float64 midpoint rounds *up* to the larger one in float32: without
+    # snapping thresholds down, the ONNX tree sends the larger value left and the model flips its answer.
+    low = np.nextafter(np.float32(1.0), np.float32(2.0))
+    high = np.nextafter(low, np.float32(2.0))
+    assert np.float32((np.float64(low) + np.float64(high)) / 2) == high
+    frame = pd.DataFrame({"course_progress": np.repeat(np.array([low, high], dtype=np.float32), 200)})
+    labels = np.repeat([0, 1], 200)
+    inputs = infer_inputs(frame, ["course_progress"])
+    model = _pipeline(frame, inputs, HistGradientBoostingClassifier(max_iter=20, min_samples_leaf=5))
+    model.fit(model_frame(frame, inputs), labels)
+    native = model.predict_proba(model_frame(frame, inputs))[:, 1]
+    assert native[-1] - native[0] > 0.5  # the model did learn the split
+    exported = export_sklearn_classifier(model, frame, ModelSchema(inputs=inputs))
+    onnx = OnnxClassifier(exported.onnx_bytes, exported.schema).predict_proba_matrix(frame)[:, 1]
+    assert np.max(np.abs(onnx - native)) <= 1e-5
