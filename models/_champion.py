@@ -42,11 +42,16 @@ def load_champion_onnx(name: str, *, settings: Settings | None = None) -> Champi
         raise NotFound(f"model '{name}' has no champion; train it and run `learnloop promote {name}`")
     local_dir = settings.cache_dir / "registry" / name / version
     if not (local_dir / ONNX_FILE).is_file():
+        import mlflow
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
         local_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=local_dir.parent))
+        # `models:/` URIs are resolved with MLflow's process-wide registry URI whatever is passed below
+        # (MLflow 3.17), so point the process at this installation's registry before downloading.
+        mlflow.set_tracking_uri(settings.mlflow_uri)
+        mlflow.set_registry_uri(settings.mlflow_uri)
         try:
             mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{name}@{ModelAlias.champion.value}", dst_path=str(staging),
