@@ -106,6 +106,7 @@ def test_course_filter_and_refusals(search_platform, courses):
     assert search_platform.client.get("/api/v1/search", params={"q": "x"}).status_code == 401
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_unavailable_index_is_the_documented_fallback(search_platform, courses):
     app = search_platform.app
     wired = app.state.ml
