@@ -1,13 +1,16 @@
 """`learnloop demo`: set up every embedded component and run the loop end to end.
 
 data → platform database (+ first admin) → features (offline build, Feast apply, materialize) → train the
-at-risk model (MLflow, ONNX) → promote it through the gate → index the catalog for search → serve the
+at-risk model (MLflow, ONNX) → promote it through the gate → index the catalog for search → train the
+per-prompt essay graders → serve the
 model service and the platform API. Like the CLI, this module is a composition root: it calls the
 packages' public ``api`` surfaces and nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import subprocess
@@ -84,9 +87,11 @@ def _features(ctx: DemoContext) -> str:
     from features.api import apply
     from pipelines.api import build_offline, materialize
 
-    built = build_offline(settings=ctx.settings)
-    apply()
-    materialize()
+    # Feast prints a banner per view while materializing; the demo prints one line per step instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        built = build_offline(settings=ctx.settings)
+        apply()
+        materialize()
     rows = sum(built["rows"].values()) if isinstance(built["rows"], dict) else built["rows"]
     return f"{rows:,} feature rows for {built['entities']['student_course']:,} registrations; online store materialized"
 
@@ -96,8 +101,10 @@ def _train_and_promote(ctx: DemoContext) -> str:
 
     run = train_risk(settings=ctx.settings)
     decision = promote("risk", settings=ctx.settings)
-    ctx.facts["risk_version"] = run.version
-    return f"risk v{run.version} trained and registered; gate: {decision}"
+    ctx.facts["risk_version"] = decision.champion_version
+    auc = run.version.metrics.get("auc_active")
+    return (f"risk v{run.version.version} (held-out active AUC {auc:.3f}) registered; gate: "
+            f"{decision.outcome.value}, champion is v{decision.champion_version}")
 
 
 def _search_index(ctx: DemoContext) -> str:
@@ -114,12 +121,20 @@ def _search_index(ctx: DemoContext) -> str:
     return f"{indexed:,} catalog items indexed (Qdrant local + BM25)"
 
 
+def _essay_grader(ctx: DemoContext) -> str:
+    from grading_nlp.api import train_essay_models
+
+    summaries = train_essay_models(settings=ctx.settings)
+    return f"{len(summaries)} per-prompt essay graders trained and exported to ONNX (parity checked)"
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("data", _use_datasets),
     ("platform", _platform),
     ("features", _features),
     ("train + promote", _train_and_promote),
     ("search index", _search_index),
+    ("essay grader", _essay_grader),
 ]
 
 

@@ -1,0 +1,31 @@
+"""`learnloop demo --no-serve` on synthetic data: every step of the loop, then both services start and stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_loop_on_synthetic_data(tmp_path):
+    env = {**os.environ, "LEARNLOOP_DATA_DIR": str(tmp_path / "var"), "LEARNLOOP_API_PORT": str(_free_port()),
+           "LEARNLOOP_SERVING_PORT": str(_free_port()), "HF_HUB_OFFLINE": "1", "LEARNLOOP_ENV": "test"}
+    result = subprocess.run([sys.executable, "-m", "learnloop.cli", "demo", "--no-serve", "--synthetic"],
+                            capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Traceback" not in output
+    for step in ("data", "platform", "features", "train + promote", "search index", "essay grader"):
+        assert f"✓ {step}" in output, f"step {step!r} missing:\n{output[-3000:]}"
+    assert "learnloop is running" in output
+    assert (tmp_path / "var" / "mlflow.db").exists()
