@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,13 +108,36 @@ def _train_and_promote(ctx: DemoContext) -> str:
             f"{decision.outcome.value}, champion is v{decision.champion_version}")
 
 
+def _catalog_courses(ctx: DemoContext, sources: list[str]) -> dict[str, uuid.UUID]:
+    """One published, public platform course per catalog source, so search hits belong to real courses."""
+    from sqlalchemy.exc import IntegrityError
+
+    from platform_api.api import create_courses, create_users, open_session
+    from platform_api.data import NewCourse, NewUser, UserRole
+
+    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
+    courses = {source: uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/catalog/{source}") for source in sources}
+    with open_session(ctx.settings) as session:
+        try:
+            create_users(session=session, users=[NewUser(
+                email="instructor@learnloop.example", name="Demo Instructor", role=UserRole.instructor,
+                password=ctx.facts["admin"][1], id=instructor)])
+            create_courses(session=session, courses=[NewCourse(
+                title=f"{source.title()} catalog", description=f"Courses from the {source} catalog",
+                instructor_id=instructor, id=course_id) for source, course_id in courses.items()])
+        except IntegrityError:
+            session.rollback()  # a previous demo run created them
+    return courses
+
+
 def _search_index(ctx: DemoContext) -> str:
     from learnloop.datasets import load_catalog
     from recommender.api import close_search_index, index_items
     from recommender.data import ContentItem
 
     catalog = load_catalog()
-    items = [ContentItem(item_id=row.item_id, course_id=f"catalog-{row.source}", title=row.title,
+    courses = _catalog_courses(ctx, sorted(catalog["source"].unique()))
+    items = [ContentItem(item_id=row.item_id, course_id=str(courses[row.source]), title=row.title,
                          body=row.description or "", kind="course", url=row.url)
              for row in catalog.itertuples()]
     indexed = index_items(items, settings=ctx.settings)
@@ -145,7 +169,8 @@ def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:
     logs.mkdir(parents=True, exist_ok=True)
     model_service = start_model_service(settings=ctx.settings, log_path=logs / "model-service.log")
     api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "platform_api.main:app", "--host", ctx.settings.api_host,
+        [sys.executable, "-m", "uvicorn", "learnloop.asgi:create_platform_app", "--factory",
+         "--host", ctx.settings.api_host,
          "--port", str(ctx.settings.api_port), "--log-level", "warning", "--no-access-log"],
         stdout=(logs / "platform-api.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     wait_until_ready(ctx.settings.serving_url, timeout=180, process=model_service)

@@ -18,7 +18,9 @@ def serve_api(
 
     settings = get_settings()
     settings.ensure_dirs()
-    uvicorn.run("platform_api.main:app", host=host or settings.api_host, port=port or settings.api_port,
+    # The composition root wires search/recommendations into the app (platform_api may not import them).
+    uvicorn.run("learnloop.asgi:create_platform_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port,
                 workers=workers, log_level=log_level, access_log=False)
 
 
