@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -q --durations=15
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q --durations=15 --nbmake tests notebooks
 
 # Everything but the slow and browser suites, for the edit-test loop.
 test-fast: install
