@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 
 def test_eval_essays_json_on_an_asap_format_file(tmp_path, settings) -> None:
-    from conftest import synthetic_essays, write_tsv
+    from grading_fixtures import synthetic_essays, write_tsv
 
     from learnloop.cli import build_app
 
