@@ -22,6 +22,8 @@ from models.text_embedding import (
 PARITY_TOLERANCE = _sklearn_onnx.PARITY_TOLERANCE
 
 __all__ = [
+    "alias_version",
+    "mlflow_client",
     "EMBEDDING_DIM",
     "EmbeddingCache",
     "EmbeddingPrecision",
@@ -92,3 +94,17 @@ def load_champion_onnx(name: str, *, settings=None) -> ChampionModel:
     from models import _champion
 
     return _champion.load_champion_onnx(name, settings=settings)
+
+
+def mlflow_client(settings):
+    """An ``MlflowClient`` on this installation's tracking and registry URI (created per call, never at import)."""
+    from models import _champion
+
+    return _champion.mlflow_client(settings)
+
+
+def alias_version(client, name: str, alias: ModelAlias) -> str | None:
+    """The version an alias (``champion``/``challenger``) points at, or None when the model or alias is absent."""
+    from models import _champion
+
+    return _champion.alias_version(client, name, alias)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.settings import Settings, get_settings
-from models.api import ModelAlias, OnnxExport
+from models.api import ModelAlias, OnnxExport, alias_version, mlflow_client
 from models.data import SCHEMA_FILE
 from training.data import GateCheck, GatePolicy, ModelVersionInfo, PromotionDecision, PromotionOutcome
 
@@ -35,21 +35,8 @@ TAG_GATE_POLICY = "gate_policy"
 TAG_PROMOTED_FROM = "promoted_from"  # on a champion version: the champion it replaced (rollback target)
 
 
-def _client(settings: Settings):
-    from mlflow import MlflowClient
-
-    settings.ensure_dirs()
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-
-
-def alias_version(client, name: str, alias: ModelAlias) -> str | None:
-    """The version an alias points at, or None when the model or the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias.value).version)
-    except MlflowException:
-        return None
+# One definition of "a client on this registry" and "where an alias points", shared with serving's loader.
+_client = mlflow_client
 
 
 def experiment_name(model_name: str) -> str:
