@@ -67,6 +67,10 @@ def demo(
 
 
 def main() -> None:
+    import warnings
+
+    # Third-party deprecation notices (ibis/duckdb under Feast) are for library authors, not for our users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     build_app()()
 
 
