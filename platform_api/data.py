@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -151,6 +152,10 @@ class NewEnrollment:
     course_id: uuid.UUID
     status: EnrollmentStatus = EnrollmentStatus.enrolled
     progress: float = 0.0
+    # Set by imports (``platform_api.api.import_records``): a stable id and the historical dates.
+    id: uuid.UUID | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class NewAssessment:
     weight: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,10 @@ class NewSubmission:
     score: float | None = None
     max_score: float = 100.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Set by imports (``platform_api.api.import_records``): a stable id, the historical date, the course.
+    id: uuid.UUID | None = None
+    submitted_at: datetime | None = None
+    course_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -214,3 +224,84 @@ class MLBackends:
     search: Callable[..., list[Any]] | None = None
     # recommender.api.recommend(*, user_id, course_id, interactions, items, day, limit, ...) -> RecommendationList
     recommend: Callable[..., Any] | None = None
+
+
+# --- at-risk alerts (raised by ``pipelines.interventions``, acted on by course staff) ------------------
+class AlertStatus(StrEnum):
+    """``open`` until course staff record an outcome; then the latest outcome."""
+
+    open = "open"
+    action_taken = "action_taken"
+    dismissed = "dismissed"
+    not_useful = "not_useful"
+
+
+class AlertOutcome(StrEnum):
+    """What course staff did with an alert (``POST /api/v1/alerts/{id}/outcome``)."""
+
+    action_taken = "action_taken"
+    dismissed = "dismissed"  # seen, no action needed now
+    not_useful = "not_useful"  # the alert was wrong or unhelpful: a negative label for the next training run
+
+
+class AlertAction(StrEnum):
+    """The interventions an alert suggests, and what staff say they did."""
+
+    message_learner = "message_learner"
+    recommend_content = "recommend_content"
+    extend_deadline = "extend_deadline"
+    other = "other"
+
+
+@dataclass(frozen=True)
+class ScoringTarget:
+    """One active enrollment with the model-side keys the risk model knows it by (None when not linked)."""
+
+    enrollment_id: uuid.UUID
+    user_id: uuid.UUID
+    course_id: uuid.UUID
+    id_student: int | None
+    presentation: str | None
+
+
+@dataclass(frozen=True)
+class PriorAlert:
+    """The latest alert of an enrollment (what the cooldown compares against)."""
+
+    alert_id: uuid.UUID
+    enrollment_id: uuid.UUID
+    risk_score: float
+    status: AlertStatus
+    created_at: Any  # datetime (aware)
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """One alert for :func:`platform_api.api.record_alerts`.
+
+    ``drivers``: ``[{"key", "text", "contribution"}]`` (largest first); ``actions``: ``[{"kind": AlertAction,
+    "label", "details"}]``.
+    """
+
+    enrollment_id: uuid.UUID
+    risk_score: float
+    threshold: float
+    model_name: str
+    model_version: str
+    drivers: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AlertLabel:
+    """A staff verdict on an alert, exported as a label for the next training run."""
+
+    alert_id: uuid.UUID
+    id_student: int | None
+    presentation: str | None
+    risk_score: float
+    model_version: str
+    outcome: AlertStatus
+    action: str | None
+    raised_at: Any  # datetime
+    resolved_at: Any  # datetime | None
