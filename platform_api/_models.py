@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_api._db import Base
 from platform_api.data import (
+    AlertAction,
+    AlertOutcome,
+    AlertStatus,
     AssessmentKind,
     ContentKind,
     CourseStatus,
@@ -261,6 +265,35 @@ class Grade(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class GradingJobState(StrEnum):
+    """Where the AI grading of one queued submission stands (the submission itself stays queued until then)."""
+
+    pending = "pending"  # waiting for the worker (first try, or a retry after ``next_attempt_at``)
+    suggested = "suggested"  # the AI suggestion is recorded; staff accept or override it
+    needs_manual_grading = "needs_manual_grading"  # no usable AI grade (bad essay, no model, N failed tries)
+
+
+class GradingJob(Base):
+    """The AI grading job of a queued essay submission: attempts, the last error and when to try again."""
+
+    __tablename__ = "grading_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    submission_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("submissions.id", ondelete="CASCADE"),
+                                                     unique=True)
+    course_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    state: Mapped[GradingJobState] = mapped_column(_enum(GradingJobState, "grading_job_state"),
+                                                   default=GradingJobState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # why an instructor must grade by hand, or the model's reasons (shown on the review page)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
 
@@ -291,3 +324,46 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(Base):
+    """An at-risk alert on one enrollment, raised by the interventions job (``pipelines.interventions``)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_course_status", "course_id", "status"),
+        CheckConstraint("risk_score >= 0 AND risk_score <= 1", name="ck_alerts_risk_range"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    enrollment_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("enrollments.id", ondelete="CASCADE"),
+                                                     index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("courses.id", ondelete="CASCADE"))
+    risk_score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(50))
+    # [{"key", "text", "contribution"}] largest first, and [{"kind", "label", "details"}]
+    drivers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus, "alert_status"), default=AlertStatus.open)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"),
+                                                          nullable=True)
+
+
+class AlertOutcomeRecord(Base):
+    """Every outcome staff recorded on an alert (the alert's ``status`` is the latest one)."""
+
+    __tablename__ = "alert_outcomes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[AlertOutcome] = mapped_column(_enum(AlertOutcome, "alert_outcome"))
+    action: Mapped[AlertAction | None] = mapped_column(_enum(AlertAction, "alert_action"), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"),
+                                                       nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
