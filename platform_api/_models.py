@@ -367,3 +367,46 @@ class AlertOutcomeRecord(Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"),
                                                        nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Alert(Base):
+    """An at-risk alert on one enrollment, raised by the interventions job (``pipelines.interventions``)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_course_status", "course_id", "status"),
+        CheckConstraint("risk_score >= 0 AND risk_score <= 1", name="ck_alerts_risk_range"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    enrollment_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("enrollments.id", ondelete="CASCADE"),
+                                                     index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("courses.id", ondelete="CASCADE"))
+    risk_score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(50))
+    # [{"key", "text", "contribution"}] largest first, and [{"kind", "label", "details"}]
+    drivers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus, "alert_status"), default=AlertStatus.open)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"),
+                                                          nullable=True)
+
+
+class AlertOutcomeRecord(Base):
+    """Every outcome staff recorded on an alert (the alert's ``status`` is the latest one)."""
+
+    __tablename__ = "alert_outcomes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[AlertOutcome] = mapped_column(_enum(AlertOutcome, "alert_outcome"))
+    action: Mapped[AlertAction | None] = mapped_column(_enum(AlertAction, "alert_action"), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"),
+                                                       nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
