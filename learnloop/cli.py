@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "learnloop.data_cli",
     "pipelines.cli",
     "pipelines.monitoring.cli",
+    "pipelines.interventions.cli",
     "training.cli",
     "serving.cli",
     "platform_api.cli",

@@ -510,3 +510,56 @@ class ActivityEventCreate(InputModel):
 class EventAccepted(OutputModel):
     event_id: uuid.UUID
     topic: str
+
+
+# --- at-risk alerts ---------------------------------------------------------------------------------
+class AlertDriverPublic(OutputModel):
+    key: str = Field(description="The feature group behind the driver, e.g. inactivity, missed_assessments")
+    text: str = Field(examples=["no activity in 12 days"])
+    contribution: float = Field(description="How much lower the risk would be with this group at the course "
+                                            "cohort's median (probability points, 0..1)")
+
+
+class AlertActionPublic(OutputModel):
+    kind: str = Field(examples=["message_learner"], description="message_learner | recommend_content | "
+                                                                "extend_deadline")
+    label: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertPublic(OutputModel):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    user_id: uuid.UUID
+    enrollment_id: uuid.UUID
+    learner_name: str
+    risk_score: float
+    threshold: float
+    model_name: str
+    model_version: str
+    drivers: list[AlertDriverPublic]
+    actions: list[AlertActionPublic]
+    status: str = Field(description="open | action_taken | dismissed | not_useful")
+    created_at: datetime
+    resolved_at: datetime | None = None
+
+
+AlertsPublic = Page[AlertPublic]
+
+
+class AlertOutcomeCreate(InputModel):
+    outcome: Literal["action_taken", "dismissed", "not_useful"]
+    action: Literal["message_learner", "recommend_content", "extend_deadline", "other"] | None = Field(
+        default=None, description="Required with action_taken: which intervention you made")
+    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class AlertReportPublic(OutputModel):
+    course_id: uuid.UUID | None
+    total: int
+    by_status: dict[str, int]
+    by_action: dict[str, int]
+    resolved: int
+    share_resolved: float | None
+    share_useful: float | None = Field(description="1 − not_useful / resolved; null until an alert is resolved")
+    share_acted: float | None = Field(description="action_taken / resolved")

@@ -34,9 +34,11 @@ from platform_api._models import (
 )
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay, emit
 from platform_api.data import (
+    AlertLabel,
     CourseStatus,
     EnrollmentStatus,
     GradedBy,
+    NewAlert,
     NewAssessment,
     NewContent,
     NewCourse,
@@ -44,6 +46,8 @@ from platform_api.data import (
     NewSubmission,
     NewUser,
     PendingEssay,
+    PriorAlert,
+    ScoringTarget,
     SubmissionStatus,
     UserStatus,
 )
@@ -272,3 +276,70 @@ def enrollment_status_of(session: Session, *, user_id: uuid.UUID, course_id: uui
     """The status of a user's enrollment in a course, or None when not enrolled."""
     return session.scalar(select(Enrollment.status).where(Enrollment.user_id == user_id,
                                                           Enrollment.course_id == course_id))
+
+
+# --------------------------------------------------------------------------- at-risk alerts (interventions job)
+__all__ += ["active_enrollments", "alert_outcome_labels", "courses_with_content", "latest_alerts",
+            "next_due_assessments", "record_alerts", "remedial_content"]
+
+
+def active_enrollments(*, session: Session, course_id: uuid.UUID | None = None,
+                       include_completed: bool = False) -> list[ScoringTarget]:
+    """Enrollments the interventions job scores: ``enrolled`` (plus ``completed`` with ``include_completed``,
+    for replaying finished presentations such as imported OULAD history), of active users in courses that are
+    not archived, with their model-side keys (``metadata.id_student`` / ``metadata.presentation``; None when
+    the enrollment is not linked to the model's ids)."""
+    from platform_api import _alerts
+
+    statuses = [EnrollmentStatus.enrolled, *([EnrollmentStatus.completed] if include_completed else [])]
+    return _alerts.scoring_targets(session=session, course_id=course_id, statuses=statuses)
+
+
+def latest_alerts(*, session: Session, enrollment_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, PriorAlert]:
+    """The newest alert of each given enrollment that has one (what the job's cooldown compares against)."""
+    from platform_api import _alerts
+
+    return _alerts.latest_alerts(session=session, enrollment_ids=enrollment_ids)
+
+
+def record_alerts(*, session: Session, alerts: Iterable[NewAlert], now: datetime | None = None) -> list[uuid.UUID]:
+    """Store at-risk alerts (status ``open``) in one transaction; emits ``enrollment.alert_raised`` for each."""
+    from platform_api import _alerts
+
+    return _alerts.record_alerts(session=session, alerts=alerts, now=now)
+
+
+def next_due_assessments(*, session: Session, course_ids: Iterable[uuid.UUID],
+                         now: datetime | None = None) -> dict[uuid.UUID, dict[str, Any]]:
+    """Per course, the next assessment due after ``now``: ``{"assessment_id", "title", "due_at"}``."""
+    from platform_api import _alerts
+
+    return _alerts.next_due_assessments(session=session, course_ids=course_ids, now=now)
+
+
+def courses_with_content(*, session: Session, course_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """The courses among ``course_ids`` holding at least one content item."""
+    from platform_api import _alerts
+
+    return _alerts.courses_with_content(session=session, course_ids=course_ids)
+
+
+def remedial_content(*, session: Session, user_id: uuid.UUID, course_id: uuid.UUID, backend: Callable | None,
+                     limit: int = 3) -> list[dict[str, Any]]:
+    """Content to suggest to a struggling learner: the recommender's next items (``backend`` =
+    ``recommender.api.recommend``) or the platform's popularity fallback, as ``[{"item_id", "title", "reason"}]``
+    (logged as ``recommendations.served`` like any served list)."""
+    from platform_api import _recommendations
+
+    served = _recommendations.recommendations(session=session, actor=None, backend=backend, user_id=user_id,
+                                              course_id=course_id, limit=limit)
+    return [{"item_id": item.item_id, "title": item.title, "reason": item.reason} for item in served.items]
+
+
+def alert_outcome_labels(*, session: Session, since: datetime | None = None) -> list[AlertLabel]:
+    """Resolved alerts as labels for the next training run: the learner's and course's model keys
+    (``id_student``, ``presentation``), the risk and model version at alert time, and the staff verdict
+    (``action_taken`` / ``dismissed`` / ``not_useful`` and which action)."""
+    from platform_api import _alerts
+
+    return _alerts.outcome_labels(session=session, since=since)

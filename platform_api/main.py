@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import event, func, select
 
 from learnloop.settings import Settings, get_settings
-from platform_api import _errors, _migrate
+from platform_api import _errors, _migrate, _web
 from platform_api._db import make_engine, make_sessionmaker
 from platform_api._middleware import (
     GatewayMiddleware,
@@ -29,6 +29,7 @@ from platform_api._middleware import (
 from platform_api._models import OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
 from platform_api._routes import (
+    alerts,
     assessments,
     auth,
     content,
@@ -110,7 +111,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
 
     for module in (auth, users, courses, content, assessments, events, risk, search, recommendations):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(operator.build_router(settings))
+    # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.
+    app.include_router(_web.router)
+    app.include_router(alerts.pages)
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)
