@@ -23,6 +23,10 @@ __all__ = [
     "choose_model_kind",
     "evaluate_essays",
     "grade_essay",
+    "grade_pending_essays",
+    "platform_labelled_essays",
+    "run_grading_worker",
+    "start_grading_worker",
     "train_essay_models",
 ]
 
@@ -196,6 +200,47 @@ def _register(model, onnx_bytes: bytes, parity: float, frame, dev_mask, meta: di
         settings=settings,
     )
     return info.version
+
+
+def grade_pending_essays(*, settings: Settings | None = None, grader: Callable[[str, int], AiGrade] | None = None,
+                         limit: int = 20, now: datetime | None = None, max_attempts: int | None = None,
+                         backoff_seconds: float | None = None) -> dict[str, int]:
+    """One pass of the AI grading worker over the platform's queued essay submissions.
+
+    Claims up to ``limit`` due jobs (``platform_api.api.claim_grading_tasks``), grades each essay with
+    ``grader`` (default :func:`grade_essay` on the prompt's trained model) and records the suggestion, or
+    "needs manual grading" with the reason (bad essay, no model, no prompt linked). An exception is recorded
+    as a failed attempt and retried with exponential backoff; after ``max_attempts`` the essay goes to staff as
+    "needs manual grading". Returns counts: claimed, suggested, needs_manual_grading, failed, gave_up.
+    """
+    from grading_nlp._worker import grade_pending
+
+    return grade_pending(settings=settings, grader=grader, limit=limit, now=now, max_attempts=max_attempts,
+                         backoff_seconds=backoff_seconds).as_dict()
+
+
+def run_grading_worker(*, settings: Settings | None = None, once: bool = False, poll_seconds: float = 2.0,
+                       stop=None) -> dict[str, int]:
+    """Grade queued essays until ``stop`` (a ``threading.Event``) is set, or one pass with ``once``."""
+    from grading_nlp._worker import run_worker
+
+    return run_worker(settings=settings, once=once, poll_seconds=poll_seconds, stop=stop).as_dict()
+
+
+def start_grading_worker(*, settings: Settings | None = None, poll_seconds: float = 2.0,
+                         grader: Callable[[str, int], AiGrade] | None = None):
+    """Run the worker in a daemon thread (what the served platform does); returns ``(thread, stop_event)``."""
+    from grading_nlp._worker import start_worker_thread
+
+    return start_worker_thread(settings=settings, poll_seconds=poll_seconds, grader=grader)
+
+
+def platform_labelled_essays(*, settings: Settings | None = None, prompts: list[int] | None = None):
+    """Every instructor decision in the platform as ASAP-format rows (``domain1_score`` = final score on the
+    prompt's scale; also ``ai_score`` and ``accepted_ai``), in training folds 0–3 only."""
+    from grading_nlp._platform_labels import platform_labelled_frame
+
+    return platform_labelled_frame(settings or get_settings(), prompts=prompts)
 
 
 def evaluate_essays(

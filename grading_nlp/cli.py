@@ -41,10 +41,15 @@ def train_essays(
     data: Path | None = typer.Option(None, "--data", help="An ASAP-format TSV (default: the shared ASAP-AES)."),
     prompt: list[int] | None = typer.Option(None, "--prompt", help="Only these prompts (repeatable)."),
     register: bool = typer.Option(False, "--register", help="Also register each head in MLflow as challenger."),
+    with_platform_labels: bool = typer.Option(
+        False, "--with-platform-labels",
+        help="Add every instructor decision (accepted/overridden AI grade) from the platform to the training folds."),
 ) -> None:
     """Train and save one essay grader per prompt (ONNX head, parity checked) for `grade_essay`."""
     from grading_nlp.api import train_essay_models
 
+    if with_platform_labels:
+        data = _with_platform_labels(data)
     with _progress() as progress:
         task = progress.add_task("train essays", total=None)
         summaries = train_essay_models(data, prompts=prompt or None, register=register,
@@ -56,7 +61,47 @@ def train_essays(
         typer.echo(json.dumps(summary))
 
 
+def _with_platform_labels(data: Path | None) -> Path:
+    """The corpus plus the platform's labelled essays, as a TSV under the cache dir."""
+    import csv
+
+    from grading_nlp._platform_labels import with_platform_labels
+    from learnloop.datasets import load_essays
+    from learnloop.settings import get_settings
+
+    settings = get_settings()
+    combined = with_platform_labels(load_essays(data), settings)
+    path = settings.cache_dir / "grading_nlp" / "essays-with-platform-labels.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    combined.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE)
+    return path
+
+
+def grading_work(
+    once: bool = typer.Option(False, "--once", help="One pass over the due jobs, then exit."),
+    poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds to wait when the queue is empty."),
+    json_output: bool = typer.Option(False, "--json", help="Print the totals as one JSON object."),
+) -> None:
+    """Grade the platform's queued essay submissions (retrying failures with backoff) until Ctrl-C."""
+    import threading
+
+    from grading_nlp.api import run_grading_worker
+
+    stop = threading.Event()
+    try:
+        totals = run_grading_worker(once=once, poll_seconds=poll, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return
+    typer.echo(json.dumps(totals) if json_output else
+               ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in totals.items()))
+
+
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["eval"].command("essays")(eval_essays)
     groups["train"].command("essays")(train_essays)
+    grading = typer.Typer(help="AI-assisted essay grading: the worker that grades queued submissions.",
+                          no_args_is_help=True)
+    grading.command("work")(grading_work)
+    root.add_typer(grading, name="grading")

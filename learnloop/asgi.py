@@ -7,10 +7,41 @@ root hands the recommender's search and recommendation functions to the app. Run
 
 from __future__ import annotations
 
+import os
+from contextlib import asynccontextmanager
+
 
 def create_platform_app():
     from platform_api.data import MLBackends
     from platform_api.main import create_app
     from recommender.api import recommend, search
 
-    return create_app(ml=MLBackends(search=search, recommend=recommend))
+    app = create_app(ml=MLBackends(search=search, recommend=recommend))
+    # The AI grading worker runs beside the API (LEARNLOOP_GRADING_WORKER=0 when `learnloop grading work` runs
+    # as its own process instead).
+    if os.environ.get("LEARNLOOP_GRADING_WORKER", "1") != "0":
+        attach_grading_worker(app)
+    return app
+
+
+def attach_grading_worker(app, *, settings=None, poll_seconds: float = 2.0):
+    """Run ``grading_nlp``'s AI grading worker in a thread for the app's lifetime (after its own start-up, so the
+    schema is migrated first). ``platform_api`` cannot import ``grading_nlp`` (it reaches training/mlflow), so
+    this composition root wires it."""
+    from grading_nlp.api import start_grading_worker
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application):
+        async with inner(application) as state:
+            thread, stop = start_grading_worker(settings=settings or application.state.settings,
+                                                poll_seconds=poll_seconds)
+            try:
+                yield state
+            finally:
+                stop.set()
+                thread.join(timeout=10)
+
+    app.router.lifespan_context = lifespan
+    return app

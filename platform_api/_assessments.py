@@ -244,6 +244,17 @@ def _final_grade(session: Session, submission_id: uuid.UUID) -> Grade | None:
                           .order_by(Grade.created_at.desc()))
 
 
+def grade_label(grade: Grade | None) -> str | None:
+    """What the learner reads next to a final grade: an accepted AI suggestion is "AI-assisted"."""
+    if grade is None:
+        return None
+    if grade.graded_by is GradedBy.auto:
+        return "Auto-graded"
+    if grade.graded_by is GradedBy.ai or (grade.details or {}).get("accepted_ai"):
+        return "AI-assisted"
+    return "Instructor-graded"
+
+
 def submission_public(session: Session, actor: Principal | None, submission: Submission,
                       course: Course) -> SubmissionPublic:
     staff = policy.is_course_staff(session, actor, course)
@@ -257,7 +268,7 @@ def submission_public(session: Session, actor: Principal | None, submission: Sub
         course_id=submission.course_id, status=submission.status, attempt=submission.attempt,
         answers=submission.answers, submitted_at=submission.submitted_at,
         score=final.score if final else None, max_score=final.max_score if final else None,
-        feedback=final.feedback if final else None, grades=grades)
+        feedback=final.feedback if final else None, grade_label=grade_label(final), grades=grades)
 
 
 def get_submission(*, session: Session, actor: Principal | None, submission_id: uuid.UUID) -> SubmissionPublic:
@@ -347,7 +358,7 @@ def list_user_assessments(*, session: Session, actor: Principal | None, user_id:
             assessment_id=assessment.id, course_id=assessment.course_id, title=assessment.title,
             kind=assessment.kind, due_at=assessment.due_at, submission_id=latest.id if latest else None,
             status=latest.status if latest else None, score=final.score if final else None,
-            max_score=final.max_score if final else None))
+            max_score=final.max_score if final else None, grade_label=grade_label(final)))
     return rows, total
 
 

@@ -10,6 +10,7 @@ import math
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -455,6 +456,9 @@ class GradePublic(OutputModel):
     created_at: datetime
 
 
+GradeLabel = Literal["AI-assisted", "Instructor-graded", "Auto-graded"]
+
+
 class SubmissionPublic(OutputModel):
     id: uuid.UUID
     assessment_id: uuid.UUID
@@ -467,6 +471,8 @@ class SubmissionPublic(OutputModel):
     score: float | None = Field(default=None, description="Null until the grade is final.")
     max_score: float | None = None
     feedback: str | None = None
+    grade_label: GradeLabel | None = Field(default=None, description="How the final grade was made: "
+                                           "'AI-assisted' when staff accepted the AI suggestion.")
     grades: list[GradePublic] | None = Field(default=None, description="Grading history; course staff only.")
 
 
@@ -492,9 +498,85 @@ class UserAssessmentPublic(OutputModel):
     status: SubmissionStatus | None
     score: float | None
     max_score: float | None
+    grade_label: GradeLabel | None = None
 
 
 UserAssessmentsPublic = Page[UserAssessmentPublic]
+
+
+# --- AI-assisted grading review ---------------------------------------------------------------------
+class ReviewState(StrEnum):
+    """Where an undecided essay submission stands in the course's grading queue."""
+
+    needs_manual_grading = "needs_manual_grading"  # no usable AI grade: grade from scratch (reasons say why)
+    ai_suggested = "ai_suggested"  # accept or override the AI suggestion
+    retrying = "retrying"  # the AI grading job failed and will be retried
+    waiting_for_ai = "waiting_for_ai"  # not graded by the AI yet
+
+
+class AiGradeAccept(InputModel):
+    feedback: LongText = Field(default="", description="Optional note for the learner.")
+
+
+class AiGradeOverride(InputModel):
+    score: float = Field(ge=0, le=100_000, description="The final score in assessment points.")
+    comment: LongText = Field(default="", description="Why this score; required when it differs from the AI's "
+                                                      "suggestion (the learner reads it).")
+
+
+class GradingQueueEssayPublic(OutputModel):
+    question_id: uuid.UUID
+    question_prompt: str
+    essay: str
+    prompt_id: int | None = Field(description="The ASAP prompt whose model grades it (None: grade by hand).")
+    rubric: dict[str, Any]
+    points: float
+    score_range: list[int] | None = Field(description="The prompt's score scale [low, high].")
+    ai_score: int | None = Field(description="AI score on the prompt's scale.")
+    ai_points: float | None = Field(description="AI score in this question's points.")
+    interval: list[int] | None = Field(description="Conformal interval of the AI score (prompt scale).")
+    confidence: float | None
+    reasons: list[str]
+
+
+class GradingQueueItemPublic(OutputModel):
+    submission_id: uuid.UUID
+    assessment_id: uuid.UUID
+    assessment_title: str
+    course_id: uuid.UUID
+    user_id: uuid.UUID
+    learner_name: str | None
+    attempt: int
+    submitted_at: datetime
+    review_state: ReviewState
+    ai_score: float | None = Field(description="The AI-suggested total in assessment points.")
+    max_score: float
+    confidence: float | None
+    needs_review: bool
+    reasons: list[str]
+    model_version: str | None
+    grading_attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    essays: list[GradingQueueEssayPublic]
+
+
+class PromptAgreementPublic(OutputModel):
+    prompt_id: int
+    n: int
+    qwk: float | None = Field(description="Quadratic weighted kappa, AI vs staff (None below 2 decisions).")
+    exact: float
+
+
+class GradingAgreementPublic(OutputModel):
+    window: int = Field(description="Last decisions per prompt taken into account.")
+    n: int
+    qwk: float | None = Field(description="QWK over the pooled windows of every prompt.")
+    by_prompt: list[PromptAgreementPublic]
+
+
+class GradingQueuePublic(Page[GradingQueueItemPublic]):
+    agreement: GradingAgreementPublic
 
 
 # --- learner activity -------------------------------------------------------------------------------

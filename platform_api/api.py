@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from learnloop.errors import Conflict, InvalidInput
 from learnloop.events import Event, Topic
 from learnloop.settings import Settings, get_settings
-from platform_api import _assessments, _migrate, _users
+from platform_api import _assessments, _grading_review, _migrate, _users
 from platform_api._db import get_or_not_found, make_engine, make_sessionmaker
 from platform_api._models import (
     Assessment,
@@ -223,6 +223,62 @@ def record_ai_grade(*, session: Session, submission_id: uuid.UUID, score: float,
     grade = _assessments.record_ai_grade(session=session, submission_id=submission_id, score=score,
                                          max_score=max_score, feedback=feedback, details=info)
     return grade.id
+
+
+# --- AI-assisted essay grading (grading_nlp's worker and training read and write through these) ----------
+GradingTask = _grading_review.GradingTask
+EssayToGrade = _grading_review.EssayToGrade
+EssaySuggestion = _grading_review.EssaySuggestion
+LabelledEssay = _grading_review.LabelledEssay
+__all__ += ["EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay", "claim_grading_tasks",
+            "grading_agreement", "labelled_essays", "record_ai_suggestion", "record_grading_failure",
+            "record_manual_grading"]
+
+
+def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | None = None,
+                        lease_seconds: float = _grading_review.LEASE_SECONDS) -> list[GradingTask]:
+    """Claim due AI grading jobs of queued essay submissions (creating missing jobs first), oldest first.
+
+    Each claim counts an attempt and leases the job for ``lease_seconds``; finish it with
+    :func:`record_ai_suggestion`, :func:`record_manual_grading` or :func:`record_grading_failure`. A job whose
+    worker died is claimable again when its lease runs out. Each essay names its ASAP ``prompt_id`` (question
+    rubric ``essay_set``, else assessment ``metadata.essay_prompt``; None means grade by hand)."""
+    return _grading_review.claim_grading_tasks(session=session, limit=limit, now=now, lease_seconds=lease_seconds)
+
+
+def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, essays: list[EssaySuggestion]) -> uuid.UUID:
+    """Store the AI suggestion (score, interval, confidence, reasons, model version per essay) of a claimed
+    submission; staff then accept or override it. Returns the AI grade's id."""
+    return _grading_review.record_ai_suggestion(session=session, submission_id=submission_id, essays=essays)
+
+
+def record_manual_grading(*, session: Session, submission_id: uuid.UUID, reasons: list[str]) -> None:
+    """Close a claimed job without an AI grade; staff see the submission as "needs manual grading" with reasons."""
+    _grading_review.record_manual_grading(session=session, submission_id=submission_id, reasons=reasons)
+
+
+def record_grading_failure(*, session: Session, submission_id: uuid.UUID, error: str, now: datetime | None = None,
+                           max_attempts: int = _grading_review.MAX_ATTEMPTS,
+                           backoff_seconds: float = _grading_review.BACKOFF_SECONDS) -> str:
+    """A grading try failed: store the error and retry with exponential backoff; after ``max_attempts`` tries
+    the submission needs manual grading. The submission stays queued either way. Returns the job state."""
+    return _grading_review.record_grading_failure(session=session, submission_id=submission_id, error=error,
+                                                  now=now, max_attempts=max_attempts,
+                                                  backoff_seconds=backoff_seconds).value
+
+
+def labelled_essays(*, session: Session, course_id: uuid.UUID | None = None,
+                    prompt_id: int | None = None) -> list[LabelledEssay]:
+    """Every staff decision (accept or override) on a single-essay submission with an ASAP prompt, oldest first:
+    essay text, prompt, final score and AI score on the prompt's scale (labels for the next training run)."""
+    return _grading_review.labelled_examples(session=session, course_id=course_id, prompt_id=prompt_id)
+
+
+def grading_agreement(*, session: Session, course_id: uuid.UUID | None = None,
+                      window: int = _grading_review.AGREEMENT_WINDOW) -> dict[str, Any]:
+    """Rolling AI-vs-staff quadratic weighted kappa over the last ``window`` decisions per prompt (and pooled)."""
+    return _grading_review.agreement(session=session, actor=None, course_id=course_id,
+                                     window=window).model_dump()
 
 
 def emit_event(*, session: Session, event_type: str, user_id: str | uuid.UUID | None = None,

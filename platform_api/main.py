@@ -35,6 +35,7 @@ from platform_api._routes import (
     content,
     courses,
     events,
+    grading,
     operator,
     recommendations,
     risk,
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
 
     for module in (auth, users, courses, content, assessments, events, risk, search, recommendations):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(grading.router, prefix=API_PREFIX)
+    app.include_router(grading.pages)  # the server-rendered review page under /grading
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(operator.build_router(settings))
     # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.

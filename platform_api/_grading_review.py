@@ -1,0 +1,537 @@
+"""AI-assisted essay grading in the platform: the grading job queue, the instructor's review queue, decisions
+and AI-vs-instructor agreement.
+
+* **Jobs.** Every submission ``queued_for_ai_grading`` gets a ``grading_jobs`` row the first time a worker looks
+  (``grading_nlp``'s worker, through ``platform_api.api``). A worker *claims* due jobs (attempt counted, lease
+  taken), grades each essay and records either a suggestion or "needs manual grading" with the reason. A failed
+  try stores the error and is retried with exponential backoff; after ``MAX_ATTEMPTS`` the job is closed as
+  "needs manual grading". The submission itself never leaves ``queued_for_ai_grading``/``ai_suggested`` until
+  staff decide, so it is never lost and always in the course's queue.
+* **Prompts.** An essay question is graded by the model of its ASAP prompt: the question rubric's ``essay_set``,
+  else the assessment's ``metadata.essay_prompt``. Without either, the essay needs manual grading.
+* **Scale.** The AI scores on the prompt's own scale (e.g. 0–3); the suggestion in assessment points is
+  ``score × question points / prompt maximum`` (identity when the rubric's points equal the prompt maximum).
+* **Decisions.** Accept or override (override of an AI suggestion needs a comment the learner reads). Each
+  decision is a labelled example (:func:`labelled_examples`) and a line in the prediction log that
+  ``pipelines.monitoring`` reads (model ``essay_grader_p<prompt>``, ``output`` = AI score, ``label`` = staff
+  score), so QWK drift of the graders is monitored; :func:`agreement` is the rolling QWK the queue shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from learnloop.errors import Conflict, InvalidInput
+from learnloop.settings import Settings
+from platform_api import _assessments, _audit, policy
+from platform_api._db import get_or_not_found
+from platform_api._models import (
+    Assessment,
+    Course,
+    Grade,
+    GradingJob,
+    GradingJobState,
+    Question,
+    Submission,
+    User,
+)
+from platform_api._outbox import emit
+from platform_api._schemas import (
+    AiGradeAccept,
+    AiGradeOverride,
+    GradeUpdate,
+    GradingAgreementPublic,
+    GradingQueueEssayPublic,
+    GradingQueueItemPublic,
+    GradingQueuePublic,
+    PromptAgreementPublic,
+    ReviewState,
+    SubmissionPublic,
+)
+from platform_api.data import GradedBy, QuestionKind, SubmissionStatus
+from platform_api.policy import Permission, Principal, Scope
+
+MAX_ATTEMPTS = 5
+BACKOFF_SECONDS = 30.0  # 30 s, 60 s, 2 min, 4 min between tries
+LEASE_SECONDS = 300.0  # a worker that dies mid-job frees it after this long
+AGREEMENT_WINDOW = 50  # decisions per prompt in the rolling QWK
+QUEUE_STATUSES = (SubmissionStatus.queued_for_ai_grading, SubmissionStatus.ai_suggested)
+PREDICTION_LOG_DIR = ("predictions", "essay_grader")
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+# --- grading jobs (the worker's side) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class EssayToGrade:
+    """One essay answer of a claimed submission, with the ASAP prompt whose model grades it (None: no model)."""
+
+    question_id: uuid.UUID
+    question_prompt: str
+    essay: str
+    prompt_id: int | None
+    points: float
+
+
+@dataclass(frozen=True)
+class GradingTask:
+    """A claimed grading job: grade every essay, then call ``record_ai_suggestion``, ``record_manual_grading``
+    or ``record_grading_failure`` with ``submission_id``."""
+
+    submission_id: uuid.UUID
+    course_id: uuid.UUID
+    assessment_id: uuid.UUID
+    attempt: int
+    essays: list[EssayToGrade] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EssaySuggestion:
+    """The AI's answer for one essay (``score`` on the prompt's scale), as the worker hands it over."""
+
+    question_id: uuid.UUID
+    prompt_id: int
+    score: int
+    interval: tuple[int, int] | None
+    confidence: float
+    needs_review: bool
+    reasons: list[str]
+    model_version: str | None
+    score_range: tuple[int, int]
+
+
+def essay_prompt_of(question: Question, assessment: Assessment) -> int | None:
+    """The ASAP prompt id grading ``question``: rubric ``essay_set``, else assessment ``metadata.essay_prompt``."""
+    for value in ((question.rubric or {}).get("essay_set"), (assessment.metadata_ or {}).get("essay_prompt")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def enqueue_missing_jobs(*, session: Session, now: datetime | None = None) -> int:
+    """Create the job of every queued essay submission that has none yet (idempotent); returns how many."""
+    missing = session.execute(
+        select(Submission.id, Submission.course_id).outerjoin(GradingJob, GradingJob.submission_id == Submission.id)
+        .where(Submission.status == SubmissionStatus.queued_for_ai_grading, GradingJob.id.is_(None))).all()
+    created = 0
+    for submission_id, course_id in missing:
+        try:
+            with session.begin_nested():
+                session.add(GradingJob(submission_id=submission_id, course_id=course_id, attempts=0, reasons=[],
+                                       next_attempt_at=_now(now), state=GradingJobState.pending))
+            created += 1
+        except IntegrityError:
+            pass  # another worker created it in the meantime
+    session.commit()
+    return created
+
+
+def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | None = None,
+                        lease_seconds: float = LEASE_SECONDS) -> list[GradingTask]:
+    """Due jobs of queued submissions, oldest first, each claimed for ``lease_seconds`` (attempt counted)."""
+    now = _now(now)
+    enqueue_missing_jobs(session=session, now=now)
+    due = session.scalars(
+        select(GradingJob).join(Submission, Submission.id == GradingJob.submission_id)
+        .where(GradingJob.state == GradingJobState.pending, GradingJob.next_attempt_at <= now,
+               Submission.status == SubmissionStatus.queued_for_ai_grading,
+               or_(GradingJob.leased_until.is_(None), GradingJob.leased_until < now))
+        .order_by(GradingJob.next_attempt_at, GradingJob.created_at).limit(limit)).all()
+    tasks = []
+    for job in due:
+        # The conditional UPDATE is the claim: only one worker's UPDATE matches the unleased row.
+        claimed = session.execute(
+            update(GradingJob).where(GradingJob.id == job.id, GradingJob.state == GradingJobState.pending,
+                                     or_(GradingJob.leased_until.is_(None), GradingJob.leased_until < now))
+            .values(leased_until=now + timedelta(seconds=lease_seconds), attempts=GradingJob.attempts + 1,
+                    updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        session.commit()
+        if claimed != 1:
+            continue
+        session.refresh(job)
+        submission = session.get(Submission, job.submission_id)
+        assessment = session.get(Assessment, submission.assessment_id)
+        essays = [EssayToGrade(question_id=q.id, question_prompt=q.prompt, essay=str(submission.answers.get(
+                      str(q.id), "")), prompt_id=essay_prompt_of(q, assessment), points=q.points)
+                  for q in _assessments._questions_of(session, assessment.id) if q.kind is QuestionKind.essay]
+        tasks.append(GradingTask(submission_id=submission.id, course_id=submission.course_id,
+                                 assessment_id=assessment.id, attempt=job.attempts, essays=essays))
+    return tasks
+
+
+def _job(session: Session, submission_id: uuid.UUID) -> GradingJob:
+    job = session.scalar(select(GradingJob).where(GradingJob.submission_id == submission_id))
+    if job is None:
+        raise Conflict(f"Submission {submission_id} has no grading job; claim it with claim_grading_tasks first")
+    return job
+
+
+def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, essays: list[EssaySuggestion]) -> uuid.UUID:
+    """Store the AI suggestion of a claimed submission (all its essays) and close the job."""
+    submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    job = _job(session, submission_id)
+    questions = {q.id: q for q in _assessments._questions_of(session, submission.assessment_id)}
+    auto = _auto_total(submission)
+    per_essay: dict[str, Any] = {}
+    total = float(auto)
+    for essay in essays:
+        question = questions[essay.question_id]
+        low, high = essay.score_range
+        points = _to_points(essay.score, high, question.points)
+        total += points
+        per_essay[str(essay.question_id)] = {
+            "prompt_id": essay.prompt_id, "score": essay.score, "points": points,
+            "interval": list(essay.interval) if essay.interval else None, "confidence": essay.confidence,
+            "needs_review": essay.needs_review, "reasons": list(essay.reasons), "model_version": essay.model_version,
+            "score_range": [low, high], "question_points": question.points}
+    confidence = min((e.confidence for e in essays), default=0.0)
+    reasons = [reason for e in essays for reason in e.reasons]
+    versions = sorted({e.model_version for e in essays if e.model_version})
+    details = {"model_name": "grading_nlp", "model_version": ",".join(versions) or None, "confidence": confidence,
+               "needs_review": any(e.needs_review for e in essays), "reasons": reasons, "essays": per_essay,
+               "auto_score": auto, "attempt": job.attempts}
+    grade = _assessments.record_ai_grade(session=session, submission_id=submission_id, score=round(total, 4),
+                                         details=details)
+    job.state, job.leased_until, job.reasons, job.last_error = GradingJobState.suggested, None, reasons, None
+    session.commit()
+    return grade.id
+
+
+def _auto_total(submission: Submission) -> float:
+    """Points of the auto-graded (non-essay) questions of a submission."""
+    scores = (submission.metadata_ or {}).get("auto_scores") or {}
+    return float(sum(v for v in scores.values() if v is not None))
+
+
+def _to_points(score: float, prompt_max: float, question_points: float) -> float:
+    if prompt_max <= 0 or math.isclose(prompt_max, question_points):
+        return float(score)
+    return round(float(score) * question_points / prompt_max, 4)
+
+
+def _to_prompt_scale(points: float, prompt_max: float, question_points: float) -> float:
+    if prompt_max <= 0 or math.isclose(prompt_max, question_points) or question_points <= 0:
+        return float(points)
+    return float(points) * prompt_max / question_points
+
+
+def record_manual_grading(*, session: Session, submission_id: uuid.UUID, reasons: list[str]) -> None:
+    """Close the job without an AI grade: staff grade it from scratch (the reasons say why)."""
+    submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    job = _job(session, submission_id)
+    job.state, job.leased_until, job.reasons = GradingJobState.needs_manual_grading, None, list(reasons)
+    emit(session, event_type="grade.needs_manual_grading", user_id=submission.user_id,
+         course_id=submission.course_id, payload={"submission_id": str(submission.id), "reasons": list(reasons)})
+    session.commit()
+
+
+def record_grading_failure(*, session: Session, submission_id: uuid.UUID, error: str,
+                           now: datetime | None = None, max_attempts: int = MAX_ATTEMPTS,
+                           backoff_seconds: float = BACKOFF_SECONDS) -> GradingJobState:
+    """A try failed: keep the error, retry after ``backoff × 2^(attempt-1)``, or after ``max_attempts`` tries
+    hand the submission to staff as "needs manual grading". Returns the job's new state."""
+    now = _now(now)
+    job = _job(session, submission_id)
+    job.last_error = error[:2000]
+    job.leased_until = None
+    if job.attempts >= max_attempts:
+        job.state = GradingJobState.needs_manual_grading
+        job.reasons = [f"AI grading failed {job.attempts} times (last error: {job.last_error}); grade this essay "
+                       "by hand."]
+    else:
+        job.next_attempt_at = now + timedelta(seconds=backoff_seconds * 2 ** (job.attempts - 1))
+    session.commit()
+    return job.state
+
+
+# --- the review queue (staff's side) ----------------------------------------------------------------
+def _course(session: Session, course_id: uuid.UUID) -> Course:
+    return get_or_not_found(session, Course, course_id, "Course", "list courses with GET /api/v1/courses")
+
+
+def _latest_ai(session: Session, submission_id: uuid.UUID) -> Grade | None:
+    return session.scalar(select(Grade).where(Grade.submission_id == submission_id, Grade.graded_by == GradedBy.ai)
+                          .order_by(Grade.created_at.desc()))
+
+
+def _review_state(submission: Submission, job: GradingJob | None) -> ReviewState:
+    if submission.status is SubmissionStatus.ai_suggested:
+        return ReviewState.ai_suggested
+    if job is not None and job.state is GradingJobState.needs_manual_grading:
+        return ReviewState.needs_manual_grading
+    if job is not None and job.attempts > 0 and job.last_error:
+        return ReviewState.retrying
+    return ReviewState.waiting_for_ai
+
+
+def _queue_item(session: Session, submission: Submission, job: GradingJob | None,
+                assessment: Assessment, learner: User | None) -> GradingQueueItemPublic:
+    ai = _latest_ai(session, submission.id) if submission.status is SubmissionStatus.ai_suggested else None
+    info = ai.details if ai else {}
+    questions = _assessments._questions_of(session, submission.assessment_id)
+    essays = []
+    for question in questions:
+        if question.kind is not QuestionKind.essay:
+            continue
+        suggestion = (info.get("essays") or {}).get(str(question.id)) or {}
+        prompt_id = essay_prompt_of(question, assessment)
+        score_range = suggestion.get("score_range") or _prompt_range(prompt_id)
+        essays.append(GradingQueueEssayPublic(
+            question_id=question.id, question_prompt=question.prompt,
+            essay=str(submission.answers.get(str(question.id), "")), prompt_id=prompt_id,
+            rubric=question.rubric or {}, points=question.points, score_range=score_range,
+            ai_score=suggestion.get("score"), ai_points=suggestion.get("points"),
+            interval=suggestion.get("interval"), confidence=suggestion.get("confidence"),
+            reasons=suggestion.get("reasons") or []))
+    state = _review_state(submission, job)
+    reasons = list(info.get("reasons") or []) if ai else list(job.reasons if job else [])
+    max_score = float(sum(q.points for q in questions))
+    return GradingQueueItemPublic(
+        submission_id=submission.id, assessment_id=assessment.id, assessment_title=assessment.title,
+        course_id=submission.course_id, user_id=submission.user_id, learner_name=learner.name if learner else None,
+        attempt=submission.attempt, submitted_at=submission.submitted_at, review_state=state,
+        ai_score=ai.score if ai else None, max_score=max_score,
+        confidence=info.get("confidence") if ai else None,
+        needs_review=bool(info.get("needs_review", True)) if ai else True,
+        reasons=reasons, model_version=info.get("model_version") if ai else None,
+        grading_attempts=job.attempts if job else 0, last_error=job.last_error if job else None,
+        next_attempt_at=_aware(job.next_attempt_at) if job and state is ReviewState.retrying else None,
+        essays=essays)
+
+
+def _prompt_range(prompt_id: int | None) -> list[int] | None:
+    from learnloop.datasets import PROMPT_SCORE_RANGES
+
+    found = PROMPT_SCORE_RANGES.get(prompt_id) if prompt_id is not None else None
+    return list(found) if found else None
+
+
+_STATE_ORDER = {ReviewState.needs_manual_grading: 0, ReviewState.ai_suggested: 1, ReviewState.retrying: 2,
+                ReviewState.waiting_for_ai: 3}
+
+
+def _priority(item: GradingQueueItemPublic) -> tuple:
+    # Hand-grading first, then AI suggestions the model flagged, least confident first; waiting ones last.
+    return (_STATE_ORDER[item.review_state], not item.needs_review,
+            item.confidence if item.confidence is not None else 0.0, item.submitted_at)
+
+
+def grading_queue(*, session: Session, actor: Principal | None, course_id: uuid.UUID, limit: int = 50,
+                  offset: int = 0, window: int = AGREEMENT_WINDOW) -> GradingQueuePublic:
+    """Undecided essay submissions of a course for its staff: needs-manual-grading first, then AI suggestions
+    that need review, least confident first; with the rolling AI-vs-instructor agreement."""
+    course = _course(session, course_id)
+    policy.authorize(session, actor, Permission.submissions_grade, Scope.of_course(course),
+                     what="the grading queue of this course")
+    rows = session.execute(
+        select(Submission, GradingJob, Assessment, User)
+        .join(Assessment, Assessment.id == Submission.assessment_id)
+        .outerjoin(GradingJob, GradingJob.submission_id == Submission.id)
+        .outerjoin(User, User.id == Submission.user_id)
+        .where(Submission.course_id == course.id, Submission.status.in_(QUEUE_STATUSES))).all()
+    items = sorted((_queue_item(session, s, j, a, u) for s, j, a, u in rows), key=_priority)
+    return GradingQueuePublic(data=items[offset:offset + limit], count=len(items), limit=limit, offset=offset,
+                              agreement=agreement(session=session, actor=None, course_id=course.id, window=window))
+
+
+# --- decisions ---------------------------------------------------------------------------------------
+def accept_ai_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID, data: AiGradeAccept,
+                    settings: Settings | None = None) -> SubmissionPublic:
+    """Make the AI suggestion the final grade (the learner sees it labelled "AI-assisted")."""
+    result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id,
+                                           data=GradeUpdate(accept_ai=True, feedback=data.feedback))
+    _after_decision(session, submission_id, settings)
+    return result
+
+
+def override_ai_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID,
+                      data: AiGradeOverride, settings: Settings | None = None) -> SubmissionPublic:
+    """Give the final score yourself. Overriding an AI suggestion with a different score needs a comment: it
+    tells the learner why and becomes a labelled example for the next training run."""
+    submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    ai = _latest_ai(session, submission.id) if submission.status is SubmissionStatus.ai_suggested else None
+    if ai is not None and not math.isclose(ai.score, data.score) and not data.comment.strip():
+        raise InvalidInput("Overriding the AI suggestion needs a comment for the learner (why this score?)",
+                           details={"field": "comment"})
+    result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id,
+                                           data=GradeUpdate(score=data.score, feedback=data.comment))
+    _after_decision(session, submission_id, settings)
+    return result
+
+
+def _after_decision(session: Session, submission_id: uuid.UUID, settings: Settings | None) -> None:
+    examples = [e for e in _examples(session, submission_ids=[submission_id]) if e.ai_score is not None]
+    if not examples:
+        return
+    _audit.record(session, actor_id=None, action="grading.decision_labelled", resource_type="submission",
+                  resource_id=submission_id, details={"examples": len(examples)})
+    session.commit()
+    if settings is not None:
+        _log_for_monitoring(settings, examples)
+
+
+def _log_for_monitoring(settings: Settings, examples: list[LabelledEssay]) -> None:
+    folder = settings.data_path.joinpath(*PREDICTION_LOG_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    with (folder / f"{now:%Y-%m-%d}-platform.jsonl").open("a", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps({
+                "ts": example.decided_at.isoformat(), "model_name": f"essay_grader_p{example.prompt_id}",
+                "model_version": example.model_version, "request_id": str(example.submission_id),
+                "entity": {"submission_id": str(example.submission_id), "course_id": str(example.course_id),
+                           "label": example.final_score},
+                "features": {"n_words": len(example.essay.split()), "confidence": example.confidence},
+                "output": example.ai_score}) + "\n")
+
+
+# --- labelled examples and agreement ----------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelledEssay:
+    """One instructor decision on an essay: the essay, its prompt, the final score and the AI's (prompt scale)."""
+
+    submission_id: uuid.UUID
+    course_id: uuid.UUID
+    question_id: uuid.UUID
+    prompt_id: int
+    question_prompt: str
+    essay: str
+    final_score: int
+    ai_score: int | None
+    accepted_ai: bool
+    model_version: str | None
+    confidence: float | None
+    decided_at: datetime
+
+
+def _examples(session: Session, *, course_id: uuid.UUID | None = None, prompt_id: int | None = None,
+              submission_ids: list[uuid.UUID] | None = None) -> list[LabelledEssay]:
+    statement = (select(Grade, Submission, Assessment).join(Submission, Submission.id == Grade.submission_id)
+                 .join(Assessment, Assessment.id == Submission.assessment_id)
+                 .where(Grade.is_final, Grade.graded_by == GradedBy.instructor,
+                        Submission.status == SubmissionStatus.graded))
+    if course_id is not None:
+        statement = statement.where(Submission.course_id == course_id)
+    if submission_ids is not None:
+        statement = statement.where(Submission.id.in_(submission_ids))
+    out = []
+    for grade, submission, assessment in session.execute(statement.order_by(Grade.created_at)).all():
+        essays = [q for q in _assessments._questions_of(session, assessment.id) if q.kind is QuestionKind.essay]
+        if len(essays) != 1:
+            continue  # one total score cannot be split over several essays
+        question = essays[0]
+        prompt = essay_prompt_of(question, assessment)
+        if prompt is None or (prompt_id is not None and prompt != prompt_id):
+            continue
+        score_range = _prompt_range(prompt)
+        ai_grade = session.get(Grade, uuid.UUID(grade.details["ai_grade_id"])) \
+            if grade.details.get("ai_grade_id") else None
+        suggestion = ((ai_grade.details.get("essays") or {}).get(str(question.id)) or {}) if ai_grade else {}
+        high = (suggestion.get("score_range") or score_range or [0, question.points])[1]
+        auto = _auto_total(submission)
+        final = _to_prompt_scale(grade.score - auto, high, question.points)
+        low = (suggestion.get("score_range") or score_range or [0, 0])[0]
+        out.append(LabelledEssay(
+            submission_id=submission.id, course_id=submission.course_id, question_id=question.id, prompt_id=prompt,
+            question_prompt=question.prompt, essay=str(submission.answers.get(str(question.id), "")),
+            final_score=int(min(max(round(final), low), high)),
+            ai_score=suggestion.get("score"), accepted_ai=bool(grade.details.get("accepted_ai")),
+            model_version=suggestion.get("model_version"), confidence=suggestion.get("confidence"),
+            decided_at=_aware(grade.created_at)))
+    return out
+
+
+def labelled_examples(*, session: Session, course_id: uuid.UUID | None = None,
+                      prompt_id: int | None = None) -> list[LabelledEssay]:
+    """Every staff decision on a single-essay submission with an ASAP prompt, oldest first (training labels)."""
+    return _examples(session, course_id=course_id, prompt_id=prompt_id)
+
+
+def _qwk(pairs: list[tuple[int, int]]) -> float | None:
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(pairs) < 2:
+        return None
+    ai, staff = zip(*pairs, strict=True)
+    if len(set(ai) | set(staff)) < 2:
+        return 1.0  # every score the same on both sides: perfect agreement (kappa is 0/0 there)
+    value = cohen_kappa_score(list(ai), list(staff), weights="quadratic")
+    return None if math.isnan(value) else round(float(value), 4)
+
+
+def agreement(*, session: Session, actor: Principal | None, course_id: uuid.UUID | None = None,
+              window: int = AGREEMENT_WINDOW) -> GradingAgreementPublic:
+    """Quadratic weighted kappa between the AI's and staff's scores over the last ``window`` decisions per prompt
+    (and pooled), on the prompts' own scales."""
+    if course_id is not None and actor is not None:
+        policy.authorize(session, actor, Permission.submissions_grade, Scope.of_course(_course(session, course_id)),
+                         what="grading agreement of this course")
+    by_prompt: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for example in _examples(session, course_id=course_id):
+        if example.ai_score is not None:
+            by_prompt[example.prompt_id].append((int(example.ai_score), example.final_score))
+    prompts, pooled = [], []
+    for prompt, pairs in sorted(by_prompt.items()):
+        recent = pairs[-window:]
+        pooled += recent
+        prompts.append(PromptAgreementPublic(
+            prompt_id=prompt, n=len(recent), qwk=_qwk(recent),
+            exact=round(sum(a == b for a, b in recent) / len(recent), 4)))
+    return GradingAgreementPublic(window=window, n=len(pooled), qwk=_qwk(pooled), by_prompt=prompts)
+
+
+# --- the learner's and the page's helpers -----------------------------------------------------------
+def staff_courses(*, session: Session, actor: Principal) -> list[Course]:
+    """Courses whose grading queue ``actor`` may open (instructor/creator, scoped grants, or all for admins)."""
+    statement = select(Course).order_by(Course.title).limit(200)
+    if not actor.is_admin:
+        scoped = [g.scope_id for g in actor.grants if g.scope_type.value == "course" and g.scope_id]
+        ids = []
+        for value in scoped:
+            try:
+                ids.append(uuid.UUID(value))
+            except ValueError:
+                continue
+        statement = statement.where(or_(Course.instructor_id == actor.id, Course.created_by == actor.id,
+                                        Course.id.in_(ids)))
+    return [c for c in session.scalars(statement)
+            if policy.has_permission(session, actor, Permission.submissions_grade, Scope.of_course(c))]
+
+
+def my_submissions(*, session: Session, actor: Principal, limit: int = 100) -> list[tuple[Submission, Assessment,
+                                                                                          SubmissionPublic]]:
+    """The caller's own submissions, newest first, as the learner sees them (final grades only)."""
+    rows = session.execute(select(Submission, Assessment).join(Assessment, Assessment.id == Submission.assessment_id)
+                           .where(Submission.user_id == actor.id)
+                           .order_by(Submission.submitted_at.desc()).limit(limit)).all()
+    out = []
+    for submission, assessment in rows:
+        course = session.get(Course, submission.course_id)
+        out.append((submission, assessment, _assessments.submission_public(session, actor, submission, course)))
+    return out
+
+
+__all__ = ["AGREEMENT_WINDOW", "MAX_ATTEMPTS", "EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay",
+           "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_queue",
+           "labelled_examples", "my_submissions", "override_ai_grade", "record_ai_suggestion",
+           "record_grading_failure", "record_manual_grading", "staff_courses"]
