@@ -1,9 +1,20 @@
-"""Online read latency through a FeatureService (what the model service pays per request)."""
+"""Online read latency through a FeatureService, on the path the model service uses.
+
+``online_ms`` times serving's reader (``serving.api.open_online_reader`` via ``pipelines._online.reader_for``:
+the FeatureService's views resolved once, Feast's keys, one prepared statement or Redis pipeline) plus the
+shared fill policy — for 1 entity exactly what the model service does per request (``read`` + ``fill``), for
+100 one batch read (``read_rows`` + ``fill``). ``feast_ms`` times Feast's own ``get_online_features`` on the
+same entities for comparison, and ``online_dataframe_ms`` ``pipelines.api.get_online_features`` (adds the
+pandas DataFrame for notebooks/training code). CPU time of the reading thread is reported next to wall time:
+on a shared machine wall-time p99 measures the neighbours.
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,7 +22,7 @@ import pandas as pd
 from features.api import get_store, service_join_keys
 from learnloop.errors import Unavailable
 from pipelines._offline import registrations_path
-from pipelines.api import get_online_features, online_feature_matrix
+from pipelines.api import complete_entity_rows, get_online_features, online_feature_matrix
 
 
 def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) -> list[dict]:
@@ -26,41 +37,61 @@ def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) 
         site_ids = sites["id_site"].unique()
         for row in rows:
             row["id_site"] = int(rng.choice(site_ids))
-    return rows
+    return complete_entity_rows(service, rows)
 
 
 def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100)) -> dict:
-    """p50/p99 milliseconds of ``pipelines.api.online_feature_matrix`` (FeatureService read + shared fill)
-    per batch size, plus the same through ``get_online_features`` (adds the pandas DataFrame).
+    """p50/p99 milliseconds (wall and CPU) of online reads of ``service`` per batch size; see the module
+    docstring for what each figure times. Each timed call reads a different random batch, after a warm-up."""
+    from pipelines._online import reader_for
 
-    Each timed call reads a different random batch of registrations, after a warm-up.
-    """
-    out = _bench(online_feature_matrix, service, repeats, sizes)
-    frame = _bench(get_online_features, service, max(repeats // 4, 50), sizes)
-    return {**out, "online_dataframe_ms": frame["online_ms"]}
-
-
-def _bench(read, service: str, repeats: int, sizes: tuple[int, ...]) -> dict:
     store = get_store()
+    reader = reader_for(store, service)
+    single = "student_course" in reader.join_keys and set(reader.join_keys) <= {"student_course", "id_student",
+                                                                                 "course"}
+
+    def serving_read(rows: list[dict]) -> None:
+        if len(rows) == 1 and single:  # the model service's per-request call
+            row = rows[0]
+            reader.fill(reader.read(student_id=row["id_student"], course_id=row["course"]).values)
+        else:
+            reader.fill(reader.read_rows(rows))
+
+    def feast_read(rows: list[dict]) -> None:
+        online_feature_matrix(service=service, entity_rows=rows, store=store, generic=True)
+
+    def frame_read(rows: list[dict]) -> None:
+        get_online_features(service=service, entity_rows=rows, store=store)
+
     rng = np.random.default_rng(0)
+    batches = {size: [_entity_rows(service, store.config.repo_path, size, rng) for _ in range(50)] for size in sizes}
+    online, cpu = _time(serving_read, batches, repeats)
+    feast, feast_cpu = _time(feast_read, batches, max(repeats // 10, 50))
+    frame, _ = _time(frame_read, batches, max(repeats // 10, 50))
+    return {"service": service, "online_store": store.config.online_store.type,
+            "path": "serving.api.open_online_reader (read + fill; batch: read_rows + fill)",
+            "online_ms": online, "online_cpu_ms": cpu, "feast_ms": feast, "feast_cpu_ms": feast_cpu,
+            "online_dataframe_ms": frame, "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def _time(read: Callable[[list[dict]], None], batches: dict[int, list[list[dict]]], repeats: int
+          ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     out: dict[str, dict[str, float]] = {}
     cpu_out: dict[str, dict[str, float]] = {}
-    for size in sizes:
-        batches = [_entity_rows(service, store.config.repo_path, size, rng) for _ in range(min(repeats, 50))]
-        for batch in batches[:10]:  # warm-up: registry cache, SQLite pages, code paths
-            read(service=service, entity_rows=batch, store=store)
+    for size, pool in batches.items():
+        for batch in pool[:10]:  # warm-up: statement cache, SQLite pages, code paths
+            read(batch)
         runs = repeats if size == 1 else max(repeats // 10, 50)
-        timings, cpu = np.empty(runs), np.empty(runs)
+        wall, cpu = np.empty(runs), np.empty(runs)
+        gc.collect()
         for i in range(runs):
-            batch = batches[i % len(batches)]
+            batch = pool[i % len(pool)]
             started, started_cpu = time.perf_counter(), time.thread_time()
-            read(service=service, entity_rows=batch, store=store)
+            read(batch)
             cpu[i] = (time.thread_time() - started_cpu) * 1000.0
-            timings[i] = (time.perf_counter() - started) * 1000.0
-        out[str(size)] = {"p50": round(float(np.percentile(timings, 50)), 3),
-                          "p99": round(float(np.percentile(timings, 99)), 3), "n": runs}
-        # CPU time of the reading thread: what a read costs when the machine is shared (wall time is not).
+            wall[i] = (time.perf_counter() - started) * 1000.0
+        out[str(size)] = {"p50": round(float(np.percentile(wall, 50)), 3),
+                          "p99": round(float(np.percentile(wall, 99)), 3), "n": runs}
         cpu_out[str(size)] = {"p50": round(float(np.percentile(cpu, 50)), 3),
                               "p99": round(float(np.percentile(cpu, 99)), 3)}
-    return {"service": service, "online_store": store.config.online_store.type, "online_ms": out,
-            "online_cpu_ms": cpu_out, "load_average_1m": round(os.getloadavg()[0], 2)}
+    return out, cpu_out

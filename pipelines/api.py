@@ -42,6 +42,7 @@ __all__ = [
     "complete_entity_rows",
     "get_online_features",
     "historical_features",
+    "import_oulad",
     "ingest_events",
     "latest_event",
     "materialize",
@@ -237,17 +238,15 @@ def complete_entity_rows(service: str, entity_rows: list[dict]) -> list[dict]:
     return completed
 
 
-_readers: dict[tuple[int, str], Any] = {}
-
-
 def online_feature_matrix(*, service: str, entity_rows: list[dict], store: FeatureStore | None = None,
                           generic: bool = False) -> np.ndarray:
     """``service``'s latest online features for ``entity_rows`` as a float matrix (rows in order, columns
     ``feature_names(service)``), filled by ``features.api.fill_matrix`` exactly like training sets.
 
-    Reads go through the FeatureService: by default a lean reader (``pipelines/_online.py``: the service's
-    projections from the registry and the configured online store's own ``online_read``); ``generic=True``
-    uses ``FeatureStore.get_online_features``. Both pass the same online/offline parity test.
+    Reads go through the FeatureService: by default with serving's own reader (``serving.api.
+    open_online_reader``: Feast's keys and rows read straight from the SQLite or Redis online store — the path
+    the model service uses); ``generic=True`` uses ``FeatureStore.get_online_features``. Both pass the same
+    online/offline parity test.
     """
     from features.api import get_store
 
@@ -259,12 +258,9 @@ def online_feature_matrix(*, service: str, entity_rows: list[dict], store: Featu
         # None → NaN in one conversion (a DataFrame round trip per column costs milliseconds).
         matrix = np.array([response[name] for name in feature_names(service)], dtype="float64").T.copy()
     else:
-        from pipelines._online import ServiceReader
+        from pipelines._online import reader_for
 
-        reader = _readers.get((id(store), service))
-        if reader is None:
-            reader = _readers[(id(store), service)] = ServiceReader(store, service)
-        matrix = reader.read(rows)
+        matrix = reader_for(store, service).read_rows(rows)
     return fill_matrix(matrix, service)
 
 
@@ -346,3 +342,17 @@ def _recompute_activity(tables, events: pd.DataFrame, courses: list[str], settin
         tmp = path.with_suffix(".parquet.tmp")
         merged.to_parquet(tmp, index=False)
         tmp.replace(path)
+
+
+def import_oulad(*, tables=None, settings: Settings | None = None, presentations: Sequence[str] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Load OULAD into the platform database through ``platform_api.api.import_records``: presentations →
+    courses (``metadata.presentation``), students → users (``metadata.id_student``) + enrollments
+    (registration/unregistration dates, final result), VLE sites → content items, assessments/scores →
+    assessments/submissions, clicks → ``resource_click`` events on ``lms.analytics.events`` (one per
+    student/site/day). Idempotent (uuid5 ids): a second run inserts nothing. ``presentations`` restricts it
+    (``AAA-2013J``); ``progress(step, done, total)``. Returns source rows, rows inserted and timings.
+    """
+    from pipelines._oulad_import import import_oulad as _import
+
+    return _import(tables=tables, settings=settings, presentations=presentations, progress=progress)

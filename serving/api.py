@@ -35,6 +35,7 @@ __all__ = [
     "RiskClient",
     "RiskPrediction",
     "RiskRefusal",
+    "open_online_reader",
     "start_model_service",
     "stop_model_service",
     "wait_until_ready",
@@ -180,6 +181,18 @@ class RiskClient:
     async def aclose(self) -> None:
         if self._async_http is not None:
             await self._async_http.aclose()
+
+
+def open_online_reader(*, service: str, online_store: str, project: str, sqlite_path: Path | None = None,
+                       redis_connection: str | None = None):
+    """The Feast-free online reader serving uses for FeatureService ``service`` (``online_store`` ``sqlite``
+    with ``sqlite_path``, or ``redis`` with ``redis_connection``): ``read(student_id=, course_id=)`` for one
+    registration, ``read_rows(entity_rows)`` for a batch, ``fill(raw)`` for the shared missing-value policy.
+    Equal to Feast's ``get_online_features`` (tests/features parity test)."""
+    from serving._online import open_online_reader as _open
+
+    return _open(service=service, online_store=online_store, project=project, sqlite_path=sqlite_path,
+                 redis_connection=redis_connection)
 
 
 def start_model_service(*, settings: Settings | None = None, host: str | None = None, port: int | None = None,
