@@ -11,12 +11,13 @@ cookie's token resolves to the same ``Principal`` a bearer token would. Any staf
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
@@ -29,7 +30,7 @@ from platform_api.policy import Principal
 
 PREFIX = "/staff"
 COOKIE = "learnloop_staff_token"
-_env = Environment(loader=PackageLoader("platform_api", "templates"), autoescape=select_autoescape(["html"]),
+_env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
 
