@@ -244,6 +244,17 @@ def _final_grade(session: Session, submission_id: uuid.UUID) -> Grade | None:
                           .order_by(Grade.created_at.desc()))
 
 
+def readable(value: Any) -> Any:
+    """``value`` with lone surrogates (undecodable bytes an import kept) replaced, so it can be sent as JSON."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {readable(k): readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
 def grade_label(grade: Grade | None) -> str | None:
     """What the learner reads next to a final grade: an accepted AI suggestion is "AI-assisted"."""
     if grade is None:
@@ -266,7 +277,7 @@ def submission_public(session: Session, actor: Principal | None, submission: Sub
     return SubmissionPublic(
         id=submission.id, assessment_id=submission.assessment_id, user_id=submission.user_id,
         course_id=submission.course_id, status=submission.status, attempt=submission.attempt,
-        answers=submission.answers, submitted_at=submission.submitted_at,
+        answers=readable(submission.answers), submitted_at=submission.submitted_at,
         score=final.score if final else None, max_score=final.max_score if final else None,
         feedback=final.feedback if final else None, grade_label=grade_label(final), grades=grades)
 

@@ -298,7 +298,7 @@ def _queue_item(session: Session, submission: Submission, job: GradingJob | None
         score_range = suggestion.get("score_range") or _prompt_range(prompt_id)
         essays.append(GradingQueueEssayPublic(
             question_id=question.id, question_prompt=question.prompt,
-            essay=str(submission.answers.get(str(question.id), "")), prompt_id=prompt_id,
+            essay=_assessments.readable(str(submission.answers.get(str(question.id), ""))), prompt_id=prompt_id,
             rubric=question.rubric or {}, points=question.points, score_range=score_range,
             ai_score=suggestion.get("score"), ai_points=suggestion.get("points"),
             interval=suggestion.get("interval"), confidence=suggestion.get("confidence"),
@@ -453,7 +453,8 @@ def _examples(session: Session, *, course_id: uuid.UUID | None = None, prompt_id
         low = (suggestion.get("score_range") or score_range or [0, 0])[0]
         out.append(LabelledEssay(
             submission_id=submission.id, course_id=submission.course_id, question_id=question.id, prompt_id=prompt,
-            question_prompt=question.prompt, essay=str(submission.answers.get(str(question.id), "")),
+            question_prompt=question.prompt,
+            essay=_assessments.readable(str(submission.answers.get(str(question.id), ""))),
             final_score=int(min(max(round(final), low), high)),
             ai_score=suggestion.get("score"), accepted_ai=bool(grade.details.get("accepted_ai")),
             model_version=suggestion.get("model_version"), confidence=suggestion.get("confidence"),
