@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RISK_MODEL = "risk"
 FEAST_PROJECT = "learnloop"  # features.api.DEFAULT_PROJECT
+_FULL_CHECK_EVERY = 12  # polls between two registry lookups even when its files look unchanged
 
 
 def ort_session(onnx_bytes: bytes):
@@ -245,12 +246,39 @@ class ChampionWatcher:
             self._thread = threading.Thread(target=self._poll, name="champion-watcher", daemon=True)
             self._thread.start()
 
+    def _registry_stamp(self) -> tuple | None:
+        """A cheap change detector for an SQLite registry: the database files' (size, mtime). None = unknown."""
+        uri = self.settings.mlflow_uri
+        if not uri.startswith("sqlite:///"):
+            return None
+        path = Path(uri.removeprefix("sqlite:///"))
+        stamp = []
+        for candidate in (path, path.with_name(path.name + "-wal")):
+            try:
+                info = candidate.stat()
+            except OSError:
+                stamp.append(None)
+                continue
+            stamp.append((info.st_size, info.st_mtime_ns))
+        return tuple(stamp)
+
     def _poll(self) -> None:
+        # An MLflow alias lookup costs a few ms of GIL-holding SQLAlchemy work in this process, which a request on
+        # the event loop then waits for; with an SQLite registry, look only when its files changed (any alias
+        # move writes them), and at least every _FULL_CHECK_EVERY polls anyway.
+        last_stamp, polls = self._registry_stamp(), 0
         while not self._stop.wait(self.poll_seconds):
+            polls += 1
+            stamp = self._registry_stamp()
+            if stamp is not None and stamp == last_stamp and polls % _FULL_CHECK_EVERY and self.models:
+                continue
             try:
                 self.check()
             except Exception:  # noqa: BLE001 - the watcher must survive a registry hiccup; logged with traceback
                 log.exception("champion poll failed; retrying in %.1f s", self.poll_seconds)
+                continue
+            if not self.last_error:  # a failed load is retried on the next poll, not after the files change
+                last_stamp = stamp
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,23 +19,33 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Annotated
 
 import bentoml
+import numpy as np
 from pydantic import BaseModel, Field
 
-from learnloop.errors import NotFound, Unavailable
+from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import get_settings
+from serving import _coalesce
 from serving._plog import PredictionLog
 from serving._scorer import RISK_MODEL, ChampionWatcher, RiskRefused
 from serving.data import PredictionStatus
 
 log = logging.getLogger(__name__)
 
-HOT_ROUTES = ["/predict_risk"]
+_coalesce.install()  # one socket write per response (see serving/_coalesce.py)
+
+HOT_ROUTES = ["/predict_risk", "/grade_essay", "/recommend"]
+ESSAY_MAX_CHARS = 2_000_000  # transport limit; grade_essay itself sends essays over 50,000 characters to a human
+_NO_FEATURES: list[str] = []
+_EMPTY = np.empty(0)
 
 
 class RiskResponse(BaseModel):
@@ -52,6 +62,53 @@ class RiskResponse(BaseModel):
     latency_ms: float | None = None
 
 
+class EssayGradeResponse(BaseModel):
+    """The answer of ``/grade_essay``: ``grading_nlp.api.grade_essay``'s ``AiGrade``, field for field."""
+
+    status: str = Field(description="suggested | needs_manual_grading")
+    score: int | None = None
+    interval: list[int] | None = Field(None, description="conformal interval [low, high] on the prompt's scale")
+    confidence: float = 0.0
+    needs_review: bool = True
+    reasons: list[str] = Field(default_factory=list)
+    model_version: str | None = None
+    prompt_id: int | None = None
+    coverage: float | None = None
+    score_range: list[int] | None = None
+    latency_ms: float | None = None
+
+
+class Interaction(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=128)
+    day: int = Field(ge=0, description="days since the course started")
+
+
+class CourseItem(BaseModel):
+    item_id: str = Field(min_length=1, max_length=128)
+    kind: str = Field("page", max_length=64)
+    week_from: int | None = None
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str
+
+
+class RecommendResponse(BaseModel):
+    """The answer of ``/recommend``: ``recommender.api.recommend``'s served list with its A/B arm."""
+
+    user_id: str
+    course_id: str
+    experiment: str | None = None
+    variant: str | None = None
+    cold_start: bool = False
+    items: list[RecommendedItem] = Field(default_factory=list)
+    error: str | None = Field(None, description="set on a 4xx/503: what to fix")
+    latency_ms: float | None = None
+
+
 class ModelsResponse(BaseModel):
     versions: dict[str, str | None]
     errors: dict[str, str]
@@ -60,6 +117,29 @@ class ModelsResponse(BaseModel):
 
 
 FORBIDDEN_MODULES = ("torch", "feast", "training", "pipelines", "sentence_transformers")
+
+
+def _json(ctx: bentoml.Context, answer: BaseModel):
+    """The answer as a finished JSON response: BentoML passes a ``Response`` through as is, which skips its generic
+    output path (output-spec validation, serde, a streamed ``IterableResponse``) — ~8 % of a request's CPU."""
+    from starlette.responses import Response
+
+    return Response(answer.model_dump_json(), status_code=ctx.response.status_code, media_type="application/json")
+
+
+def _recommend(*, user_id: str, course_id: str, day: int, items: list, interactions: list, limit: int,
+               treatment_share: float):
+    import pandas as pd
+
+    from recommender.api import recommend
+
+    item_frame = pd.DataFrame({"item_id": [i.item_id for i in items], "kind": [i.kind for i in items]})
+    if any(i.week_from is not None for i in items):
+        item_frame["week_from"] = [i.week_from for i in items]
+    opens = pd.DataFrame({"user_id": [o.user_id for o in interactions], "item_id": [o.item_id for o in interactions],
+                          "day": [o.day for o in interactions]}, columns=["user_id", "item_id", "day"])
+    return recommend(user_id=user_id, course_id=course_id, interactions=opens, items=item_frame, day=day, limit=limit,
+                     treatment_share=treatment_share)
 
 
 def _forbidden_loaded() -> list[str]:
@@ -83,6 +163,9 @@ class LearnloopModels:
         self.watcher = ChampionWatcher(settings=settings)
         self.watcher.start()
         self.prediction_log = PredictionLog(settings.data_path)
+        # Essay grading and recommendations are milliseconds of CPU each: they run on one thread per worker (one
+        # worker per core), off the event loop, so a slow essay never holds up a risk request behind it.
+        self.cpu_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnloop-cpu")
         # Everything allocated so far lives as long as the process: keep it out of every future collection.
         gc.collect()
         gc.freeze()
@@ -99,6 +182,9 @@ class LearnloopModels:
         ctx: bentoml.Context,
     ) -> RiskResponse:
         """Risk that the student withdraws or fails ``course_id``, from the champion and online features."""
+        return _json(ctx, self._predict_risk(student_id, course_id, ctx))
+
+    def _predict_risk(self, student_id: int, course_id: str, ctx: bentoml.Context) -> RiskResponse:
         started = time.perf_counter()
         model = self.watcher.models.get(RISK_MODEL)  # read once: a concurrent swap cannot split a request
         if model is None:
@@ -126,6 +212,73 @@ class LearnloopModels:
                             status=result.status, model_version=result.model_version, reason=result.reason,
                             latency_ms=round(latency_ms, 3))
 
+    @bentoml.api(route="/grade_essay")
+    async def grade_essay(
+        self,
+        text: Annotated[str, Field(max_length=ESSAY_MAX_CHARS, description="the essay as submitted")],
+        prompt_id: Annotated[int, Field(ge=1, le=1_000_000, description="the essay prompt (ASAP essay_set)")],
+    ) -> EssayGradeResponse:
+        """An AI-suggested grade with interval, confidence and reasons (``grading_nlp.api.grade_essay``, ONNX,
+        torch-free). Bad essays (empty, too long, no model for the prompt) are a 200 with status
+        ``needs_manual_grading`` and the reason, never an error."""
+        from grading_nlp.api import grade_essay
+
+        started = time.perf_counter()
+        grade = await asyncio.get_running_loop().run_in_executor(
+            self.cpu_pool, partial(grade_essay, text, prompt_id, settings=self.settings))
+        latency_ms = (time.perf_counter() - started) * 1000
+        answer = EssayGradeResponse(
+            status=grade.status.value, score=grade.score, interval=list(grade.interval) if grade.interval else None,
+            confidence=grade.confidence, needs_review=grade.needs_review, reasons=list(grade.reasons),
+            model_version=grade.model_version, prompt_id=grade.prompt_id, coverage=grade.coverage,
+            score_range=list(grade.score_range) if grade.score_range else None, latency_ms=round(latency_ms, 3))
+        self.prediction_log.record(
+            model_name=f"essay_grader_p{prompt_id}", model_version=grade.model_version,
+            entity={"prompt_id": prompt_id, "essay_sha1": hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(),
+                    "chars": len(text)},
+            feature_names=_NO_FEATURES, features=_EMPTY,
+            output={"score": grade.score, "status": grade.status.value, "confidence": grade.confidence,
+                    "needs_review": grade.needs_review}, latency_ms=latency_ms)
+        return answer
+
+    @bentoml.api(route="/recommend")
+    async def recommend(
+        self,
+        user_id: Annotated[str, Field(min_length=1, max_length=128)],
+        course_id: Annotated[str, Field(min_length=1, max_length=128)],
+        day: Annotated[int, Field(ge=0, le=100_000, description="days since the course started")],
+        items: Annotated[list[CourseItem], Field(max_length=50_000, description="the course's content items")],
+        interactions: Annotated[list[Interaction], Field(max_length=2_000_000,
+                                                         description="content opens in this course")],
+        ctx: bentoml.Context,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
+        treatment_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5,
+    ) -> RecommendResponse:
+        """What the learner should open next (``recommender.api.recommend``: A/B arm by user hash, popularity
+        within course and week for control and cold starts, the learnloop ranker for treatment)."""
+        started = time.perf_counter()
+        try:
+            served = await asyncio.get_running_loop().run_in_executor(
+                self.cpu_pool, partial(_recommend, user_id=user_id, course_id=course_id, day=day, items=items,
+                                       interactions=interactions, limit=limit, treatment_share=treatment_share))
+        except (InvalidInput, PermissionDenied) as exc:
+            ctx.response.status_code = 400
+            return _json(ctx, RecommendResponse(user_id=user_id, course_id=course_id, error=str(exc)))
+        except NotFound as exc:
+            ctx.response.status_code = 404
+            return _json(ctx, RecommendResponse(user_id=user_id, course_id=course_id, error=str(exc)))
+        latency_ms = (time.perf_counter() - started) * 1000
+        answer = RecommendResponse(
+            user_id=user_id, course_id=course_id, experiment=served.experiment, variant=served.variant.value,
+            cold_start=served.cold_start, latency_ms=round(latency_ms, 3),
+            items=[RecommendedItem(item_id=r.item_id, score=float(r.score), reason=r.reason) for r in served.items])
+        self.prediction_log.record(
+            model_name="recommender", model_version=served.experiment,
+            entity={"user_id": user_id, "course_id": course_id}, feature_names=_NO_FEATURES, features=_EMPTY,
+            output={"variant": answer.variant, "cold_start": answer.cold_start,
+                    "items": [item.item_id for item in answer.items]}, latency_ms=latency_ms)
+        return _json(ctx, answer)
+
     @bentoml.api(route="/admin/reload")
     async def reload(self) -> ModelsResponse:
         """Operator hook: check every alias now and swap what moved (the poll does this every few seconds)."""
@@ -143,4 +296,5 @@ class LearnloopModels:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self.watcher.stop()
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.prediction_log.close()

@@ -32,6 +32,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "PredictionStatus",
+    "RecommendClient",
     "RiskClient",
     "RiskPrediction",
     "RiskRefusal",
@@ -219,3 +220,86 @@ def stop_model_service(process: subprocess.Popen) -> None:
     from serving import _launch
 
     _launch.stop(process)
+
+
+class RecommendClient:
+    """Calls ``POST /recommend`` of the model service; a drop-in for ``recommender.api.recommend``.
+
+    Same keyword signature and return type (``recommender.data.RecommendationList``), so the platform can take
+    either as its recommendation backend (``platform_api.data.MLBackends.recommend``). Timeout and circuit
+    breaker as ``RiskClient``; when the service is down, slow, failing or the breaker is open it raises
+    ``learnloop.errors.Unavailable`` — the platform then serves its popularity fallback with
+    ``X-Learnloop-Fallback: recommendations-popularity``. 400/404 answers raise ``InvalidInput``/``NotFound``
+    exactly as the in-process recommender would.
+    """
+
+    def __init__(self, *, base_url: str | None = None, timeout_s: float | None = None,
+                 breaker: CircuitBreaker | None = None, settings: Settings | None = None, transport=None) -> None:
+        import httpx
+
+        settings = settings or get_settings()
+        self.base_url = (base_url or settings.serving_url).rstrip("/")
+        self.timeout_s = settings.serving_timeout_s if timeout_s is None else timeout_s
+        self.breaker = breaker or CircuitBreaker()
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, transport=transport)
+
+    def __call__(self, **kwargs):
+        return self.recommend(**kwargs)
+
+    def recommend(self, *, user_id: str, course_id: str, interactions, items, day: int, limit: int = 10,
+                  experiment: str = "recommender-v1", treatment_share: float = 0.5):
+        """``recommender.api.recommend`` served by the model service (``interactions``/``items``: DataFrames or
+        lists of dicts with the same columns)."""
+        import httpx
+
+        from learnloop.errors import Unavailable
+        from recommender.data import Recommendation, RecommendationList, Variant
+
+        if experiment != "recommender-v1":
+            raise InvalidInput("the model service serves the recommender-v1 experiment only")
+        if not self.breaker.allow():
+            raise Unavailable("circuit open: the model service failed recently")
+        body = {"user_id": str(user_id), "course_id": str(course_id), "day": int(day), "limit": int(limit),
+                "treatment_share": float(treatment_share), "items": _records(items, ("item_id", "kind", "week_from")),
+                "interactions": _records(interactions, ("user_id", "item_id", "day"))}
+        try:
+            response = self._http.post("/recommend", json=body)
+        except httpx.HTTPError as exc:
+            self.breaker.record_failure()
+            raise Unavailable(f"model service unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            self.breaker.record_failure()
+            raise Unavailable(f"model service answered {response.status_code}")
+        self.breaker.record_success()
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise Unavailable("unreadable answer from the model service") from exc
+        if response.status_code == 404:
+            raise NotFound(answer.get("error") or "the model service found nothing to recommend from")
+        if response.status_code >= 400:
+            raise InvalidInput(f"the model service rejected the request ({response.status_code}): "
+                               f"{answer.get('error') or answer}")
+        return RecommendationList(
+            user_id=answer["user_id"], course_id=answer["course_id"], experiment=answer["experiment"],
+            variant=Variant(answer["variant"]), cold_start=bool(answer["cold_start"]),
+            items=tuple(Recommendation(item_id=i["item_id"], score=float(i["score"]), reason=i["reason"])
+                        for i in answer["items"]))
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _records(frame, columns: tuple[str, ...]) -> list[dict]:
+    """DataFrame (or list of dicts) → JSON-ready dicts with the known columns (NaN/None dropped)."""
+    rows = frame.to_dict("records") if hasattr(frame, "to_dict") else list(frame)
+    out = []
+    for row in rows:
+        record = {}
+        for column in columns:
+            value = row.get(column)
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            record[column] = value.item() if hasattr(value, "item") else value
+        out.append(record)
+    return out

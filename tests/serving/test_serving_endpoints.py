@@ -1,0 +1,123 @@
+"""The model service's essay grading and recommendation endpoints, against the real `bentoml serve` process."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from serving_fixtures import (
+    ESSAY_PROMPT,
+    RunningService,
+    ServingWorld,
+    free_port,
+    synthetic_essay,
+    train_essay_grader,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def essay_grader(serving_world: ServingWorld, tmp_path_factory: pytest.TempPathFactory):
+    # grade_essay reads the prompt's grader from the data dir on each call: training after the service started
+    # is what an operator does too.
+    train_essay_grader(serving_world.settings, tmp_path_factory.mktemp("essays"))
+    return serving_world.settings
+
+
+def _grade(url: str, text, prompt_id) -> httpx.Response:
+    return httpx.post(f"{url}/grade_essay", json={"text": text, "prompt_id": prompt_id}, timeout=30)
+
+
+def test_grade_essay_serves_the_same_grade_as_grading_nlp(model_service: RunningService, essay_grader):
+    from grading_nlp.api import grade_essay
+
+    essay = synthetic_essay(0.8, np.random.default_rng(5))
+    response = _grade(model_service.url, essay, ESSAY_PROMPT)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = grade_essay(essay, ESSAY_PROMPT, settings=essay_grader)
+    assert body["status"] == "suggested" == expected.status.value
+    assert body["score"] == expected.score and tuple(body["interval"]) == expected.interval
+    assert body["model_version"] == expected.model_version and body["reasons"] == expected.reasons
+    assert body["interval"][0] <= body["score"] <= body["interval"][1]
+
+
+@pytest.mark.parametrize(("text", "prompt_id", "reason_part"), [
+    ("", ESSAY_PROMPT, "shorter than"),
+    ("word " * 40_000, ESSAY_PROMPT, "characters"),  # 200,000 characters: a human grades it
+    ("A perfectly ordinary essay about the value of libraries in every town.", 7777, "No AI grading model"),
+])
+def test_bad_essays_get_needs_manual_grading_not_an_error(model_service: RunningService, essay_grader, text,
+                                                          prompt_id, reason_part):
+    response = _grade(model_service.url, text, prompt_id)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "needs_manual_grading" and body["score"] is None
+    assert any(reason_part in reason for reason in body["reasons"]), body["reasons"]
+
+
+@pytest.mark.parametrize("payload", [{"text": "x"}, {"text": "an essay", "prompt_id": 0},
+                                     {"text": 5, "prompt_id": ESSAY_PROMPT}])
+def test_malformed_grading_requests_are_400(model_service: RunningService, payload):
+    response = httpx.post(f"{model_service.url}/grade_essay", json=payload, timeout=10)
+    assert response.status_code == 400, response.text
+
+
+def _course(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(12)], "kind": ["page"] * 6 + ["quiz"] * 6})
+    opens = pd.DataFrame({"user_id": [f"u{int(u)}" for u in rng.integers(0, 25, 300)],
+                          "item_id": [f"i{int(i)}" for i in np.minimum(rng.geometric(0.25, 300) - 1, 11)],
+                          "day": rng.integers(0, 20, 300)})
+    return items, opens
+
+
+@pytest.mark.parametrize("user_id", ["u3", "u7", "newcomer"])
+def test_recommend_serves_what_the_recommender_computes(model_service: RunningService, user_id: str):
+    from recommender.api import recommend
+    from serving.api import RecommendClient
+
+    items, opens = _course()
+    expected = recommend(user_id=user_id, course_id="c1", interactions=opens, items=items, day=21, limit=5)
+    client = RecommendClient(base_url=model_service.url, timeout_s=30)
+    try:
+        served = client.recommend(user_id=user_id, course_id="c1", interactions=opens, items=items, day=21, limit=5)
+    finally:
+        client.close()
+    assert served.variant == expected.variant and served.cold_start == expected.cold_start
+    assert [r.item_id for r in served.items] == [r.item_id for r in expected.items]
+    assert [r.score for r in served.items] == pytest.approx([r.score for r in expected.items])
+    assert served.cold_start is (user_id == "newcomer")
+
+
+def test_recommend_rejects_malformed_requests(model_service: RunningService):
+    response = httpx.post(f"{model_service.url}/recommend", json={"user_id": "u1", "course_id": "c1", "day": -1,
+                                                                   "items": [], "interactions": []}, timeout=10)
+    assert response.status_code == 400, response.text
+
+
+def test_recommend_client_raises_unavailable_when_the_service_is_down_then_opens_its_breaker():
+    from learnloop.errors import Unavailable
+    from serving.api import BreakerState, CircuitBreaker, RecommendClient
+
+    items, opens = _course()
+    client = RecommendClient(base_url=f"http://127.0.0.1:{free_port()}", timeout_s=0.5,
+                             breaker=CircuitBreaker(failure_threshold=2))
+    for _ in range(2):
+        with pytest.raises(Unavailable, match="unreachable"):
+            client.recommend(user_id="u1", course_id="c1", interactions=opens, items=items, day=3)
+    assert client.breaker.state is BreakerState.open
+    with pytest.raises(Unavailable, match="circuit open"):
+        client.recommend(user_id="u1", course_id="c1", interactions=opens, items=items, day=3)
+
+
+def test_workers_stay_torch_free_after_grading_and_recommending(model_service: RunningService, essay_grader):
+    _grade(model_service.url, synthetic_essay(0.5, np.random.default_rng(9)), ESSAY_PROMPT).raise_for_status()
+    items, opens = _course()
+    httpx.post(f"{model_service.url}/recommend", timeout=30, json={
+        "user_id": "u1", "course_id": "c1", "day": 21, "items": items.to_dict("records"),
+        "interactions": opens.to_dict("records")}).raise_for_status()
+    info = httpx.post(f"{model_service.url}/admin/models", json={}, timeout=10).json()
+    assert info["forbidden_modules_loaded"] == []
