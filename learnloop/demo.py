@@ -152,6 +152,64 @@ def _essay_grader(ctx: DemoContext) -> str:
     return f"{len(summaries)} per-prompt essay graders trained and exported to ONNX (parity checked)"
 
 
+def _essay_review(ctx: DemoContext) -> str:
+    """A course with an essay assignment on ASAP prompt 1 and three learners' essays, graded by the AI worker and
+    waiting for the demo instructor on the review page (``/grading``)."""
+    from learnloop.datasets import PROMPT_SCORE_RANGES, load_essays
+    from learnloop.errors import Conflict
+    from platform_api.api import (
+        create_courses,
+        create_essay_assignment,
+        create_users,
+        enroll_users,
+        open_session,
+        record_submissions,
+    )
+    from platform_api.data import NewCourse, NewEnrollment, NewSubmission, NewUser, UserRole
+
+    prompt = 1
+    low, high = PROMPT_SCORE_RANGES[prompt]
+    password = ctx.facts["admin"][1]
+    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
+    course_id = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/essay-course")
+    learners = [uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/essay-learner/{i}") for i in range(3)]
+    essays = load_essays()
+    sample = essays[(essays["essay_set"] == prompt) & (essays["fold"] == 0)].head(len(learners))
+    with open_session(ctx.settings) as session:
+        try:
+            create_users(session=session, users=[NewUser(
+                email="instructor@learnloop.example", name="Demo Instructor", role=UserRole.instructor,
+                password=password, id=instructor)])
+        except Conflict:
+            session.rollback()  # the search-index step created the demo instructor
+        try:
+            create_users(session=session, users=[NewUser(
+                email=f"learner{i + 1}@learnloop.example", name=f"Demo Learner {i + 1}", password=password, id=uid)
+                for i, uid in enumerate(learners)])
+        except Conflict:
+            session.rollback()
+            return "essay review course exists (instructor@learnloop.example, learner1..3@learnloop.example)"
+        create_courses(session=session, courses=[NewCourse(
+            title="Essay writing (AI-assisted grading)", instructor_id=instructor, id=course_id,
+            description="Persuasive essays graded by an AI model of ASAP prompt 1 and reviewed by the instructor")])
+        enroll_users(session=session, enrollments=[NewEnrollment(user_id=u, course_id=course_id) for u in learners])
+        assessment_id, question_id = create_essay_assignment(
+            session=session, course_id=course_id, title="Letter to the editor: computers and people",
+            prompt="Write a letter to your local newspaper on the effects computers have on people.",
+            essay_prompt=prompt, criteria=[
+                {"name": "Ideas and evidence", "description": "A clear position supported by reasons", "points": 6},
+                {"name": "Organisation and conventions", "description": "Structure, transitions, spelling",
+                 "points": high - 6}])
+        record_submissions(session=session, submissions=[NewSubmission(
+            assessment_id=assessment_id, user_id=uid, answers={str(question_id): str(text)})
+            for uid, text in zip(learners, sample["essay"], strict=False)])
+    from grading_nlp.api import grade_pending_essays
+
+    report = grade_pending_essays(settings=ctx.settings)
+    return (f"essay course with {report['suggested']} AI-suggested grades ({low}-{high} scale) for "
+            "instructor@learnloop.example to review at /grading")
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("data", _use_datasets),
     ("platform", _platform),
@@ -159,6 +217,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("train + promote", _train_and_promote),
     ("search index", _search_index),
     ("essay grader", _essay_grader),
+    ("essay review", _essay_review),
 ]
 
 
@@ -226,6 +285,7 @@ def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
         f"  platform API docs   {api_url}/docs\n"
         f"  model service       {ctx.settings.serving_url}\n"
         f"  log in              POST {api_url}/api/v1/auth/login  ({email} / {password})\n"
+        f"  essay review page   {api_url}/grading  (instructor@learnloop.example, same password)\n"
         f"  data dir            {ctx.settings.data_path}\n")
     try:
         if serve:

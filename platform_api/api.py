@@ -231,6 +231,7 @@ EssayToGrade = _grading_review.EssayToGrade
 EssaySuggestion = _grading_review.EssaySuggestion
 LabelledEssay = _grading_review.LabelledEssay
 __all__ += ["EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay", "claim_grading_tasks",
+            "create_essay_assignment",
             "grading_agreement", "labelled_essays", "record_ai_suggestion", "record_grading_failure",
             "record_manual_grading"]
 
@@ -265,6 +266,20 @@ def record_grading_failure(*, session: Session, submission_id: uuid.UUID, error:
     return _grading_review.record_grading_failure(session=session, submission_id=submission_id, error=error,
                                                   now=now, max_attempts=max_attempts,
                                                   backoff_seconds=backoff_seconds).value
+
+
+def create_essay_assignment(*, session: Session, course_id: uuid.UUID, title: str, prompt: str,
+                            essay_prompt: int | None, criteria: list[dict[str, Any]]) -> tuple[uuid.UUID, uuid.UUID]:
+    """An assignment with one essay question (rubric ``criteria`` of name/description/points) graded by the AI
+    model of ASAP prompt ``essay_prompt`` (None: staff grade by hand). Returns (assessment id, question id)."""
+    from platform_api._schemas import AssessmentCreate, EssayQuestionCreate
+
+    question = _assessments.create_question(session=session, actor=None, data=EssayQuestionCreate(
+        course_id=course_id, prompt=prompt, rubric={"criteria": criteria, "essay_set": essay_prompt}))
+    assessment = _assessments.create_assessment(session=session, actor=None, data=AssessmentCreate(
+        course_id=course_id, title=title, kind="assignment", question_ids=[question.id],
+        metadata={"essay_prompt": essay_prompt} if essay_prompt is not None else {}))
+    return assessment.id, question.id
 
 
 def labelled_essays(*, session: Session, course_id: uuid.UUID | None = None,
