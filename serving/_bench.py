@@ -255,6 +255,69 @@ def measure_api(settings: Settings, model_service: Target, *, student_id: int, c
         service_log.close()
 
 
+def _essay_request(settings: Settings) -> tuple[int, str]:
+    """A prompt with a trained grader and a median-length real essay of it (the bench's essay request)."""
+    from grading_nlp.api import grade_essay
+    from learnloop.datasets import load_essays
+
+    try:
+        essays = load_essays(settings.datasets_dir / "asap_aes" / "essays.tsv" if settings.datasets_dir else None)
+    except Exception as exc:  # noqa: BLE001 - any reason the data set cannot be read: report the path as missing
+        raise Unavailable(f"no ASAP essays to send ({type(exc).__name__}: {exc})") from exc
+    for prompt in sorted(int(p) for p in essays["essay_set"].unique()):
+        texts = essays.loc[essays["essay_set"] == prompt, "essay"].astype(str)
+        text = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argmin()]
+        if grade_essay(text, prompt, settings=settings).status.value == "suggested":
+            return prompt, text
+    raise Unavailable("no essay grader is trained in this data dir (`learnloop train essays`)")
+
+
+def bench_essay(settings: Settings, *, seconds: float, warmup: float, workers: int, workdir: Path,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """(a) our service's ``/grade_essay`` vs (b) ``mlflow models serve`` on a MiniLM-on-torch pyfunc (built by
+    ``grading_nlp._mlflow_pyfunc`` in its own process: torch never enters this one)."""
+    from serving import _launch
+
+    prompt, essay = _essay_request(settings)
+    log(f"essay: building the MiniLM (torch) pyfunc for prompt {prompt}")
+    model_dir = workdir / "essay-pyfunc"
+    built = subprocess.run([sys.executable, "-m", "grading_nlp._mlflow_pyfunc", str(model_dir), "--prompt", str(prompt)],
+                           capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "LEARNLOOP_DATA_DIR": str(settings.data_path), "HF_HUB_OFFLINE": "1"})
+    if built.returncode != 0:
+        raise Unavailable(f"building the essay pyfunc failed: {built.stderr.strip()[-400:]}")
+    bin_dir = Path(sys.executable).parent
+    base_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+    port = _free_port()
+    ours = Target("essay-bentoml", f"http://127.0.0.1:{port}/grade_essay",
+                  json.dumps({"text": essay, "prompt_id": prompt}),
+                  _launch.service_command(host="127.0.0.1", port=port),
+                  _launch.service_env(settings, workers=workers), f"http://127.0.0.1:{port}/readyz",
+                  lambda raw: b'"status":"suggested"' in raw)
+    port = _free_port()
+    theirs = Target("essay-mlflow", f"http://127.0.0.1:{port}/invocations",
+                    json.dumps({"dataframe_records": [{"text": essay}]}),
+                    [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+                     "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+                    base_env, f"http://127.0.0.1:{port}/ping", lambda raw: b"predictions" in raw)
+    paths: dict[str, Any] = {}
+    for name, target in (("bentoml", ours), ("mlflow", theirs)):
+        try:
+            paths[name] = measure(target, seconds=seconds, warmup=warmup, workdir=workdir, log=log)
+        except Unavailable as exc:
+            paths[name] = {"missing": True, "reason": str(exc)[:500]}
+    a, b = paths["bentoml"], paths["mlflow"]
+    both = "c16" in a and "c16" in b
+    return {"paths": paths,
+            "throughput_ratio_c16": round(a["c16"]["rps"] / b["c16"]["rps"], 3) if both and b["c16"]["rps"] else None,
+            "p99_ratio_c16": round(a["c16"]["p99_ms"] / b["c16"]["p99_ms"], 3) if both and b["c16"]["p99_ms"] else None,
+            "request": f"one real ASAP essay of prompt {prompt} ({len(essay)} characters, median length)",
+            "mlflow_flavor": "pyfunc: sentence-transformers all-MiniLM-L6-v2 on torch (1 thread per worker) + "
+                             "ridge head (grading_nlp._mlflow_pyfunc)",
+            "ours": "grading_nlp.api.grade_essay behind /grade_essay (ONNX Runtime, torch-free)"}
+
+
 def _loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -334,6 +397,12 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         except Unavailable as exc:
             paths[name] = {"missing": True, "reason": str(exc)[:500]}
     result: dict[str, Any] = {"paths": paths}
+    if not only or "essay" in only:
+        try:
+            result["essay"] = bench_essay(settings, seconds=seconds, warmup=warmup, workers=workers, workdir=workdir,
+                                          log=log)
+        except Unavailable as exc:
+            result["essay"] = {"missing": True, "reason": str(exc)[:500]}
     a, b, d = paths.get("bentoml", {}), paths.get("mlflow", {}), paths.get("limit", {})
 
     def ratio(x: dict, y: dict, key: str) -> float | None:

@@ -40,10 +40,11 @@ def bench_serve(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     seconds: float = typer.Option(10.0, min=1.0, help="Duration of each measured wrk run."),
     workers: int = typer.Option(2, min=1, help="Worker processes of every server (ours, mlflow, limit): same for all."),
-    only: list[str] = typer.Option([], "--only", help="Measure only these paths (bentoml, mlflow, api, limit)."),
+    only: list[str] = typer.Option([], "--only", help="Measure only these paths (bentoml, mlflow, api, limit; essay = the essay grader's bentoml vs mlflow)."),
 ) -> None:
     """Latency/throughput of the risk champion: our service vs `mlflow models serve` vs the platform API vs
-    plain FastAPI+ORT, at concurrency 1 and 16 (wrk on 127.0.0.1)."""
+    plain FastAPI+ORT, at concurrency 1 and 16 (wrk on 127.0.0.1); and the essay grader: our /grade_essay vs
+    `mlflow models serve` on a MiniLM-on-torch pyfunc (JSON key "essay")."""
     from rich.console import Console
 
     from learnloop.errors import LearnloopError
@@ -71,6 +72,20 @@ def bench_serve(
                        f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_2xx'] + row['socket_errors']}")
     typer.echo(f"throughput a/b {result['throughput_ratio_c16']}  p99 a/b {result['p99_ratio_c16']}  "
                f"a/limit {result['limit_fraction_c16']}")
+    essay = result.get("essay")
+    if essay:
+        if essay.get("missing"):
+            typer.echo(f"essay    missing: {essay['reason']}")
+            return
+        for name, path in essay["paths"].items():
+            if path.get("missing"):
+                typer.echo(f"essay {name:8s} missing: {path['reason']}")
+                continue
+            for level in ("c1", "c16"):
+                row = path[level]
+                typer.echo(f"essay {name:8s} {level:3s} {row['rps']:8.1f} rps  p50 {row['p50_ms']:7.2f} ms  "
+                           f"p99 {row['p99_ms']:7.2f} ms")
+        typer.echo(f"essay throughput a/b {essay['throughput_ratio_c16']}")
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
