@@ -94,6 +94,9 @@ def test_instructor_reviews_ai_grades_in_the_browser_and_learners_see_final_grad
                 assert shot.stat().st_size > 20_000
                 print(f"review page screenshot: {shot}")
 
+                # Focus order starts with the skip link, which lands on the main content.
+                page.keyboard.press("Tab")
+                expect(page.get_by_role("link", name="Skip to main content")).to_be_focused()
                 # Override the first with the keyboard: j selects it, o jumps to its score field.
                 page.keyboard.press("j")
                 expect(first).to_be_focused()
