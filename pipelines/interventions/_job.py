@@ -46,7 +46,8 @@ def suggest_actions(*, drivers: list[Driver], next_due: dict | None, remedial: l
     content when the course has some; extend the next deadline when missed work or inactivity drives the risk."""
     from platform_api.data import AlertAction
 
-    reason = drivers[0].text if drivers else "their recent progress"
+    # The top reason without its cohort comparison reads as a conversation opener.
+    reason = drivers[0].text.split(" (")[0] if drivers else "their recent progress"
     actions = [{"kind": AlertAction.message_learner.value, "label": f"Message the learner: check in about {reason}",
                 "details": {"topic": drivers[0].key if drivers else None}}]
     if remedial:
