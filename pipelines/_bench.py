@@ -40,12 +40,12 @@ def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) 
     return complete_entity_rows(service, rows)
 
 
-def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100)) -> dict:
+def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100), store=None) -> dict:
     """p50/p99 milliseconds (wall and CPU) of online reads of ``service`` per batch size; see the module
     docstring for what each figure times. Each timed call reads a different random batch, after a warm-up."""
     from pipelines._online import reader_for
 
-    store = get_store()
+    store = store or get_store()
     reader = reader_for(store, service)
     single = "student_course" in reader.join_keys and set(reader.join_keys) <= {"student_course", "id_student",
                                                                                  "course"}
@@ -66,8 +66,8 @@ def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = 
     rng = np.random.default_rng(0)
     batches = {size: [_entity_rows(service, store.config.repo_path, size, rng) for _ in range(50)] for size in sizes}
     online, cpu = _time(serving_read, batches, repeats)
-    feast, feast_cpu = _time(feast_read, batches, max(repeats // 10, 50))
-    frame, _ = _time(frame_read, batches, max(repeats // 10, 50))
+    feast, feast_cpu = _time(feast_read, batches, max(repeats // 10, 20))
+    frame, _ = _time(frame_read, batches, max(repeats // 10, 20))
     return {"service": service, "online_store": store.config.online_store.type,
             "path": "serving.api.open_online_reader (read + fill; batch: read_rows + fill)",
             "online_ms": online, "online_cpu_ms": cpu, "feast_ms": feast, "feast_cpu_ms": feast_cpu,
@@ -79,9 +79,9 @@ def _time(read: Callable[[list[dict]], None], batches: dict[int, list[list[dict]
     out: dict[str, dict[str, float]] = {}
     cpu_out: dict[str, dict[str, float]] = {}
     for size, pool in batches.items():
-        for batch in pool[:10]:  # warm-up: statement cache, SQLite pages, code paths
+        for batch in pool[:5]:  # warm-up: statement cache, SQLite pages, code paths
             read(batch)
-        runs = repeats if size == 1 else max(repeats // 10, 50)
+        runs = repeats if size == 1 else max(repeats // 10, 20)
         wall, cpu = np.empty(runs), np.empty(runs)
         gc.collect()
         for i in range(runs):

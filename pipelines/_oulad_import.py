@@ -323,8 +323,9 @@ def _click_events(tables: OuladTables, user_ids: dict[int, uuid.UUID], course_id
     for lo in range(0, total, chunk_size):
         part = grouped.iloc[lo:lo + chunk_size]
         courses = (part["code_module"] + "-" + part["code_presentation"]).to_numpy()
-        starts = np.array([np.datetime64(presentation_start(c.split("-")[1]).replace(tzinfo=None), "s")
-                           for c in courses]) if len(courses) else np.array([], dtype="datetime64[s]")
+        start_of = {c: np.datetime64(presentation_start(c.split("-")[1]).replace(tzinfo=None), "s")
+                    for c in set(courses)}
+        starts = np.array([start_of[c] for c in courses], dtype="datetime64[s]")
         days = part["date"].to_numpy().astype("int64")
         # Noon of the day: "some time that day" (OULAD counts clicks per day), ISO like the Event's JSON form.
         stamps = np.datetime_as_string(starts + (days * 86400 + 43200).astype("timedelta64[s]"), unit="s")

@@ -368,12 +368,25 @@ def _insert_missing(session: Session, table, rows: list[dict[str, Any]]) -> int:
     process = {key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys}
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
     order = [(name, compiled.binds[name].key, process.get(compiled.binds[name].key)) for name in names]
+    order = [(name, key, _memo_last(fn) if fn else None) for name, key, fn in order]
     if compiled.positional:
         params = [tuple(fn(row[key]) if fn else row[key] for _, key, fn in order) for row in rows]
     else:
         params = [{name: fn(row[key]) if fn else row[key] for name, key, fn in order} for row in rows]
     result = session.connection().exec_driver_sql(compiled.string, params)
     return max(int(result.rowcount or 0), 0)
+
+
+def _memo_last(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` remembering its last input object: a batch shares one ``now`` per timestamp column."""
+    last: list[Any] = [object(), None]
+
+    def run(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, process(value)
+        return last[1]
+
+    return run
 
 
 def _require_ids(kind: str, records: list) -> None:

@@ -58,3 +58,22 @@ def test_redis_and_postgres_pass_the_same_parity_test(scale_built) -> None:
 def test_scale_store_reads_its_own_parquet_sources(scale_built) -> None:
     for view in scale_built.store.list_feature_views():
         assert view.batch_source.path.startswith(str(scale_built.settings.feast_dir)), view.batch_source.path
+
+
+def test_serving_reads_redis_directly_and_batches_equal_single_reads(scale_built) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines._online import reader_for
+
+    reader = reader_for(scale_built.store, "student_risk_v1")
+    assert type(reader).__name__ == "RedisFeatureReader"  # Feast's Redis layout read directly, no Feast python path
+    regs = pd.read_parquet(scale_built.settings.feast_dir / "data" / "registrations.parquet")
+    rows = [{"student_course": key, "id_student": int(key.split(":")[0]), "course": key.split(":")[1]}
+            for key in regs["student_course"].iloc[:15]]
+    batch = reader.read_rows(rows)
+    single = np.vstack([reader.read(student_id=r["id_student"], course_id=r["course"]).values for r in rows])
+    np.testing.assert_array_equal(batch, single)
+    assert (~np.isnan(batch)).sum() > 15 * 10
+    found = reader.read(student_id=rows[0]["id_student"], course_id=rows[0]["course"]).views_found
+    assert "student_course_profile" in found
