@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                     await task
             await publisher.close()
             app.state.risk_client.close()
+            await app.state.risk_client.aclose()
             await limiter.close()
             engine.dispose()
 
