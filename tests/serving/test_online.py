@@ -58,3 +58,40 @@ def test_fill_policy_is_the_shared_one(serving_world: ServingWorld):
     flags = {name for name, value in zip(reader.feature_names, filled, strict=True) if value == 0.0}
     assert flags == {"has_click_data", "course_has_click_data"}
     assert np.isnan(filled).sum() == len(filled) - 2
+
+
+@pytest.mark.parametrize(("view", "feature"), [("student_course_activity", "clicks_total_7d"),
+                                               ("course_cohort", "course_has_click_data"), ("ü_view", "x")])
+def test_redis_hash_fields_match_feast(view, feature):
+    from feast.infra.online_stores.helpers import _mmh3
+
+    from serving._online import redis_field
+
+    assert redis_field(view, feature) == _mmh3(f"{view}:{feature}")
+
+
+def test_redis_connection_strings_parse_like_feast():
+    from serving._online import _redis_client
+
+    client = _redis_client("10.1.2.3:6380,password=secret,db=2")
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["password"], kwargs["db"]) == ("10.1.2.3", 6380, "secret", 2)
+
+
+def test_batch_fill_applies_the_policy_per_row(serving_world: ServingWorld):
+    reader = _reader(serving_world)
+    raw = np.full((3, len(reader.feature_names)), np.nan)
+    raw[1, 0] = 5.0
+    filled = reader.fill(raw)
+    flags = [i for i, name in enumerate(reader.feature_names) if name in {"has_click_data", "course_has_click_data"}]
+    assert (filled[:, flags] == 0.0).all()
+    assert filled[1, 0] == 5.0 and np.isnan(filled[0, 0])
+    assert np.isnan(raw[0]).all()  # the input is not filled in place
+
+
+def test_unknown_online_store_type_is_refused():
+    from learnloop.errors import InvalidInput
+    from serving._online import open_online_reader
+
+    with pytest.raises(InvalidInput, match="dynamodb"):
+        open_online_reader(service=SERVICE, online_store="dynamodb", project="learnloop")
