@@ -37,6 +37,7 @@ from platform_api import _assessments, _audit, policy
 from platform_api._db import get_or_not_found
 from platform_api._models import (
     Assessment,
+    AssessmentQuestion,
     Course,
     Grade,
     GradingJob,
@@ -58,7 +59,7 @@ from platform_api._schemas import (
     ReviewState,
     SubmissionPublic,
 )
-from platform_api.data import GradedBy, QuestionKind, SubmissionStatus
+from platform_api.data import GradedBy, QuestionKind, ScopeType, SubmissionStatus
 from platform_api.policy import Permission, Principal, Scope
 
 MAX_ATTEMPTS = 5
@@ -429,7 +430,11 @@ def _examples(session: Session, *, course_id: uuid.UUID | None = None, prompt_id
     statement = (select(Grade, Submission, Assessment).join(Submission, Submission.id == Grade.submission_id)
                  .join(Assessment, Assessment.id == Submission.assessment_id)
                  .where(Grade.is_final, Grade.graded_by == GradedBy.instructor,
-                        Submission.status == SubmissionStatus.graded))
+                        Submission.status == SubmissionStatus.graded,
+                        # only assessments with an essay (imports hold many graded rows without one)
+                        Assessment.id.in_(select(AssessmentQuestion.assessment_id)
+                                          .join(Question, Question.id == AssessmentQuestion.question_id)
+                                          .where(Question.kind == QuestionKind.essay))))
     if course_id is not None:
         statement = statement.where(Submission.course_id == course_id)
     if submission_ids is not None:
@@ -506,7 +511,7 @@ def staff_courses(*, session: Session, actor: Principal) -> list[Course]:
     """Courses whose grading queue ``actor`` may open (instructor/creator, scoped grants, or all for admins)."""
     statement = select(Course).order_by(Course.title).limit(200)
     if not actor.is_admin:
-        scoped = [g.scope_id for g in actor.grants if g.scope_type.value == "course" and g.scope_id]
+        scoped = [g.scope_id for g in actor.grants if g.scope_type is ScopeType.course and g.scope_id]
         ids = []
         for value in scoped:
             try:
