@@ -26,7 +26,7 @@ from platform_api._middleware import (
     RedisRateLimiter,
     configure_logging,
 )
-from platform_api._models import OutboxEvent
+from platform_api._models import Alert, OutboxEvent
 from platform_api._outbox import EventBus, NatsPublisher, OutboxRelay
 from platform_api._routes import (
     alerts,
@@ -42,7 +42,7 @@ from platform_api._routes import (
     search,
     users,
 )
-from platform_api.data import MLBackends
+from platform_api.data import AlertStatus, MLBackends
 from serving.api import RiskClient
 
 API_PREFIX = "/api/v1"
@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)
+    risk_alerts = Gauge("risk_alerts", "At-risk alerts raised by the interventions job, by status",
+                        ["status"], registry=metrics.registry)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -130,6 +132,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
             pending.set(session.scalar(select(func.count()).select_from(OutboxEvent)
                                        .where(OutboxEvent.published_at.is_(None))) or 0)
         delivered.set(app.state.relay.delivered_total)
+        with app.state.sessions() as session:
+            counts = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
+        for status in AlertStatus:
+            risk_alerts.labels(status=status.value).set(counts.get(status, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)

@@ -109,3 +109,11 @@ def test_outcomes_are_stored_audited_emitted_reported_and_exported(api, interven
     assert mine.loc[2001, "outcome"] == "action_taken" and mine.loc[2001, "action"] == "message_learner"
     assert mine.loc[2002, "outcome"] == "not_useful" and not mine.loc[2002, "alert_was_useful"]
     assert mine.loc[2001, "student_course"] == "2001:AAA-2013J"
+
+
+def test_prometheus_counts_alerts_by_status(api):
+    text = api.get("/metrics").text
+    counts = {line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith("risk_alerts{")}
+    assert set(counts) == {"open", "action_taken", "dismissed", "not_useful"}
+    assert sum(counts.values()) >= 3  # the first run raised three
