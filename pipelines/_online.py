@@ -16,13 +16,15 @@ from pathlib import Path
 from features.api import feature_names
 from learnloop.errors import Unavailable
 
-_readers: dict[tuple[int, str], object] = {}
+_readers: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
 def reader_for(store, service: str):
     """Serving's reader for ``service`` on ``store``'s online store, cached per (store, service)."""
-    key = (id(store), service)
+    # The store's identity and its configuration: an id reused by a later store cannot hand back a reader of
+    # another online store.
+    key = (id(store), str(store.config.repo_path), store.config.project, service)
     reader = _readers.get(key)
     if reader is not None:
         return reader
