@@ -18,11 +18,13 @@ as already published: ``read_events`` replays it, the relay does not push it to 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -43,19 +45,42 @@ _ASSESSMENT_KIND = {"TMA": "assignment", "CMA": "quiz", "Exam": "exam"}
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def _uuid5_bytes(name: str) -> bytes:
+    """``uuid.uuid5(NAMESPACE, name).bytes`` without building the intermediate objects (a million ids)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return bytes(digest)
+
+
 def oulad_uuid(kind: str, key: object) -> uuid.UUID:
-    """The stable id of an OULAD record, e.g. ``oulad_uuid("student", 11391)``."""
-    return uuid.uuid5(NAMESPACE, f"oulad:{kind}:{key}")
+    """The stable id of an OULAD record, e.g. ``oulad_uuid("student", 11391)`` (= uuid5 of ``oulad:kind:key``)."""
+    return uuid.UUID(bytes=_uuid5_bytes(f"oulad:{kind}:{key}"))
 
 
-def _iso(stamp: pd.Timestamp) -> str:
+def _uuid_text(kind: str, key: object) -> str:
+    """``str(oulad_uuid(kind, key))``, formatted directly."""
+    h = _uuid5_bytes(f"oulad:{kind}:{key}").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _iso(stamp: datetime) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _day(course: str, day) -> pd.Timestamp | None:
+@functools.lru_cache(maxsize=64)
+def _start(course: str) -> datetime:
+    return presentation_start(course.split("-")[1])
+
+
+def _day(course: str, day) -> datetime | None:
+    """OULAD day ``day`` of presentation ``course`` as a UTC datetime (None for a missing day)."""
     if day is None or (isinstance(day, float) and math.isnan(day)) or day is pd.NA:
         return None
-    return pd.Timestamp(presentation_start(course.split("-")[1])) + timedelta(days=int(day))
+    return _start(course) + timedelta(days=int(day))
 
 
 def _opt(value):
@@ -148,7 +173,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
                                      id=oulad_uuid("instructor", m)) for m in sorted(courses["code_module"].unique())]
         new_courses, events = [], []
         for row in courses.itertuples(index=False):
-            start = pd.Timestamp(presentation_start(row.code_presentation))
+            start = presentation_start(row.code_presentation)
             length = int(row.module_presentation_length)
             cid = course_ids[row.course]
             new_courses.append(pdata.NewCourse(
@@ -190,7 +215,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
             part = students[lo:lo + chunk_size]
             users = [pdata.NewUser(email=f"student{s}@oulad.example", name=f"OULAD student {s}",
                                    metadata=per_student[s], id=user_ids[s]) for s in part]
-            events = [_event(oulad_uuid("user.created", s), "user.created", pd.Timestamp("2013-01-01", tz="UTC"),
+            events = [_event(oulad_uuid("user.created", s), "user.created", datetime(2013, 1, 1, tzinfo=UTC),
                              user_id=user_ids[s], payload={"role": "student", "id_student": s}) for s in part]
             add(import_records(session=session, users=users, events=events))
             step("students", lo + len(part), len(students))
@@ -214,8 +239,8 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
                 status = pdata.EnrollmentStatus.dropped if withdrawn else pdata.EnrollmentStatus.completed
                 enrollments.append(pdata.NewEnrollment(
                     user_id=user_ids[int(row.id_student)], course_id=course_ids[course], status=status,
-                    progress=0.0 if withdrawn else 100.0, id=eid, started_at=started_at.to_pydatetime(),
-                    completed_at=completed_at.to_pydatetime()))
+                    progress=0.0 if withdrawn else 100.0, id=eid, started_at=started_at,
+                    completed_at=completed_at))
                 events.append(_event(oulad_uuid("enrollment.created", eid), "enrollment.created", started_at,
                                      user_id=user_ids[int(row.id_student)], course_id=course_ids[course],
                                      payload={"enrollment_id": str(eid), "status": status.value,
@@ -258,7 +283,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
             new_assessments.append(pdata.NewAssessment(
                 course_id=course_ids[row.course], title=f"{row.assessment_type} {row.id_assessment}",
                 kind=pdata.AssessmentKind(_ASSESSMENT_KIND.get(row.assessment_type, "assignment")),
-                weight=float(row.weight), id=aid, due_at=None if due is None else due.to_pydatetime(),
+                weight=float(row.weight), id=aid, due_at=due,
                 metadata={"source": "oulad", "id_assessment": int(row.id_assessment),
                           "assessment_type": row.assessment_type, "date": _opt(row.date)}))
             events.append(_event(oulad_uuid("assessment.created", row.id_assessment), "assessment.created",
@@ -279,7 +304,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
                 score = _opt(row.score)
                 submissions.append(pdata.NewSubmission(
                     assessment_id=assessment_ids[int(row.id_assessment)], user_id=user_ids[int(row.id_student)],
-                    score=None if score is None else float(score), id=sid, submitted_at=when.to_pydatetime(),
+                    score=None if score is None else float(score), id=sid, submitted_at=when,
                     course_id=course_ids[course],
                     metadata={"source": "oulad", "date_submitted": _opt(row.date_submitted),
                               "is_banked": bool(row.is_banked), "score_missing": score is None}))
@@ -335,7 +360,7 @@ def _click_events(tables: OuladTables, user_ids: dict[int, uuid.UUID], course_id
                                                              part["sum_click"].to_numpy().tolist(), stamps,
                                                              strict=True):
             envelopes.append({
-                "event_id": str(uuid.uuid5(NAMESPACE, f"oulad:click:{course}:{student}:{site}:{day}")),
+                "event_id": _uuid_text("click", f"{course}:{student}:{site}:{day}"),
                 "event_type": "resource_click", "timestamp": stamp + "Z", "source_service": SOURCE,
                 "user_id": user_text[student], "course_id": course_text[course], "session_id": None,
                 "payload": {"content_id": site_text.get(site) or str(oulad_uuid("site", site)), "clicks": clicks,

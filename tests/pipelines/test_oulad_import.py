@@ -112,3 +112,13 @@ def test_a_subset_then_everything_equals_everything_at_once(settings, tmp_path) 
     assert _counts(settings) == _counts(other)
     with pytest.raises(InvalidInput, match="ZZZ-2013J"):
         import_oulad(tables=tables, settings=settings, presentations=["ZZZ-2013J"])
+
+
+@pytest.mark.parametrize("key", [11391, "AAA-2013J", "AAA-2013J:11391:546943:-10", "ü"])
+def test_ids_are_uuid5_of_the_oulad_key(key) -> None:
+    import uuid
+
+    from pipelines._oulad_import import NAMESPACE, _uuid_text, oulad_uuid
+
+    assert oulad_uuid("student", key) == uuid.uuid5(NAMESPACE, f"oulad:student:{key}")
+    assert _uuid_text("click", key) == str(uuid.uuid5(NAMESPACE, f"oulad:click:{key}"))
