@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,30 +103,34 @@ def features_build(
     settings = get_settings()
     settings.ensure_dirs()
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # process CPU seconds per phase: what a phase costs on a shared machine
     imported = None
     if with_import:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         imported = _import_with_progress(presentations=_split(presentations), oulad_dir=oulad_dir)
-        timings["import_s"] = time.perf_counter() - started
-    started = time.perf_counter()
+        timings["import_s"], cpu["import_s"] = time.perf_counter() - started, time.process_time() - started_cpu
+    started, started_cpu = time.perf_counter(), time.process_time()
     from learnloop.datasets import load_oulad
 
     tables = load_oulad(oulad_dir)
-    timings["load_s"] = time.perf_counter() - started
+    timings["load_s"], cpu["load_s"] = time.perf_counter() - started, time.process_time() - started_cpu
+    started_cpu = time.process_time()
     from pipelines.api import build_offline
 
     wanted = [p.strip() for p in presentations.split(",")] if presentations else None
     offline = build_offline(tables=tables, settings=settings, presentations=wanted)
     timings["offline_build_s"] = offline["timings"]["compute_s"] + offline["timings"]["write_s"]
-    started = time.perf_counter()
+    cpu["offline_build_s"] = time.process_time() - started_cpu
+    started, started_cpu = time.perf_counter(), time.process_time()
     from features.api import apply, feature_names, get_store, service_names, view_features, view_names
 
     store = get_store(settings)
     applied = apply(store)
-    timings["apply_s"] = time.perf_counter() - started
-    started = time.perf_counter()
+    timings["apply_s"], cpu["apply_s"] = time.perf_counter() - started, time.process_time() - started_cpu
+    started, started_cpu = time.perf_counter(), time.process_time()
     _materialize_with_progress(store)
     timings["materialize_s"] = time.perf_counter() - started
+    cpu["materialize_s"] = time.process_time() - started_cpu
     payload = {
         "rows": {**offline["rows"], "total": int(sum(offline["rows"].values()))},
         "entities": offline["entities"],
@@ -134,6 +139,8 @@ def features_build(
                      "total": int(sum(len(view_features(v)) for v in view_names()))},
         "applied": applied,
         "timings": {k: round(v, 2) for k, v in timings.items()},
+        "cpu_timings": {k: round(v, 2) for k, v in cpu.items()},
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if imported is not None:
         payload["import"] = imported
