@@ -157,8 +157,10 @@ def measure(target: Target, *, seconds: float, warmup: float, workdir: Path, log
             row = run_wrk(target.url, target.body, connections=connections, seconds=seconds, workdir=workdir)
             # Server CPU per request: robust to a busy machine, where wall-clock latency mostly measures the queue
             # for a core.
-            row["server_cpu_us_per_request"] = round(
-                (process_tree_cpu_seconds(process.pid) - cpu_before) / max(row["requests"], 1) * 1e6, 1)
+            used = process_tree_cpu_seconds(process.pid) - cpu_before
+            # A worker that exited (a server recycling or killing a timed-out worker) takes its CPU time with it:
+            # then the figure is unknown, not negative.
+            row["server_cpu_us_per_request"] = round(used / max(row["requests"], 1) * 1e6, 1) if used >= 0 else None
             result[f"c{connections}"] = row
         return result
     finally:
