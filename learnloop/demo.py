@@ -210,6 +210,44 @@ def _essay_review(ctx: DemoContext) -> str:
             "instructor@learnloop.example to review at /grading")
 
 
+def _interventions(ctx: DemoContext) -> str:
+    """A course for the demo instructor linked to the latest presentation of the first OULAD module (its still
+    registered learners enrolled), then the interventions job over every active enrollment: alerts to act on at
+    ``/staff/courses/{id}/alerts``."""
+    from learnloop.errors import Conflict
+    from pipelines.api import risk_label_frame
+    from pipelines.interventions.api import run_interventions
+    from platform_api.api import create_courses, create_users, enroll_users, open_session
+    from platform_api.data import NewCourse, NewEnrollment, NewUser
+
+    registrations = risk_label_frame(weeks=["end"])
+    latest = registrations.sort_values(["code_module", "code_presentation"]).groupby("code_module").tail(1)
+    presentation = str(latest.iloc[0]["course"])
+    current = registrations[(registrations["course"] == presentation) & registrations["active"]]
+    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
+    course_id = uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/at-risk/{presentation}")
+    learners = {int(s): uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/oulad-learner/{s}")
+                for s in current["id_student"]}
+    with open_session(ctx.settings) as session:
+        try:
+            create_users(session=session, users=[NewUser(
+                email=f"oulad-{s}@learners.example", name=f"OULAD learner {s}", metadata={"id_student": s}, id=u)
+                for s, u in learners.items()])
+            create_courses(session=session, courses=[NewCourse(
+                title=f"Module {presentation} (at-risk alerts)", instructor_id=instructor, id=course_id,
+                description=f"The learners of OULAD presentation {presentation} still registered at its end",
+                metadata={"presentation": presentation})])
+            enroll_users(session=session, enrollments=[NewEnrollment(user_id=u, course_id=course_id)
+                                                       for u in learners.values()])
+        except Conflict:
+            session.rollback()  # a previous demo run linked them
+    summary = run_interventions(settings=ctx.settings)
+    return (f"{summary.scored:,} active enrollments scored with risk v{summary.model_version}, "
+            f"{summary.alerts_raised:,} alerts raised (risk ≥ {summary.threshold}), "
+            f"{summary.suppressed_by_cooldown:,} in cooldown; instructor@learnloop.example acts on them at "
+            f"/staff/courses/{course_id}/alerts")
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("data", _use_datasets),
     ("platform", _platform),
@@ -218,6 +256,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("search index", _search_index),
     ("essay grader", _essay_grader),
     ("essay review", _essay_review),
+    ("interventions", _interventions),
 ]
 
 

@@ -67,6 +67,8 @@ def clicks_text(v: Values, ref: Values) -> str | None:
     for feature, span in (("clicks_total_28d", "in the last 28 days"), ("clicks_total_cum", "so far")):
         mine, typical = v.get(feature), ref.get(feature)
         if _ok(mine) and _ok(typical) and typical > 0:
+            if mine == 0:
+                return f"no clicks {span} (course median {typical:.0f})"
             change = mine / typical - 1
             if change <= -0.05:
                 return f"clicks {span} {abs(change):.0%} below the course cohort ({mine:.0f} vs median {typical:.0f})"

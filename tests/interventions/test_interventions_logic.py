@@ -121,3 +121,14 @@ def test_suggested_actions_follow_the_drivers():
     # A workload-driven alert suggests no deadline extension; no content, no recommendation.
     workload = [Driver("workload", "studying 240 credits this term", 0.1)]
     assert [a["kind"] for a in suggest_actions(drivers=workload, next_due=due, remedial=None)] == ["message_learner"]
+
+
+def test_click_sentences():
+    from pipelines.interventions._drivers import clicks_text
+
+    ref = {"clicks_total_28d": 56.0, "clicks_total_cum": 300.0}
+    assert clicks_text({"has_click_data": 1, "clicks_total_28d": 0.0}, ref) == \
+        "no clicks in the last 28 days (course median 56)"
+    assert clicks_text({"has_click_data": 1, "clicks_total_28d": 14.0}, ref) == \
+        "clicks in the last 28 days 75% below the course cohort (14 vs median 56)"
+    assert clicks_text({"has_click_data": 0, "clicks_total_28d": 0.0}, ref) is None  # no click data at all
