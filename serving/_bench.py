@@ -122,6 +122,22 @@ def _post(url: str, body: str) -> bytes:
         return response.read()
 
 
+def _first_answer(target: Target, process: subprocess.Popen, *, timeout: float = 120.0) -> bytes:
+    """The server's first answer, retried while it is still settling: on a loaded machine uvicorn's supervisor
+    (``mlflow models serve`` runs uvicorn with several workers) kills and restarts a worker that misses its 5 s
+    health check while another one is still importing torch, which drops the connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _post(target.url, target.body)
+        except urllib.error.HTTPError as exc:
+            raise Unavailable(f"{target.name} answered HTTP {exc.code}: {exc.read()[:300]!r}") from exc
+        except OSError as exc:  # refused, reset, closed without a response (URLError is an OSError)
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise Unavailable(f"{target.name} did not answer: {exc}") from exc
+            time.sleep(1.0)
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         try:
@@ -146,7 +162,7 @@ def measure(target: Target, *, seconds: float, warmup: float, workdir: Path, log
         except Unavailable as exc:
             tail = (workdir / f"{target.name}.log").read_text(errors="replace")[-400:]
             raise Unavailable(f"{exc}; log tail: {tail}") from exc
-        answer = _post(target.url, target.body)
+        answer = _first_answer(target, process)
         if not target.expect(answer):
             raise Unavailable(f"{target.name} answered unexpectedly: {answer[:300]!r}")
         run_wrk(target.url, target.body, connections=4, seconds=warmup, workdir=workdir)
@@ -403,8 +419,8 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         try:
             result["essay"] = bench_essay(settings, seconds=seconds, warmup=warmup, workers=workers, workdir=workdir,
                                           log=log)
-        except Unavailable as exc:
-            result["essay"] = {"missing": True, "reason": str(exc)[:500]}
+        except (Unavailable, OSError, subprocess.SubprocessError) as exc:  # the risk figures are kept either way
+            result["essay"] = {"missing": True, "reason": f"{type(exc).__name__}: {exc}"[:500]}
     a, b, d = paths.get("bentoml", {}), paths.get("mlflow", {}), paths.get("limit", {})
 
     def ratio(x: dict, y: dict, key: str) -> float | None:
