@@ -5,8 +5,10 @@ training essays, so the next stage does not see an overfit value), then boosted 
 [handcrafted features, similarity to high/low scorers, text score]. ``few_shot`` (a new prompt with a few dozen
 graded essays): handcrafted features only → mean of a ridge and shallow trees; n-grams overfit at that size.
 
-Scores are regressed on the prompt's scale mapped to [0, 1]; cut points between score levels are tuned for QWK
-on a dev split (ordinal treatment), and split-conformal residuals on the same dev split give intervals.
+Scores are regressed on the prompt's scale mapped to [0, 1]; the cut points between score levels come from a
+dev split (ordinal treatment): each tuned for QWK, one spread correction, or plain rounding, whichever wins an
+honest 2-fold comparison on that split; split-conformal residuals on the same dev split give intervals. Few-shot
+models only get the spread correction (from cross-validated predictions), which undoes regression to the mean.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MIN_FULL_MODEL_ESSAYS = 300  # n-grams + trees need a few hundred essays (dev sp
 COVERAGE = 0.8  # target coverage of the conformal interval
 REVIEW_QUANTILE = 0.7  # the widest 30% of intervals on the dev split go to the instructor first
 TEXT_RIDGE_ALPHA = 1.0
+TEXT_RIDGE_ALPHAS = (0.5, 1.0, 2.0)  # the inner-CV error picks one per fit
+HEAD_SEEDS = 3  # boosted heads with different subsample seeds, averaged
 FEW_SHOT_RIDGE_ALPHA = 30.0
 SIMILARITY_FEATURES = ("similarity_to_high_scorers", "similarity_to_low_scorers")
 TEXT_SCORE_FEATURE = "text_ngram_score"
@@ -80,6 +84,43 @@ def tune_thresholds(values: np.ndarray, truth: np.ndarray, score_range: tuple[in
     return thresholds
 
 
+STRETCH_BOUNDS = (1.0, 2.0)  # bounds of the spread correction of shrunk predictions
+
+
+def stretched_thresholds(values: np.ndarray, truth: np.ndarray, score_range: tuple[int, int]) -> np.ndarray:
+    """Rounding cut points for predictions that regression shrank towards the mean.
+
+    Stretching predictions about their mean by ``std(truth) / std(values)`` (bounded by ``STRETCH_BOUNDS``)
+    before plain rounding is the same as pulling the cut points towards that mean, which is what ships: one
+    parameter, so a few dozen essays can set it where they cannot tune every cut point.
+    """
+    base = default_thresholds(score_range)
+    spread = float(np.std(values))
+    if spread <= 0:
+        return base
+    factor = float(np.clip(np.std(truth) / spread, *STRETCH_BOUNDS))
+    centre = float(np.mean(values))
+    return centre + (base - centre) / factor
+
+
+def choose_thresholds(values: np.ndarray, truth: np.ndarray, score_range: tuple[int, int], *, seed: int = 0
+                      ) -> tuple[np.ndarray, str]:
+    """Cut points for a full model from its dev split: every cut point tuned, one spread correction
+    (``stretched_thresholds``), or plain rounding — whichever scores the best QWK on one half of the dev split
+    when fitted on the other (both ways round). Free cut points can overfit a few hundred dev essays on a
+    short scale; the honest 2-fold comparison decides per prompt. Returns the cut points fitted on the whole
+    dev split and the name of the rule."""
+    rules = {"tuned": tune_thresholds, "stretched": stretched_thresholds,
+             "rounded": lambda v, t, r: default_thresholds(r)}
+    half = np.random.default_rng(seed).permutation(len(values)) % 2 == 0
+    cross = {}
+    for name, rule in rules.items():
+        cross[name] = np.mean([_qwk(truth[~part], to_scores(values[~part], rule(values[part], truth[part], score_range),
+                                                              score_range)) for part in (half, ~half)])
+    best = max(cross, key=lambda name: cross[name] + 1e-9 * (name == "tuned"))
+    return rules[best](values, truth, score_range), best
+
+
 @dataclass
 class _Scorers:
     """The fitted learners of one model, before thresholds and calibration."""
@@ -105,8 +146,8 @@ def _gram(tfidf) -> np.ndarray:
     return np.asarray((tfidf @ tfidf.T).toarray()) + _INTERCEPT_COLUMN**2
 
 
-def _dual_ridge(gram: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return np.linalg.solve(gram + TEXT_RIDGE_ALPHA * np.eye(len(gram)), target)
+def _dual_ridge(gram: np.ndarray, target: np.ndarray, alpha: float = TEXT_RIDGE_ALPHA) -> np.ndarray:
+    return np.linalg.solve(gram + alpha * np.eye(len(gram)), target)
 
 
 @dataclass
@@ -126,11 +167,37 @@ def _text_view(counts: EssayCounts) -> _TextView:
     return _TextView(space, tfidf, _gram(tfidf))
 
 
+def _text_oof(gram: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Out-of-fold text-ridge scores of the fit's essays and the ridge penalty with the lowest inner-CV error."""
+    from sklearn.model_selection import KFold
+
+    best, best_alpha, best_error = None, TEXT_RIDGE_ALPHAS[0], np.inf
+    splits = list(KFold(5, shuffle=True, random_state=seed).split(y))
+    for alpha in TEXT_RIDGE_ALPHAS:
+        oof = np.zeros(len(y))
+        for inner_train, inner_test in splits:
+            dual = _dual_ridge(gram[np.ix_(inner_train, inner_train)], y[inner_train], alpha)
+            oof[inner_test] = gram[np.ix_(inner_test, inner_train)] @ dual
+        error = float(np.mean((oof - y) ** 2))
+        if error < best_error:
+            best, best_alpha, best_error = oof, alpha, error
+    return best, best_alpha
+
+
+def _head(seed: int):
+    from sklearn.ensemble import GradientBoostingRegressor, VotingRegressor
+
+    trees = [GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.07, subsample=0.8,
+                                       random_state=seed + 7919 * i) for i in range(HEAD_SEEDS)]
+    if len(trees) == 1:
+        return trees[0]
+    return VotingRegressor([(f"trees{i}", t) for i, t in enumerate(trees)])
+
+
 def _fit_scorers(kind: ModelKind, hand: np.ndarray, target: np.ndarray, view: _TextView | None,
                  rows: np.ndarray, *, seed: int = 0) -> _Scorers:
     from sklearn.ensemble import GradientBoostingRegressor, VotingRegressor
     from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -146,19 +213,15 @@ def _fit_scorers(kind: ModelKind, hand: np.ndarray, target: np.ndarray, view: _T
         return _Scorers(kind, head)
 
     tfidf, gram = view.tfidf[rows], view.gram[np.ix_(rows, rows)]
-    text_oof = np.zeros(len(rows))
-    for inner_train, inner_test in KFold(5, shuffle=True, random_state=seed).split(rows):
-        dual = _dual_ridge(gram[np.ix_(inner_train, inner_train)], y[inner_train])
-        text_oof[inner_test] = gram[np.ix_(inner_test, inner_train)] @ dual
-    dual = _dual_ridge(gram, y)
+    text_oof, alpha = _text_oof(gram, y, seed)
+    dual = _dual_ridge(gram, y, alpha)
     text_coef = np.asarray(tfidf.T @ dual).ravel()
     text_intercept = float(_INTERCEPT_COLUMN**2 * dual.sum())
     high, low = y >= np.quantile(y, 0.8), y <= np.quantile(y, 0.2)
     centroids = np.vstack([np.asarray(tfidf[high].mean(axis=0)).ravel(), np.asarray(tfidf[low].mean(axis=0)).ravel()])
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     dense = np.c_[hand[rows], _similarities(tfidf, centroids), text_oof].astype(np.float32)
-    head = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.07, subsample=0.8,
-                                     random_state=seed).fit(dense, y)
+    head = _head(seed).fit(dense, y)
     return _Scorers(kind, head, view.space, text_coef, text_intercept, centroids)
 
 
@@ -297,7 +360,7 @@ def fit_prompt_model(
         dev_rows, fit_rows = np.flatnonzero(dev_mask), np.flatnonzero(~dev_mask)
         tuning = _fit_scorers(kind, hand, target, view, fit_rows, seed=seed)
         head_dev, text_dev, _ = unit_predictions(tuning, dev_rows)
-        thresholds = tune_thresholds(low + head_dev * span, scores[dev_rows], score_range)
+        thresholds, threshold_rule = choose_thresholds(low + head_dev * span, scores[dev_rows], score_range, seed=seed)
         dev_qwk = _qwk(scores[dev_rows], to_scores(low + head_dev * span, thresholds, score_range))
         residual_unit, sigma = np.abs(target[dev_rows] - head_dev), _sigma(kind, head_dev, text_dev)
         scorers = _fit_scorers(kind, hand, target, view, all_rows, seed=seed)
@@ -305,7 +368,7 @@ def fit_prompt_model(
         head_cv = np.zeros(n)
         for fit_rows, held_rows in KFold(5, shuffle=True, random_state=seed).split(all_rows):
             head_cv[held_rows] = unit_predictions(_fit_scorers(kind, hand, target, None, fit_rows), held_rows)[0]
-        thresholds = default_thresholds(score_range)
+        thresholds, threshold_rule = stretched_thresholds(low + head_cv * span, scores, score_range), "stretched"
         dev_qwk = _qwk(scores, to_scores(low + head_cv * span, thresholds, score_range))
         residual_unit, sigma = np.abs(target - head_cv), np.ones(n)
         scorers = _fit_scorers(kind, hand, target, None, all_rows, seed=seed)
@@ -324,5 +387,6 @@ def fit_prompt_model(
         prompt_id=prompt_id, score_range=score_range, kind=kind, scorers=scorers, thresholds=thresholds,
         conformal_quantile=conformal_quantile, review_width=float(np.quantile(widths, REVIEW_QUANTILE)),
         feature_names=names, reference=_reference(dense_all.astype(np.float64), target), n_train=n,
-        dev_qwk=dev_qwk, extra={"interval_coverage_gap": float(abs(cross_coverage - COVERAGE))},
+        dev_qwk=dev_qwk, extra={"interval_coverage_gap": float(abs(cross_coverage - COVERAGE)),
+                                "threshold_rule": threshold_rule},
     )

@@ -112,7 +112,9 @@ def grade_essay(text: str | bytes, prompt_id: int, *, settings: Settings | None 
     width = 2 * float(half[0]) * model.span
     unusual = out_of_range_signals(model.feature_names, dense[0].astype(np.float64), model.reference)
     needs_review = bool(width > model.review_width or unusual or notes or model.kind is ModelKind.few_shot)
-    confidence = float(np.clip(1.0 - (interval[1] - interval[0]) / model.span, 0.0, 1.0))
+    # From the continuous interval, not its rounded and clipped ends: an interval cut off at the bottom of the
+    # scale must not look narrower than it is, so confidence orders grades exactly as review routing does.
+    confidence = float(np.clip(1.0 - width / model.span, 0.0, 1.0))
     reasons = notes + unusual + explain(model.feature_names, dense[0].astype(np.float64), model.reference)
     return AiGrade(status=GradeStatus.suggested, score=score, interval=interval, confidence=round(confidence, 3),
                    needs_review=needs_review, reasons=reasons, model_version=model.model_version,
@@ -165,6 +167,7 @@ def train_essay_models(
                 "score_range": list(score_range), "n_train": model.n_train, "dev_qwk": model.dev_qwk,
                 "onnx_parity_max_abs_diff": parity, "conformal_quantile": model.conformal_quantile}
         meta["interval_coverage_gap"] = model.extra["interval_coverage_gap"]
+        meta["threshold_rule"] = model.extra.get("threshold_rule")
         if register:
             meta["registered_version"] = _register(model, onnx_bytes, parity, frame, dev_mask, meta, settings)
         _store.save_model(settings, model, onnx_bytes, meta)

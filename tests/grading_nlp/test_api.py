@@ -110,3 +110,21 @@ def test_saved_heads_are_onnx_with_parity(grading_settings, good, essay_maker) -
         session = ort.InferenceSession(str(directory / _store.HEAD_FILE), providers=["CPUExecutionProvider"])
         onnx_out = session.run(None, {"features": dense})[0].ravel()
         np.testing.assert_allclose(onnx_out, loaded.model.scorers.head.predict(dense), atol=1e-5)
+
+
+def test_grading_in_a_fresh_process_loads_neither_torch_nor_sentence_transformers(grading_settings, good) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from grading_nlp.api import grade_essay\n"
+            "from learnloop.settings import Settings\n"
+            f"grade = grade_essay({good!r}, 3, settings=Settings(data_dir={str(grading_settings.data_path)!r}))\n"
+            "print(json.dumps({'status': grade.status.value, 'score': grade.score,\n"
+            "                  'heavy': sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules)}))\n")
+    env = {**os.environ, "LEARNLOOP_DATA_DIR": str(grading_settings.data_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "suggested" and 0 <= result["score"] <= 3
+    assert result["heavy"] == []

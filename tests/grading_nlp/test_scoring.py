@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from grading_nlp._model import _qwk, choose_model_kind, default_thresholds, to_scores, tune_thresholds
+from grading_nlp._model import (
+    _qwk,
+    choose_model_kind,
+    choose_thresholds,
+    default_thresholds,
+    stretched_thresholds,
+    to_scores,
+    tune_thresholds,
+)
 from grading_nlp.data import ModelKind
 from learnloop.datasets import PROMPT_SCORE_RANGES
 
@@ -46,3 +54,32 @@ def test_tuned_cut_points_undo_shrinkage_towards_the_mean() -> None:
                                               (300, ModelKind.full), (1800, ModelKind.full)])
 def test_model_kind_depends_on_how_many_essays_are_graded(graded: int, kind: ModelKind | None) -> None:
     assert choose_model_kind(graded) is kind
+
+
+def test_stretched_cut_points_undo_shrinkage_with_one_parameter() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 4, size=60)
+    shrunk = 1.5 + 0.5 * (truth - 1.5) + rng.normal(0, 0.2, size=60)
+    stretched = stretched_thresholds(shrunk, truth, (0, 3))
+    assert np.all(np.diff(stretched) > 0)
+    # The cut points move towards the predictions' mean, by at most the bound on the stretch factor.
+    assert np.all(np.abs(stretched - shrunk.mean()) < np.abs(default_thresholds((0, 3)) - shrunk.mean()))
+    fresh = rng.integers(0, 4, size=400)
+    fresh_values = 1.5 + 0.5 * (fresh - 1.5) + rng.normal(0, 0.2, size=400)
+    plain = _qwk(fresh, to_scores(fresh_values, default_thresholds((0, 3)), (0, 3)))
+    assert _qwk(fresh, to_scores(fresh_values, stretched, (0, 3))) > plain + 0.05
+    # Predictions as spread out as the truth are left to plain rounding.
+    np.testing.assert_allclose(stretched_thresholds(truth * 1.0, truth, (0, 3)), default_thresholds((0, 3)))
+
+
+def test_threshold_rule_is_chosen_on_held_out_halves_of_the_dev_split() -> None:
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 4, size=400)
+    shrunk = 1.5 + 0.45 * (truth - 1.5) + rng.normal(0, 0.15, size=400)
+    thresholds, rule = choose_thresholds(shrunk, truth, (0, 3))
+    assert rule in ("tuned", "stretched")
+    plain = _qwk(truth, to_scores(shrunk, default_thresholds((0, 3)), (0, 3)))
+    assert _qwk(truth, to_scores(shrunk, thresholds, (0, 3))) > plain + 0.05
+    calibrated = truth + rng.normal(0, 0.2, size=400)  # nothing to correct: plain rounding stays
+    thresholds, _ = choose_thresholds(calibrated, truth, (0, 3))
+    np.testing.assert_allclose(thresholds, default_thresholds((0, 3)))
