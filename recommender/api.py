@@ -27,6 +27,7 @@ __all__ = [
     "index_items",
     "recommend",
     "remove_items",
+    "reset_ranker_cache",
     "search",
 ]
 
@@ -189,6 +190,51 @@ def assign_variant(
     return Variant.treatment if bucket < treatment_share else Variant.control
 
 
+RANKER_MODEL = "recommender"  # registered model name of the learned ranker
+RANKER_REFRESH_SECONDS = 300.0  # how long a resolved champion (or its absence) is trusted before asking again
+_RANKERS: dict[str, tuple[float, object, str | None]] = {}
+
+
+def _champion_ranker(settings: Settings | None = None):
+    """(the champion ``OnnxRanker`` or None, why not): one load per process and registry, refreshed lazily."""
+    import time
+
+    from learnloop.errors import LearnloopError, NotFound
+
+    settings = settings or get_settings()
+    key = settings.mlflow_uri
+    now = time.monotonic()
+    with _LOCK:
+        cached = _RANKERS.get(key)
+        if cached is not None and now - cached[0] < RANKER_REFRESH_SECONDS:
+            return cached[1], cached[2]
+    from models.api import load_champion_onnx
+    from recommender._recommend.service import OnnxRanker
+
+    ranker, reason = None, None
+    try:
+        champion = load_champion_onnx(RANKER_MODEL, settings=settings)
+        previous = cached[1] if cached is not None else None
+        if previous is not None and previous.version == str(champion.version):
+            ranker = previous
+        else:
+            ranker = OnnxRanker(champion.onnx_bytes, champion.schema, champion.version)
+    except NotFound:
+        reason = f"no '{RANKER_MODEL}' champion registered (train with `learnloop train recommender`)"
+    except (LearnloopError, OSError, ValueError) as exc:  # registry down or a graph this code cannot feed
+        logging.getLogger(__name__).warning("recommender model unavailable: %s", exc)
+        reason = f"recommender model unavailable: {getattr(exc, 'message', exc)}"
+    with _LOCK:
+        _RANKERS[key] = (now, ranker, reason)
+    return ranker, reason
+
+
+def reset_ranker_cache() -> None:
+    """Forget the loaded champion ranker (the next ``recommend`` resolves the alias again)."""
+    with _LOCK:
+        _RANKERS.clear()
+
+
 def recommend(
     *,
     user_id: str,
@@ -199,21 +245,28 @@ def recommend(
     limit: int = 10,
     experiment: str = "recommender-v1",
     treatment_share: float = 0.5,
+    use_model: bool = True,
+    settings: Settings | None = None,
 ) -> RecommendationList:
     """What to open next for a learner in a course, logged with its A/B arm.
 
     ``interactions``: DataFrame[user_id, item_id, day] of content opens in this course (platform activity
     events or OULAD clicks); ``items``: DataFrame[item_id, kind] (+ optional ``week_from``) of the course's
     content; ``day``: days since the course started. Control gets popularity within course and week;
-    treatment the learnloop ranker (fitted on the course's last two weeks). A learner without history is a
-    cold start and gets popularity within course and week in both arms. Items already opened are never
-    recommended.
+    treatment the learned ranker: the ``champion`` of registered model ``recommender`` (ONNX, loaded once per
+    process and re-resolved every few minutes so a promotion is picked up). Without a champion (or with
+    ``use_model=False``) treatment gets the popularity list too, with ``fallback`` saying why and
+    ``model_version`` None. A learner without history is a cold start and gets popularity within course and
+    week in both arms. Items already opened are never recommended.
     """
     from recommender._recommend import service
 
     if not 1 <= limit <= 100:
         raise InvalidInput(f"limit must be between 1 and 100, got {limit}")
     variant = assign_variant(user_id, experiment=experiment, treatment_share=treatment_share)
+    ranker, unavailable = (None, "model disabled (use_model=False)")
+    if use_model and variant is Variant.treatment:
+        ranker, unavailable = _champion_ranker(settings)
     served = service.recommend(
         user_id=str(user_id),
         course_id=str(course_id),
@@ -223,6 +276,8 @@ def recommend(
         limit=limit,
         variant=variant,
         experiment=experiment,
+        ranker=ranker,
+        ranker_unavailable=unavailable,
     )
     _SERVED_LOG.info(
         "recommendations served",
@@ -232,6 +287,8 @@ def recommend(
             "experiment": served.experiment,
             "variant": served.variant.value,
             "cold_start": served.cold_start,
+            "model_version": served.model_version,
+            "fallback": served.fallback,
             "items": [r.item_id for r in served.items],
         },
     )

@@ -72,3 +72,8 @@ class RecommendationList:
     variant: Variant
     items: tuple[Recommendation, ...] = field(default_factory=tuple)
     cold_start: bool = False
+    # The registered ranker version that scored a treatment list (None for control and cold start).
+    model_version: str | None = None
+    # Set when the treatment arm could not use the learned ranker (no champion registered, or it failed to load):
+    # the list is popularity within course and week instead.
+    fallback: str | None = None

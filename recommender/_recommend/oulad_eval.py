@@ -23,7 +23,7 @@ SCORERS: dict[str, Callable[[CourseClicks, int], np.ndarray]] = {
     "popularity": rankers.popularity,
     "itemknn": rankers.itemknn,
     "popularity_recent": rankers.popularity_recent,
-    "learnloop": rankers.learnloop_scores,
+    "learnloop": rankers.learnloop_scores,  # replaced per evaluation by the learned ranker (see evaluate_courses)
 }
 BASELINES = ("popularity", "itemknn", "popularity_recent")
 
@@ -44,8 +44,18 @@ def cutoffs_of(course: CourseClicks) -> list[int]:
     return list(range(CUTOFF_STEP_DAYS, course.length_days - rankers.HORIZON_DAYS + 1, CUTOFF_STEP_DAYS))
 
 
-def evaluate_courses(courses: list[CourseClicks], *, progress: Callable[[str], None] | None = None) -> dict:
-    totals = {name: {"ndcg@10": 0.0, "recall@10": 0.0} for name in SCORERS}
+def evaluate_courses(
+    courses: list[CourseClicks], *, progress: Callable[[str], None] | None = None, learned: bool = True
+) -> dict:
+    """``learnloop`` is the learned ranker under the temporal protocol of :mod:`learned` (``learned=False``:
+    the transition heuristic, which needs no fitting)."""
+    from recommender._recommend import learned as learned_ranker
+
+    scorers = dict(SCORERS)
+    if learned:
+        scorers["learnloop"] = learned_ranker.temporal_scorer(courses, progress=progress)
+    totals = {name: {"ndcg@10": 0.0, "recall@10": 0.0} for name in scorers}
+    per_course_ndcg: dict[str, dict[str, float]] = {}
     n_lists = 0
     per_course: dict[str, int] = {}
     for course in courses:
@@ -55,16 +65,18 @@ def evaluate_courses(courses: list[CourseClicks], *, progress: Callable[[str], N
             rows = truth.any(1)
             if not rows.any():
                 continue
-            for name, scorer in SCORERS.items():
+            for name, scorer in scorers.items():
                 ndcg, recall = ranking_metrics(scorer(course, day)[rows], seen[rows], truth[rows])
                 totals[name]["ndcg@10"] += float(ndcg.sum())
+                course_sums = per_course_ndcg.setdefault(course.course_id, {})
+                course_sums[name] = course_sums.get(name, 0.0) + float(ndcg.sum())
                 totals[name]["recall@10"] += float(recall.sum())
             n_lists += int(rows.sum())
             per_course[course.course_id] = per_course.get(course.course_id, 0) + int(rows.sum())
             if progress is not None:
                 progress(f"{course.course_id} day {day}")
     means = {
-        metric: {name: round(totals[name][metric] / max(n_lists, 1), 4) for name in SCORERS}
+        metric: {name: round(totals[name][metric] / max(n_lists, 1), 4) for name in scorers}
         for metric in ("ndcg@10", "recall@10")
     }
     best_baseline = max(BASELINES, key=lambda name: means["ndcg@10"][name])
@@ -76,6 +88,10 @@ def evaluate_courses(courses: list[CourseClicks], *, progress: Callable[[str], N
             means["ndcg@10"]["learnloop"] / max(means["ndcg@10"][best_baseline], 1e-12), 3
         ),
         "lists_per_course": per_course,
+        "ndcg@10_per_course": {
+            course_id: {name: round(total / per_course[course_id], 4) for name, total in sums.items()}
+            for course_id, sums in per_course_ndcg.items()
+        },
         "cutoff_days": f"every {CUTOFF_STEP_DAYS} days from day {CUTOFF_STEP_DAYS}; horizon {rankers.HORIZON_DAYS} days",
     }
 

@@ -8,10 +8,11 @@ strictly before the cutoff. Items a learner already opened are excluded by the c
 * ``popularity_recent`` — *popularity within course and week*: learners who first opened the item in the
   last 7 days. Courses move in lockstep through weekly material, so this is the strong baseline and our
   cold-start rule.
-* ``learnloop`` — popularity within course and week, personalised by first-open transitions ("learners
-  who opened this learner's last-week items opened these next"), weight chosen on the previous week.
-  A gradient-boosted pointwise ranker over :data:`FEATURES` (``gradient_boosted_scores``) was tried and
-  lost to the plain weekly popularity (NDCG@10 0.553 vs 0.581), so it is not the default.
+* ``learnloop_scores`` — popularity within course and week, personalised by first-open transitions; the
+  session-1 heuristic, kept as the cheap no-model scorer of tests.
+* :func:`features` — what the learned ranker (:mod:`recommender._recommend.learned`) sees per
+  (learner, item): cohort trends, the fastest learners' and look-alikes' recent opens, item-item similarity to
+  the learner's items, item age, the learner's pace and progress.
 """
 
 from __future__ import annotations
@@ -29,15 +30,22 @@ FEATURES = (
     "itemknn",  # normalised per learner
     "itemknn_recent",  # similarity to the learner's last-week items
     "item_age_days",  # days since anyone first opened it (-1: nobody yet)
-    "item_kind",  # activity type (categorical)
     "learner_items",  # items the learner opened so far
     "learner_idle_days",  # days since the learner's last first-open
     "kind_affinity",  # share of the learner's items of this kind
     "position_gap",  # item position in the course order minus the mean of the learner's last-week items
     "planned_week_gap",  # planned week of use minus the current week (NaN when unknown)
     "learner_recent_items",
+    "leaders_trend_7d",  # share of the cohort's fastest fifth who first opened it in the last 7 days
+    "leaders_trend_3d",
+    "growth_3d_7d",  # last-3-day first opens over last-7-day first opens (-1: none in 7 days)
+    "trend_14d",
+    "trend_rank",  # rank of trend_7d among the course's items (0 = most opened last week)
+    "learner_progress",  # share of last week's 20 most opened items the learner has opened
+    "learner_earliness",  # mean days the learner opened items before the cohort's median opener
+    "userknn_recent",  # last-week first opens of the learner's 50 most similar learners
+    "item_median_day_gap",  # median first-open day among the item's openers minus today (999: none)
 )
-KIND_FEATURE = FEATURES.index("item_kind")
 MISSING = -999.0
 
 
@@ -112,43 +120,62 @@ def features(course: CourseClicks, day: int) -> np.ndarray:
         knn,
         knn_recent,
         per_item(item_age),
-        per_item(course.item_kind),
         per_learner(learner_items),
         per_learner(idle),
         kind_affinity,
         position[None, :] - mean_position[:, None],
         per_item(planned_gap),
         per_learner(recent_count),
+        *_cohort_columns(course, day, per_item, per_learner),
     ]
     stacked = np.stack(columns, axis=-1).astype(np.float32)
     # Unknown (no planned week, no recent items) is a value of its own; an all-NaN column also breaks binning.
     return np.nan_to_num(stacked, nan=MISSING, posinf=MISSING, neginf=MISSING)
 
 
-def training_rows(
-    course: CourseClicks, cutoffs, *, negative_share: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features, label) rows for learner-item pairs not yet opened at each cutoff; negatives subsampled."""
-    xs, ys = [], []
-    for cutoff in cutoffs:
-        feats = features(course, cutoff)
-        candidate = ~course.seen(cutoff)
-        label = course.first_clicked_between(cutoff, cutoff + HORIZON_DAYS)[candidate]
-        x = feats[candidate]
-        keep = label | (rng.random(len(label)) < negative_share)
-        xs.append(x[keep])
-        ys.append(label[keep])
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def fit_ranker(x: np.ndarray, y: np.ndarray, *, seed: int = 0):
-    """Gradient-boosted pointwise ranker (probability of a first open within the horizon)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    model = HistGradientBoostingClassifier(
-        max_iter=120, learning_rate=0.08, max_leaf_nodes=31, min_samples_leaf=40, random_state=seed
-    )
-    return model.fit(x, y)
+def _cohort_columns(course: CourseClicks, day: int, per_item, per_learner) -> list[np.ndarray]:
+    """Where the cohort is heading: what its fastest learners and this learner's look-alikes opened lately."""
+    seen = course.seen(day)
+    n_learners = seen.shape[0]
+    opened = np.where(seen, course.first_click, np.nan)
+    has_openers = seen.any(0)
+    median_day = np.full(seen.shape[1], np.nan)
+    if has_openers.any():
+        median_day[has_openers] = np.nanmedian(opened[:, has_openers], axis=0)
+    ahead = median_day[None, :] - opened
+    counted = np.isfinite(ahead)
+    earliness = np.where(counted, ahead, 0.0).sum(1) / np.maximum(counted.sum(1), 1)
+    active = course.first_clicked_between(day - 14, day).any(1)
+    leaders = active & (earliness >= np.quantile(earliness[active], 0.8)) if active.any() else active
+    recent7 = course.first_clicked_between(day - HORIZON_DAYS, day)
+    recent3 = course.first_clicked_between(day - 3, day)
+    count7, count3 = recent7.sum(0), recent3.sum(0)
+    trend7 = _share(recent7)
+    order = np.argsort(-trend7, kind="stable")
+    rank = np.empty(len(order), dtype=np.float32)
+    rank[order] = np.arange(len(order))
+    progress = seen[:, order[:20]].mean(1) if len(order) else np.zeros(n_learners)
+    history = seen.astype(np.float32)
+    norm = np.sqrt(history.sum(1)) + 1e-9
+    similar = (history @ history.T) / norm[:, None] / norm[None, :]
+    np.fill_diagonal(similar, 0.0)
+    if n_learners > 1:
+        k = min(50, n_learners - 1)
+        kth = -np.sort(-similar, axis=1)[:, k - 1 : k]
+        similar = np.where(similar >= kth, similar, 0.0)
+    neighbours = similar @ recent7.astype(np.float32)
+    neighbours /= np.maximum(neighbours.max(1, keepdims=True), 1e-9)
+    return [
+        per_item(recent7[leaders].sum(0) / max(int(leaders.sum()), 1)),
+        per_item(recent3[leaders].sum(0) / max(int(leaders.sum()), 1)),
+        per_item(np.where(count7 > 0, count3 / np.maximum(count7, 1), -1.0)),
+        per_item(_share(course.first_clicked_between(day - 14, day))),
+        per_item(rank),
+        per_learner(progress),
+        per_learner(earliness),
+        neighbours,
+        per_item(np.where(np.isfinite(median_day), median_day - day, 999.0)),
+    ]
 
 
 def transitions(course: CourseClicks, day: int, horizon: int = HORIZON_DAYS) -> np.ndarray:
@@ -194,20 +221,3 @@ def learnloop_scores(course: CourseClicks, day: int) -> np.ndarray:
             ]
             weight = BLEND_WEIGHTS[int(np.argmax(quality))]
     return _blend(course, day, weight)
-
-
-def gradient_boosted_scores(
-    course: CourseClicks, day: int, *, train_weeks: int = 2, seed: int = 0
-) -> np.ndarray:
-    """A pointwise gradient-boosted ranker over :data:`FEATURES`, fitted on the weekly cutoffs before ``day``.
-
-    Kept for comparison: on OULAD it scored NDCG@10 0.553 vs 0.581 for popularity within week (see eval).
-    """
-    rng = np.random.default_rng(seed)
-    cutoffs = [day - HORIZON_DAYS * k for k in range(1, train_weeks + 1) if day - HORIZON_DAYS * k >= 0]
-    x, y = training_rows(course, cutoffs, negative_share=0.1, rng=rng)
-    if y.sum() == 0 or y.all():
-        return popularity_recent(course, day)
-    model = fit_ranker(x, y, seed=seed)
-    feats = features(course, day)
-    return model.predict_proba(feats.reshape(-1, feats.shape[-1]))[:, 1].reshape(feats.shape[:2])

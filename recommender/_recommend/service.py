@@ -23,7 +23,11 @@ def recommend(
     limit: int,
     variant: Variant,
     experiment: str,
+    ranker=None,
+    ranker_unavailable: str | None = None,
 ) -> RecommendationList:
+    """``ranker``: the champion :class:`OnnxRanker` (None: treatment falls back to popularity within course and
+    week, with ``ranker_unavailable`` as the reason)."""
     missing = [c for c in _REQUIRED_INTERACTIONS if c not in interactions.columns]
     if missing or "item_id" not in items.columns:
         raise InvalidInput(
@@ -59,14 +63,39 @@ def recommend(
     row = np.searchsorted(course.learners, learner_pos[user_id])
     has_row = row < len(course.learners) and course.learners[row] == learner_pos[user_id]
     cold_start = not has_row
-    if cold_start or variant is Variant.control:
+    model_version = fallback = None
+    if cold_start or variant is Variant.control or ranker is None:
         scores = rankers.popularity_recent(course, day)[0]
         seen = np.zeros(len(item_ids), dtype=bool) if cold_start else course.seen(day)[row]
         reason = "popular in this course this week"
+        if not cold_start and variant is Variant.treatment:
+            fallback = ranker_unavailable or "no recommender model registered"
     else:
-        scores = rankers.learnloop_scores(course, day)[row]
+        scores = ranker.score(rankers.features(course, day)[row])
         seen = course.seen(day)[row]
-        reason = "learnloop ranker"
+        reason = f"learnloop ranker v{ranker.version}"
+        model_version = ranker.version
     order = [i for i in np.argsort(-np.asarray(scores, dtype=float), kind="stable") if not seen[i]][:limit]
     picked = tuple(Recommendation(item_ids[course.items[i]], float(scores[i]), reason) for i in order)
-    return RecommendationList(user_id, course_id, experiment, variant, picked, cold_start=cold_start)
+    return RecommendationList(user_id, course_id, experiment, variant, picked, cold_start=cold_start,
+                              model_version=model_version, fallback=fallback)
+
+
+class OnnxRanker:
+    """The registered learned ranker, scored with ONNX Runtime (torch- and sklearn-free)."""
+
+    def __init__(self, onnx_bytes: bytes, schema, version: str) -> None:
+        from models.api import OnnxClassifier
+
+        if schema.feature_names != list(rankers.FEATURES):
+            raise InvalidInput(
+                f"recommender model v{version} expects features {schema.feature_names}, this code computes "
+                f"{list(rankers.FEATURES)}; retrain with `learnloop train recommender`"
+            )
+        self.version = str(version)
+        self._model = OnnxClassifier(onnx_bytes, schema)
+
+    def score(self, feats: np.ndarray) -> np.ndarray:
+        """P(first open within 7 days) per row of ``feats`` (``n × len(FEATURES)``)."""
+        frame = pd.DataFrame(np.asarray(feats, dtype=np.float32), columns=list(rankers.FEATURES))
+        return self._model.predict_proba(frame)

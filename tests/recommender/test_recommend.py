@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from recommend_fixtures import lockstep_course
 
 from learnloop.errors import InvalidInput
 from recommender import api
@@ -14,27 +15,6 @@ from recommender._recommend import rankers
 from recommender._recommend.clicks import course_clicks
 from recommender._recommend.oulad_eval import SCORERS, evaluate_courses, ranking_metrics
 from recommender.data import Variant
-
-
-def lockstep_course(n_learners: int = 60, n_items: int = 40, seed: int = 3):
-    """Items released every 3 days in build order; most learners open each within a few days of release."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for learner in range(n_learners):
-        lag = rng.integers(0, 3)
-        for item in range(n_items):
-            if rng.random() < 0.85:
-                rows.append((learner, 1000 + item, 3 * item + lag + int(rng.integers(0, 3))))
-    clicks = pd.DataFrame(rows, columns=["id_student", "id_site", "date"])
-    kinds = ("quiz", "resource")
-    items = pd.DataFrame(
-        {
-            "id_site": 1000 + np.arange(n_items),
-            "activity_type": [kinds[i % 2] for i in range(n_items)],
-            "week_from": np.nan,
-        }
-    )
-    return course_clicks(clicks, items, course_id="X-1", length_days=3 * n_items + 10, kinds=kinds)
 
 
 def tiny_course():

@@ -1,0 +1,131 @@
+"""The learned ranker: a gradient-boosted pointwise model of "first opens this item within 7 days".
+
+Rows are (learner, item not yet opened) pairs at weekly cutoffs, described by :data:`rankers.FEATURES` (from
+clicks before the cutoff only); the label is a first open in ``[cutoff, cutoff + 7)``. Only learners who open
+something in that week give rows (the evaluation scores exactly those), and negatives are subsampled.
+
+Evaluation protocol (``learnloop eval recommend``): the list of a presentation at cutoff ``d`` is scored by a
+model fitted on that presentation's weekly cutoffs whose label week ends by ``d`` plus every cutoff of the
+presentations that started earlier (BBB 2013B, then AAA 2013J, then AAA 2014J) — never on anything at or after
+``d`` of the presentation being scored. The served model is fitted on every presentation (and the platform's own
+courses, built from activity events) and exported to ONNX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recommender._recommend import rankers
+from recommender._recommend.clicks import CourseClicks
+
+MODEL_NAME = "recommender"
+TRAIN_STEP_DAYS = 7
+NEGATIVE_SHARE = 0.1
+MAX_TRAIN_ROWS = 150_000
+PARAMS = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 1.0}
+
+
+def chronological(courses: Sequence[CourseClicks]) -> list[CourseClicks]:
+    """Presentations in start order (OULAD ``2013B`` starts in February, ``2013J`` in October); others last."""
+
+    def key(course: CourseClicks):
+        tail = course.course_id.rsplit("-", 1)[-1]
+        if len(tail) == 5 and tail[:4].isdigit():
+            return (0, int(tail[:4]), tail[4], course.course_id)
+        return (1, 0, "", course.course_id)
+
+    return sorted(courses, key=key)
+
+
+def rows_at(course: CourseClicks, day: int, *, rng: np.random.Generator, negative_share: float = NEGATIVE_SHARE):
+    """(features, labels) of one cutoff: learners who first open something in the week, negatives subsampled."""
+    seen = course.seen(day)
+    future = course.first_clicked_between(day, day + rankers.HORIZON_DAYS) & ~seen
+    active = future.any(1)
+    if not active.any():
+        return None
+    candidate = ~seen & active[:, None]
+    labels = future[candidate]
+    keep = labels | (rng.random(len(labels)) < negative_share)
+    feats = rankers.features(course, day)[candidate]
+    return feats[keep], labels[keep]
+
+
+def training_cutoffs(course: CourseClicks, *, before: int | None = None) -> list[int]:
+    """Weekly cutoffs whose label week ends by ``before`` (all of the presentation when None)."""
+    end = course.length_days if before is None else before
+    return list(range(TRAIN_STEP_DAYS, end - rankers.HORIZON_DAYS + 1, TRAIN_STEP_DAYS))
+
+
+class RowCache:
+    """Training rows per (course, cutoff), computed once per evaluation (features are the expensive part)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rows: dict[tuple[str, int], tuple[np.ndarray, np.ndarray] | None] = {}
+        self._seed = seed
+
+    def get(self, course: CourseClicks, day: int):
+        key = (course.course_id, day)
+        if key not in self._rows:
+            rng = np.random.default_rng([self._seed, day, sum(map(ord, course.course_id))])
+            self._rows[key] = rows_at(course, day, rng=rng)
+        return self._rows[key]
+
+    def stack(self, plan: Sequence[tuple[CourseClicks, int]], *, max_rows: int = MAX_TRAIN_ROWS):
+        parts = [r for r in (self.get(course, day) for course, day in plan) if r is not None]
+        if not parts:
+            return None
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        if len(y) > max_rows:  # keep every positive, thin the negatives
+            rng = np.random.default_rng(len(y))
+            negatives = np.flatnonzero(~y)
+            drop = rng.choice(negatives, size=min(len(y) - max_rows, len(negatives)), replace=False)
+            keep = np.ones(len(y), dtype=bool)
+            keep[drop] = False
+            x, y = x[keep], y[keep]
+        return x, y
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0):
+    """A ``HistGradientBoostingClassifier`` on float32 features (the item kind code split as a number: ONNX
+    export of native categorical splits is not supported by skl2onnx)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(**PARAMS, random_state=seed)
+    return model.fit(x.astype(np.float32), y)
+
+
+def score_native(model, course: CourseClicks, day: int) -> np.ndarray:
+    feats = rankers.features(course, day)
+    flat = feats.reshape(-1, feats.shape[-1])
+    return model.predict_proba(flat)[:, 1].reshape(feats.shape[:2])
+
+
+def temporal_scorer(
+    courses: Sequence[CourseClicks], *, progress: Callable[[str], None] | None = None
+) -> Callable[[CourseClicks, int], np.ndarray]:
+    """The evaluation's ``learnloop`` scorer: for (presentation, d) a model fitted on earlier data only."""
+    ordered = chronological(courses)
+    cache = RowCache()
+
+    def scorer(course: CourseClicks, day: int) -> np.ndarray:
+        position = [c.course_id for c in ordered].index(course.course_id)
+        plan = [(c, d) for c in ordered[:position] for d in training_cutoffs(c)]
+        plan += [(course, d) for d in training_cutoffs(course, before=day)]
+        stacked = cache.stack(plan)
+        if stacked is None or stacked[1].all() or not stacked[1].any():
+            return rankers.popularity_recent(course, day)  # nothing to learn from yet: the cold-start rule
+        if progress is not None:
+            progress(f"fitting the ranker for {course.course_id} day {day} on {len(stacked[1]):,} rows")
+        return score_native(fit(*stacked), course, day)
+
+    return scorer
+
+
+def feature_frame(feats: np.ndarray) -> pd.DataFrame:
+    """Rows of :data:`rankers.FEATURES` as the frame the ONNX graph is fed (one input per feature)."""
+    return pd.DataFrame(feats.reshape(-1, feats.shape[-1]).astype(np.float32), columns=list(rankers.FEATURES))

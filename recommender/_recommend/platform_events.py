@@ -1,0 +1,127 @@
+"""The platform's events as training data: content opens → interactions, served lists + opens → feedback.
+
+Input: ``learnloop.events`` envelopes as the platform emits them (outbox / ``lms.analytics.events``): activity
+events whose ``payload.content_id`` names an item (the same open types the platform's recommendations route
+counts), and ``recommendations.served`` events carrying the experiment, arm and item ids of each served list.
+
+* interactions — one row per (course, user, item, day) open; ``day`` counts from the course's first event, the
+  way the platform counts from the course's start. Every open is a training label for the next run.
+* feedback — an open of an item that was in the learner's latest served list of that course (served before the
+  open) is ``clicked``; a ``video_complete`` of such an item is ``completed``. Attributed to the list's arm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from learnloop.errors import InvalidInput
+from learnloop.events import Event, Topic
+from recommender._recommend.clicks import CourseClicks, course_clicks
+
+OPEN_TYPES = ("content_view", "resource_click", "page_view", "video_play", "video_complete")
+COMPLETE_TYPES = ("video_complete",)
+SERVED_TYPE = "recommendations.served"
+INTERACTION_COLUMNS = ["course_id", "user_id", "item_id", "day", "timestamp", "event_type"]
+
+
+def _envelopes(events: Iterable) -> list[Event]:
+    out = []
+    for raw in events:
+        if isinstance(raw, Event):
+            out.append(raw)
+            continue
+        try:
+            out.append(Event.model_validate_json(raw) if isinstance(raw, str | bytes) else Event.model_validate(raw))
+        except ValueError as exc:
+            raise InvalidInput(f"not a learnloop event envelope: {str(raw)[:120]}") from exc
+    return out
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def interactions(events: Iterable) -> pd.DataFrame:
+    """Content opens as ``course_id, user_id, item_id, day, timestamp, event_type`` rows (see module doc)."""
+    envelopes = _envelopes(events)
+    rows = []
+    for event in envelopes:
+        if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES:
+            continue
+        item = (event.payload or {}).get("content_id")
+        if not item or not event.user_id or not event.course_id:
+            continue
+        rows.append((str(event.course_id), str(event.user_id), str(item), _utc(event.timestamp), event.event_type))
+    frame = pd.DataFrame(rows, columns=["course_id", "user_id", "item_id", "timestamp", "event_type"])
+    if frame.empty:
+        return pd.DataFrame(columns=INTERACTION_COLUMNS)
+    start = frame.groupby("course_id")["timestamp"].transform("min")
+    frame["day"] = (frame["timestamp"] - start).dt.days.astype(int)
+    return frame[INTERACTION_COLUMNS].sort_values(["course_id", "timestamp"]).reset_index(drop=True)
+
+
+def feedback(events: Iterable) -> pd.DataFrame:
+    """Opens/completions of recommended items: ``course_id, user_id, item_id, experiment, variant, outcome,
+    served_event_id, timestamp`` (outcome ``clicked`` or ``completed``)."""
+    envelopes = sorted(_envelopes(events), key=lambda e: _utc(e.timestamp))
+    latest: dict[tuple[str, str], Event] = {}
+    rows = []
+    for event in envelopes:
+        key = (str(event.course_id), str(event.user_id))
+        if event.event_type == SERVED_TYPE:
+            latest[key] = event
+            continue
+        if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES:
+            continue
+        served = latest.get(key)
+        item = str((event.payload or {}).get("content_id") or "")
+        if served is None or item not in {str(i) for i in served.payload.get("items") or []}:
+            continue
+        outcome = "completed" if event.event_type in COMPLETE_TYPES else "clicked"
+        rows.append((key[0], key[1], item, served.payload.get("experiment"), served.payload.get("variant"),
+                     outcome, str(served.event_id), _utc(event.timestamp)))
+    return pd.DataFrame(rows, columns=["course_id", "user_id", "item_id", "experiment", "variant", "outcome",
+                                       "served_event_id", "timestamp"])
+
+
+def feedback_summary(events: Iterable) -> dict:
+    """Served lists and distinct clicked/completed items per arm (what the next training run logs)."""
+    envelopes = _envelopes(events)
+    frame = feedback(envelopes)
+    served: dict[str, int] = {}
+    for event in envelopes:
+        if event.event_type == SERVED_TYPE:
+            arm = str(event.payload.get("variant") or "fallback")
+            served[arm] = served.get(arm, 0) + 1
+    by_variant: dict[str, dict[str, int]] = {arm: {"served": n} for arm, n in served.items()}
+    if not frame.empty:
+        frame = frame.assign(variant=frame["variant"].fillna("fallback").astype(str))
+        for (arm, outcome), group in frame.groupby(["variant", "outcome"]):
+            by_variant.setdefault(arm, {"served": 0})[outcome] = int(
+                group.drop_duplicates(["served_event_id", "item_id"]).shape[0]
+            )
+    return {"by_variant": by_variant, "feedback_events": int(len(frame))}
+
+
+def courses_from_interactions(frame: pd.DataFrame) -> list[CourseClicks]:
+    """One :class:`CourseClicks` per platform course (items: those ever opened; kind unknown → ``page``)."""
+    out = []
+    for course_id, rows in frame.groupby("course_id"):
+        items = sorted(rows["item_id"].astype(str).unique())
+        learners = sorted(rows["user_id"].astype(str).unique())
+        item_pos = {item: i for i, item in enumerate(items)}
+        learner_pos = {learner: i for i, learner in enumerate(learners)}
+        clicks = pd.DataFrame({
+            "id_student": rows["user_id"].astype(str).map(learner_pos).to_numpy(dtype=np.int64),
+            "id_site": rows["item_id"].astype(str).map(item_pos).to_numpy(dtype=np.int64),
+            "date": rows["day"].to_numpy(dtype=float),
+        })
+        item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": "page", "week_from": np.nan})
+        length = int(rows["day"].max()) + 1
+        out.append(course_clicks(clicks, item_frame, course_id=f"platform-{course_id}", length_days=length,
+                                 kinds=("page",)))
+    return out

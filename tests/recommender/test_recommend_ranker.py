@@ -1,0 +1,129 @@
+"""The learned ranker end to end (fit → ONNX → MLflow champion → served torch-free) and platform events as its
+training data (opens → interactions, served lists + opens → clicked/completed feedback)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from recommend_fixtures import lockstep_course
+
+from learnloop.events import Event
+from recommender import api
+from recommender._recommend import learned, platform_events, rankers
+from recommender.data import Variant
+
+
+def _frames_of(course) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A CourseClicks as the platform-shaped frames ``recommend`` takes."""
+    learner, item = np.nonzero(np.isfinite(course.first_click))
+    interactions = pd.DataFrame({
+        "user_id": [f"u{course.learners[i]}" for i in learner],
+        "item_id": [f"i{course.items[j]}" for j in item],
+        "day": course.first_click[learner, item].astype(int),
+    })
+    items = pd.DataFrame({"item_id": [f"i{j}" for j in course.items], "kind": "page"})
+    return interactions, items
+
+
+def test_chronological_order_follows_the_presentation_code():
+    courses = [lockstep_course(course_id=c) for c in ("AAA-2014J", "AAA-2013J", "BBB-2013B")]
+    assert [c.course_id for c in learned.chronological(courses)] == ["BBB-2013B", "AAA-2013J", "AAA-2014J"]
+    assert learned.training_cutoffs(courses[0], before=30) == [7, 14, 21]  # label weeks end by day 30
+
+
+def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings, monkeypatch):
+    from recommender._recommend.train import train_ranker
+
+    courses = [lockstep_course(n_learners=40, n_items=30, seed=s, course_id=c)
+               for s, c in ((1, "X-2013B"), (2, "X-2013J"), (3, "X-2014J"))]
+    interactions, items = _frames_of(courses[-1])
+    day = 60
+    user = next(u for u in interactions["user_id"].unique()
+                if api.assign_variant(u, treatment_share=1.0) is Variant.treatment)
+
+    api.reset_ranker_cache()
+    before = api.recommend(user_id=user, course_id="c", interactions=interactions, items=items, day=day,
+                           treatment_share=1.0, settings=settings)
+    assert before.variant is Variant.treatment and before.model_version is None
+    assert before.fallback and "no 'recommender' champion" in before.fallback
+    assert before.items and before.items[0].reason == "popular in this course this week"
+
+    report = train_ranker(courses, settings=settings)
+    metrics = report["metrics"]
+    assert report["version"] == "1" and report["promotion"] == "promoted", report
+    assert metrics["onnx_parity_max_abs_diff"] <= 1e-5
+    assert metrics["ndcg_at_10"] > 0.5  # lockstep release: the week's trend is learnable
+
+    loads = []
+    import models.api
+
+    real_load = models.api.load_champion_onnx
+    monkeypatch.setattr(models.api, "load_champion_onnx", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    api.reset_ranker_cache()
+    served = [api.recommend(user_id=user, course_id="c", interactions=interactions, items=items, day=day,
+                            treatment_share=1.0, settings=settings) for _ in range(3)]
+    assert len(loads) == 1  # loaded once, then cached
+    after = served[0]
+    assert after.model_version == "1" and after.fallback is None
+    assert all(r.reason == "learnloop ranker v1" for r in after.items)
+    opened = set(interactions.loc[(interactions.user_id == user) & (interactions.day < day), "item_id"])
+    assert not opened & {r.item_id for r in after.items}
+    scores = [r.score for r in after.items]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.0 and max(scores) <= 1.0
+    # Control and cold start never touch the model.
+    cold = api.recommend(user_id="newcomer", course_id="c", interactions=interactions, items=items, day=day,
+                         treatment_share=1.0, settings=settings)
+    assert cold.cold_start and cold.model_version is None and cold.fallback is None
+
+
+def test_the_ranker_beats_weekly_popularity_when_learners_move_at_their_own_pace():
+    """Lagging learners open what the cohort opened earlier; the learned ranker sees the learner's pace."""
+    courses = [lockstep_course(seed=s, course_id=c, lag_days=12) for s, c in ((4, "Y-2013B"), (5, "Y-2013J"))]
+    scorer = learned.temporal_scorer(courses)
+    course, ours, baseline, n = courses[1], 0.0, 0.0, 0
+    from recommender._recommend.oulad_eval import ranking_metrics
+
+    for day in (56, 84):
+        seen = course.seen(day)
+        truth = course.first_clicked_between(day, day + 7) & ~seen
+        rows = truth.any(1)
+        ours += ranking_metrics(scorer(course, day)[rows], seen[rows], truth[rows])[0].sum()
+        baseline += ranking_metrics(rankers.popularity_recent(course, day)[rows], seen[rows], truth[rows])[0].sum()
+        n += rows.sum()
+    assert ours / n > baseline / n + 0.05
+
+
+def _event(kind: str, user: str, minutes: int, **payload) -> Event:
+    start = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    return Event(event_type=kind, user_id=user, course_id="course-1", timestamp=start + timedelta(minutes=minutes),
+                 payload=payload)
+
+
+def test_platform_events_become_interactions_and_attributed_feedback():
+    events = [
+        _event("content_view", "u2", 0, content_id="a"),
+        _event("recommendations.served", "u1", 10, experiment="recommender-v1", variant="treatment",
+               items=["a", "b"]),
+        _event("content_view", "u1", 20, content_id="a"),  # clicked a recommended item
+        _event("video_complete", "u1", 60 * 24 * 3, content_id="b"),  # completed one, three days later
+        _event("content_view", "u1", 60 * 24 * 3 + 1, content_id="c"),  # not recommended
+        _event("forum_post", "u1", 99, content_id="a"),  # not an open
+        _event("recommendations.served", "u2", 5, experiment="recommender-v1", variant="control", items=["c"]),
+    ]
+    raw = [e.model_dump_json() for e in events]  # what a JSONL export of the stream holds
+    rows = platform_events.interactions(raw)
+    assert len(rows) == 4 and set(rows["event_type"]) == {"content_view", "video_complete"}
+    assert rows.loc[rows.item_id == "b", "day"].item() == 3 and rows["day"].min() == 0
+    fb = platform_events.feedback(raw)
+    assert sorted(zip(fb.item_id, fb.outcome, fb.variant, strict=True)) == [
+        ("a", "clicked", "treatment"), ("b", "completed", "treatment")]
+    summary = platform_events.feedback_summary(raw)
+    assert summary["by_variant"] == {"treatment": {"served": 1, "clicked": 1, "completed": 1},
+                                     "control": {"served": 1}}
+    (course,) = platform_events.courses_from_interactions(rows)
+    assert course.first_click.shape == (2, 3) and course.first_click[0, 1] == 3  # u1 first opened b on day 3
+    with pytest.raises(Exception, match="not a learnloop event"):
+        platform_events.interactions(["{not json"])
