@@ -15,6 +15,7 @@ import gc
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,22 +26,31 @@ from pipelines._offline import registrations_path
 from pipelines.api import complete_entity_rows, get_online_features, online_feature_matrix
 
 
-def _entity_rows(service: str, feast_dir, count: int, rng: np.random.Generator) -> list[dict]:
+def _entity_pools(service: str, feast_dir, sizes: tuple[int, ...], rng: np.random.Generator,
+                  pool: int = 50) -> dict[int, list[list[dict]]]:
+    """``pool`` random batches of registrations (plus random content items where the service needs them)."""
     path = registrations_path(feast_dir)
     if not path.exists():
         raise Unavailable(f"{path} is missing; run `learnloop features build` first")
-    regs = pd.read_parquet(path, columns=["student_course", "course"])
-    picked = regs.iloc[rng.choice(len(regs), size=min(count, len(regs)), replace=False)]
-    rows = [{"student_course": key} for key in picked["student_course"]]
+    keys = pd.read_parquet(path, columns=["student_course"])["student_course"].to_numpy()
+    site_ids = None
     if "id_site" in service_join_keys(service):
-        sites = pd.read_parquet(feast_dir / "data" / "content_item_popularity.parquet", columns=["id_site"])
-        site_ids = sites["id_site"].unique()
-        for row in rows:
-            row["id_site"] = int(rng.choice(site_ids))
-    return complete_entity_rows(service, rows)
+        site_ids = pd.read_parquet(feast_dir / "data" / "content_item_popularity.parquet",
+                                   columns=["id_site"])["id_site"].unique()
+    pools: dict[int, list[list[dict]]] = {}
+    for size in sizes:
+        pools[size] = []
+        for _ in range(pool):
+            rows = [{"student_course": key} for key in rng.choice(keys, size=min(size, len(keys)), replace=False)]
+            if site_ids is not None:
+                for row in rows:
+                    row["id_site"] = int(rng.choice(site_ids))
+            pools[size].append(complete_entity_rows(service, rows))
+    return pools
 
 
-def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100), store=None) -> dict:
+def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = (1, 100), store=None,
+                 reference_repeats: int | None = None) -> dict:
     """p50/p99 milliseconds (wall and CPU) of online reads of ``service`` per batch size; see the module
     docstring for what each figure times. Each timed call reads a different random batch, after a warm-up."""
     from pipelines._online import reader_for
@@ -64,10 +74,11 @@ def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = 
         get_online_features(service=service, entity_rows=rows, store=store)
 
     rng = np.random.default_rng(0)
-    batches = {size: [_entity_rows(service, store.config.repo_path, size, rng) for _ in range(50)] for size in sizes}
+    batches = _entity_pools(service, Path(store.config.repo_path), sizes, rng)
     online, cpu = _time(serving_read, batches, repeats)
-    feast, feast_cpu = _time(feast_read, batches, max(repeats // 10, 20))
-    frame, _ = _time(frame_read, batches, max(repeats // 10, 20))
+    reference = reference_repeats or max(repeats // 10, 20)  # the slow paths: fewer runs
+    feast, feast_cpu = _time(feast_read, batches, reference)
+    frame, _ = _time(frame_read, batches, reference)
     return {"service": service, "online_store": store.config.online_store.type,
             "path": "serving.api.open_online_reader (read + fill; batch: read_rows + fill)",
             "online_ms": online, "online_cpu_ms": cpu, "feast_ms": feast, "feast_cpu_ms": feast_cpu,
@@ -81,7 +92,7 @@ def _time(read: Callable[[list[dict]], None], batches: dict[int, list[list[dict]
     for size, pool in batches.items():
         for batch in pool[:5]:  # warm-up: statement cache, SQLite pages, code paths
             read(batch)
-        runs = repeats if size == 1 else max(repeats // 10, 20)
+        runs = repeats if size == 1 else max(repeats // 10, min(repeats, 20))
         wall, cpu = np.empty(runs), np.empty(runs)
         gc.collect()
         for i in range(runs):

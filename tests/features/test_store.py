@@ -155,7 +155,7 @@ def test_serving_reader_is_the_online_path_and_batches_equal_single_reads(built)
 def test_features_bench_reports_the_serving_path(built) -> None:
     from pipelines._bench import bench_online
 
-    report = bench_online(service="student_risk_v1", repeats=40, store=built.store)
+    report = bench_online(service="student_risk_v1", repeats=40, store=built.store, reference_repeats=5)
     assert report["online_store"] == "sqlite" and report["path"].startswith("serving.api.open_online_reader")
     for key in ("online_ms", "online_cpu_ms", "feast_ms"):
         assert set(report[key]) == {"1", "100"}
