@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,23 +10,6 @@ from fastapi.testclient import TestClient
 from grading_review_fixtures import Api, make_app, platform_settings, train_tiny_grader
 
 from learnloop.settings import Settings
-
-
-def _import_real_platform_api() -> None:
-    # pytest puts tests/ on sys.path, where tests/platform_api (no __init__) would be imported as a namespace
-    # package named platform_api if nothing imported the real one first; jinja's PackageLoader then fails.
-    if "platform_api" in sys.modules:
-        return
-    tests_dirs = [p for p in sys.path if Path(p).resolve().is_relative_to(Path(__file__).parents[1].resolve())]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if p not in tests_dirs]
-    try:
-        import platform_api  # noqa: F401
-    finally:
-        sys.path[:] = saved
-
-
-_import_real_platform_api()
 
 
 @pytest.fixture(scope="session")
