@@ -3,7 +3,8 @@ become click rows, garbage goes to a quarantine with a reason, and the activity-
 presentations touched are recomputed.
 
 Incremental and idempotent: accepted event ids form a ledger (``<feast_dir>/events/clicks.parquet``); an event
-already in it is skipped (counted ``already_ingested``), so replaying a stream adds nothing twice.
+already in it is skipped (counted ``already_ingested``), so replaying a stream adds nothing twice. So are the
+``resource_click`` events of the OULAD import (``source_service`` ``oulad_import``): they are studentVle rows.
 
 An activity event counts as clicks on a content item: ``user_id`` is the student (OULAD ``id_student``),
 ``course_id`` the presentation key (``AAA-2013J``), ``payload.content_id`` the item (``id_site``),
@@ -37,6 +38,8 @@ class QuarantineReason(StrEnum):
     negative_clicks = "negative_clicks"
     duplicate_event_id = "duplicate_event_id"
 
+
+OULAD_IMPORT_SOURCE = "oulad_import"  # source_service of the events `learnloop data import oulad` writes
 
 CLICK_COLUMNS = ["event_id", "id_student", "course", "id_site", "date", "sum_click", "event_timestamp",
                  "ingested_at"]
@@ -99,7 +102,9 @@ def validate_events(raw_events: list[dict | str | Event], *, registrations: pd.D
             continue
         event_id = str(event.event_id)
         raw_out = event.model_dump(mode="json")
-        if event_id in seen_ids:
+        if event_id in seen_ids or event.source_service == OULAD_IMPORT_SOURCE:
+            # An OULAD-import click is a studentVle row the offline build already reads: replaying the platform's
+            # analytics stream must not count it twice.
             report.already_ingested += 1
             continue
         if event_id in batch_ids:

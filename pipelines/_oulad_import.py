@@ -33,10 +33,11 @@ import pandas as pd
 from learnloop.datasets import OuladTables
 from learnloop.errors import InvalidInput
 from learnloop.settings import Settings, get_settings
+from pipelines._events import OULAD_IMPORT_SOURCE
 from pipelines._snapshots import presentation_start
 
 NAMESPACE = uuid.UUID("5d1e0c7a-6f0b-4c59-9d3a-0a11ad0e4d5a")  # never change: ids must stay stable
-SOURCE = "oulad_import"
+SOURCE = OULAD_IMPORT_SOURCE
 CHUNK = 20_000
 _KIND = {"url": "link", "resource": "document", "oucontent": "document", "dataplus": "document",
          "folder": "document"}
