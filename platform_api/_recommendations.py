@@ -134,6 +134,9 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     emit(session, event_type="recommendations.served", user_id=user.id, course_id=course.id,
          source_service="platform_api.recommendations",
          payload={"experiment": result.experiment, "variant": result.variant, "cold_start": result.cold_start,
-                  "fallback": result.fallback, "items": [i.item_id for i in result.items]})
+                  "fallback": result.fallback, "items": [i.item_id for i in result.items],
+                  # which learned ranker scored the list (None: control, cold start or its popularity fallback)
+                  "model_version": getattr(served, "model_version", None),
+                  "ranker_fallback": getattr(served, "fallback", None)})
     session.commit()
     return result

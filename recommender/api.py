@@ -14,17 +14,24 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from learnloop.errors import InvalidInput, PermissionDenied
 from learnloop.events import Event, Topic
 from learnloop.settings import Settings, get_settings
 from recommender.data import ContentChange, ContentItem, RecommendationList, SearchHit, Variant
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "apply_content_event",
     "assign_variant",
     "close_search_index",
+    "feedback_from_events",
     "index_items",
+    "interactions_from_events",
     "recommend",
     "remove_items",
     "reset_ranker_cache",
@@ -212,7 +219,10 @@ def _champion_ranker(settings: Settings | None = None):
     from recommender._recommend.service import OnnxRanker
 
     ranker, reason = None, None
+    registry_file = key.removeprefix("sqlite:///") if key.startswith("sqlite:///") else None
     try:
+        if registry_file is not None and not Path(registry_file).is_file():
+            raise NotFound("no MLflow registry in this data dir yet")  # don't create one just to find it empty
         champion = load_champion_onnx(RANKER_MODEL, settings=settings)
         previous = cached[1] if cached is not None else None
         if previous is not None and previous.version == str(champion.version):
@@ -227,6 +237,23 @@ def _champion_ranker(settings: Settings | None = None):
     with _LOCK:
         _RANKERS[key] = (now, ranker, reason)
     return ranker, reason
+
+
+def interactions_from_events(events: Iterable) -> pd.DataFrame:
+    """Content opens in platform event envelopes (objects, dicts or JSON lines) as training interactions:
+    ``course_id, user_id, item_id, day, timestamp, event_type`` (day 0 = the course's first event)."""
+    from recommender._recommend import platform_events
+
+    return platform_events.interactions(events)
+
+
+def feedback_from_events(events: Iterable) -> pd.DataFrame:
+    """Clicks (opens) and completions (``video_complete``) of items of the learner's latest served list, with
+    the list's experiment and arm: ``course_id, user_id, item_id, experiment, variant, outcome,
+    served_event_id, timestamp``. ``learnloop train recommender --events`` logs these per arm."""
+    from recommender._recommend import platform_events
+
+    return platform_events.feedback(events)
 
 
 def reset_ranker_cache() -> None:

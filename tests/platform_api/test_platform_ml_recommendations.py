@@ -12,11 +12,16 @@ from platform_api.data import MLBackends
 
 @pytest.fixture(scope="module")
 def rec_platform(tmp_path_factory) -> Iterator[Platform]:
+    from functools import partial
+
+    from learnloop.settings import Settings
     from recommender.api import recommend
 
     database = fresh_database_url("sqlite", tmp_path_factory.mktemp("db-recs"))
-    yield from start_platform(next(database), tmp_path_factory.mktemp("recs-data"),
-                              ml=MLBackends(recommend=recommend))
+    data_dir = tmp_path_factory.mktemp("recs-data")
+    # The recommender looks for its champion ranker in this test's own registry (none: marked popularity).
+    bound = partial(recommend, settings=Settings(data_dir=data_dir, env="test"))
+    yield from start_platform(next(database), data_dir, ml=MLBackends(recommend=bound))
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +134,33 @@ def test_fallback_is_popularity_with_the_header(rec_platform, course):
         assert response.status_code == 200 and response.json()["fallback"] == "recommender failed: RuntimeError"
     finally:
         app.state.ml = wired
+
+
+def test_opens_of_served_items_become_feedback_for_the_next_training_run(rec_platform, course):
+    """What the platform emits (served lists + activity) is what `learnloop train recommender --events` reads."""
+    from sqlalchemy import select
+
+    from platform_api._models import OutboxEvent
+    from recommender.api import feedback_from_events, interactions_from_events
+
+    user_id, headers = course["learners"]["b"]
+    body = _recs(rec_platform, user_id, course["id"], headers).json()
+    first = body["data"][0]["item_id"]
+    for event_type in ("content_view", "video_complete"):
+        response = rec_platform.client.post("/api/v1/events", headers=headers,
+                                            json={"event_type": event_type, "content_id": first})
+        assert response.status_code in (201, 202), response.text
+    with rec_platform.app.state.sessions() as session:
+        envelopes = session.scalars(select(OutboxEvent.envelope).where(
+            OutboxEvent.course_id == course["id"]).order_by(OutboxEvent.id)).all()
+    served = [e for e in envelopes if e["event_type"] == "recommendations.served" and e["user_id"] == user_id]
+    assert served[-1]["payload"]["variant"] == body["variant"]
+    if body["variant"] == "treatment":  # no ranker registered in this test's registry: marked as such
+        assert served[-1]["payload"]["model_version"] is None and served[-1]["payload"]["ranker_fallback"]
+    feedback = feedback_from_events(envelopes)
+    mine = feedback[feedback.user_id == user_id]
+    assert sorted(zip(mine.item_id, mine.outcome, mine.variant, strict=True)) == [
+        (first, "clicked", body["variant"]), (first, "completed", body["variant"])]
+    opens = interactions_from_events(envelopes)
+    assert {(user_id, first)} <= set(zip(opens.user_id, opens.item_id, strict=True))
+    assert len(opens) >= 8  # the fixture's six opens + these two

@@ -34,6 +34,7 @@ def test_chronological_order_follows_the_presentation_code():
     assert learned.training_cutoffs(courses[0], before=30) == [7, 14, 21]  # label weeks end by day 30
 
 
+@pytest.mark.slow  # MLflow registry on SQLite + an ONNX export: ~30 s on a quiet machine
 def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings, monkeypatch):
     from recommender._recommend.train import train_ranker
 
