@@ -122,3 +122,32 @@ def test_ids_are_uuid5_of_the_oulad_key(key) -> None:
 
     assert oulad_uuid("student", key) == uuid.uuid5(NAMESPACE, f"oulad:student:{key}")
     assert _uuid_text("click", key) == str(uuid.uuid5(NAMESPACE, f"oulad:click:{key}"))
+
+
+@pytest.mark.integration
+def test_the_import_runs_on_postgresql_too(tmp_path) -> None:
+    # Bulk insert-or-skip compiles per dialect: the platform's server form (PostgreSQL) gets the same rows once.
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    from learnloop.settings import Settings
+
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1: {exc}")
+    schema = f"oulad_import_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        pg = Settings(data_dir=tmp_path / "pg", database_url="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+                      f"?options=-csearch_path%3D{schema}")
+        embedded = Settings(data_dir=tmp_path / "sqlite")
+        tables = _tables()
+        first = import_oulad(tables=tables, settings=pg)
+        again = import_oulad(tables=tables, settings=pg)
+        import_oulad(tables=tables, settings=embedded)
+        assert first["inserted"]["events"] > 1000 and again["inserted"] == {}
+        assert _counts(pg) == _counts(embedded)
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
