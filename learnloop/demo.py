@@ -213,11 +213,20 @@ def _essay_review(ctx: DemoContext) -> str:
 def _interventions(ctx: DemoContext) -> str:
     """A course for the demo instructor linked to the latest presentation of the first OULAD module (its still
     registered learners enrolled), then the interventions job over every active enrollment: alerts to act on at
-    ``/staff/courses/{id}/alerts``."""
+    ``/staff/courses/{id}/alerts``. Users and the course already linked to those OULAD ids (``learnloop data import
+    oulad``: ``metadata.id_student`` / ``metadata.presentation``) are reused, so no student exists twice."""
     from learnloop.errors import Conflict
     from pipelines.api import risk_label_frame
     from pipelines.interventions.api import run_interventions
-    from platform_api.api import create_courses, create_users, enroll_users, open_session
+    from platform_api.api import (
+        create_courses,
+        create_users,
+        enroll_users,
+        enrollment_status_of,
+        grant_course_role,
+        linked_oulad_records,
+        open_session,
+    )
     from platform_api.data import NewCourse, NewEnrollment, NewUser
 
     registrations = risk_label_frame(weeks=["end"])
@@ -225,26 +234,41 @@ def _interventions(ctx: DemoContext) -> str:
     presentation = str(latest.iloc[0]["course"])
     current = registrations[(registrations["course"] == presentation) & registrations["active"]]
     instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
-    course_id = uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/at-risk/{presentation}")
-    learners = {int(s): uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/oulad-learner/{s}")
-                for s in current["id_student"]}
+    students = sorted({int(s) for s in current["id_student"]})
     with open_session(ctx.settings) as session:
-        try:
-            create_users(session=session, users=[NewUser(
-                email=f"oulad-{s}@learners.example", name=f"OULAD learner {s}", metadata={"id_student": s}, id=u)
-                for s, u in learners.items()])
+        linked, course_id = linked_oulad_records(session=session, id_students=students, presentation=presentation)
+        imported_course = course_id is not None
+        if course_id is None:
+            course_id = uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/at-risk/{presentation}")
             create_courses(session=session, courses=[NewCourse(
                 title=f"Module {presentation} (at-risk alerts)", instructor_id=instructor, id=course_id,
                 description=f"The learners of OULAD presentation {presentation} still registered at its end",
                 metadata={"presentation": presentation})])
-            enroll_users(session=session, enrollments=[NewEnrollment(user_id=u, course_id=course_id)
-                                                       for u in learners.values()])
+        else:
+            grant_course_role(session=session, user_id=instructor, course_id=course_id)  # staff of the import
+        missing = {s: uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/oulad-learner/{s}")
+                   for s in students if s not in linked}
+        if missing:
+            create_users(session=session, users=[NewUser(
+                email=f"oulad-{s}@learners.example", name=f"OULAD learner {s}", metadata={"id_student": s}, id=u)
+                for s, u in missing.items()])
+        learners = {**linked, **missing}
+        new = [u for u in learners.values()
+               if enrollment_status_of(session, user_id=u, course_id=course_id) is None]
+        try:
+            if new:
+                enroll_users(session=session, enrollments=[NewEnrollment(user_id=u, course_id=course_id) for u in new])
         except Conflict:
-            session.rollback()  # a previous demo run linked them
-    summary = run_interventions(settings=ctx.settings)
+            session.rollback()  # a previous demo run enrolled them
+    # The import records finished presentations as history (completed/dropped): replay that course's completed
+    # enrollments too, as the job's --include-completed does.
+    summary = run_interventions(settings=ctx.settings, course_id=course_id if imported_course else None,
+                                include_completed=imported_course)
+    reused = (f"; reused {len(linked):,} already linked learners" if linked else "") + (
+        f" and the imported course {presentation}" if imported_course else "")
     return (f"{summary.scored:,} active enrollments scored with risk v{summary.model_version}, "
             f"{summary.alerts_raised:,} alerts raised (risk ≥ {summary.threshold}), "
-            f"{summary.suppressed_by_cooldown:,} in cooldown; instructor@learnloop.example acts on them at "
+            f"{summary.suppressed_by_cooldown:,} in cooldown{reused}; instructor@learnloop.example acts on them at "
             f"/staff/courses/{course_id}/alerts")
 
 

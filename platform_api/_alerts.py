@@ -90,6 +90,10 @@ def record_outcome(*, session: Session, actor: Principal | None, alert_id: uuid.
     """Store what staff did with an alert; ``action`` is required for (and only for) ``action_taken``."""
     view = get_alert(session=session, actor=actor, alert_id=alert_id)
     alert = view.alert
+    if alert.status is AlertStatus.superseded:
+        raise InvalidInput("This alert was superseded by a newer alert for the same learner; record the outcome "
+                           "on the open one (GET /api/v1/courses/{id}/alerts?status=open)",
+                           details={"alert_id": str(alert.id)})
     if outcome is AlertOutcome.action_taken and action is None:
         raise InvalidInput("Say which action you took: 'action' must be one of "
                            f"{', '.join(a.value for a in AlertAction)} when the outcome is action_taken",
@@ -139,7 +143,8 @@ def report(*, session: Session, actor: Principal | None, course_id: uuid.UUID | 
     ).join(Alert, Alert.id == AlertOutcomeRecord.alert_id).where(
         AlertOutcomeRecord.outcome == AlertOutcome.action_taken, *where).group_by(AlertOutcomeRecord.action)
     by_action = {action.value: count for action, count in session.execute(actions) if action is not None}
-    resolved = sum(by_status[s] for s in AlertStatus if s is not AlertStatus.open)
+    # Superseded alerts were replaced by a newer alert of the same learner, not judged by staff.
+    resolved = sum(by_status[s] for s in AlertStatus if s not in (AlertStatus.open, AlertStatus.superseded))
     total = sum(by_status.values())
     return {
         "course_id": str(course_id) if course_id else None,
@@ -163,7 +168,36 @@ def staff_courses(*, session: Session, actor: Principal) -> list[tuple[Course, i
             if policy.is_course_staff(session, actor, course)]
 
 
+def open_alert_counts(*, session: Session, course_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Open alerts per course (courses without any are left out)."""
+    wanted = list(set(course_ids))
+    if not wanted:
+        return {}
+    return {course: int(count) for course, count in session.execute(
+        select(Alert.course_id, func.count()).where(Alert.status == AlertStatus.open, Alert.course_id.in_(wanted))
+        .group_by(Alert.course_id))}
+
+
 # --------------------------------------------------------------------------- the trusted job (actor=None)
+def linked_records(*, session: Session, id_students: Iterable[int],
+                   presentation: str) -> tuple[dict[int, uuid.UUID], uuid.UUID | None]:
+    """Platform users already linked to these OULAD students (``metadata.id_student``) and the course already
+    linked to ``presentation`` (``metadata.presentation``; the oldest when several), e.g. from
+    ``learnloop data import oulad``, so callers reuse them instead of creating duplicates."""
+    wanted = sorted({int(s) for s in id_students})
+    users: dict[int, uuid.UUID] = {}
+    key = User.metadata_[STUDENT_KEY]
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = session.execute(select(User.id, key.as_integer()).where(
+            key.as_integer().in_(chunk)).order_by(User.created_at, User.id)).all()
+        for user_id, student in rows:
+            users.setdefault(int(student), user_id)  # the oldest wins if a student was linked twice
+    course = session.scalar(select(Course.id).where(Course.metadata_[COURSE_KEY].as_string() == presentation)
+                            .order_by(Course.created_at, Course.id).limit(1))
+    return users, course
+
+
 def scoring_targets(*, session: Session, course_id: uuid.UUID | None = None,
                     statuses: Iterable[EnrollmentStatus] = (EnrollmentStatus.enrolled,)) -> list[ScoringTarget]:
     """Enrollments to score: in ``statuses`` (active = enrolled), of active users, in courses not archived."""
@@ -212,19 +246,36 @@ def record_alerts(*, session: Session, alerts: Iterable[NewAlert], now: datetime
         chunk = ids[start:start + 500]
         for row in session.scalars(select(Enrollment).where(Enrollment.id.in_(chunk))):
             enrollments[row.id] = row
-    created = []
     for new in batch:
-        enrollment = enrollments.get(new.enrollment_id)
-        if enrollment is None:
+        if enrollments.get(new.enrollment_id) is None:
             raise NotFound(f"Enrollment {new.enrollment_id} does not exist; score current enrollments only")
         if not 0.0 <= new.risk_score <= 1.0:
             raise InvalidInput(f"risk_score {new.risk_score} of enrollment {new.enrollment_id} is not in [0, 1]")
+    # A re-alert (after the cooldown) replaces the enrollment's open alert: staff see one open alert per learner
+    # and course. The older one is closed as ``superseded`` (not a staff verdict: no outcome row, no label).
+    superseded = []
+    for start in range(0, len(ids), 500):
+        superseded += session.scalars(select(Alert).where(Alert.enrollment_id.in_(ids[start:start + 500]),
+                                                          Alert.status == AlertStatus.open)).all()
+    created = []
+    replaced: dict[uuid.UUID, list[Alert]] = {}
+    for old in superseded:
+        replaced.setdefault(old.enrollment_id, []).append(old)
+    for new in batch:
+        enrollment = enrollments[new.enrollment_id]
         alert = Alert(id=uuid.uuid4(), enrollment_id=enrollment.id, user_id=enrollment.user_id,
                       course_id=enrollment.course_id, risk_score=float(new.risk_score), threshold=float(new.threshold),
                       model_name=new.model_name, model_version=str(new.model_version), drivers=list(new.drivers),
                       actions=[{**a, "kind": str(a["kind"])} for a in new.actions], status=AlertStatus.open,
                       created_at=now)
         session.add(alert)
+        for old in replaced.pop(enrollment.id, []):
+            old.status = AlertStatus.superseded
+            old.resolved_at = now
+            emit(session, event_type="enrollment.alert_superseded", user_id=old.user_id, course_id=old.course_id,
+                 source_service="pipelines.interventions",
+                 payload={"alert_id": str(old.id), "enrollment_id": str(old.enrollment_id),
+                          "superseded_by": str(alert.id)})
         emit(session, event_type="enrollment.alert_raised", user_id=alert.user_id, course_id=alert.course_id,
              source_service="pipelines.interventions",
              payload={"alert_id": str(alert.id), "enrollment_id": str(alert.enrollment_id),
@@ -239,7 +290,7 @@ def record_alerts(*, session: Session, alerts: Iterable[NewAlert], now: datetime
 def outcome_labels(*, session: Session, since: datetime | None = None) -> list[AlertLabel]:
     """Every resolved alert with its learner/course model keys and staff verdict (labels for training)."""
     statement = (select(Alert, User.metadata_, Course.metadata_).join(User, User.id == Alert.user_id)
-                 .join(Course, Course.id == Alert.course_id).where(Alert.status != AlertStatus.open)
+                 .join(Course, Course.id == Alert.course_id).where(Alert.status.not_in([AlertStatus.open, AlertStatus.superseded]))
                  .order_by(Alert.resolved_at, Alert.id))
     if since is not None:
         statement = statement.where(Alert.resolved_at >= since)

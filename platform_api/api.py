@@ -483,7 +483,7 @@ def import_records(*, session: Session, users: Iterable[NewUser] = (), courses: 
 
 # --------------------------------------------------------------------------- at-risk alerts (interventions job)
 __all__ += ["active_enrollments", "alert_outcome_labels", "courses_with_content", "latest_alerts",
-            "next_due_assessments", "record_alerts", "remedial_content"]
+            "next_due_assessments", "record_alerts", "remedial_content", "linked_oulad_records", "grant_course_role"]
 
 
 def active_enrollments(*, session: Session, course_id: uuid.UUID | None = None,
@@ -496,6 +496,31 @@ def active_enrollments(*, session: Session, course_id: uuid.UUID | None = None,
 
     statuses = [EnrollmentStatus.enrolled, *([EnrollmentStatus.completed] if include_completed else [])]
     return _alerts.scoring_targets(session=session, course_id=course_id, statuses=statuses)
+
+
+def linked_oulad_records(*, session: Session, id_students: Iterable[int],
+                         presentation: str) -> tuple[dict[int, uuid.UUID], uuid.UUID | None]:
+    """Users already linked to these OULAD students (``metadata.id_student``) and the course already linked to
+    ``presentation`` (``metadata.presentation``), e.g. from ``learnloop data import oulad``: reuse them rather
+    than creating the same student twice."""
+    from platform_api import _alerts
+
+    return _alerts.linked_records(session=session, id_students=id_students, presentation=presentation)
+
+
+def grant_course_role(*, session: Session, user_id: uuid.UUID, course_id: uuid.UUID,
+                      role_name: str = "instructor") -> bool:
+    """Give ``user_id`` a course-scoped role (trusted caller); False when they already hold it."""
+    from platform_api._schemas import RoleGrantCreate
+    from platform_api.data import ScopeType
+
+    try:
+        _users.assign_role(session=session, actor=None, user_id=user_id, data=RoleGrantCreate(
+            role_name=role_name, scope_type=ScopeType.course, scope_id=str(course_id)))
+    except Conflict:
+        session.rollback()
+        return False
+    return True
 
 
 def latest_alerts(*, session: Session, enrollment_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, PriorAlert]:

@@ -234,6 +234,7 @@ class AlertStatus(StrEnum):
     action_taken = "action_taken"
     dismissed = "dismissed"
     not_useful = "not_useful"
+    superseded = "superseded"  # replaced by a newer alert of the same enrollment (the job re-alerted)
 
 
 class AlertOutcome(StrEnum):

@@ -68,7 +68,7 @@ def record_outcome(alert_id: uuid.UUID, body: AlertOutcomeCreate, session: Sessi
 pages = APIRouter(prefix=_web.PREFIX, include_in_schema=False)
 
 STATUS_LABELS = {"open": "Open", "action_taken": "Action taken", "dismissed": "Dismissed",
-                 "not_useful": "Not useful"}
+                 "not_useful": "Not useful", "superseded": "Superseded by a newer alert"}
 ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content": "Recommended content",
                  "extend_deadline": "Extended a deadline", "other": "Other action"}
 

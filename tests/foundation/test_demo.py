@@ -25,7 +25,8 @@ def test_demo_runs_the_whole_loop_on_synthetic_data(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "Traceback" not in output
-    for step in ("data", "platform", "features", "train + promote", "search index", "essay grader"):
+    for step in ("data", "platform", "features", "train + promote", "search index", "essay grader",
+                 "essay review", "interventions"):
         assert f"✓ {step}" in output, f"step {step!r} missing:\n{output[-3000:]}"
     assert "learnloop is running" in output
     assert (tmp_path / "var" / "mlflow.db").exists()
