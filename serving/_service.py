@@ -105,6 +105,8 @@ class RecommendResponse(BaseModel):
     variant: str | None = None
     cold_start: bool = False
     items: list[RecommendedItem] = Field(default_factory=list)
+    model_version: str | None = Field(None, description="the learned ranker's registry version (treatment lists)")
+    fallback: str | None = Field(None, description="why the treatment arm used popularity instead of the ranker")
     error: str | None = Field(None, description="set on a 4xx/503: what to fix")
     latency_ms: float | None = None
 
@@ -271,11 +273,12 @@ class LearnloopModels:
         answer = RecommendResponse(
             user_id=user_id, course_id=course_id, experiment=served.experiment, variant=served.variant.value,
             cold_start=served.cold_start, latency_ms=round(latency_ms, 3),
+            model_version=getattr(served, "model_version", None), fallback=getattr(served, "fallback", None),
             items=[RecommendedItem(item_id=r.item_id, score=float(r.score), reason=r.reason) for r in served.items])
         self.prediction_log.record(
             model_name="recommender", model_version=served.experiment,
             entity={"user_id": user_id, "course_id": course_id}, feature_names=_NO_FEATURES, features=_EMPTY,
-            output={"variant": answer.variant, "cold_start": answer.cold_start,
+            output={"variant": answer.variant, "cold_start": answer.cold_start, "model_version": answer.model_version,
                     "items": [item.item_id for item in answer.items]}, latency_ms=latency_ms)
         return _json(ctx, answer)
 

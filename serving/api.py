@@ -283,6 +283,7 @@ class RecommendClient:
         return RecommendationList(
             user_id=answer["user_id"], course_id=answer["course_id"], experiment=answer["experiment"],
             variant=Variant(answer["variant"]), cold_start=bool(answer["cold_start"]),
+            model_version=answer.get("model_version"), fallback=answer.get("fallback"),
             items=tuple(Recommendation(item_id=i["item_id"], score=float(i["score"]), reason=i["reason"])
                         for i in answer["items"]))
 

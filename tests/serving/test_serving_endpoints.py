@@ -87,6 +87,7 @@ def test_recommend_serves_what_the_recommender_computes(model_service: RunningSe
     finally:
         client.close()
     assert served.variant == expected.variant and served.cold_start == expected.cold_start
+    assert served.model_version == expected.model_version and served.fallback == expected.fallback
     assert [r.item_id for r in served.items] == [r.item_id for r in expected.items]
     assert [r.score for r in served.items] == pytest.approx([r.score for r in expected.items])
     assert served.cold_start is (user_id == "newcomer")
