@@ -146,3 +146,50 @@ def test_bad_input_through_the_platform_is_a_defined_4xx(platform: E2EPlatform, 
     response = platform.risk(user_id, platform.admin)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"]
+
+
+def test_recommendations_are_served_by_the_model_service_and_fall_back_to_popularity(
+        platform: E2EPlatform, model_service: RunningService):
+    from serving_fixtures import free_port
+
+    from platform_api.data import MLBackends
+    from serving.api import CircuitBreaker, RecommendClient
+
+    client = platform.client
+    items = []
+    for n in range(4):
+        created = client.post("/api/v1/content", headers=platform.admin,
+                               json={"course_id": platform.course_id, "title": f"Unit {n}", "body": f"unit {n}"})
+        assert created.status_code == 201, created.text
+        items.append(created.json()["id"])
+    user_id, headers = platform.learner(STUDENT_FULL)
+    opened = client.post("/api/v1/events", headers=headers, json={"event_type": "content_view", "content_id": items[0]})
+    assert opened.status_code in (201, 202), opened.text
+    app = client.app
+    wired = app.state.ml
+    live = RecommendClient(base_url=model_service.url, timeout_s=10)
+    dead = RecommendClient(base_url=f"http://127.0.0.1:{free_port()}", timeout_s=0.5,
+                           breaker=CircuitBreaker(failure_threshold=1))
+    try:
+        app.state.ml = MLBackends(recommend=live)
+        response = client.get(f"/api/v1/users/{user_id}/recommendations", params={"course_id": platform.course_id},
+                              headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "X-Learnloop-Fallback" not in response.headers and body["fallback"] is None
+        assert body["variant"] in ("control", "treatment") and body["data"]
+        assert items[0] not in [item["item_id"] for item in body["data"]]  # never what the learner opened
+        app.state.ml = MLBackends(recommend=dead)
+        for _ in range(2):  # the first call fails to connect and opens the breaker; the second is refused by it
+            response = client.get(f"/api/v1/users/{user_id}/recommendations",
+                                  params={"course_id": platform.course_id}, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.headers["X-Learnloop-Fallback"] == "recommendations-popularity"
+            body = response.json()
+            assert body["variant"] is None and body["fallback"].startswith("recommender failed")
+            assert [item["item_id"] for item in body["data"]] == items[1:]
+        assert dead.breaker.state.value == "open"
+    finally:
+        app.state.ml = wired
+        live.close()
+        dead.close()
