@@ -348,7 +348,7 @@ def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
         f"  platform API docs   {api_url}/docs\n"
         f"  model service       {ctx.settings.serving_url}\n"
         f"  log in              POST {api_url}/api/v1/auth/login  ({email} / {password})\n"
-        f"  essay review page   {api_url}/grading  (instructor@learnloop.example, same password)\n"
+        f"  staff pages         {api_url}/staff/courses  (instructor@learnloop.example, same password)\n"
         f"  data dir            {ctx.settings.data_path}\n")
     try:
         if serve:

@@ -1,16 +1,22 @@
-"""Server-rendered staff pages (under ``/staff``): sign-in with the API's JWT kept in a cookie, and rendering.
+"""Server-rendered staff and learner pages: one sign-in for all of them, one layout, the staff home.
 
 Sign-in posts email + password to ``/staff/login``, which calls the same ``_users.login`` as
-``POST /api/v1/auth/login`` and stores the access token in an HttpOnly, ``SameSite=Strict`` cookie scoped to
-``/staff`` (scripts cannot read it; other sites cannot make the browser send it). Forms that change state also
-check that ``Origin`` (or ``Referer``) is this site. Pages then authorize with exactly the API's policy: the
-cookie's token resolves to the same ``Principal`` a bearer token would. Any staff page can reuse
-:func:`page_principal`, :func:`to_login`, :func:`render` and :func:`error_page`.
+``POST /api/v1/auth/login`` and stores the access token in **one** HttpOnly, ``SameSite=Strict`` cookie with
+``path=/``, so the alerts pages (``/staff``) and the grading review and learner pages (``/grading``) share it
+(scripts cannot read it; other sites cannot make the browser send it; the JSON API ignores it, it reads bearer
+tokens only). Forms that change state also check that ``Origin`` (or ``Referer``) is this site. Pages authorize
+with exactly the API's policy: the cookie's token resolves to the same ``Principal`` a bearer token would.
+
+After signing in, staff land on ``/staff/courses`` (their courses with links to each grading queue and alerts
+list, with counts) and learners on ``/grading/my-grades``, unless the sign-in was for a specific page
+(``next``). The old ``/grading/login`` and ``/grading`` URLs redirect here. Page routes reuse
+:func:`page_principal`, :func:`to_login`, :func:`render`, :func:`error_page` and :func:`check_same_origin`.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -18,18 +24,26 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
-from platform_api import _errors, _users, policy
-from platform_api._models import User
+from platform_api import _alerts, _errors, _grading_review, _users, policy
+from platform_api._models import Course, Submission, User
 from platform_api._security import TokenType, decode_token
-from platform_api.data import UserStatus
+from platform_api.data import UserRole, UserStatus
 from platform_api.deps import SessionDep, SettingsDep
-from platform_api.policy import Principal
+from platform_api.policy import Permission, Principal, Scope
 
 PREFIX = "/staff"
 COOKIE = "learnloop_staff_token"
+COOKIE_PATH = "/"  # one cookie for /staff and /grading
+LOGIN = f"{PREFIX}/login"
+HOME = f"{PREFIX}/courses"
+MY_GRADES = "/grading/my-grades"
+# Cookies of the two earlier sign-ins (each scoped to its own pages): cleared on sign-in and sign-out.
+_LEGACY_COOKIES = (("learnloop_staff_token", PREFIX), ("learnloop_review_token", "/grading"))
+_PAGE_ROOTS = (PREFIX, "/grading")
 _env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
@@ -46,33 +60,40 @@ def page_principal(request: Request, session: Session) -> Principal | None:
     try:
         claims = decode_token(settings=request.app.state.settings, token=token, expected=TokenType.access)
         user = session.get(User, uuid.UUID(str(claims["sub"])))
-    except (LearnloopError, ValueError):
+    except (LearnloopError, ValueError, KeyError):
         return None
     if user is None or user.status is not UserStatus.active:
         return None
     return policy.load_principal(session, user)
 
 
-def _safe_next(target: str | None) -> str:
-    # Only our own staff pages: never an absolute or protocol-relative URL (open redirect).
-    if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
+def safe_next(target: str | None) -> str | None:
+    """``target`` when it is one of our own pages, else None: never an absolute or protocol-relative URL."""
+    if not target or target.startswith("//") or "\\" in target or any(c in target for c in "\r\n"):
+        return None
+    path = urlsplit(target).path
+    if any(path == root or path.startswith(root + "/") for root in _PAGE_ROOTS) and path != LOGIN:
         return target
-    return f"{PREFIX}/courses"
+    return None
 
 
 def to_login(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='')}", status_code=303)
+    return RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    html = _env.get_template(template).render(prefix=PREFIX, request=request, **context)
+    """A page in the shared layout; ``user`` (or ``actor``, the signed-in ``User``) shows the nav and sign-out."""
+    user = context.get("user", context.get("actor"))
+    html = _env.get_template(template).render(**{"prefix": PREFIX, "request": request, "home": HOME,
+                                                 "my_grades": MY_GRADES, **context, "user": user})
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
-def error_page(request: Request, exc: LearnloopError) -> HTMLResponse:
+def error_page(request: Request, exc: LearnloopError, user: User | None = None) -> HTMLResponse:
     status, _ = _errors._status_for(exc)
-    return render(request, "staff_error.html", {"status": status, "message": exc.message}, status_code=status)
+    return render(request, "staff_error.html", {"status": status, "message": exc.message, "user": user},
+                  status_code=status)
 
 
 def check_same_origin(request: Request) -> None:
@@ -82,35 +103,91 @@ def check_same_origin(request: Request) -> None:
         return  # SameSite=Strict already kept the cookie off cross-site requests
     parsed = urlsplit(source)
     if f"{parsed.scheme}://{parsed.netloc}" != f"{request.url.scheme}://{request.url.netloc}":
-        raise PermissionDenied("This form must be sent from the learnloop staff pages")
+        raise PermissionDenied("This form must be sent from the learnloop pages")
+
+
+# --------------------------------------------------------------------------- the staff home
+@dataclass(frozen=True)
+class StaffCourse:
+    """One row of the staff home: what the caller may open in the course, and what is waiting there."""
+
+    course: Course
+    can_grade: bool
+    essays_waiting: int
+    open_alerts: int
+
+
+def staff_courses(session: Session, actor: Principal) -> list[StaffCourse]:
+    """Courses the caller teaches or assists (not archived), with essays waiting and open alerts."""
+    courses = [course for course, _ in _alerts.staff_courses(session=session, actor=actor)]
+    ids = [c.id for c in courses]
+    waiting: dict[uuid.UUID, int] = {}
+    if ids:
+        waiting = {course: int(count) for course, count in session.execute(
+            select(Submission.course_id, func.count()).where(
+                Submission.course_id.in_(ids), Submission.status.in_(_grading_review.QUEUE_STATUSES))
+            .group_by(Submission.course_id))}
+    alerts = _alerts.open_alert_counts(session=session, course_ids=ids)
+    return [StaffCourse(course=c, essays_waiting=waiting.get(c.id, 0), open_alerts=alerts.get(c.id, 0),
+                        can_grade=policy.has_permission(session, actor, Permission.submissions_grade,
+                                                        Scope.of_course(c))) for c in courses]
+
+
+def landing(session: Session, actor: Principal) -> str:
+    """Where a sign-in without a target goes: learners to their grades, staff to their courses."""
+    if actor.user.role is not UserRole.student or _alerts.staff_courses(session=session, actor=actor):
+        return HOME
+    return MY_GRADES
 
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
+@router.get("")
+def staff_root() -> Response:
+    return RedirectResponse(HOME, status_code=303)
+
+
+@router.get("/courses", response_class=HTMLResponse)
+def staff_home(request: Request, session: SessionDep) -> Any:
+    actor = page_principal(request, session)
+    if actor is None:
+        return to_login(request)
+    return render(request, "staff_courses.html", {"user": actor.user, "courses": staff_courses(session, actor)})
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str | None = None) -> HTMLResponse:
-    return render(request, "staff_login.html", {"next": _safe_next(next), "error": None, "email": ""})
+def login_page(request: Request, session: SessionDep, next: str | None = None) -> Any:
+    actor = page_principal(request, session)
+    if actor is not None:  # already signed in
+        return RedirectResponse(safe_next(next) or landing(session, actor), status_code=303)
+    return render(request, "staff_login.html", {"next": safe_next(next) or "", "error": None, "email": ""})
 
 
 @router.post("/login")
 def login(request: Request, session: SessionDep, settings: SettingsDep,
-          email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=128)],
+          email: Annotated[str, Form(max_length=320)] = "", password: Annotated[str, Form(max_length=128)] = "",
           next: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    target = _safe_next(next)
+    target = safe_next(next)
     try:
-        tokens = _users.login(session=session, settings=settings, email=email.strip(), password=password)
+        tokens = _users.login(session=session, settings=settings, email=email.strip().lower(), password=password)
+        claims = decode_token(settings=settings, token=tokens.access_token, expected=TokenType.access)
+        user = session.get(User, uuid.UUID(str(claims["sub"])))
     except LearnloopError as exc:
-        return render(request, "staff_login.html", {"next": target, "error": exc.message, "email": email},
+        return render(request, "staff_login.html", {"next": target or "", "error": exc.message, "email": email},
                       status_code=401)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, tokens.access_token, max_age=settings.access_token_minutes * 60, path=PREFIX,
+    response = RedirectResponse(target or landing(session, policy.load_principal(session, user)), status_code=303)
+    for name, path in _LEGACY_COOKIES:
+        response.delete_cookie(name, path=path)
+    response.set_cookie(COOKIE, tokens.access_token, max_age=settings.access_token_minutes * 60, path=COOKIE_PATH,
                         httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
 def logout() -> Response:
-    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(COOKIE, path=PREFIX)
+    response = RedirectResponse(LOGIN, status_code=303)
+    for name, path in _LEGACY_COOKIES:
+        response.delete_cookie(name, path=path)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response

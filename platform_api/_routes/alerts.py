@@ -73,13 +73,7 @@ ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content":
                  "extend_deadline": "Extended a deadline", "other": "Other action"}
 
 
-@pages.get("/courses", response_class=HTMLResponse)
-def courses_page(request: Request, session: SessionDep) -> Any:
-    actor = _web.page_principal(request, session)
-    if actor is None:
-        return _web.to_login(request)
-    courses = _alerts.staff_courses(session=session, actor=actor)
-    return _web.render(request, "staff_courses.html", {"actor": actor.user, "courses": courses})
+# The staff home (/staff/courses: grading queues and alerts of your courses) is platform_api._web.staff_home.
 
 
 @pages.get("/courses/{course_id}/alerts", response_class=HTMLResponse)
@@ -96,7 +90,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
 
         course = get_course(session=session, actor=actor, course_id=course_id)
     except LearnloopError as exc:
-        return _web.error_page(request, exc)
+        return _web.error_page(request, exc, actor.user)
     return _web.render(request, "alerts.html", {
         "actor": actor.user, "course": course, "alerts": views, "count": count, "report": summary,
         "status": status.value if status else "", "statuses": STATUS_LABELS, "action_labels": ACTION_LABELS,
@@ -122,7 +116,7 @@ def act_on_alert(alert_id: uuid.UUID, request: Request, session: SessionDep,
                                       action=AlertAction(action) if action and chosen is AlertOutcome.action_taken
                                       else None, note=note.replace("\x00", ""))
     except LearnloopError as exc:
-        return _web.error_page(request, exc)
+        return _web.error_page(request, exc, actor.user)
     # Post/redirect/get: a reload does not record the outcome twice; the page announces what was stored.
     return RedirectResponse(f"{_web.PREFIX}/courses/{view.alert.course_id}/alerts?done={chosen.value}"
                             f"#status-message", status_code=303)

@@ -69,10 +69,25 @@ def test_instructor_reviews_ai_grades_in_the_browser_and_learners_see_final_grad
                     "--disable-component-update", "--no-first-run"])
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(f"{base}/grading/courses/{course.id}")
-                assert "/grading/login" in page.url  # not logged in yet
+                assert "/staff/login" in page.url  # not signed in yet: the one staff sign-in, then back here
                 page.get_by_label("Email").fill(instructor.email)
                 page.get_by_label("Password").fill(PASSWORD)
-                page.get_by_role("button", name="Log in").click()
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"**/grading/courses/{course.id}")
+                # One HttpOnly, SameSite=Strict cookie for every staff page (/staff and /grading).
+                (cookie,) = page.context.cookies()
+                assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == (
+                    "learnloop_staff_token", "/", True, "Strict")
+                # The staff home lists the course with its waiting essays and links to its queue and alerts.
+                page.get_by_role("link", name="Your courses").first.click()
+                page.wait_for_url("**/staff/courses")
+                row = page.locator(f"#courses tr[data-course='{course.id}']")
+                title = row.locator("th").inner_text().strip()
+                assert title
+                expect(row.locator("td").nth(0)).to_contain_text("2 ·")  # both essays wait for a decision
+                expect(row.get_by_role("link", name=f"At-risk alerts of {title}")).to_have_attribute(
+                    "href", f"/staff/courses/{course.id}/alerts")
+                row.get_by_role("link", name=f"Grading queue of {title}").click()
                 page.wait_for_url(f"**/grading/courses/{course.id}")
 
                 items = page.locator("article.item")
@@ -119,13 +134,21 @@ def test_instructor_reviews_ai_grades_in_the_browser_and_learners_see_final_grad
                 expect(page.locator("article.item")).to_have_count(0)
                 expect(page.locator("#agreement")).to_contain_text("QWK")
 
-                # The learner whose grade was accepted sees it on their page, labelled AI-assisted.
+                page.goto(f"{base}/staff/courses")
+                expect(page.locator(f"#courses tr[data-course='{course.id}'] td").nth(0)).to_contain_text("0 ·")
+                page.get_by_role("button", name="Sign out").click()
+                page.wait_for_url("**/staff/login")
+                assert page.context.cookies() == []
+
+                # The learner whose grade was accepted signs in on the same page (the old URL redirects there)
+                # and lands on their grades, labelled AI-assisted.
                 learner = submitted[accept_id]
                 other = browser.new_context().new_page()
-                other.goto(f"{base}/grading/my-grades")
+                other.goto(f"{base}/grading/login")
+                assert "/staff/login" in other.url
                 other.get_by_label("Email").fill(learner.email)
                 other.get_by_label("Password").fill(PASSWORD)
-                other.get_by_role("button", name="Log in").click()
+                other.get_by_role("button", name="Sign in").click()
                 other.wait_for_url("**/grading/my-grades")
                 row = other.locator(f"#grades tr[data-submission='{accept_id}']")
                 expect(row).to_contain_text(f"{ai_scores[accept_id]:g} / 3")

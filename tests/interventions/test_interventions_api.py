@@ -115,5 +115,5 @@ def test_prometheus_counts_alerts_by_status(api):
     text = api.get("/metrics").text
     counts = {line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines()
               if line.startswith("risk_alerts{")}
-    assert set(counts) == {"open", "action_taken", "dismissed", "not_useful"}
+    assert set(counts) == {"open", "action_taken", "dismissed", "not_useful", "superseded"}
     assert sum(counts.values()) >= 3  # the first run raised three

@@ -76,6 +76,20 @@ def test_instructor_signs_in_and_acts_on_an_alert(served_platform, interventions
         assert "Saved: alert marked “Action taken”" in page.locator("#status-message").inner_text()
         assert page.locator("#alerts").count() == 0  # the open list is empty now
         page.screenshot(path=str(shots / "alerts-page-after.png"), full_page=True)
+
+        # The same sign-in opens the course's grading queue (/grading) and the staff home with the counts.
+        page.get_by_role("link", name="Grading queue of this course").click()
+        page.wait_for_url(f"**/grading/courses/{world.course_b}")
+        assert "Nothing to grade" in page.locator("main").inner_text()
+        page.get_by_role("link", name="Your courses").first.click()
+        page.wait_for_url("**/staff/courses")
+        cells = page.locator(f"#courses tr[data-course='{world.course_b}'] td")
+        assert cells.nth(1).inner_text().startswith("0")  # no open alert left
+        page.screenshot(path=str(shots / "staff-home.png"), full_page=True)
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/staff/login")
+        page.goto(f"{served_platform}/grading/courses/{world.course_b}")
+        assert "/staff/login" in page.url  # signed out everywhere
         browser.close()
     assert (shots / "alerts-page.png").stat().st_size > 10_000
 
