@@ -19,7 +19,7 @@ import numpy as np
 
 from learnloop.errors import InvalidInput, NotFound, Unavailable
 from learnloop.settings import Settings
-from serving._online import OnlineFeatureReader, OnlineRow
+from serving._online import OnlineFeatureReader, OnlineRow, RedisFeatureReader, open_online_reader
 from serving.data import PredictionStatus, RiskRefusal
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class LoadedModel:
     version: str
     schema: object  # models.data.ModelSchema
     session: object
-    reader: OnlineFeatureReader
+    reader: OnlineFeatureReader | RedisFeatureReader
     loaded_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -175,7 +175,7 @@ class ChampionWatcher:
         self.poll_seconds = settings.serving_poll_seconds if poll_seconds is None else poll_seconds
         self.models: dict[str, LoadedModel] = {}
         self.last_error: dict[str, str] = {}
-        self._readers: dict[str, OnlineFeatureReader] = {}
+        self._readers: dict[str, OnlineFeatureReader | RedisFeatureReader] = {}
         self._lock = threading.Lock()  # one swap at a time (poll thread vs operator reload)
         self._stop = threading.Event()
         self._client = None
@@ -202,11 +202,13 @@ class ChampionWatcher:
         except MlflowException:
             return None
 
-    def _reader(self, service: str) -> OnlineFeatureReader:
+    def _reader(self, service: str) -> OnlineFeatureReader | RedisFeatureReader:
         reader = self._readers.get(service)
         if reader is None:
-            reader = self._readers[service] = OnlineFeatureReader(
-                db_path=self.online_store_path, project=FEAST_PROJECT, service=service)
+            # The configured online store (sqlite by default, redis by setting): no code change to switch.
+            reader = self._readers[service] = open_online_reader(
+                service=service, online_store=self.settings.feast_online_store.value, project=FEAST_PROJECT,
+                sqlite_path=self.online_store_path, redis_connection=self.settings.feast_redis_connection)
         return reader
 
     def _load(self, name: str) -> LoadedModel:

@@ -95,3 +95,17 @@ def test_unknown_online_store_type_is_refused():
 
     with pytest.raises(InvalidInput, match="dynamodb"):
         open_online_reader(service=SERVICE, online_store="dynamodb", project="learnloop")
+
+
+def test_model_service_reads_the_configured_online_store(serving_world: ServingWorld, monkeypatch):
+    """Switching LEARNLOOP_FEAST_ONLINE_STORE to redis switches the model service's reader, no code change."""
+    from learnloop.settings import get_settings
+    from serving._online import RedisFeatureReader
+    from serving._scorer import ChampionWatcher
+
+    assert isinstance(ChampionWatcher(settings=serving_world.settings)._reader(SERVICE), OnlineFeatureReader)
+    monkeypatch.setenv("LEARNLOOP_FEAST_ONLINE_STORE", "redis")
+    monkeypatch.setenv("LEARNLOOP_FEAST_REDIS_CONNECTION", "127.0.0.1:6379")
+    get_settings.cache_clear()
+    reader = ChampionWatcher(settings=get_settings())._reader(SERVICE)
+    assert isinstance(reader, RedisFeatureReader)
