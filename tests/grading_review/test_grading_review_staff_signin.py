@@ -1,0 +1,94 @@
+"""The one staff sign-in shared by the grading pages (/grading) and the alerts pages (/staff): the cookie's
+attributes, where staff and learners land, the old URLs' redirects, no open redirect, the same-origin check on
+form posts, and that the JSON API ignores the cookie. No browser, no grader model (see the *_browser tests)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from grading_review_fixtures import PASSWORD, Api, make_app, platform_settings
+
+
+@pytest.fixture
+def web(tmp_path):
+    settings = platform_settings(tmp_path / "var", tmp_path / "platform.db")
+    app, _ = make_app(settings)
+    with TestClient(app, follow_redirects=False) as client:
+        api = Api(client)
+        instructor = api.person("instructor", "Ina Instructor")
+        learner = api.person("student", "Lea Learner")
+        course = api.essay_course(instructor)
+        yield client, api, instructor, learner, course
+
+
+def _sign_in(client: TestClient, email: str, next: str = ""):
+    client.cookies.clear()
+    return client.post("/staff/login", data={"email": email, "password": PASSWORD, "next": next})
+
+
+def test_one_cookie_and_landing_pages(web):
+    client, _, instructor, learner, course = web
+    response = _sign_in(client, instructor.email)
+    assert response.status_code == 303 and response.headers["location"] == "/staff/courses"
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("learnloop_staff_token=")
+                  and "Max-Age=0" not in c and "expires=Thu, 01 Jan 1970" not in c)
+    attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    home = client.get("/staff/courses")
+    assert home.status_code == 200
+    assert f'href="/grading/courses/{course.id}"' in home.text
+    assert f'href="/staff/courses/{course.id}/alerts"' in home.text
+    assert "Essays waiting" in home.text and "Open alerts" in home.text
+    # The same cookie opens the grading queue and the alerts page of the course.
+    assert client.get(f"/grading/courses/{course.id}").status_code == 200
+    assert client.get(f"/staff/courses/{course.id}/alerts").status_code == 200
+    assert client.get("/grading").headers["location"] == "/staff/courses"
+    # The JSON API reads bearer tokens only: the cookie alone is not a credential there.
+    assert client.get(f"/api/v1/courses/{course.id}/grading-queue").status_code == 401
+
+    response = _sign_in(client, learner.email)
+    assert response.headers["location"] == "/grading/my-grades"
+    assert client.get("/grading/my-grades").status_code == 200
+    assert "not on the staff of any course" in client.get("/staff/courses").text
+    assert client.get(f"/grading/courses/{course.id}").status_code == 403
+    assert client.get(f"/staff/courses/{course.id}/alerts").status_code == 403
+
+    # Sign-out clears it for every page.
+    out = client.post("/staff/logout")
+    assert out.headers["location"] == "/staff/login"
+    assert client.get("/grading/my-grades").headers["location"].startswith("/staff/login?next=")
+
+
+def test_targets_old_urls_and_no_open_redirect(web):
+    client, _, instructor, _, course = web
+    queue = f"/grading/courses/{course.id}"
+    assert client.get(queue).headers["location"] == f"/staff/login?next={queue.replace('/', '%2F')}"
+    assert _sign_in(client, instructor.email, next=queue).headers["location"] == queue
+    for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/api/v1/users"):
+        assert _sign_in(client, instructor.email, next=evil).headers["location"] == "/staff/courses"
+    old = client.get("/grading/login", params={"next": "/grading/my-grades"})
+    assert old.status_code == 303 and old.headers["location"] == "/staff/login?next=%2Fgrading%2Fmy-grades"
+    client.cookies.clear()
+    posted = client.post("/grading/login", data={"email": instructor.email, "password": PASSWORD})
+    assert posted.status_code == 307 and posted.headers["location"] == "/staff/login"
+    wrong = client.post("/staff/login", data={"email": instructor.email, "password": "not it"})
+    assert wrong.status_code == 401 and 'role="alert"' in wrong.text
+    assert "learnloop_staff_token" not in client.cookies
+
+
+def test_form_posts_from_another_site_are_refused(web):
+    client, _, instructor, _, course = web
+    _sign_in(client, instructor.email)
+    evil = {"Origin": "https://evil.example"}
+    form = {"course_id": course.id, "score": "1", "comment": "x"}
+    refused = client.post(f"/grading/submissions/{uuid.uuid4()}/override", data=form, headers=evil)
+    assert refused.status_code == 403 and "must be sent from the learnloop pages" in refused.text
+    refused = client.post(f"/staff/alerts/{uuid.uuid4()}/outcome", data={"outcome": "dismissed"},
+                          headers={"Referer": "https://evil.example/page"})
+    assert refused.status_code == 403
+    # Same origin passes the check (then the unknown submission is reported on the queue page).
+    same = client.post(f"/grading/submissions/{uuid.uuid4()}/override", data=form,
+                       headers={"Origin": "http://testserver"})
+    assert same.status_code == 303 and "error=" in same.headers["location"]
