@@ -97,3 +97,18 @@ def test_linked_oulad_records_finds_imported_users_and_course(platform):
         assert users == {11391: ada, 28400: bo} and found == course
         users, found = linked_oulad_records(session=session, id_students=[99999], presentation="BBB-2014J")
         assert users == {} and found is None
+
+
+def test_grant_course_role_makes_a_user_course_staff(platform):
+    from platform_api import policy
+    from platform_api._models import Course, User
+    from platform_api.api import grant_course_role, open_session
+
+    settings, course, ada, _ = platform
+    with open_session(settings) as session:
+        principal = policy.load_principal(session, session.get(User, ada))
+        assert not policy.is_course_staff(session, principal, session.get(Course, course))
+        assert grant_course_role(session=session, user_id=ada, course_id=course) is True
+        assert grant_course_role(session=session, user_id=ada, course_id=course) is False  # already held
+        principal = policy.load_principal(session, session.get(User, ada))
+        assert policy.is_course_staff(session, principal, session.get(Course, course))
