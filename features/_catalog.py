@@ -72,6 +72,15 @@ VIEWS = (
         "item_clicks_7d", "item_clicks_28d", "item_clicks_cum", "item_student_days_7d",
         "item_student_days_28d", "item_students_cum",
     ), "How much a content item is used by its cohort as of t."),
+    ViewSpec("student_course_submissions", "student_course", timedelta(days=400), (
+        "due_weight", "submitted_weight", "n_on_time", "n_ahead", "submitted_share", "days_early_mean",
+        "days_since_last_submission", "cma_score_mean", "tma_score_mean", "score_vs_cohort", "submitted_vs_cohort",
+    ), "Submission behaviour as of t (known when it happens): weight due vs submitted, on time, ahead of "
+       "deadlines, days early; marks by type after their return lag; position in the still-registered cohort."),
+    ViewSpec("module_history", "course", timedelta(days=400), (
+        "module_prior_presentations", "module_prior_fail_rate", "module_prior_active_fail_rate",
+    ), "Withdrawn/Fail rates of the same module's presentations that had ended by t (overall, and among "
+       "students still registered on the same course day)."),
 )
 VIEWS_BY_NAME = {view.name: view for view in VIEWS}
 ENTITIES_BY_NAME = {entity.name: entity for entity in ENTITIES}
@@ -85,6 +94,17 @@ SERVICES: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {
         ("student_course_activity", None),
         ("course_cohort", None),
         ("student_history", None),
+    ),
+    # v2 = v1 + submission behaviour + module base rates (issue 6: the early signal is the fact and timing of
+    # submission, not the mark, which comes back later).
+    "student_risk_v2": (
+        ("student_course_profile", None),
+        ("student_course_assessments", None),
+        ("student_course_activity", None),
+        ("course_cohort", None),
+        ("student_history", None),
+        ("student_course_submissions", None),
+        ("module_history", None),
     ),
     "recommendation_v1": (
         ("content_item_popularity", None),

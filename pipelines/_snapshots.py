@@ -76,6 +76,8 @@ class Snapshots:
     course_cohort: pd.DataFrame
     student_history: pd.DataFrame
     content_item_popularity: pd.DataFrame
+    student_course_submissions: pd.DataFrame
+    module_history: pd.DataFrame
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -88,7 +90,7 @@ def build_snapshots(tables, *, created: datetime | None = None,
     ``presentations`` (course keys like ``AAA-2013J``) restricts the build to a slice.
     """
     created_ts = pd.Timestamp(created or datetime.now(UTC))
-    regs = _registrations(tables)
+    regs = all_regs = _registrations(tables)
     if presentations is not None:
         regs = regs[regs["course"].isin(presentations)].reset_index(drop=True)
     clicks = _clicks(tables, regs)
@@ -99,9 +101,12 @@ def build_snapshots(tables, *, created: datetime | None = None,
     cohort = _course_cohort(regs, grid, course_deadlines, activity)
     history = _student_history(regs)
     items = _content_items(tables, regs, clicks)
+    submissions = _submissions(tables, regs, grid)
+    modules = _module_history(all_regs, cohort)
     frames = {"student_course_profile": profile, "student_course_assessments": assessments,
               "student_course_activity": activity, "course_cohort": cohort, "student_history": history,
-              "content_item_popularity": items}
+              "content_item_popularity": items, "student_course_submissions": submissions,
+              "module_history": modules}
     for frame in frames.values():
         frame["created_timestamp"] = created_ts
     return Snapshots(registrations=regs, **frames)
@@ -269,6 +274,125 @@ def _assessments(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> tuple[pd.Dat
         out["score_weighted_mean"] = np.where(weight_sum > 0, weighted_sum / weight_sum, np.nan)
     out["weighted_points"] = weighted_sum / 100.0
     return out, due_by_course[["course", "deadline"]]
+
+
+def _submissions(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Submission behaviour as of t (known the day it happens, unlike marks): weight due vs submitted, on time,
+    ahead of a deadline still to come, days early, days since the last submission; marks per type after their
+    return lag (CMA same day, TMA 14 days); position in the still-registered cohort of the same day."""
+    reg_index = pd.Series(np.arange(len(regs)), index=pd.MultiIndex.from_frame(
+        regs[["id_student", "code_module", "code_presentation"]]))
+    course_items = tables.assessments[tables.assessments["assessment_type"] != "Exam"].copy()
+    course_items["deadline"] = course_items["date"].astype("Float64").astype("float64")
+    subs = tables.student_assessment.merge(course_items, on="id_assessment", how="inner")
+    subs = subs[subs.set_index(["id_student", "code_module", "code_presentation"]).index.isin(reg_index.index)]
+    subs["reg"] = reg_index.loc[pd.MultiIndex.from_frame(
+        subs[["id_student", "code_module", "code_presentation"]])].to_numpy()
+    banked = subs["is_banked"].to_numpy() == 1
+    live, bank = subs[~banked], subs[banked].dropna(subset=["deadline"])
+    reg = live["reg"].to_numpy()
+    s = live["date_submitted"].to_numpy().astype("int64")
+    d = live["deadline"].to_numpy()
+    weight = live["weight"].to_numpy().astype("float64")
+    ones = np.ones(len(live))
+    has_d = ~np.isnan(d)
+    dd = np.nan_to_num(d, nan=0.0).astype("int64")
+
+    due = course_items.dropna(subset=["deadline"])
+    due = due.assign(course=course_key(due["code_module"], due["code_presentation"]))
+    pairs = regs[["course"]].reset_index().rename(columns={"index": "reg"}).merge(
+        due[["course", "deadline", "weight"]], on="course")
+    pair_day = pairs["deadline"].to_numpy().astype("int64") + 1
+    n_due = _step_at(grid, regs, pairs["reg"].to_numpy(), pair_day, np.ones(len(pairs)))
+    due_weight = _step_at(grid, regs, pairs["reg"].to_numpy(), pair_day, pairs["weight"].to_numpy().astype(float))
+    n_sub = _step_at(grid, regs, reg, s, ones)
+    n_sub_dl = _step_at(grid, regs, reg[has_d], s[has_d], ones[has_d])
+    # Submitted and past its deadline: counted from max(submission, deadline + 1).
+    n_sub_due = _step_at(grid, regs, reg[has_d], np.maximum(s, dd + 1)[has_d], ones[has_d])
+    n_bank_due = _step_at(grid, regs, bank["reg"].to_numpy(), bank["deadline"].to_numpy().astype("int64") + 1,
+                          np.ones(len(bank)))
+    on_time = has_d & (s <= dd)
+    early_sum = _step_at(grid, regs, reg[has_d], s[has_d], (dd - s)[has_d].astype(float))
+
+    out = _keys(regs, grid, ("student_course",))
+    t = grid["t"].to_numpy()
+    out["due_weight"] = due_weight
+    out["submitted_weight"] = _step_at(grid, regs, reg, s, weight)
+    out["n_on_time"] = _step_at(grid, regs, reg[on_time], s[on_time], ones[on_time])
+    out["n_ahead"] = n_sub_dl - n_sub_due
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["submitted_share"] = np.where(n_due > 0, (n_sub_due + n_bank_due) / n_due, np.nan)
+        out["days_early_mean"] = np.where(n_sub_dl > 0, early_sum / n_sub_dl, np.nan)
+    out["days_since_last_submission"] = t - _last_event_day(grid, reg, s)
+
+    scored = ~np.isnan(live["score"].to_numpy())
+    score = np.nan_to_num(live["score"].to_numpy())
+    kinds = live["assessment_type"].to_numpy()
+    score_sum, score_n = np.zeros(len(grid)), np.zeros(len(grid))
+    for kind in ("CMA", "TMA"):
+        sel = scored & (kinds == kind)
+        returned = s[sel] + MARK_RETURN_LAG_DAYS[kind]
+        kind_sum = _step_at(grid, regs, reg[sel], returned, score[sel])
+        kind_n = _step_at(grid, regs, reg[sel], returned, ones[sel])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{kind.lower()}_score_mean"] = np.where(kind_n > 0, kind_sum / kind_n, np.nan)
+        score_sum += kind_sum
+        score_n += kind_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score_mean = np.where(score_n > 0, score_sum / score_n, np.nan)
+    r = grid["reg"].to_numpy()
+    still = ~(regs["date_unregistration"].to_numpy()[r] <= t)
+    cohort = pd.DataFrame({"course": regs["course"].to_numpy()[r], "t": t,
+                           "score": np.where(still, score_mean, np.nan), "sub": np.where(still, n_sub, np.nan)})
+    means = cohort.groupby(["course", "t"])[["score", "sub"]].transform("mean")
+    out["score_vs_cohort"] = score_mean - means["score"].to_numpy()
+    out["submitted_vs_cohort"] = n_sub - means["sub"].to_numpy()
+    return out
+
+
+def _last_event_day(grid: pd.DataFrame, reg: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Per grid row (reg, t): the latest event day ≤ t of that registration (NaN when none)."""
+    if not len(reg):
+        return np.full(len(grid), np.nan)
+    offset, span = 10_000, 100_000  # days lie well within (-offset, span - offset)
+    keys = np.sort(reg.astype("int64") * span + (day.astype("int64") + offset))
+    g_reg = grid["reg"].to_numpy().astype("int64")
+    pos = np.searchsorted(keys, g_reg * span + grid["t"].to_numpy().astype("int64") + offset, side="right") - 1
+    found = (pos >= 0) & (keys[np.maximum(pos, 0)] // span == g_reg)
+    return np.where(found, keys[np.maximum(pos, 0)] % span - offset, np.nan).astype("float64")
+
+
+def _module_history(all_regs: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Per module-presentation and snapshot: outcomes of the same module's presentations that had **ended**
+    by then (a course-level base rate; a presentation still running contributes nothing, its results are
+    unknown). ``module_prior_active_fail_rate`` counts only the students still registered on the same course
+    day there — the base rate of the students an instructor can still help."""
+    courses = all_regs.drop_duplicates("course").set_index("course")
+    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1, unit="D")
+    bad = all_regs["final_result"].isin(["Withdrawn", "Fail"]).to_numpy()
+    by_course = {course: idx.to_numpy() for course, idx in all_regs.groupby("course").groups.items()}
+    reg_day = all_regs["date_registration"].to_numpy()
+    unreg_day = all_regs["date_unregistration"].to_numpy()
+    out = cohort[["course", "event_timestamp", "course_day"]].copy()
+    n_prior = np.zeros(len(out))
+    rate = np.full(len(out), np.nan)
+    active_rate = np.full(len(out), np.nan)
+    for i, (course, stamp, day) in enumerate(zip(out["course"], out["event_timestamp"], out["course_day"],
+                                                 strict=True)):
+        module = courses.at[course, "code_module"]
+        prior = [c for c in by_course if c != course and courses.at[c, "code_module"] == module and ends[c] <= stamp]
+        if not prior:
+            continue
+        rows = np.concatenate([by_course[c] for c in prior])
+        n_prior[i] = len(prior)
+        rate[i] = bad[rows].mean()
+        there = rows[~(reg_day[rows] > day) & ~(unreg_day[rows] <= day)]
+        if len(there):
+            active_rate[i] = bad[there].mean()
+    out["module_prior_presentations"] = n_prior
+    out["module_prior_fail_rate"] = rate
+    out["module_prior_active_fail_rate"] = active_rate
+    return out.drop(columns=["course_day"])
 
 
 def _clicks(tables, regs: pd.DataFrame) -> pd.DataFrame:

@@ -176,22 +176,23 @@ def risk_label_frame(*, weeks: Sequence[int | str] = DEFAULT_WEEKS, presentation
 
 
 def build_risk_training_set(*, weeks: Sequence[int | str] = DEFAULT_WEEKS,
-                            presentations: Sequence[str] | None = None, store: FeatureStore | None = None
-                            ) -> pd.DataFrame:
-    """One row per (registration, week) label row with every feature of ``student_risk_v1``.
+                            presentations: Sequence[str] | None = None, store: FeatureStore | None = None,
+                            service: str = RISK_SERVICE) -> pd.DataFrame:
+    """One row per (registration, week) label row with every feature of ``service`` (default
+    ``student_risk_v1``; ``student_risk_v2`` adds submission behaviour and module base rates).
 
     Features are read through Feast ``get_historical_features`` on the FeatureService, as of each row's cutoff
     stamp, then left-merged back on a row id (the file offline store drops and reorders rows) and filled with
     ``features.api.fill_missing`` — the same function online reads use. Columns: ``student_course``,
     ``id_student``, ``code_module``, ``code_presentation``, ``week`` (str), ``cutoff_day``, ``active``,
     ``has_clicks``, ``label``, ``gender``, ``age_band``, ``disability``, ``imd_band``, then
-    ``feature_names("student_risk_v1")`` in order. ``presentations`` accepts ``AAA-2013J`` or ``AAA2013J``.
+    ``feature_names(service)`` in order. ``presentations`` accepts ``AAA-2013J`` or ``AAA2013J``.
     """
     from features.api import get_store
 
     store = store or get_store()
     labels = risk_label_frame(weeks=weeks, presentations=presentations, feast_dir=Path(store.config.repo_path))
-    features = historical_features(store=store, service=RISK_SERVICE, entity_frame=labels)
+    features = historical_features(store=store, service=service, entity_frame=labels)
     return features.drop(columns=["course", "event_timestamp"])
 
 

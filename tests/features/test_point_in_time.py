@@ -45,7 +45,8 @@ def test_features_as_of_t_equal_features_computed_from_data_truncated_at_t() -> 
     full = build_snapshots(tables)
     cut = build_snapshots(_truncate(tables, CUTOFF))
     compared = 0
-    for view in ("student_course_profile", "student_course_assessments", "student_course_activity"):
+    for view in ("student_course_profile", "student_course_assessments", "student_course_activity",
+                 "student_course_submissions"):
         a = _rows_at(getattr(full, view), "student_course", full.registrations, CUTOFF)
         b = _rows_at(getattr(cut, view), "student_course", cut.registrations, CUTOFF)
         assert list(a.index) == list(b.index) and len(a) > 50
@@ -200,3 +201,59 @@ def test_absent_click_data_is_null_but_no_clicks_is_zero() -> None:
                   + tables.student_vle["code_presentation"])
     never = with_data[~with_data["student_course"].isin(clicked)]
     assert len(never) and (never["clicks_total_cum"] == 0).all()
+
+
+def test_submission_timing_is_known_when_it_happens_and_marks_wait_for_their_lag() -> None:
+    # student_risk_v2: the fact and timing of a submission count the day it happens; its mark only after the lag.
+    tables = _one_presentation()
+    student = int(tables.registrations["id_student"].iloc[6])
+    regs = tables.registrations.copy()
+    regs.loc[regs["id_student"] == student, ["date_registration", "date_unregistration"]] = [-30, pd.NA]
+    items = tables.assessments.set_index(["assessment_type", "date"])["id_assessment"]
+    tma19, tma54, cma33 = (int(items.loc[k]) for k in (("TMA", 19), ("TMA", 54), ("CMA", 33)))
+    subs = tables.student_assessment[tables.student_assessment["id_student"] != student]
+    mine = pd.DataFrame([(tma19, student, 21, 0, 50.0), (tma54, student, 12, 0, 80.0), (cma33, student, 30, 0, 90.0)],
+                        columns=subs.columns)
+    snaps = build_snapshots(dataclasses.replace(tables, registrations=regs, student_assessment=pd.concat([subs, mine])))
+    rows = _student_rows(snaps, "student_course_submissions", student)
+    # Day 14: TMA 54 handed in on day 12, 42 days ahead of its deadline; nothing due yet, no mark back.
+    assert rows.loc[14, "n_ahead"] == 1 and rows.loc[14, "days_early_mean"] == 42
+    assert np.isnan(rows.loc[14, "submitted_share"]) and np.isnan(rows.loc[14, "tma_score_mean"])
+    assert rows.loc[14, "days_since_last_submission"] == 2
+    # Day 21: TMA 19 handed in late that day: not on time, share of due work submitted 1/1.
+    assert rows.loc[21, "n_on_time"] == 1 and rows.loc[21, "submitted_share"] == 1.0
+    assert rows.loc[21, "days_since_last_submission"] == 0
+    assert rows.loc[21, "submitted_weight"] == 50.0 and rows.loc[21, "due_weight"] == 25.0
+    # Day 28: TMA 54's mark (submitted day 12) is back (12 + 14 ≤ 28); TMA 19's (21 + 14 = 35) is not.
+    assert rows.loc[28, "tma_score_mean"] == 80.0 and np.isnan(rows.loc[28, "cma_score_mean"])
+    # Day 35: the CMA is marked the day it is submitted; both TMAs are back.
+    assert rows.loc[35, "cma_score_mean"] == 90.0 and rows.loc[35, "tma_score_mean"] == pytest.approx(65.0)
+    assert rows.loc[35, "submitted_share"] == 1.0  # TMA 19 and CMA 33 due, both submitted
+
+
+def test_module_base_rates_use_only_presentations_that_had_ended() -> None:
+    # module_history reads final results, so it may only use the same module's presentations already over.
+    tables = synthetic_oulad(n_students=20, seed=4)
+    snaps = build_snapshots(tables)
+    courses = snaps.registrations.drop_duplicates("course").set_index("course")
+    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1, unit="D")
+    history = snaps.module_history.merge(courses[["code_module"]], left_on="course", right_index=True)
+    checked = 0
+    for other in courses.index:
+        flipped_info = tables.student_info.copy()
+        module, presentation = other.split("-")
+        mask = (flipped_info["code_module"] == module) & (flipped_info["code_presentation"] == presentation)
+        flipped_info.loc[mask, "final_result"] = "Withdrawn"
+        flipped = build_snapshots(dataclasses.replace(tables, student_info=flipped_info)).module_history
+        same = history.merge(flipped, on=["course", "event_timestamp"], suffixes=("", "_flipped"))
+        same = same[(same["code_module"] == module) & (same["course"] != other)]
+        before = same["event_timestamp"] < ends[other]
+        # Before `other` ended its outcomes are unknown: nothing changes. After, the rate moves.
+        np.testing.assert_array_equal(same.loc[before, "module_prior_fail_rate"].to_numpy(),
+                                      same.loc[before, "module_prior_fail_rate_flipped"].to_numpy())
+        after = same[~before]
+        if len(after):
+            assert (after["module_prior_fail_rate_flipped"] > after["module_prior_fail_rate"]).all()
+            checked += 1
+    assert checked >= 1
+    assert history.loc[history["module_prior_presentations"] == 0, "module_prior_fail_rate"].isna().all()
