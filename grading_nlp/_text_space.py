@@ -8,7 +8,7 @@ The fitted space keeps vectorizers with that fixed vocabulary, so grading one ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -59,6 +59,12 @@ class TextSpace:
     char_terms: np.ndarray
     word_idf: np.ndarray
     char_idf: np.ndarray
+    # Vectorizers over the fixed vocabularies, built on first use and kept: rebuilding the two term→index dicts
+    # per call was most of the CPU of grading one essay.
+    _vectorizers: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_vectorizers": None}  # saved models hold the vocabularies once
 
     @property
     def dimension(self) -> int:
@@ -81,8 +87,14 @@ class TextSpace:
 
     def transform(self, texts: list[str]) -> sparse.csr_matrix:
         """TF-IDF rows of new (normalised) essays."""
-        word = _word_vectorizer({t: i for i, t in enumerate(self.word_terms)}).transform(texts)
-        char = _char_vectorizer({t: i for i, t in enumerate(self.char_terms)}).transform(texts)
+        if self._vectorizers is None:
+            word_vectorizer = _word_vectorizer({t: i for i, t in enumerate(self.word_terms)})
+            char_vectorizer = _char_vectorizer({t: i for i, t in enumerate(self.char_terms)})
+            word_vectorizer.transform([""]), char_vectorizer.transform([""])  # validate vocabularies once
+            self._vectorizers = (word_vectorizer, char_vectorizer)
+        word_vectorizer, char_vectorizer = self._vectorizers
+        word = word_vectorizer.transform(texts)
+        char = char_vectorizer.transform(texts)
         return sparse.hstack([self._weight(word, self.word_idf), self._weight(char, self.char_idf)]).tocsr()
 
 
