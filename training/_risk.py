@@ -28,8 +28,7 @@ from learnloop.settings import Settings, get_settings
 from training.data import Learner, RiskRecipe
 
 RISK_MODEL_NAME = "risk"
-RISK_SERVICE = "student_risk_v1"
-RISK_SERVICE_VERSION = "1"
+RISK_SERVICE = "student_risk_v2"  # the default (RiskRecipe.feature_service); v1 still trains and serves
 TRAIN_PRESENTATIONS = ("2013B", "2013J", "2014B")
 TEST_PRESENTATIONS = ("2014J",)
 CLICK_TRAIN_COURSES = ("AAA-2013J", "BBB-2013B")  # the only presentations with complete click logs ...
@@ -46,7 +45,8 @@ NON_FEATURE_COLUMNS = frozenset({
 
 # Directional domain knowledge enforced as monotonic constraints (+1: risk never decreases as it grows).
 _INCREASING = ("n_missed", "is_unregistered", "days_since_last_activity")
-_DECREASING_PATTERNS = (r"^clicks_.*", r"^active_days_.*", r"^current_streak$", r"^longest_streak$")
+_DECREASING_PATTERNS = (r"^clicks_.*", r"^active_days_.*", r"^current_streak$", r"^longest_streak$",
+                        r"^submitted_share$", r"^submitted_vs_cohort$")
 
 
 @dataclass
@@ -58,14 +58,20 @@ class FittedRisk:
     monotonic: dict[str, int] = field(default_factory=dict)
 
 
-def risk_features(frame: pd.DataFrame | None = None) -> list[str]:
-    """The model inputs: FeatureService ``student_risk_v1`` in model-input order (never ids or outcomes)."""
+def service_version(service: str) -> str:
+    """``student_risk_v2`` → ``"2"`` (the FeatureService version recorded with the model)."""
+    match = re.search(r"_v(\d+)$", service)
+    return match.group(1) if match else "1"
+
+
+def risk_features(frame: pd.DataFrame | None = None, service: str = RISK_SERVICE) -> list[str]:
+    """The model inputs: FeatureService ``service`` in model-input order (never ids or outcomes)."""
     from features.api import feature_names
 
-    names = list(feature_names(RISK_SERVICE))
+    names = list(feature_names(service))
     leaking = sorted(set(names) & NON_FEATURE_COLUMNS)
     if leaking:
-        raise InvalidInput(f"{RISK_SERVICE} exposes identifier/outcome columns {leaking}; remove them from the service")
+        raise InvalidInput(f"{service} exposes identifier/outcome columns {leaking}; remove them from the service")
     if frame is not None:
         missing = [name for name in names if name not in frame.columns]
         if missing:
@@ -92,6 +98,7 @@ def load_risk_frame(
     presentations: Sequence[str] | None = None,
     use_cache: bool = True,
     settings: Settings | None = None,
+    service: str = RISK_SERVICE,
 ) -> pd.DataFrame:
     """Label rows with features through the Feast training-set builder (``pipelines.api``).
 
@@ -104,12 +111,12 @@ def load_risk_frame(
     fingerprint = _sources_fingerprint(settings)
     cache_path = None
     if use_cache and fingerprint:
-        key = f"{fingerprint}-{'_'.join(map(str, weeks))}-{'_'.join(presentations or ['all'])}"
+        key = f"{service}-{fingerprint}-{'_'.join(map(str, weeks))}-{'_'.join(presentations or ['all'])}"
         cache_path = settings.cache_dir / "risk_training_set" / f"{key}.parquet"
         if cache_path.is_file():
             return pd.read_parquet(cache_path)
     try:
-        frame = build_risk_training_set(weeks=list(weeks), presentations=presentations)
+        frame = build_risk_training_set(weeks=list(weeks), presentations=presentations, service=service)
     except FileNotFoundError as exc:
         raise Unavailable(f"feature sources are missing ({exc}); run `learnloop features build` first") from exc
     if cache_path is not None:
@@ -393,7 +400,7 @@ def model_card(*, recipe: RiskRecipe, evaluation: dict[str, Any], features: Sequ
         "given week, so instructors can reach out early. A decision aid for people, not an automated decision: "
         "never use it to deny enrolment, grade, or sanction.", "",
         "## Data",
-        f"OULAD (CC BY 4.0) through FeatureService `{RISK_SERVICE}` ({len(features)} features, point-in-time). "
+        f"OULAD (CC BY 4.0) through FeatureService `{recipe.feature_service}` ({len(features)} features, point-in-time). "
         f"Train presentations {', '.join(recipe.train_presentations)} ({len(train):,} registration-weeks); held-out "
         f"presentations {', '.join(recipe.test_presentations)} ({len(test):,} registration-weeks). One row per "
         "registration and week (5, 10, 15, end); 'active' = still registered at the cutoff.", "",
@@ -455,16 +462,16 @@ def train_risk(
     recipe = recipe or RiskRecipe()
     say = progress or (lambda _message: None)
     if frame is None:
-        say("building the training set (Feast)")
-        frame = load_risk_frame()
-    features = risk_features(frame)
+        say(f"building the training set (Feast, {recipe.feature_service})")
+        frame = load_risk_frame(service=recipe.feature_service)
+    features = risk_features(frame, recipe.feature_service)
     train, test = split_by_presentation(frame, recipe.train_presentations, recipe.test_presentations)
     fitted = fit_risk_model(train, features, recipe, progress=say)
     scores = predict_native(fitted, test)
     evaluation = evaluate_scores(test, scores)
     say("exporting to ONNX")
-    schema = ModelSchema(inputs=fitted.inputs, feature_service=RISK_SERVICE,
-                         feature_service_version=RISK_SERVICE_VERSION,
+    schema = ModelSchema(inputs=fitted.inputs, feature_service=recipe.feature_service,
+                         feature_service_version=service_version(recipe.feature_service),
                          extra={"label": "P(final_result in {Withdrawn, Fail})", "weeks": list(WEEKS)})
     parity_rows = test.sample(n=min(len(test), 5000), random_state=0)
     export = export_sklearn_classifier(fitted.estimator, parity_rows, schema)
@@ -510,8 +517,8 @@ def evaluate_risk(
     recipe = recipe or RiskRecipe()
     say = progress or (lambda _message: None)
     if frame is None:
-        say("building the training set (Feast)")
-        frame = load_risk_frame()
+        say(f"building the training set (Feast, {recipe.feature_service})")
+        frame = load_risk_frame(service=recipe.feature_service)
     main = train_risk(frame=frame, recipe=recipe, register=False, progress=say)
     _, test = split_by_presentation(frame, recipe.train_presentations, recipe.test_presentations)
     say("click model (AAA 2013J + BBB 2013B → AAA 2014J)")
@@ -534,4 +541,5 @@ def evaluate_risk(
         "n_test": evaluation["n_test"],
         "n_test_active": int(test["active"].sum()),
         "learner": recipe.learner.value,
+        "feature_service": recipe.feature_service,
     }

@@ -1,5 +1,5 @@
 """A small frame shaped exactly like ``pipelines.api.build_risk_training_set`` (contract columns + every
-feature of ``student_risk_v1``) with real signal: low engagement raises missed assessments, lowers clicks and
+feature of a risk FeatureService, ``student_risk_v2`` by default) with real signal: low engagement raises missed assessments, lowers clicks and
 raises the chance of Withdrawn/Fail. For notebooks, tests and demos that must run in seconds without building
 the feature store; never for reported figures."""
 
@@ -11,14 +11,16 @@ import pandas as pd
 WEEK_DAYS = {"5": 35, "10": 70, "15": 105, "end": 240}
 
 
-def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0) -> pd.DataFrame:
+def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0,
+                         service: str = "student_risk_v2") -> pd.DataFrame:
     """A small risk training set with the contract's columns (pipelines.api.build_risk_training_set) and real
     signal: missed assessments, low activity and low marks raise the chance of Withdrawn/Fail. Used where building
     the Feast store would cost minutes."""
     from features.api import feature_names
 
     rng = np.random.default_rng(seed)
-    names = feature_names("student_risk_v1")
+    extra = np.random.default_rng(seed + 1)  # v2-only draws: the v1 columns stay exactly as before
+    names = feature_names(service)
     rows = []
     student_id = 1000
     for presentation in ("2013B", "2013J", "2014B", "2014J"):
@@ -53,6 +55,18 @@ def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0) -> pd
                         "has_click_data": float(has_clicks), "course_has_click_data": float(has_clicks),
                         "course_day": float(day), "course_progress": progress, "course_length": 240.0,
                     })
+                    submitted = due - missed
+                    v2 = {  # submission behaviour (student_risk_v2); dropped below when the service lacks it
+                        "due_weight": float(due * 10), "submitted_weight": float(submitted * 10),
+                        "n_on_time": float(max(0, submitted - extra.binomial(submitted, 0.2))),
+                        "n_ahead": float(extra.binomial(1, 1 / (1 + np.exp(-engagement)))),
+                        "submitted_share": submitted / due if due else np.nan,
+                        "days_early_mean": float(2 + 2 * engagement + extra.normal()) if submitted else np.nan,
+                        "days_since_last_submission": float(extra.integers(0, 20)) if submitted else np.nan,
+                        "submitted_vs_cohort": float(submitted - 0.8 * due),
+                        "module_prior_presentations": 0.0,
+                    }
+                    features.update({name: value for name, value in v2.items() if name in features})
                     if has_clicks:
                         features.update({"clicks_total_cum": clicks, "clicks_total_28d": clicks * min(1, 28 / day),
                                          "active_days_28d": float(np.clip(10 + 6 * engagement, 0, 28))})

@@ -157,17 +157,20 @@ def evaluate_risk(*, frame=None, recipe=None, progress=None) -> dict[str, Any]:
 
 
 def load_risk_frame(*, weeks=("5", "10", "15", "end"), presentations=None, use_cache: bool = True,
-                    settings: Settings | None = None) -> pd.DataFrame:
-    """The risk training set (label rows + ``student_risk_v1`` features) from the feature store, cached on disk."""
+                    settings: Settings | None = None, service: str = "student_risk_v2") -> pd.DataFrame:
+    """The risk training set (label rows + the features of FeatureService ``service``) from the feature store,
+    cached on disk per service and source build."""
     from training import _risk
 
-    return _risk.load_risk_frame(weeks=weeks, presentations=presentations, use_cache=use_cache, settings=settings)
+    return _risk.load_risk_frame(weeks=weeks, presentations=presentations, use_cache=use_cache, settings=settings,
+                                 service=service)
 
 
-def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0) -> pd.DataFrame:
+def synthetic_risk_frame(*, students_per_course: int = 120, seed: int = 0,
+                         service: str = "student_risk_v2") -> pd.DataFrame:
     """A small synthetic risk training set (4 presentations × AAA/BBB, weeks 5/10/15/end) with the columns of
     ``pipelines.api.build_risk_training_set`` and real signal; AAA has click features, BBB has none (NaN).
     For notebooks and tests that must run in seconds — never for reported figures."""
     from training import _synthetic
 
-    return _synthetic.synthetic_risk_frame(students_per_course=students_per_course, seed=seed)
+    return _synthetic.synthetic_risk_frame(students_per_course=students_per_course, seed=seed, service=service)

@@ -35,6 +35,7 @@ def train_risk(
     max_iter: int = typer.Option(300, help="Boosting iterations (hgb)."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register the version as challenger."),
     training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
+    feature_service: str = typer.Option("student_risk_v2", help="FeatureService to train on (recorded with the model)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train the at-risk model (train 2013B/2013J/2014B, hold out 2014J), log it and register it as challenger."""
@@ -45,7 +46,8 @@ def train_risk(
     progress, say = _progress()
     try:
         with progress:
-            run = run_training(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner), max_iter=max_iter),
+            run = run_training(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner), max_iter=max_iter,
+                                                                               feature_service=feature_service),
                                register=register, progress=say)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)
@@ -63,6 +65,7 @@ def train_risk(
 def eval_risk(
     learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
     training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
+    feature_service: str = typer.Option("student_risk_v2", help="FeatureService to evaluate (v1 for comparison)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """The at-risk protocol on OULAD: AUC by week (all, active, with clicks on AAA 2014J) and Brier."""
@@ -73,7 +76,8 @@ def eval_risk(
     progress, say = _progress()
     try:
         with progress:
-            result = evaluate_risk(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner)),
+            result = evaluate_risk(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner),
+                                                                                   feature_service=feature_service),
                                    progress=say)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)

@@ -97,6 +97,8 @@ class RiskRecipe:
     monotonic: bool = True
     calibrate: bool = True
     random_state: int = 0
+    # The FeatureService the model reads; recorded with the model so serving reads the same one.
+    feature_service: str = "student_risk_v2"
     train_presentations: tuple[str, ...] = ("2013B", "2013J", "2014B")
     test_presentations: tuple[str, ...] = ("2014J",)
 

@@ -35,7 +35,7 @@ def test_train_register_promote_refuse_worse_and_serve_champion(registry_setting
     first = train_risk(frame=frame, recipe=SMALL)
     assert first.version.aliases == ["challenger"]
     assert first.evaluation["auc_active"] > 0.7
-    assert first.version.tags["feature_service"] == "student_risk_v1"
+    assert first.version.tags["feature_service"] == "student_risk_v2"
     promoted = promote("risk")
     assert promoted.outcome is PromotionOutcome.promoted, [c for c in promoted.checks if not c.passed]
 
@@ -117,3 +117,15 @@ def test_evaluation_reports_every_week_and_subgroup(fitted_run):
     assert all(0.5 < value <= 1 for value in evaluation["auc_active_by_week"].values())
     assert {"gender:F", "gender:M"} <= set(evaluation["subgroups"])
     assert 0 <= evaluation["brier"] < 0.25 and evaluation["ece_active"] < 0.1
+
+
+def test_v1_still_trains_and_records_the_service_it_read(synthetic_risk_frame):
+    # Serving reads the service name recorded with the model, so a v1 model must say v1 and take v1's inputs.
+    from features.api import feature_names
+
+    v1_frame = synthetic_risk_frame(students_per_course=40, service="student_risk_v1")
+    run = train_risk(frame=v1_frame, recipe=RiskRecipe(max_iter=20, min_samples_leaf=20,
+                                                      feature_service="student_risk_v1"), register=False)
+    assert [item.name for item in run.fitted.inputs] == feature_names("student_risk_v1")
+    assert "submitted_share" not in run.features and run.evaluation["auc_active"] > 0.6
+
