@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from feature_fixtures import assert_online_offline_parity, build_store
+from service_checks import service_missing
 
 from features.api import feature_names, service_names
 from learnloop.settings import FeastOnlineStore, Settings
@@ -26,7 +27,7 @@ def scale_built(tmp_path_factory: pytest.TempPathFactory, oulad):
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
         redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
     except (psycopg.OperationalError, redis.exceptions.ConnectionError) as exc:
-        pytest.skip(f"PostgreSQL/Redis not reachable on 127.0.0.1: {exc}")
+        service_missing(f"PostgreSQL/Redis not reachable on 127.0.0.1: {exc}")
     admin.execute(f'CREATE SCHEMA "{schema}"')
     settings = Settings(data_dir=tmp_path_factory.mktemp("feast-scale") / "var",
                         feast_online_store=FeastOnlineStore.redis, feast_redis_connection="127.0.0.1:6379",

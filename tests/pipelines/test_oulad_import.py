@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 from feature_fixtures import synthetic_oulad  # registered by this folder's conftest (loaded by path)
+from service_checks import service_missing
 from sqlalchemy import text
 
 from learnloop.errors import InvalidInput
@@ -135,7 +136,7 @@ def test_the_import_runs_on_postgresql_too(tmp_path) -> None:
     try:
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1: {exc}")
+        service_missing(f"PostgreSQL not reachable on 127.0.0.1: {exc}")
     schema = f"oulad_import_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE SCHEMA "{schema}"')
     try:

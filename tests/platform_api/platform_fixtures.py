@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from service_checks import service_missing
 
 from learnloop.settings import Settings
 from platform_api.api import create_admin, open_session
@@ -35,7 +36,7 @@ def fresh_database_url(kind: str, tmp_dir: Path) -> Iterator[str]:
         with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        service_missing(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     try:
         # search_path pins every table (and alembic_version) of this run to its own schema.
         yield f"{PG_SERVER_URL}?options=-csearch_path%3D{schema}"

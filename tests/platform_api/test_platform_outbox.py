@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from platform_fixtures import BACKENDS, fresh_database_url, start_platform
+from service_checks import service_missing
 from sqlalchemy import func, select
 
 from learnloop.errors import Unavailable
@@ -145,7 +146,7 @@ def test_nats_outage_stop_and_restart(tmp_path):
     """A real nats-server (our own process) is stopped mid-run and restarted: writes keep succeeding, and every
     event arrives exactly once, in order."""
     if not os.path.exists(NATS_SERVER):
-        pytest.skip("nats-server is not installed")
+        service_missing("nats-server is not installed (Debian package nats-server)")
     port = _free_port()
     url = f"nats://127.0.0.1:{port}"
     store = str(tmp_path / "jetstream")
@@ -182,7 +183,7 @@ def test_shared_nats_4222_after_connection_failure(tmp_path):
     url = "nats://127.0.0.1:4222"
     with socket.socket() as sock:
         if sock.connect_ex(("127.0.0.1", 4222)) != 0:
-            pytest.skip("NATS is not running on 127.0.0.1:4222")
+            service_missing("NATS is not running on 127.0.0.1:4222")
     closed = f"nats://127.0.0.1:{_free_port()}"
     for db_url in fresh_database_url("sqlite", tmp_path):
         for platform in start_platform(db_url, tmp_path / "data", settings_overrides={"nats_url": closed}):
