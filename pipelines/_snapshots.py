@@ -217,7 +217,9 @@ def _imd_decile(imd_band: pd.Series) -> pd.Series:
     return (lower / 10.0).astype("float64")
 
 
-def _assessments(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _course_submissions(tables, regs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Non-exam assessments (with ``deadline`` as float, NaN when none) and the submissions to them of the
+    registrations in ``regs``, each tagged with its registration row (``reg``)."""
     reg_index = pd.Series(np.arange(len(regs)), index=pd.MultiIndex.from_frame(
         regs[["id_student", "code_module", "code_presentation"]]))
     course_items = tables.assessments[tables.assessments["assessment_type"] != "Exam"].copy()
@@ -226,6 +228,11 @@ def _assessments(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> tuple[pd.Dat
     subs = subs[subs.set_index(["id_student", "code_module", "code_presentation"]).index.isin(reg_index.index)]
     subs["reg"] = reg_index.loc[pd.MultiIndex.from_frame(
         subs[["id_student", "code_module", "code_presentation"]])].to_numpy()
+    return course_items, subs
+
+
+def _assessments(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    course_items, subs = _course_submissions(tables, regs)
     banked = subs["is_banked"].to_numpy() == 1
     live = subs[~banked]
     reg = live["reg"].to_numpy()
@@ -280,14 +287,7 @@ def _submissions(tables, regs: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame
     """Submission behaviour as of t (known the day it happens, unlike marks): weight due vs submitted, on time,
     ahead of a deadline still to come, days early, days since the last submission; marks per type after their
     return lag (CMA same day, TMA 14 days); position in the still-registered cohort of the same day."""
-    reg_index = pd.Series(np.arange(len(regs)), index=pd.MultiIndex.from_frame(
-        regs[["id_student", "code_module", "code_presentation"]]))
-    course_items = tables.assessments[tables.assessments["assessment_type"] != "Exam"].copy()
-    course_items["deadline"] = course_items["date"].astype("Float64").astype("float64")
-    subs = tables.student_assessment.merge(course_items, on="id_assessment", how="inner")
-    subs = subs[subs.set_index(["id_student", "code_module", "code_presentation"]).index.isin(reg_index.index)]
-    subs["reg"] = reg_index.loc[pd.MultiIndex.from_frame(
-        subs[["id_student", "code_module", "code_presentation"]])].to_numpy()
+    course_items, subs = _course_submissions(tables, regs)
     banked = subs["is_banked"].to_numpy() == 1
     live, bank = subs[~banked], subs[banked].dropna(subset=["deadline"])
     reg = live["reg"].to_numpy()
