@@ -62,14 +62,7 @@ def bench_serve(
     if as_json:
         typer.echo(json.dumps(result))
         return
-    for name, path in result["paths"].items():
-        if path.get("missing"):
-            typer.echo(f"{name:8s} missing: {path['reason']}")
-            continue
-        for level in ("c1", "c16"):
-            row = path[level]
-            typer.echo(f"{name:8s} {level:3s} {row['rps']:8.1f} rps  p50 {row['p50_ms']:7.2f} ms  "
-                       f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_2xx'] + row['socket_errors']}")
+    _print_paths(result["paths"])
     typer.echo(f"throughput a/b {result['throughput_ratio_c16']}  p99 a/b {result['p99_ratio_c16']}  "
                f"a/limit {result['limit_fraction_c16']}")
     essay = result.get("essay")
@@ -77,14 +70,7 @@ def bench_serve(
         if essay.get("missing"):
             typer.echo(f"essay    missing: {essay['reason']}")
             return
-        for name, path in essay["paths"].items():
-            if path.get("missing"):
-                typer.echo(f"essay {name:8s} missing: {path['reason']}")
-                continue
-            for level in ("c1", "c16"):
-                row = path[level]
-                typer.echo(f"essay {name:8s} {level:3s} {row['rps']:8.1f} rps  p50 {row['p50_ms']:7.2f} ms  "
-                           f"p99 {row['p99_ms']:7.2f} ms")
+        _print_paths(essay["paths"], prefix="essay ")
         typer.echo(f"essay throughput a/b {essay['throughput_ratio_c16']}")
 
 
@@ -92,3 +78,15 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["serve"].command("models")(serve_models)
     groups["bench"].command("serve")(bench_serve)
+
+
+def _print_paths(paths: dict, *, prefix: str = "") -> None:
+    """One line per server and concurrency of a bench result."""
+    for name, path in paths.items():
+        if path.get("missing"):
+            typer.echo(f"{prefix}{name:8s} missing: {path['reason']}")
+            continue
+        for level in ("c1", "c16"):
+            row = path[level]
+            typer.echo(f"{prefix}{name:8s} {level:3s} {row['rps']:8.1f} rps  p50 {row['p50_ms']:7.2f} ms  "
+                       f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_2xx'] + row['socket_errors']}")
