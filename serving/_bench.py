@@ -1,7 +1,8 @@
 """``learnloop bench serve``: one run, four servers, the same champion, wrk at concurrency 1 and 16.
 
 Paths: (a) ``bentoml`` — our service (Feast-free online read + ONNX + prediction log); (b) ``mlflow`` —
-``mlflow models serve`` on ``models:/risk@champion`` (features in the request body); (c) ``api`` — the platform
+``mlflow models serve`` on the champion's *native* scikit-learn pipeline, logged on the champion's run and named by
+its ``native_model_uri`` version tag (features in the request body, ``dataframe_split``); (c) ``api`` — the platform
 route ``GET /api/v1/users/{id}/risk`` end to end, reported as missing (with the reason) until that route exists;
 (d) ``limit`` — plain FastAPI + uvicorn + ORT on the same ONNX file. Servers run one at a time on 127.0.0.1,
 each is warmed up, then measured by ``wrk`` (C, epoll; a Python load client saturates 2 cores before the server).
@@ -30,6 +31,7 @@ from learnloop.errors import NotFound, Unavailable
 from learnloop.settings import Settings
 
 CONCURRENCY = (1, 16)
+NATIVE_MODEL_TAG = "native_model_uri"  # set on each risk version by training (training._registry; not imported here)
 _LUA = """wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
@@ -382,14 +384,15 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         _launch.service_command(host="127.0.0.1", port=port),
         _launch.service_env(settings, workers=workers), f"http://127.0.0.1:{port}/readyz", ok_json('"status":"scored"'))
     port = _free_port()
-    targets["mlflow"] = Target(
-        "mlflow", f"http://127.0.0.1:{port}/invocations",
-        # Tensor input: MLflow's ONNX pyfunc cannot feed [n, 1] inputs from a dataframe (it passes rank 1).
-        json.dumps({"inputs": {name: [[value]] for name, value in zip(inputs, model_inputs, strict=True)}}),
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{RISK_MODEL}@champion", "--env-manager",
-         "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
-        {**base_env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
-        f"http://127.0.0.1:{port}/ping", ok_json("predictions"))
+    native_uri = native_model_uri(settings, champion.version)
+    if native_uri:
+        targets["mlflow"] = Target(
+            "mlflow", f"http://127.0.0.1:{port}/invocations",
+            native_request_body(champion.schema.inputs, model_inputs),
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", native_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+            {**base_env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
+            f"http://127.0.0.1:{port}/ping", ok_json("predictions"))
     port = _free_port()
     targets["limit"] = Target(
         "limit", f"http://127.0.0.1:{port}/predict", json.dumps({"features": model_inputs}),
@@ -402,6 +405,11 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
     paths: dict[str, Any] = {}
     for name in ("bentoml", "mlflow", "api", "limit"):
         if only and name not in only:
+            continue
+        if name == "mlflow" and name not in targets:
+            paths["mlflow"] = {"missing": True, "reason": (
+                f"champion {RISK_MODEL} v{champion.version} has no native model logged ({NATIVE_MODEL_TAG} tag): "
+                "retrain it with `learnloop train risk` and promote it")}
             continue
         if name == "api":
             try:
@@ -437,12 +445,40 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         "workers_per_server": workers,
         "model": f"{RISK_MODEL} v{champion.version} ({len(inputs)} inputs, FeatureService "
                  f"{champion.schema.feature_service})",
-        "mlflow_flavor": "the registered champion (ONNX pyfunc); no native model is logged in the registry",
+        "mlflow_flavor": (f"the champion's native scikit-learn pipeline ({native_uri}, logged on the champion's "
+                          "run; pyfunc predict_proba, dataframe_split body)") if native_uri else
+                         "missing: the champion has no native model logged",
         "request": f"student {student_id} in {course_id}; bentoml reads its features online, mlflow/limit get "
                    "them in the body",
     }
     shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def native_model_uri(settings: Settings, version: str) -> str | None:
+    """The URI of the native model logged with a registered risk version (training tags it), or None."""
+    from models.api import mlflow_client
+    from serving._scorer import RISK_MODEL
+
+    return mlflow_client(settings).get_model_version(RISK_MODEL, version).tags.get(NATIVE_MODEL_TAG) or None
+
+
+def native_request_body(inputs, values: list[float]) -> str:
+    """The ``mlflow models serve`` body for the champion's native model: one ``dataframe_split`` row with the
+    schema's feature names (its pipeline selects columns by name), numerics as numbers (NaN as JSON's NaN token,
+    which MLflow's parser accepts), categoricals as the labels ``models.api.model_frame`` gives them."""
+    import math
+
+    from models.data import MISSING_CATEGORY, InputKind
+
+    row: list[Any] = []
+    for item, value in zip(inputs, values, strict=True):
+        if item.kind is InputKind.numeric:
+            row.append(float(value))
+        else:
+            row.append(MISSING_CATEGORY if value is None or (isinstance(value, float) and math.isnan(value))
+                       else f"{value:g}" if isinstance(value, float) else str(value))
+    return json.dumps({"dataframe_split": {"columns": [item.name for item in inputs], "data": [row]}})
 
 
 def _scored_registration(reader) -> tuple[int, str]:

@@ -33,6 +33,8 @@ TAG_EVAL_FINGERPRINT = "eval_data_fingerprint"
 TAG_GIT_COMMIT = "git_commit"
 TAG_GATE_POLICY = "gate_policy"
 TAG_PROMOTED_FROM = "promoted_from"  # on a champion version: the champion it replaced (rollback target)
+TAG_NATIVE_MODEL_URI = "native_model_uri"  # on a version: the fitted native model logged on the same run
+NATIVE_MODEL_NAME = "native"
 
 
 # One definition of "a client on this registry" and "where an alias points", shared with serving's loader.
@@ -86,9 +88,20 @@ def register_onnx_model(
     description: str = "",
     gate_policy: GatePolicy | None = None,
     tags: Mapping[str, str] | None = None,
+    native_model: Any = None,
+    native_input_example: pd.DataFrame | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
+    """Log an ONNX export (parity ≤ 1e-5) with its evidence and register it as ``challenger``.
+
+    ``native_model`` (a fitted scikit-learn classifier taking ``native_input_example``-shaped frames, i.e.
+    ``models.api.model_frame`` of the schema's inputs) is logged on the same run as ``native`` (pyfunc =
+    ``predict_proba``), and its URI is tagged on the version (``native_model_uri``): what ``mlflow models serve``
+    is benchmarked on, and a way to audit the ONNX graph against the model it was exported from.
+    """
     settings = settings or get_settings()
+    if (native_model is None) != (native_input_example is None):
+        raise InvalidInput("pass native_model and native_input_example together (the example fixes its signature)")
     extra_tags = dict(tags or {})
     import mlflow
     import mlflow.onnx
@@ -136,6 +149,9 @@ def register_onnx_model(
             metadata={"schema": export.schema.to_dict()},
             save_as_external_data=False,
         )
+        if native_model is not None:
+            tags[TAG_NATIVE_MODEL_URI] = _log_native_model(native_model, native_input_example, export)
+            mlflow.set_tag(TAG_NATIVE_MODEL_URI, tags[TAG_NATIVE_MODEL_URI])
     version = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -145,6 +161,51 @@ def register_onnx_model(
         client.set_registered_model_tag(name, TAG_GATE_POLICY, json.dumps(asdict(gate_policy)))
     client.set_registered_model_alias(name, ModelAlias.challenger.value, version)
     return _version_info(client, name, version)
+
+
+def native_pip_requirements() -> list[str]:
+    """Pinned requirements of a logged native scikit-learn model, read from this environment (never inferred:
+    inference imports the model in a subprocess and can reach the network)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for package in ("scikit-learn", "numpy", "pandas", "scipy", "skops", "learnloop"):
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:  # learnloop run from a checkout without an install: nothing to pin
+            continue
+    return pinned
+
+
+def _log_native_model(model: Any, input_example: pd.DataFrame, export: OnnxExport) -> str:
+    """Log the fitted scikit-learn model on the active run (skops; pyfunc returns ``predict_proba``) and return
+    its ``models:/`` URI. The signature comes from the schema's inputs; its output is the [n, 2] probabilities.
+
+    The classes it needs (e.g. ``models.api.PlattCalibratedClassifier``) are loaded from the ``learnloop`` package
+    pinned in its requirements, which is why serving it needs ``--env-manager local`` in a learnloop environment.
+    """
+    import mlflow.sklearn
+    import numpy as np
+    import skops.io
+    from mlflow.models import infer_signature
+
+    from models.api import model_frame
+
+    example = model_frame(input_example, export.schema.inputs)
+    probabilities = np.asarray(model.predict_proba(example), dtype=np.float64)
+    signature = infer_signature(example, probabilities)
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    info = mlflow.sklearn.log_model(
+        model,
+        name=NATIVE_MODEL_NAME,
+        pyfunc_predict_fn="predict_proba",
+        signature=signature,
+        input_example=example,
+        pip_requirements=native_pip_requirements(),
+        skops_trusted_types=trusted,
+        metadata={"schema": export.schema.to_dict(), "output": "predict_proba: [P(class 0), P(class 1)]"},
+    )
+    return info.model_uri
 
 
 def stored_gate_policy(client, name: str) -> GatePolicy | None:

@@ -502,6 +502,7 @@ def train_risk(
             artifacts=artifacts, json_artifacts={"evaluation.json": evaluation},
             description=f"at-risk model, held-out active AUC {evaluation['auc_active']}",
             gate_policy=risk_gate_policy(), tags={"learner": recipe.learner.value}, settings=settings,
+            native_model=fitted.estimator, native_input_example=parity_rows.head(5),
         )
     return run
 
