@@ -1,7 +1,8 @@
 """`learnloop demo`: set up every embedded component and run the loop end to end.
 
 data → platform database (+ first admin) → features (offline build, Feast apply, materialize) → train the
-at-risk model (MLflow, ONNX) → promote it through the gate → index the catalog for search → train the
+at-risk model (MLflow, ONNX) → promote it through the gate → train + promote the
+next-item recommender (ONNX) → index the catalog for search → train the
 per-prompt essay graders → serve the
 model service and the platform API. Like the CLI, this module is a composition root: it calls the
 packages' public ``api`` surfaces and nothing else.
@@ -106,6 +107,15 @@ def _train_and_promote(ctx: DemoContext) -> str:
     auc = run.version.metrics.get("auc_active")
     return (f"risk v{run.version.version} (held-out active AUC {auc:.3f}) registered; gate: "
             f"{decision.outcome.value}, champion is v{decision.champion_version}")
+
+
+def _recommender(ctx: DemoContext) -> str:
+    from recommender.cli import train_and_promote
+
+    report = train_and_promote(settings=ctx.settings)  # the OULAD folder of the chosen data sets
+    metrics = report["metrics"]
+    return (f"recommender v{report['version']} (held-out {report['held_out']} NDCG@10 {metrics['ndcg_at_10']:.3f} "
+            f"vs popularity within week {metrics['ndcg_at_10_popularity_recent']:.3f}); gate: {report['promotion']}")
 
 
 def _catalog_courses(ctx: DemoContext, sources: list[str]) -> dict[str, uuid.UUID]:
@@ -277,6 +287,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("platform", _platform),
     ("features", _features),
     ("train + promote", _train_and_promote),
+    ("recommender", _recommender),
     ("search index", _search_index),
     ("essay grader", _essay_grader),
     ("essay review", _essay_review),

@@ -131,6 +131,37 @@ def _read_events(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def train_and_promote(
+    *, root: Path | None = None, events: list[str] | None = None, register: bool = True, promote: bool = True,
+    settings=None, progress=None,
+) -> dict:
+    """Fit the ranker on the OULAD presentations with clicks (+ platform opens in ``events``, JSON lines), export
+    ONNX (parity asserted), register ``recommender`` and run the gate. What ``learnloop train recommender`` and
+    the demo run; lives here, not in ``recommender.api``, because serving imports that and must stay
+    training-free."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenMP spinning threads crawl on a shared 2-core box
+    from learnloop.datasets import load_oulad
+    from learnloop.errors import Unavailable
+    from recommender._recommend import platform_events
+    from recommender._recommend.clicks import oulad_course_clicks
+    from recommender._recommend.oulad_eval import PRESENTATIONS
+    from recommender._recommend.train import train_ranker
+    from recommender.api import reset_ranker_cache
+
+    courses = oulad_course_clicks(load_oulad(root), list(PRESENTATIONS))
+    if not courses:
+        raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
+    platform_courses, summary = [], None
+    if events is not None:
+        platform_courses = platform_events.courses_from_interactions(platform_events.interactions(events))
+        summary = platform_events.feedback_summary(events)
+    report = train_ranker(courses, platform_courses=platform_courses, feedback=summary, register=register,
+                          promote=promote, settings=settings, progress=progress)
+    reset_ranker_cache()  # this process serves the new champion on its next request
+    report["feedback"] = summary
+    return report
+
+
 def train_recommender(
     root: Path | None = typer.Option(None, "--root", help="OULAD folder (default: the data sets folder)."),
     events: Path | None = typer.Option(
@@ -141,31 +172,16 @@ def train_recommender(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit the learned ranker on OULAD clicks (+ platform opens), export ONNX, register and promote ``recommender``."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from learnloop.datasets import load_oulad
-    from learnloop.errors import LearnloopError, Unavailable
-    from recommender._recommend import platform_events
-    from recommender._recommend.clicks import oulad_course_clicks
-    from recommender._recommend.oulad_eval import PRESENTATIONS
-    from recommender._recommend.train import train_ranker
+    from learnloop.errors import LearnloopError
 
     try:
         with err.status("training the recommender") as status:
-            courses = oulad_course_clicks(load_oulad(root), list(PRESENTATIONS))
-            if not courses:
-                raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
-            platform_courses, summary = [], None
-            if events is not None:
-                lines = _read_events(events)
-                platform_courses = platform_events.courses_from_interactions(platform_events.interactions(lines))
-                summary = platform_events.feedback_summary(lines)
-            report = train_ranker(
-                courses, platform_courses=platform_courses, feedback=summary, register=not no_register,
+            report = train_and_promote(
+                root=root, events=None if events is None else _read_events(events), register=not no_register,
                 promote=not no_promote, progress=lambda message: status.update(message),
             )
     except LearnloopError as exc:
         _fail(exc)
-    report["feedback"] = summary
     if as_json:
         typer.echo(json.dumps(report))
     else:

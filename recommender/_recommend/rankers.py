@@ -45,6 +45,18 @@ FEATURES = (
     "learner_earliness",  # mean days the learner opened items before the cohort's median opener
     "userknn_recent",  # last-week first opens of the learner's 50 most similar learners
     "item_median_day_gap",  # median first-open day among the item's openers minus today (999: none)
+    "trend_1d",  # share of the last day's active learners who first opened it that day
+    "trend_2d",
+    "hazard_7d",  # of the learners active so far who had not opened it a week ago, the share who did since
+    "hazard_3d",
+    "follow_recent",  # first-open transitions (opened within 7 days after) from the learner's last-week items
+    "stage_pop",  # share of peers whose next 10 opens, at the learner's count of opened items, included it
+    "trend_rank_unseen",  # rank of trend_7d among the items the learner has not opened (0 = top)
+    "canon_gap_recent",  # item's median first-open day minus the mean of it over the learner's last-week items
+    "canon_gap_max",  # item's median first-open day minus the latest such day among the learner's items
+    "sameday_recent",  # same-day co-opening with the learner's last-week items (normalised per learner)
+    "sameday_last",  # same-day co-opening with the items of the learner's last active day
+    "neigh_opened",  # share of the item's 4 neighbours in course order that the learner opened
 )
 MISSING = -999.0
 
@@ -127,6 +139,7 @@ def features(course: CourseClicks, day: int) -> np.ndarray:
         per_item(planned_gap),
         per_learner(recent_count),
         *_cohort_columns(course, day, per_item, per_learner),
+        *_sequence_columns(course, day, per_item),
     ]
     stacked = np.stack(columns, axis=-1).astype(np.float32)
     # Unknown (no planned week, no recent items) is a value of its own; an all-NaN column also breaks binning.
@@ -175,6 +188,97 @@ def _cohort_columns(course: CourseClicks, day: int, per_item, per_learner) -> li
         per_learner(earliness),
         neighbours,
         per_item(np.where(np.isfinite(median_day), median_day - day, 999.0)),
+    ]
+
+
+def _rank_among_unseen(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    n_learners, n_items = seen.shape
+    order = np.argsort(-np.where(seen, -np.inf, values), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    rank[np.arange(n_learners)[:, None], order] = np.arange(n_items)[None, :]
+    return rank.astype(np.float32)
+
+
+def _sameday_similarity(course: CourseClicks, seen: np.ndarray) -> np.ndarray:
+    """Cosine of items over (learner, day) groups: items first opened together in one day (one study block)."""
+    n_items = seen.shape[1]
+    learner, item = np.nonzero(seen)
+    if not len(item):
+        return np.zeros((n_items, n_items), dtype=np.float32)
+    group_key = learner * 100_000 + (course.first_click[learner, item] + 50_000).astype(np.int64)
+    order = np.argsort(group_key, kind="stable")
+    key, item = group_key[order], item[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    size_of = np.repeat(sizes, sizes)  # per entry: the size of its group
+    start_of = np.repeat(starts, sizes)
+    left = np.repeat(np.arange(len(key)), size_of)  # every ordered pair inside a group
+    offset = np.arange(len(left)) - np.repeat(np.cumsum(size_of) - size_of, size_of)
+    right = np.repeat(start_of, size_of) + offset
+    sim = np.bincount(item[left] * n_items + item[right], minlength=n_items * n_items)
+    sim = sim.reshape(n_items, n_items).astype(np.float32)
+    count = np.sqrt(np.maximum(np.diag(sim).copy(), 1.0))
+    np.fill_diagonal(sim, 0.0)
+    return sim / count[:, None] / count[None, :]
+
+
+def _sequence_columns(course: CourseClicks, day: int, per_item) -> list[np.ndarray]:
+    """Where this learner is in the course's usual order of opening, and what usually comes next from there."""
+    seen = course.seen(day)
+    n_learners, n_items = seen.shape
+    active = seen.any(1)
+    recent7 = course.first_clicked_between(day - HORIZON_DAYS, day)
+    recent3 = course.first_clicked_between(day - 3, day)
+    hazard7 = recent7.sum(0) / np.maximum((~course.seen(day - HORIZON_DAYS) & active[:, None]).sum(0), 1)
+    hazard3 = recent3.sum(0) / np.maximum((~course.seen(day - 3) & active[:, None]).sum(0), 1)
+    follow = recent7.astype(np.float32) @ transitions(course, day)
+    follow /= np.maximum(follow.max(1, keepdims=True), 1e-9)
+    # Peers at the learner's stage: items at positions (n, n + 10] of each peer's own opening order.
+    first = np.where(seen, course.first_click, np.inf)
+    order = np.argsort(first + np.arange(n_items)[None, :] * 1e-6, axis=1, kind="stable")
+    position = np.empty_like(order)
+    position[np.arange(n_learners)[:, None], order] = np.arange(1, n_items + 1)[None, :]
+    opened_count = seen.sum(1)
+    at_position = np.zeros((n_items + 2, n_items), dtype=np.float32)
+    learner, item = np.nonzero(seen)
+    np.add.at(at_position, (position[learner, item], item), 1.0)
+    upto = np.cumsum(at_position, axis=0)
+    stage = upto[np.minimum(opened_count + 10, n_items + 1)] - upto[opened_count]
+    reached = np.bincount(np.minimum(opened_count, n_items + 1), minlength=n_items + 2)[::-1].cumsum()[::-1]
+    stage /= np.maximum(reached[np.minimum(opened_count + 1, n_items + 1)], 1)[:, None]
+    trend7 = _share(recent7) + 1e-6 * _share(seen)
+    # The course's usual order: median first-open day per item (never opened yet: after everything).
+    opened = np.where(seen, course.first_click, np.nan)
+    has_openers = seen.any(0)
+    median_day = np.full(n_items, day + 30.0)
+    if has_openers.any():
+        median_day[has_openers] = np.nanmedian(opened[:, has_openers], axis=0)
+    recent_count = recent7.sum(1)
+    front_recent = np.where(recent_count > 0, (recent7 * median_day).sum(1) / np.maximum(recent_count, 1), np.nan)
+    front_max = np.where(active, np.where(seen, median_day, -np.inf).max(1), np.nan)
+    last_day = np.where(seen, course.first_click, -np.inf).max(1)
+    last_session = seen & (course.first_click == last_day[:, None])
+    sameday = _sameday_similarity(course, seen)
+    with_recent = recent7.astype(np.float32) @ sameday
+    with_recent /= np.maximum(with_recent.max(1, keepdims=True), 1e-9)
+    with_last = last_session.astype(np.float32) @ sameday
+    with_last /= np.maximum(with_last.max(1, keepdims=True), 1e-9)
+    padded = np.pad(seen.astype(np.float32), ((0, 0), (2, 2)))
+    neighbours = (padded[:, :n_items] + padded[:, 1 : n_items + 1] + padded[:, 3 : n_items + 3]
+                  + padded[:, 4 : n_items + 4]) / 4.0
+    return [
+        per_item(_share(course.first_clicked_between(day - 1, day))),
+        per_item(_share(course.first_clicked_between(day - 2, day))),
+        per_item(hazard7),
+        per_item(hazard3),
+        follow,
+        stage,
+        _rank_among_unseen(np.broadcast_to(trend7, seen.shape), seen),
+        median_day[None, :] - front_recent[:, None],
+        median_day[None, :] - front_max[:, None],
+        with_recent,
+        with_last,
+        neighbours,
     ]
 
 

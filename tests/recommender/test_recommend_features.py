@@ -1,0 +1,54 @@
+"""The ranker's features: point-in-time (nothing at or after the cutoff leaks in) and the sequence features by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from recommend_fixtures import lockstep_course
+
+from recommender._recommend import rankers
+from recommender._recommend.clicks import course_clicks
+
+
+def _course(rows, n_items=4, length=30):
+    clicks = pd.DataFrame(rows, columns=["id_student", "id_site", "date"])
+    items = pd.DataFrame({"id_site": np.arange(n_items), "activity_type": "page", "week_from": np.nan})
+    return course_clicks(clicks, items, course_id="F-1", length_days=length, kinds=("page",))
+
+
+@pytest.mark.parametrize("day", [7, 20, 41])
+def test_features_ignore_everything_at_or_after_the_cutoff(day):
+    course = lockstep_course(n_learners=40, n_items=30, seed=7)
+    rng = np.random.default_rng(day)
+    later = course.first_click >= day
+    shuffled = np.where(later, day + rng.integers(0, 30, size=later.shape), course.first_click)
+    shuffled = np.where(later & (rng.random(later.shape) < 0.3), np.inf, shuffled)  # some never happen
+    changed = dataclasses.replace(course, first_click=shuffled)
+    assert not np.array_equal(changed.first_click, course.first_click)
+    np.testing.assert_array_equal(rankers.features(changed, day), rankers.features(course, day))
+    assert rankers.features(course, day).shape[-1] == len(rankers.FEATURES)
+
+
+def test_sameday_similarity_counts_items_opened_on_the_same_day_by_the_same_learner():
+    course = _course([(1, 0, 2), (1, 1, 2), (1, 2, 5), (2, 0, 3), (2, 1, 3), (2, 2, 3), (3, 3, 4)])
+    sim = rankers._sameday_similarity(course, course.seen(10))
+    # groups: l1 d2 {0,1}, l1 d5 {2}, l2 d3 {0,1,2}, l3 d4 {3}; cosine over groups
+    assert sim[0, 1] == pytest.approx(2 / np.sqrt(2 * 2))
+    assert sim[0, 2] == pytest.approx(1 / np.sqrt(2 * 2))
+    assert sim[0, 3] == 0 and sim[3, 3] == 0 and np.allclose(sim, sim.T)
+
+
+def test_stage_popularity_is_what_peers_opened_after_as_many_items():
+    # Learners 1 and 2 opened items in the order 0, 1, 2, 3; learner 3 opened only item 0.
+    rows = [(1, 0, 0), (1, 1, 1), (1, 2, 2), (1, 3, 3), (2, 0, 0), (2, 1, 2), (2, 2, 4), (2, 3, 6), (3, 0, 1)]
+    course = _course(rows)
+    feats = rankers.features(course, 10)
+    stage = feats[..., rankers.FEATURES.index("stage_pop")]
+    learner3 = 2
+    # learner 3 has one item: peers' 2nd…11th opens are items 1, 2, 3 for both peers that got that far.
+    np.testing.assert_allclose(stage[learner3], [0.0, 1.0, 1.0, 1.0])
+    gap = feats[..., rankers.FEATURES.index("canon_gap_max")]
+    assert gap[learner3, 3] > gap[learner3, 1] > 0  # item 3 is further along the usual order than item 1
