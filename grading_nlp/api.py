@@ -6,7 +6,7 @@ model give an ``AiGrade`` with status ``needs_manual_grading`` and a reason an i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ __all__ = [
     "choose_model_kind",
     "evaluate_essays",
     "grade_essay",
+    "grade_essays",
     "grade_pending_essays",
     "platform_labelled_essays",
     "run_grading_worker",
@@ -78,44 +79,72 @@ def grade_essay(text: str | bytes, prompt_id: int, *, settings: Settings | None 
     Never raises for bad input: an empty, oversized (> ``MAX_ESSAY_CHARS``) or undecodable essay, or a prompt
     without a trained model (``learnloop train essays``), returns status ``needs_manual_grading``.
     """
+    return grade_essays([(text, prompt_id)], settings=settings)[0]
+
+
+def grade_essays(essays: Sequence[tuple[str | bytes, int]], *, settings: Settings | None = None) -> list[AiGrade]:
+    """``grade_essay`` for several ``(text, prompt_id)`` pairs at once, in order: the essays of one prompt share
+    one vectorizer pass and one ONNX head run (what the model service's adaptive batching calls). Each grade is
+    exactly the one ``grade_essay`` gives for that essay alone."""
     from grading_nlp import _store
     from grading_nlp._features import handcrafted_features, normalise_text
-    from grading_nlp._model import COVERAGE
-    from grading_nlp._reasons import explain, out_of_range_signals
 
     settings = settings or get_settings()
-    loaded = _store.load_model(settings, prompt_id)
-    if loaded is None:
-        return _manual(f"No AI grading model is trained for prompt {prompt_id} yet; grade this essay by hand "
-                       "(a model is trained once the prompt has 20 graded essays).", prompt_id)
-    model = loaded.model
-    essay, notes = _decode(text)
-    if essay is None:
-        return _manual("The submission is not readable text (neither UTF-8 nor Windows-1252); ask the learner "
-                       "to resubmit it as plain text.", prompt_id, model.model_version)
-    if len(essay) > MAX_ESSAY_CHARS:
-        return _manual(f"The essay has {len(essay):,} characters, more than the {MAX_ESSAY_CHARS:,} the AI grader "
-                       "accepts; grade it by hand.", prompt_id, model.model_version)
-    normalised = normalise_text(essay)
-    hand = handcrafted_features(normalised)[None, :]
-    if hand[0][1] < np.log1p(MIN_ESSAY_WORDS):
-        return _manual(f"The essay is empty or shorter than {MIN_ESSAY_WORDS} words; grade it by hand.",
-                       prompt_id, model.model_version)
-    dense, text_score = model.dense([normalised], hand=hand)
-    head_score = loaded.head(dense)
-    from grading_nlp._model import _sigma
+    grades: list[AiGrade | None] = [None] * len(essays)
+    ready: dict[int, list[tuple[int, str, np.ndarray, list[str]]]] = {}  # prompt -> (index, text, hand, notes)
+    loaded_by_prompt = {}
+    for index, (text, prompt_id) in enumerate(essays):
+        if prompt_id not in loaded_by_prompt:
+            loaded_by_prompt[prompt_id] = _store.load_model(settings, prompt_id)
+        loaded = loaded_by_prompt[prompt_id]
+        if loaded is None:
+            grades[index] = _manual(f"No AI grading model is trained for prompt {prompt_id} yet; grade this essay "
+                                    "by hand (a model is trained once the prompt has 20 graded essays).", prompt_id)
+            continue
+        version = loaded.model.model_version
+        essay, notes = _decode(text)
+        if essay is None:
+            grades[index] = _manual("The submission is not readable text (neither UTF-8 nor Windows-1252); ask the "
+                                    "learner to resubmit it as plain text.", prompt_id, version)
+            continue
+        if len(essay) > MAX_ESSAY_CHARS:
+            grades[index] = _manual(f"The essay has {len(essay):,} characters, more than the {MAX_ESSAY_CHARS:,} the "
+                                    "AI grader accepts; grade it by hand.", prompt_id, version)
+            continue
+        normalised = normalise_text(essay)
+        hand = handcrafted_features(normalised)
+        if hand[1] < np.log1p(MIN_ESSAY_WORDS):
+            grades[index] = _manual(f"The essay is empty or shorter than {MIN_ESSAY_WORDS} words; grade it by hand.",
+                                    prompt_id, version)
+            continue
+        ready.setdefault(prompt_id, []).append((index, normalised, hand, notes))
+    for prompt_id, rows in ready.items():
+        loaded = loaded_by_prompt[prompt_id]
+        dense, text_score = loaded.model.dense([row[1] for row in rows], hand=np.vstack([row[2] for row in rows]))
+        head_score = loaded.head(dense)
+        for position, (index, _, _, notes) in enumerate(rows):
+            grades[index] = _suggested(loaded.model, prompt_id, dense[position], head_score[position:position + 1],
+                                       text_score[position:position + 1], notes)
+    return grades  # type: ignore[return-value] - every index was filled above
+
+
+def _suggested(model, prompt_id: int, dense: np.ndarray, head_score: np.ndarray, text_score: np.ndarray,
+               notes: list[str]) -> AiGrade:
+    """The grade of one essay from its head inputs and scores (arrays of length 1)."""
+    from grading_nlp._model import COVERAGE, _sigma
+    from grading_nlp._reasons import explain, out_of_range_signals
 
     half = model.conformal_quantile * _sigma(model.kind, head_score, text_score)
     score = int(model.scores(head_score)[0])
     low, high = model.intervals(head_score, half)
     interval = (int(low[0]), int(high[0]))
     width = 2 * float(half[0]) * model.span
-    unusual = out_of_range_signals(model.feature_names, dense[0].astype(np.float64), model.reference)
+    unusual = out_of_range_signals(model.feature_names, dense.astype(np.float64), model.reference)
     needs_review = bool(width > model.review_width or unusual or notes or model.kind is ModelKind.few_shot)
     # From the continuous interval, not its rounded and clipped ends: an interval cut off at the bottom of the
     # scale must not look narrower than it is, so confidence orders grades exactly as review routing does.
     confidence = float(np.clip(1.0 - width / model.span, 0.0, 1.0))
-    reasons = notes + unusual + explain(model.feature_names, dense[0].astype(np.float64), model.reference)
+    reasons = notes + unusual + explain(model.feature_names, dense.astype(np.float64), model.reference)
     return AiGrade(status=GradeStatus.suggested, score=score, interval=interval, confidence=round(confidence, 3),
                    needs_review=needs_review, reasons=reasons, model_version=model.model_version,
                    prompt_id=prompt_id, coverage=COVERAGE, score_range=model.score_range)

@@ -31,6 +31,10 @@ from learnloop.errors import NotFound, Unavailable
 from learnloop.settings import Settings
 
 CONCURRENCY = (1, 16)
+# The peer gets the thread policy ours has (ORT: one thread, no spinning): scikit-learn's HistGradientBoosting
+# predicts through an OpenMP pool whose idle threads spin-wait; on single-row requests that cost ~10x the CPU of
+# the prediction itself (86 ms vs ~12 ms CPU per request measured at c=1 on 2 shared cores).
+MLFLOW_NATIVE_ENV = {"OMP_NUM_THREADS": "1"}
 NATIVE_MODEL_TAG = "native_model_uri"  # set on each risk version by training (training._registry; not imported here)
 _LUA = """wrk.method = "POST"
 wrk.body = [==[{body}]==]
@@ -335,7 +339,9 @@ def bench_essay(settings: Settings, *, seconds: float, warmup: float, workers: i
             "request": f"one real ASAP essay of prompt {prompt} ({len(essay)} characters, median length)",
             "mlflow_flavor": "pyfunc: sentence-transformers all-MiniLM-L6-v2 on torch (1 thread per worker) + "
                              "ridge head (grading_nlp._mlflow_pyfunc)",
-            "ours": "grading_nlp.api.grade_essay behind /grade_essay (ONNX Runtime, torch-free)"}
+            "ours": "grading_nlp.api.grade_essay behind /grade_essay (ONNX Runtime, torch-free)",
+            "adaptive_batching": os.environ.get("LEARNLOOP_SERVING_ESSAY_BATCHING", "1").strip().lower()
+            not in {"0", "false", "no"}}
 
 
 def _loadavg() -> list[float]:
@@ -391,7 +397,8 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
             native_request_body(champion.schema.inputs, model_inputs),
             [str(bin_dir / "mlflow"), "models", "serve", "-m", native_uri, "--env-manager", "local",
              "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
-            {**base_env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
+            {**base_env, **MLFLOW_NATIVE_ENV, "MLFLOW_TRACKING_URI": settings.mlflow_uri,
+             "MLFLOW_REGISTRY_URI": settings.mlflow_uri},
             f"http://127.0.0.1:{port}/ping", ok_json("predictions"))
     port = _free_port()
     targets["limit"] = Target(
@@ -443,6 +450,7 @@ def bench_serve(settings: Settings, *, seconds: float = 10.0, warmup: float = 2.
         "loadavg_before": load_before, "loadavg_after": _loadavg(), "cpus": os.cpu_count(),
         "seconds_per_run": seconds, "load_generator": "wrk -t1 --latency, keep-alive, 127.0.0.1",
         "workers_per_server": workers,
+        "mlflow_env": MLFLOW_NATIVE_ENV,
         "model": f"{RISK_MODEL} v{champion.version} ({len(inputs)} inputs, FeatureService "
                  f"{champion.schema.feature_service})",
         "mlflow_flavor": (f"the champion's native scikit-learn pipeline ({native_uri}, logged on the champion's "
