@@ -1,11 +1,11 @@
 """The learned ranker: a gradient-boosted pointwise model of "first opens this item within 7 days".
 
-Rows are (learner, item not yet opened) pairs at weekly cutoffs, described by :data:`rankers.FEATURES` (from
+Rows are (learner, item not yet opened) pairs at cutoffs every 3 days, described by :data:`rankers.FEATURES` (from
 clicks before the cutoff only); the label is a first open in ``[cutoff, cutoff + 7)``. Only learners who open
 something in that week give rows (the evaluation scores exactly those), and negatives are subsampled.
 
 Evaluation protocol (``learnloop eval recommend``): the list of a presentation at cutoff ``d`` is scored by a
-model fitted on that presentation's weekly cutoffs whose label week ends by ``d`` plus every cutoff of the
+model fitted on that presentation's cutoffs whose label week ends by ``d`` plus every cutoff of the
 presentations that started earlier (BBB 2013B, then AAA 2013J, then AAA 2014J) — never on anything at or after
 ``d`` of the presentation being scored. The served model is fitted on every presentation (and the platform's own
 courses, built from activity events) and exported to ONNX.
@@ -22,9 +22,9 @@ from recommender._recommend import rankers
 from recommender._recommend.clicks import CourseClicks
 
 MODEL_NAME = "recommender"
-TRAIN_STEP_DAYS = 7
+TRAIN_STEP_DAYS = 3  # training lists every 3 days (every 7: NDCG@10 0.605 vs 0.610 in the evaluation)
 NEGATIVE_SHARE = 0.1
-MAX_TRAIN_ROWS = 150_000
+MAX_TRAIN_ROWS = 300_000
 PARAMS = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 1.0}
 
 
@@ -55,7 +55,7 @@ def rows_at(course: CourseClicks, day: int, *, rng: np.random.Generator, negativ
 
 
 def training_cutoffs(course: CourseClicks, *, before: int | None = None) -> list[int]:
-    """Weekly cutoffs whose label week ends by ``before`` (all of the presentation when None)."""
+    """Cutoffs (every ``TRAIN_STEP_DAYS``) whose label week ends by ``before`` (all of the presentation when None)."""
     end = course.length_days if before is None else before
     return list(range(TRAIN_STEP_DAYS, end - rankers.HORIZON_DAYS + 1, TRAIN_STEP_DAYS))
 
@@ -80,12 +80,13 @@ class RowCache:
             return None
         x = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
-        if len(y) > max_rows:  # keep every positive, thin the negatives
+        if len(y) > max_rows:  # keep every positive (up to half the rows), thin the negatives
             rng = np.random.default_rng(len(y))
-            negatives = np.flatnonzero(~y)
-            drop = rng.choice(negatives, size=min(len(y) - max_rows, len(negatives)), replace=False)
-            keep = np.ones(len(y), dtype=bool)
-            keep[drop] = False
+            positives, negatives = np.flatnonzero(y), np.flatnonzero(~y)
+            n_pos = min(len(positives), max_rows // 2)
+            n_neg = min(len(negatives), max_rows - n_pos)
+            keep = np.sort(np.concatenate([rng.choice(positives, size=n_pos, replace=False),
+                                           rng.choice(negatives, size=n_neg, replace=False)]))
             x, y = x[keep], y[keep]
         return x, y
 

@@ -52,3 +52,20 @@ def test_stage_popularity_is_what_peers_opened_after_as_many_items():
     np.testing.assert_allclose(stage[learner3], [0.0, 1.0, 1.0, 1.0])
     gap = feats[..., rankers.FEATURES.index("canon_gap_max")]
     assert gap[learner3, 3] > gap[learner3, 1] > 0  # item 3 is further along the usual order than item 1
+
+
+def test_row_cap_keeps_positives_and_never_drops_every_negative():
+    from types import SimpleNamespace
+
+    from recommender._recommend import learned
+
+    cache = learned.RowCache()
+    course = SimpleNamespace(course_id="F-1")
+    y = np.r_[np.ones(700, dtype=bool), np.zeros(300, dtype=bool)]  # more positives than half the cap
+    cache._rows[("F-1", 3)] = (np.arange(1000, dtype=np.float32)[:, None], y)
+    x_small, y_small = cache.stack([(course, 3)], max_rows=400)
+    assert len(y_small) == 400 and y_small.sum() == 200 and (~y_small).sum() == 200
+    y2 = np.r_[np.ones(100, dtype=bool), np.zeros(900, dtype=bool)]
+    cache._rows[("F-1", 6)] = (np.arange(1000, dtype=np.float32)[:, None], y2)
+    _, y_kept = cache.stack([(course, 6)], max_rows=400)
+    assert y_kept.sum() == 100 and len(y_kept) == 400  # every positive kept, negatives thinned

@@ -31,7 +31,7 @@ def _frames_of(course) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_chronological_order_follows_the_presentation_code():
     courses = [lockstep_course(course_id=c) for c in ("AAA-2014J", "AAA-2013J", "BBB-2013B")]
     assert [c.course_id for c in learned.chronological(courses)] == ["BBB-2013B", "AAA-2013J", "AAA-2014J"]
-    assert learned.training_cutoffs(courses[0], before=30) == [7, 14, 21]  # label weeks end by day 30
+    assert learned.training_cutoffs(courses[0], before=30) == [3, 6, 9, 12, 15, 18, 21]  # label weeks end by day 30
 
 
 @pytest.mark.slow  # MLflow registry on SQLite + an ONNX export: ~30 s on a quiet machine
