@@ -55,9 +55,19 @@ class PlattCalibratedClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInput("Platt calibration is for binary classifiers")
         return self
 
+    def _base_logit(self, X) -> np.ndarray:
+        if isinstance(self.estimator_, LogisticRegression):
+            # Its logit exactly, in float64: sklearn's float32 probabilities round 1 - p near 1 to a few digits,
+            # which a Platt slope below 1 spreads into 1e-4 of calibrated probability (the ONNX graph of a linear
+            # model is computed in float64 and would not agree).
+            weights = np.asarray(self.estimator_.coef_, dtype=np.float64).ravel()
+            raw = np.asarray(X, dtype=np.float64) @ weights + float(self.estimator_.intercept_[0])
+            bound = _logit(np.array([1 - _EPS]))[0]
+            return np.clip(raw, -bound, bound)
+        return _logit(np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)[:, 1])
+
     def predict_proba(self, X) -> np.ndarray:
-        base = np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)[:, 1]
-        positive = 1.0 / (1.0 + np.exp(-(self.slope * _logit(base) + self.intercept)))
+        positive = 1.0 / (1.0 + np.exp(-(self.slope * self._base_logit(X) + self.intercept)))
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X) -> np.ndarray:
@@ -83,18 +93,19 @@ def _converter(scope, operator, container) -> None:
         OnnxSigmoid,
         OnnxSub,
     )
+    from skl2onnx.common.data_types import guess_numpy_type
 
     model = operator.raw_operator
     opset = container.target_opset
-    f32 = np.float32
+    dtype = guess_numpy_type(operator.inputs[0].type)  # float32, or float64 for a graph computed in double
     base = OnnxSubEstimator(model.estimator_, operator.inputs[0], op_version=opset, options={"zipmap": False})
     positive = OnnxGather(base[1], np.array([1], dtype=np.int64), axis=1, op_version=opset)
-    clipped = OnnxClip(positive, np.array(_EPS, dtype=f32), np.array(1 - _EPS, dtype=f32), op_version=opset)
-    one = np.array([1.0], dtype=f32)
+    clipped = OnnxClip(positive, np.array(_EPS, dtype=dtype), np.array(1 - _EPS, dtype=dtype), op_version=opset)
+    one = np.array([1.0], dtype=dtype)
     logit = OnnxSub(OnnxLog(clipped, op_version=opset),
                     OnnxLog(OnnxSub(one, clipped, op_version=opset), op_version=opset), op_version=opset)
-    scaled = OnnxAdd(OnnxMul(logit, np.array([model.slope], dtype=f32), op_version=opset),
-                     np.array([model.intercept], dtype=f32), op_version=opset)
+    scaled = OnnxAdd(OnnxMul(logit, np.array([model.slope], dtype=dtype), op_version=opset),
+                     np.array([model.intercept], dtype=dtype), op_version=opset)
     calibrated = OnnxSigmoid(scaled, op_version=opset)
     probabilities = OnnxConcat(OnnxSub(one, calibrated, op_version=opset), calibrated, axis=1, op_version=opset,
                                output_names=[operator.outputs[1]])

@@ -98,3 +98,35 @@ def test_split_between_adjacent_float32_values_keeps_parity():
     exported = export_sklearn_classifier(model, frame, ModelSchema(inputs=inputs))
     onnx = OnnxClassifier(exported.onnx_bytes, exported.schema).predict_proba_matrix(frame)[:, 1]
     assert np.max(np.abs(onnx - native)) <= 1e-5
+
+
+def test_calibrated_logistic_regression_exports_with_parity_at_extreme_probabilities():
+    """A linear model is computed in float64 inside the graph (inputs stay float32): with confident base
+    probabilities (1 - p ~ 1e-5) and a Platt slope below 1, float32 cost ~1e-4 of calibrated probability."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    frame = pd.DataFrame({"clicks_7d": rng.gamma(0.5, 400, n), "n_missed": rng.integers(0, 8, n).astype(float)})
+    frame["clicks_28d"] = frame["clicks_7d"] * 3.5 + rng.gamma(0.5, 100, n)  # collinear click windows
+    frame.loc[::5, "clicks_28d"] = np.nan
+    labels = (2.5 * frame["n_missed"] - frame["clicks_7d"] / 150 + rng.normal(0, 1, n) > 6).astype(int)
+    inputs = infer_inputs(frame, ["clicks_7d", "clicks_28d", "n_missed"])
+    columns = ColumnTransformer([("num", Pipeline([("impute", SimpleImputer(strategy="median")),
+                                                   ("scale", StandardScaler())]), ["clicks_7d", "clicks_28d",
+                                                                                    "n_missed"])])
+    model = Pipeline([("columns", columns),
+                      ("model", PlattCalibratedClassifier(LogisticRegression(C=100.0), slope=0.45, intercept=-2.0))])
+    model.fit(model_frame(frame, inputs), labels)
+    base = model.named_steps["model"].estimator_.predict_proba(
+        model.named_steps["columns"].transform(model_frame(frame, inputs)))[:, 1]
+    assert (1 - base).min() < 1e-4  # the regime where float32 probabilities lose the tail
+
+    export = export_sklearn_classifier(model, frame, ModelSchema(inputs=inputs))
+
+    assert export.parity_max_abs_diff <= 1e-6
+    onnx = OnnxClassifier(export.onnx_bytes, export.schema)
+    served_types = {item.name: item.type for item in onnx._session.get_inputs()}
+    assert set(served_types.values()) == {"tensor(float)"}  # serving feeds float32 to every model
