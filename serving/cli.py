@@ -42,8 +42,8 @@ def bench_serve(
     workers: int = typer.Option(2, min=1, help="Worker processes of every server (ours, mlflow, limit): same for all."),
     only: list[str] = typer.Option([], "--only", help="Measure only these paths (bentoml, mlflow, api, limit; essay = the essay grader's bentoml vs mlflow)."),
 ) -> None:
-    """Latency/throughput of the risk champion: our service vs `mlflow models serve` vs the platform API vs
-    plain FastAPI+ORT, at concurrency 1 and 16 (wrk on 127.0.0.1); and the essay grader: our /grade_essay vs
+    """Latency/throughput of the risk champion: our service vs `mlflow models serve` on the champion's native
+    scikit-learn pipeline (logged with it at training) vs the platform API vs plain FastAPI+ORT, at concurrency 1 and 16 (wrk on 127.0.0.1); and the essay grader: our /grade_essay vs
     `mlflow models serve` on a MiniLM-on-torch pyfunc (JSON key "essay")."""
     from rich.console import Console
 
