@@ -67,7 +67,8 @@ VIEWS = (
     ), "The module-presentation as of t: cohort size, withdrawals so far, deadlines ahead."),
     ViewSpec("student_history", "student", timedelta(days=1100), (
         "prior_presentations", "prior_passes", "prior_fail_or_withdrawn",
-    ), "Outcomes of the student's presentations that ended before this one started."),
+    ), "Outcomes of the student's other presentations, from the time each result is known (its last day + "
+       "RESULT_LAG_DAYS)."),
     ViewSpec("content_item_popularity", "content_item", timedelta(days=400), (
         "item_clicks_7d", "item_clicks_28d", "item_clicks_cum", "item_student_days_7d",
         "item_student_days_28d", "item_students_cum",

@@ -11,6 +11,8 @@ Time model (documented in ``pipelines.api`` too):
 * Marks come back after submission: a CMA (computer marked) on the day it is submitted, a TMA 14 days later
   (``MARK_RETURN_LAG_DAYS``). Exams are left out of every assessment feature: the exam result *is* the final
   result, and several modules have no exam deadline or no exam submissions in the data.
+* A presentation's final result counts in a student's history ``RESULT_LAG_DAYS`` (14) after its last day,
+  also in the middle of another presentation of theirs; never in a snapshot of its own presentation.
 * ``date_unregistration`` counts only once it is ≤ t; banked results (``is_banked``; ``date_submitted=-1``) are
   carried over from an earlier presentation and counted apart, never as a submission or a missed deadline.
 * Clicks exist for some presentations only: there every click feature is a real count (0 = no clicks);
@@ -27,6 +29,8 @@ import pandas as pd
 
 SNAPSHOT_EVERY_DAYS = 7
 MARK_RETURN_LAG_DAYS = {"CMA": 0, "TMA": 14}
+# A presentation's final result (exam marked, withdrawals settled) is taken as known this long after its last day.
+RESULT_LAG_DAYS = 14
 CLICK_WINDOWS = (7, 14, 28)
 # The activity types that carry ~98% of the clicks; the rest are summed into "other".
 CLICK_TYPES = ("forumng", "homepage", "oucontent", "subpage", "quiz", "resource", "url")
@@ -363,12 +367,12 @@ def _last_event_day(grid: pd.DataFrame, reg: np.ndarray, day: np.ndarray) -> np.
 
 
 def _module_history(all_regs: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
-    """Per module-presentation and snapshot: outcomes of the same module's presentations that had **ended**
-    by then (a course-level base rate; a presentation still running contributes nothing, its results are
-    unknown). ``module_prior_active_fail_rate`` counts only the students still registered on the same course
+    """Per module-presentation and snapshot: outcomes of the same module's presentations whose results were
+    known by then (``RESULT_LAG_DAYS`` after they ended; a course-level base rate: a presentation still running
+    contributes nothing). ``module_prior_active_fail_rate`` counts only the students still registered on the same course
     day there — the base rate of the students an instructor can still help."""
     courses = all_regs.drop_duplicates("course").set_index("course")
-    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1, unit="D")
+    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1 + RESULT_LAG_DAYS, unit="D")
     bad = all_regs["final_result"].isin(["Withdrawn", "Fail"]).to_numpy()
     by_course = {course: idx.to_numpy() for course, idx in all_regs.groupby("course").groups.items()}
     reg_day = all_regs["date_registration"].to_numpy()
@@ -523,19 +527,23 @@ def _course_cohort(regs: pd.DataFrame, grid: pd.DataFrame, deadlines: pd.DataFra
 
 
 def _student_history(regs: pd.DataFrame) -> pd.DataFrame:
-    """Per student, at the start of each of their presentations: outcomes of presentations already ended."""
+    """Per student, outcomes of their presentations whose result is known, restated at the start of each of
+    their presentations and again whenever another result becomes known (``RESULT_LAG_DAYS`` after a
+    presentation ends), so a snapshot in the middle of a presentation sees results that came in since it began
+    (2014B ends the day before 2014J starts: its result is known from 2014J's third week on)."""
     starts = regs["course_start"] + pd.to_timedelta(np.fmin(regs["date_registration"].fillna(0), 0), unit="D")
-    ends = regs["course_start"] + pd.to_timedelta(regs["course_length"] + 1, unit="D")
-    own = pd.DataFrame({"id_student": regs["id_student"], "event_timestamp": starts})
-    past = pd.DataFrame({"id_student": regs["id_student"], "ended": ends,
+    known = regs["course_start"] + pd.to_timedelta(regs["course_length"] + 1 + RESULT_LAG_DAYS, unit="D")
+    own = pd.concat([pd.DataFrame({"id_student": regs["id_student"], "event_timestamp": starts}),
+                     pd.DataFrame({"id_student": regs["id_student"], "event_timestamp": known})]).drop_duplicates()
+    past = pd.DataFrame({"id_student": regs["id_student"], "known": known,
                          "passed": regs["final_result"].isin(["Pass", "Distinction"]).astype(float),
                          "failed": regs["final_result"].isin(["Fail", "Withdrawn"]).astype(float)})
     pairs = own.merge(past, on="id_student")
-    pairs = pairs[pairs["ended"] <= pairs["event_timestamp"]]
+    pairs = pairs[pairs["known"] <= pairs["event_timestamp"]]
     counts = pairs.groupby(["id_student", "event_timestamp"]).agg(
-        prior_presentations=("ended", "size"), prior_passes=("passed", "sum"),
+        prior_presentations=("known", "size"), prior_passes=("passed", "sum"),
         prior_fail_or_withdrawn=("failed", "sum"))
-    out = own.drop_duplicates().merge(counts.reset_index(), on=["id_student", "event_timestamp"], how="left")
+    out = own.merge(counts.reset_index(), on=["id_student", "event_timestamp"], how="left")
     out[["prior_presentations", "prior_passes", "prior_fail_or_withdrawn"]] = out[
         ["prior_presentations", "prior_passes", "prior_fail_or_withdrawn"]].fillna(0.0).astype("float64")
     return out.sort_values(["id_student", "event_timestamp"]).reset_index(drop=True)

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from feature_fixtures import synthetic_oulad
 
-from pipelines._snapshots import build_snapshots, day_end_timestamp, presentation_start
+from pipelines._snapshots import (
+    RESULT_LAG_DAYS,
+    _student_history,
+    build_snapshots,
+    day_end_timestamp,
+    presentation_start,
+)
 
 CUTOFF = 35
 
@@ -236,7 +242,7 @@ def test_module_base_rates_use_only_presentations_that_had_ended() -> None:
     tables = synthetic_oulad(n_students=20, seed=4)
     snaps = build_snapshots(tables)
     courses = snaps.registrations.drop_duplicates("course").set_index("course")
-    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1, unit="D")
+    ends = courses["course_start"] + pd.to_timedelta(courses["course_length"] + 1 + RESULT_LAG_DAYS, unit="D")
     history = snaps.module_history.merge(courses[["code_module"]], left_on="course", right_index=True)
     checked = 0
     for other in courses.index:
@@ -257,3 +263,28 @@ def test_module_base_rates_use_only_presentations_that_had_ended() -> None:
             checked += 1
     assert checked >= 1
     assert history.loc[history["module_prior_presentations"] == 0, "module_prior_fail_rate"].isna().all()
+
+
+def test_a_students_earlier_result_counts_from_when_it_is_known_never_their_own() -> None:
+    # 2014B ends the day before 2014J starts; a student who failed it and registered for 2014J in August
+    # is seen as such from 2014B's result date on (mid-2014J), not at registration and not only next year.
+    regs = pd.DataFrame({
+        "id_student": [7, 7],
+        "course_start": [pd.Timestamp(presentation_start("2014B")), pd.Timestamp(presentation_start("2014J"))],
+        "date_registration": [-20, -60],
+        "course_length": [234, 262],
+        "final_result": ["Fail", "Withdrawn"],
+    })
+    history = _student_history(regs)
+
+    def as_of(day: int) -> pd.Series:
+        stamp = day_end_timestamp(pd.Series([regs.loc[1, "course_start"]]), [day])[0]
+        return history[history["event_timestamp"] <= stamp].iloc[-1]
+
+    known = regs.loc[0, "course_start"] + pd.Timedelta(days=234 + 1 + RESULT_LAG_DAYS)
+    known_day = (known - regs.loc[1, "course_start"]).days - 1  # the 2014J day at whose end the Fail is known
+    assert 0 < known_day < 35
+    assert as_of(known_day - 1)["prior_fail_or_withdrawn"] == 0
+    assert as_of(known_day)["prior_fail_or_withdrawn"] == 1 and as_of(35)["prior_presentations"] == 1
+    # Its own outcome never reaches a snapshot of the 2014J presentation, up to and including its last day.
+    assert as_of(262)["prior_presentations"] == 1
