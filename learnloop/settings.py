@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     serving_host: str = "127.0.0.1"
     serving_port: int = 3000
     serving_timeout_s: float = 2.0
+    serving_essay_batching: bool = Field(default=True, description="Grade concurrent essays together (BentoML's adaptive dispatcher); false grades each alone.")
     serving_poll_seconds: float = Field(default=5.0, description="How often the model service checks the champion alias (0 = only on reload).")
 
     @model_validator(mode="after")

@@ -340,8 +340,7 @@ def bench_essay(settings: Settings, *, seconds: float, warmup: float, workers: i
             "mlflow_flavor": "pyfunc: sentence-transformers all-MiniLM-L6-v2 on torch (1 thread per worker) + "
                              "ridge head (grading_nlp._mlflow_pyfunc)",
             "ours": "grading_nlp.api.grade_essay behind /grade_essay (ONNX Runtime, torch-free)",
-            "adaptive_batching": os.environ.get("LEARNLOOP_SERVING_ESSAY_BATCHING", "1").strip().lower()
-            not in {"0", "false", "no"}}
+            "adaptive_batching": settings.serving_essay_batching}
 
 
 def _loadavg() -> list[float]:

@@ -27,7 +27,6 @@ import asyncio
 import gc
 import hashlib
 import logging
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +52,6 @@ HOT_ROUTES = ["/predict_risk", "/grade_essay", "/recommend"]
 ESSAY_MAX_CHARS = 2_000_000  # transport limit; grade_essay itself sends essays over 50,000 characters to a human
 # Adaptive batching of /grade_essay (see the module docstring). The latency bound matches the traffic timeout:
 # BentoML's dispatcher cancels a queued essay that waited longer, which is then graded alone (never a failure).
-ESSAY_BATCHING = os.environ.get("LEARNLOOP_SERVING_ESSAY_BATCHING", "1").strip().lower() not in {"0", "false", "no"}
 ESSAY_MAX_BATCH_SIZE = 16
 ESSAY_MAX_LATENCY_MS = 10_000
 _NO_FEATURES: list[str] = []
@@ -239,7 +237,7 @@ class LearnloopModels:
 
         started = time.perf_counter()
         grade = None
-        if ESSAY_BATCHING:
+        if self.settings.serving_essay_batching:
             try:
                 grade = await self._essay_batcher()((text, prompt_id))
             except Exception:  # noqa: BLE001 - one essay's failure fails its batch: isolate it by grading alone
