@@ -25,7 +25,8 @@ MODEL_NAME = "recommender"
 TRAIN_STEP_DAYS = 3  # training lists every 3 days (every 7: NDCG@10 0.605 vs 0.610 in the evaluation)
 NEGATIVE_SHARE = 0.1
 MAX_TRAIN_ROWS = 300_000
-PARAMS = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 1.0}
+# 200 trees at rate 0.05, leaves of >= 100 rows: harness NDCG@10 0.613 vs 0.610 with 80 trees at 0.1 (leaves >= 50)
+PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 100, "l2_regularization": 1.0}
 
 
 def chronological(courses: Sequence[CourseClicks]) -> list[CourseClicks]:
