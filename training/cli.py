@@ -32,7 +32,10 @@ def _exit_on_domain_error(exc: Exception) -> None:
 
 def train_risk(
     learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
-    max_iter: int = typer.Option(300, help="Boosting iterations (hgb)."),
+    max_iter: int = typer.Option(300, help="Boosting iterations (hgb) with --fixed-capacity."),
+    select_capacity: bool = typer.Option(True, "--select-capacity/--fixed-capacity",
+                                         help="Choose the hgb capacity by leave-one-presentation-out on the "
+                                              "training presentations (or use --max-iter as given)."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register the version as challenger."),
     training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
     feature_service: str = typer.Option("student_risk_v2", help="FeatureService to train on (recorded with the model)."),
@@ -40,14 +43,15 @@ def train_risk(
 ) -> None:
     """Train the at-risk model (train 2013B/2013J/2014B, hold out 2014J), log it and register it as challenger."""
     from learnloop.errors import LearnloopError
-    from training._risk import Learner, RiskRecipe
+    from training._risk import CAPACITY_GRID, Learner, RiskRecipe
     from training.api import train_risk as run_training
 
     progress, say = _progress()
     try:
         with progress:
             run = run_training(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner), max_iter=max_iter,
-                                                                               feature_service=feature_service),
+                                                                               feature_service=feature_service,
+                                                                               capacity_grid=CAPACITY_GRID if select_capacity else ()),
                                register=register, progress=say)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)
@@ -66,18 +70,22 @@ def eval_risk(
     learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
     training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
     feature_service: str = typer.Option("student_risk_v2", help="FeatureService to evaluate (v1 for comparison)."),
+    select_capacity: bool = typer.Option(True, "--select-capacity/--fixed-capacity",
+                                         help="Choose the hgb capacity by leave-one-presentation-out on the "
+                                              "training presentations (or use the recipe's defaults)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """The at-risk protocol on OULAD: AUC by week (all, active, with clicks on AAA 2014J) and Brier."""
     from learnloop.errors import LearnloopError
-    from training._risk import Learner, RiskRecipe
+    from training._risk import CAPACITY_GRID, Learner, RiskRecipe
     from training.api import evaluate_risk
 
     progress, say = _progress()
     try:
         with progress:
             result = evaluate_risk(frame=_frame(training_set), recipe=RiskRecipe(learner=Learner(learner),
-                                                                                   feature_service=feature_service),
+                                                                                   feature_service=feature_service,
+                                                                                   capacity_grid=CAPACITY_GRID if select_capacity else ()),
                                    progress=say)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)

@@ -97,6 +97,9 @@ class RiskRecipe:
     monotonic: bool = True
     calibrate: bool = True
     random_state: int = 0
+    # (max_iter, min_samples_leaf, max_leaf_nodes) candidates; when given, the capacity is chosen on the training
+    # presentations alone (leave one out) and the three fields above are ignored. Empty: use them as given.
+    capacity_grid: tuple[tuple[int, int, int], ...] = ()
     # The FeatureService the model reads; recorded with the model so serving reads the same one.
     feature_service: str = "student_risk_v2"
     train_presentations: tuple[str, ...] = ("2013B", "2013J", "2014B")
@@ -107,4 +110,5 @@ class RiskRecipe:
         payload["learner"] = self.learner.value
         payload["train_presentations"] = ",".join(self.train_presentations)
         payload["test_presentations"] = ",".join(self.test_presentations)
+        payload["capacity_grid"] = ";".join("/".join(map(str, item)) for item in self.capacity_grid) or "fixed"
         return payload

@@ -129,3 +129,17 @@ def test_v1_still_trains_and_records_the_service_it_read(synthetic_risk_frame):
     assert [item.name for item in run.fitted.inputs] == feature_names("student_risk_v1")
     assert "submitted_share" not in run.features and run.evaluation["auc_active"] > 0.6
 
+
+
+def test_capacity_is_chosen_on_training_presentations_only(frame):
+    from training._risk import select_capacity
+
+    train, test = split_by_presentation(frame, ("2013B", "2013J", "2014B"), ("2014J",))
+    grid = ((1, 20, 2), (40, 20, 15))  # one boosting step of a stump cannot rank as well as 40 trees
+    chosen, scores = select_capacity(train, risk_features(train), RiskRecipe(capacity_grid=grid))
+    assert set(scores) == {"1/20/2", "40/20/15"} and scores["40/20/15"] > scores["1/20/2"]
+    assert (chosen.max_iter, chosen.min_samples_leaf, chosen.max_leaf_nodes) == (40, 20, 15)
+    # Without a grid the recipe is used as given.
+    assert select_capacity(train, risk_features(train), SMALL) == (SMALL, {})
+    run = train_risk(frame=frame, recipe=RiskRecipe(capacity_grid=grid), register=False)
+    assert run.fitted.recipe.max_iter == 40 and run.fitted.capacity_scores == scores
