@@ -489,7 +489,10 @@ def model_card(*, recipe: RiskRecipe, evaluation: dict[str, Any], features: Sequ
               "- Subgroup figures with fewer than "
               f"{MIN_SUBGROUP_ROWS} rows (or {MIN_SUBGROUP_CLASS_ROWS} per class) are not reported.",
               "- Risk is correlated with deprivation (IMD) and disability; use it to offer help, never to exclude.",
-              "- Marks are assumed back 0 days (CMA) / 14 days (TMA) after submission (pipelines.api)."]
+              "- Marks are assumed back 0 days (CMA) / 14 days (TMA) after submission, and a presentation's final "
+              "result 14 days after its last day (pipelines.api).",
+              "- Without click data, early discrimination is limited: active AUC at week 5 stays near 0.73 (one "
+              "assessment or none due by day 35 in most modules)."]
     return "\n".join(lines) + "\n"
 
 
