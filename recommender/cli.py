@@ -2,6 +2,7 @@
 
 * ``learnloop eval search --data DIR --json``: BM25 / dense / hybrid on any BEIR folder.
 * ``learnloop bench search --json``: latency of a hybrid query (incl. query embedding) on a 1,000-item catalog.
+* ``learnloop bench recommend --json``: latency of one served recommendation list (course-level work cached).
 * ``learnloop eval recommend --json``: next-items ranking on OULAD clicks against popularity and ItemKNN.
 * ``learnloop train recommender``: the learned ranker → ONNX → MLflow ``recommender`` (challenger, then gate).
 """
@@ -103,6 +104,29 @@ def bench_search(
         err.print(report)
 
 
+def bench_recommend(
+    learners: int = typer.Option(1537, help="Learners with opens (OULAD BBB 2013B: 1,537)."),
+    items: int = typer.Option(315, help="Content items of the course (BBB 2013B: 315)."),
+    day: int = typer.Option(120, help="Days since the course started (opens before it are the input)."),
+    requests: int = typer.Option(200, help="Timed warm requests (a random learner each)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Latency of one served recommendation list (treatment arm, ONNX ranker) on a synthetic course of that size."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from learnloop.errors import LearnloopError
+    from recommender._recommend.bench import bench_recommend as run
+
+    try:
+        with err.status("fitting a small ranker and timing recommendation requests"):
+            report = run(n_learners=learners, n_items=items, day=day, requests=requests)
+    except LearnloopError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        err.print(report)
+
+
 def eval_recommend(
     root: Path | None = typer.Option(None, "--root", help="OULAD folder (default: the data sets folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -193,4 +217,5 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     groups["eval"].command("search")(eval_search)
     groups["bench"].command("search")(bench_search)
     groups["eval"].command("recommend")(eval_recommend)
+    groups["bench"].command("recommend")(bench_recommend)
     groups["train"].command("recommender")(train_recommender)

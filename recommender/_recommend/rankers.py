@@ -17,6 +17,8 @@ strictly before the cutoff. Items a learner already opened are excluded by the c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from recommender._recommend.clicks import CourseClicks
@@ -92,103 +94,203 @@ def itemknn(course: CourseClicks, day: int) -> np.ndarray:
 
 def features(course: CourseClicks, day: int) -> np.ndarray:
     """``learners × items × len(FEATURES)`` float32, from clicks before ``day`` only."""
+    return learner_features(course_state(course, day), np.arange(len(course.learners)))
+
+
+@dataclass(frozen=True)
+class CourseState:
+    """The course-level parts of :func:`features` at one cutoff, shared by every learner of the course.
+
+    Everything here costs O(learners × items) or O(items²) and is the same for every learner: the click matrix
+    cut at ``day``, item-item cosine and same-day similarity, first-open transitions, per-item trends and hazards,
+    the course's usual order and each learner's earliness (for the cohort's fastest fifth). Serving builds it once
+    per course and input (:mod:`recommender._recommend.service`) and scores one learner with
+    :func:`learner_features`; training and evaluation go through the same two functions for every learner.
+    """
+
+    day: int
+    first_click: np.ndarray
+    seen: np.ndarray
+    history: np.ndarray  # seen as float32
+    recent_f: np.ndarray  # first opened in the last 7 days, float32
+    sim: np.ndarray  # item-item cosine on the history
+    item_kind: np.ndarray
+    kind_onehot: np.ndarray
+    position: np.ndarray  # item position in the course order (0 … 1)
+    order: np.ndarray  # items by last-week trend, most opened first
+    earliness: np.ndarray  # per learner
+    learner_norm: np.ndarray  # per learner: sqrt(items opened) (learner-learner cosine)
+    transitions: np.ndarray
+    upto: np.ndarray  # cumulative opens per (position in a learner's own order, item)
+    reached: np.ndarray  # learners who opened at least n items
+    trend_for_rank: np.ndarray
+    median_day: np.ndarray  # usual first-open day per item (never opened: day + 30)
+    sameday: np.ndarray
+    item_columns: dict[str, np.ndarray]  # the features that only depend on the item
+
+
+_LEARNER_COLUMNS = ("learner_items", "learner_idle_days", "learner_recent_items", "learner_progress",
+                    "learner_earliness")
+_INDEX = {name: i for i, name in enumerate(FEATURES)}
+
+
+def course_state(course: CourseClicks, day: int) -> CourseState:
+    """The learner-independent parts of the features at ``day`` (clicks before ``day`` only)."""
     n_learners, n_items = course.first_click.shape
     seen = course.seen(day)
     history = seen.astype(np.float32)
-    recent = course.first_clicked_between(day - 7, day)
-    sim = _cosine(history)
-    knn = history @ sim
-    knn /= np.maximum(knn.max(1, keepdims=True), 1e-9)
-    recent_f = recent.astype(np.float32)
-    knn_recent = recent_f @ sim
-    knn_recent /= np.maximum(knn_recent.max(1, keepdims=True), 1e-9)
+    recent7 = course.first_clicked_between(day - HORIZON_DAYS, day)
+    recent3 = course.first_clicked_between(day - 3, day)
     first_day = np.where(seen, course.first_click, np.inf).min(0)
-    item_age = np.where(np.isfinite(first_day), day - first_day, -1.0)
-    learner_items = history.sum(1)
-    last_day = np.where(seen, course.first_click, -np.inf).max(1)
-    idle = np.where(np.isfinite(last_day), day - last_day, 999.0)
     n_kinds = int(course.item_kind.max()) + 1 if n_items else 1
     kind_onehot = np.zeros((n_items, n_kinds), dtype=np.float32)
     kind_onehot[np.arange(n_items), course.item_kind] = 1.0
-    kind_affinity = ((history @ kind_onehot) / np.maximum(learner_items[:, None], 1.0))[:, course.item_kind]
-    position = np.arange(n_items, dtype=np.float32) / max(
-        n_items, 1
-    )  # item ids follow the course build order
-    recent_count = recent_f.sum(1)
-    mean_position = np.where(recent_count > 0, (recent_f @ position) / np.maximum(recent_count, 1.0), np.nan)
-    planned_gap = course.week_from - day // 7
-
-    def per_item(values) -> np.ndarray:
-        return np.broadcast_to(np.asarray(values, dtype=np.float32), (n_learners, n_items))
-
-    def per_learner(values) -> np.ndarray:
-        return np.broadcast_to(np.asarray(values, dtype=np.float32)[:, None], (n_learners, n_items))
-
-    columns = [
-        per_item(_share(seen)),
-        per_item(_share(recent)),
-        per_item(_share(course.first_clicked_between(day - 3, day))),
-        per_item(_share(course.first_clicked_between(day - 14, day - 7))),
-        knn,
-        knn_recent,
-        per_item(item_age),
-        per_learner(learner_items),
-        per_learner(idle),
-        kind_affinity,
-        position[None, :] - mean_position[:, None],
-        per_item(planned_gap),
-        per_learner(recent_count),
-        *_cohort_columns(course, day, per_item, per_learner),
-        *_sequence_columns(course, day, per_item),
-    ]
-    stacked = np.stack(columns, axis=-1).astype(np.float32)
-    # Unknown (no planned week, no recent items) is a value of its own; an all-NaN column also breaks binning.
-    return np.nan_to_num(stacked, nan=MISSING, posinf=MISSING, neginf=MISSING)
-
-
-def _cohort_columns(course: CourseClicks, day: int, per_item, per_learner) -> list[np.ndarray]:
-    """Where the cohort is heading: what its fastest learners and this learner's look-alikes opened lately."""
-    seen = course.seen(day)
-    n_learners = seen.shape[0]
+    position = np.arange(n_items, dtype=np.float32) / max(n_items, 1)  # item ids follow the course build order
+    # Cohort: the cohort's fastest fifth, trends, usual first-open day.
     opened = np.where(seen, course.first_click, np.nan)
     has_openers = seen.any(0)
-    median_day = np.full(seen.shape[1], np.nan)
+    median_day = np.full(n_items, np.nan)
     if has_openers.any():
         median_day[has_openers] = np.nanmedian(opened[:, has_openers], axis=0)
     ahead = median_day[None, :] - opened
     counted = np.isfinite(ahead)
     earliness = np.where(counted, ahead, 0.0).sum(1) / np.maximum(counted.sum(1), 1)
-    active = course.first_clicked_between(day - 14, day).any(1)
-    leaders = active & (earliness >= np.quantile(earliness[active], 0.8)) if active.any() else active
-    recent7 = course.first_clicked_between(day - HORIZON_DAYS, day)
-    recent3 = course.first_clicked_between(day - 3, day)
+    active14 = course.first_clicked_between(day - 14, day).any(1)
+    leaders = active14 & (earliness >= np.quantile(earliness[active14], 0.8)) if active14.any() else active14
     count7, count3 = recent7.sum(0), recent3.sum(0)
     trend7 = _share(recent7)
     order = np.argsort(-trend7, kind="stable")
     rank = np.empty(len(order), dtype=np.float32)
     rank[order] = np.arange(len(order))
-    progress = seen[:, order[:20]].mean(1) if len(order) else np.zeros(n_learners)
-    history = seen.astype(np.float32)
-    norm = np.sqrt(history.sum(1)) + 1e-9
-    similar = (history @ history.T) / norm[:, None] / norm[None, :]
-    np.fill_diagonal(similar, 0.0)
-    if n_learners > 1:
-        k = min(50, n_learners - 1)
-        kth = -np.sort(-similar, axis=1)[:, k - 1 : k]
+    # Sequence: hazards, peers' opens at each stage, the course's usual order.
+    active = seen.any(1)
+    hazard7 = recent7.sum(0) / np.maximum((~course.seen(day - HORIZON_DAYS) & active[:, None]).sum(0), 1)
+    hazard3 = recent3.sum(0) / np.maximum((~course.seen(day - 3) & active[:, None]).sum(0), 1)
+    first = np.where(seen, course.first_click, np.inf)
+    own_order = np.argsort(first + np.arange(n_items)[None, :] * 1e-6, axis=1, kind="stable")
+    own_position = np.empty_like(own_order)
+    own_position[np.arange(n_learners)[:, None], own_order] = np.arange(1, n_items + 1)[None, :]
+    at_position = np.zeros((n_items + 2, n_items), dtype=np.float32)
+    learner, item = np.nonzero(seen)
+    np.add.at(at_position, (own_position[learner, item], item), 1.0)
+    opened_count = seen.sum(1)
+    usual_day = np.full(n_items, day + 30.0)
+    if has_openers.any():
+        usual_day[has_openers] = median_day[has_openers]
+    n_leaders = max(int(leaders.sum()), 1)
+    item_columns = {
+        "penetration": _share(seen),
+        "trend_7d": trend7,
+        "trend_3d": _share(recent3),
+        "trend_prev_week": _share(course.first_clicked_between(day - 14, day - 7)),
+        "item_age_days": np.where(np.isfinite(first_day), day - first_day, -1.0),
+        "planned_week_gap": course.week_from - day // 7,
+        "leaders_trend_7d": recent7[leaders].sum(0) / n_leaders,
+        "leaders_trend_3d": recent3[leaders].sum(0) / n_leaders,
+        "growth_3d_7d": np.where(count7 > 0, count3 / np.maximum(count7, 1), -1.0),
+        "trend_14d": _share(course.first_clicked_between(day - 14, day)),
+        "trend_rank": rank,
+        "item_median_day_gap": np.where(np.isfinite(median_day), median_day - day, 999.0),
+        "trend_1d": _share(course.first_clicked_between(day - 1, day)),
+        "trend_2d": _share(course.first_clicked_between(day - 2, day)),
+        "hazard_7d": hazard7,
+        "hazard_3d": hazard3,
+    }
+    return CourseState(
+        day=day,
+        first_click=course.first_click,
+        seen=seen,
+        history=history,
+        recent_f=recent7.astype(np.float32),
+        sim=_cosine(history),
+        item_kind=course.item_kind,
+        kind_onehot=kind_onehot,
+        position=position,
+        order=order,
+        earliness=earliness,
+        learner_norm=np.sqrt(history.sum(1)) + 1e-9,
+        transitions=transitions(course, day),
+        upto=np.cumsum(at_position, axis=0),
+        reached=np.bincount(np.minimum(opened_count, n_items + 1), minlength=n_items + 2)[::-1].cumsum()[::-1],
+        trend_for_rank=_share(recent7) + 1e-6 * _share(seen),
+        median_day=usual_day,
+        sameday=_sameday_similarity(course, seen),
+        item_columns=item_columns,
+    )
+
+
+def _row_normalised(values: np.ndarray) -> np.ndarray:
+    values /= np.maximum(values.max(1, keepdims=True), 1e-9)
+    return values
+
+
+def learner_features(state: CourseState, rows) -> np.ndarray:
+    """``len(rows) × items × len(FEATURES)`` float32: the features of the learners at matrix rows ``rows``.
+
+    Costs O(len(rows) × (learners + items) × items) on top of the state, so one learner is milliseconds where
+    the whole course is most of a second. ``features(course, day)[rows]`` equals this up to float summation
+    order in the matrix products (the same expressions, restricted to the rows)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    n_learners, n_items = state.seen.shape
+    k = len(rows)
+    seen = state.seen[rows]
+    history = state.history[rows]
+    recent_f = state.recent_f[rows]
+    first_click = state.first_click[rows]
+    out = np.empty((k, n_items, len(FEATURES)), dtype=np.float32)
+    for name, values in state.item_columns.items():
+        out[:, :, _INDEX[name]] = np.asarray(values, dtype=np.float32)[None, :]
+
+    learner_items = history.sum(1)
+    last_day = np.where(seen, first_click, -np.inf).max(1)
+    recent_count = recent_f.sum(1)
+    progress = seen[:, state.order[:20]].mean(1) if len(state.order) else np.zeros(k)
+    learner_values = {
+        "learner_items": learner_items,
+        "learner_idle_days": np.where(np.isfinite(last_day), state.day - last_day, 999.0),
+        "learner_recent_items": recent_count,
+        "learner_progress": progress,
+        "learner_earliness": state.earliness[rows],
+    }
+    for name in _LEARNER_COLUMNS:
+        out[:, :, _INDEX[name]] = np.asarray(learner_values[name], dtype=np.float32)[:, None]
+
+    out[:, :, _INDEX["itemknn"]] = _row_normalised(history @ state.sim)
+    out[:, :, _INDEX["itemknn_recent"]] = _row_normalised(recent_f @ state.sim)
+    kind_share = (history @ state.kind_onehot) / np.maximum(learner_items[:, None], 1.0)
+    out[:, :, _INDEX["kind_affinity"]] = kind_share[:, state.item_kind]
+    mean_position = np.where(recent_count > 0, (recent_f @ state.position) / np.maximum(recent_count, 1.0), np.nan)
+    out[:, :, _INDEX["position_gap"]] = state.position[None, :] - mean_position[:, None]
+    # Look-alikes: the learner's 50 most similar learners (cosine of histories) and what they opened last week.
+    similar = (history @ state.history.T) / state.learner_norm[rows][:, None] / state.learner_norm[None, :]
+    similar[np.arange(k), rows] = 0.0
+    if n_learners > 1 and k:
+        top = min(50, n_learners - 1)
+        kth = -np.sort(-similar, axis=1)[:, top - 1 : top]
         similar = np.where(similar >= kth, similar, 0.0)
-    neighbours = similar @ recent7.astype(np.float32)
-    neighbours /= np.maximum(neighbours.max(1, keepdims=True), 1e-9)
-    return [
-        per_item(recent7[leaders].sum(0) / max(int(leaders.sum()), 1)),
-        per_item(recent3[leaders].sum(0) / max(int(leaders.sum()), 1)),
-        per_item(np.where(count7 > 0, count3 / np.maximum(count7, 1), -1.0)),
-        per_item(_share(course.first_clicked_between(day - 14, day))),
-        per_item(rank),
-        per_learner(progress),
-        per_learner(earliness),
-        neighbours,
-        per_item(np.where(np.isfinite(median_day), median_day - day, 999.0)),
-    ]
+    out[:, :, _INDEX["userknn_recent"]] = _row_normalised(similar @ state.recent_f)
+
+    out[:, :, _INDEX["follow_recent"]] = _row_normalised(recent_f @ state.transitions)
+    opened_count = seen.sum(1)
+    stage = state.upto[np.minimum(opened_count + 10, n_items + 1)] - state.upto[opened_count]
+    stage /= np.maximum(state.reached[np.minimum(opened_count + 1, n_items + 1)], 1)[:, None]
+    out[:, :, _INDEX["stage_pop"]] = stage
+    out[:, :, _INDEX["trend_rank_unseen"]] = _rank_among_unseen(np.broadcast_to(state.trend_for_rank, seen.shape),
+                                                                seen)
+    recent7 = recent_f > 0
+    n_recent = recent7.sum(1)
+    front_recent = np.where(n_recent > 0, (recent7 * state.median_day).sum(1) / np.maximum(n_recent, 1), np.nan)
+    front_max = np.where(seen.any(1), np.where(seen, state.median_day, -np.inf).max(1), np.nan)
+    out[:, :, _INDEX["canon_gap_recent"]] = state.median_day[None, :] - front_recent[:, None]
+    out[:, :, _INDEX["canon_gap_max"]] = state.median_day[None, :] - front_max[:, None]
+    last_session = seen & (first_click == last_day[:, None])
+    out[:, :, _INDEX["sameday_recent"]] = _row_normalised(recent_f @ state.sameday)
+    out[:, :, _INDEX["sameday_last"]] = _row_normalised(last_session.astype(np.float32) @ state.sameday)
+    padded = np.pad(seen.astype(np.float32), ((0, 0), (2, 2)))
+    out[:, :, _INDEX["neigh_opened"]] = (padded[:, :n_items] + padded[:, 1 : n_items + 1]
+                                         + padded[:, 3 : n_items + 3] + padded[:, 4 : n_items + 4]) / 4.0
+    # Unknown (no planned week, no recent items) is a value of its own; an all-NaN column also breaks binning.
+    return np.nan_to_num(out, nan=MISSING, posinf=MISSING, neginf=MISSING, copy=False)
 
 
 def _rank_among_unseen(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -220,66 +322,6 @@ def _sameday_similarity(course: CourseClicks, seen: np.ndarray) -> np.ndarray:
     count = np.sqrt(np.maximum(np.diag(sim).copy(), 1.0))
     np.fill_diagonal(sim, 0.0)
     return sim / count[:, None] / count[None, :]
-
-
-def _sequence_columns(course: CourseClicks, day: int, per_item) -> list[np.ndarray]:
-    """Where this learner is in the course's usual order of opening, and what usually comes next from there."""
-    seen = course.seen(day)
-    n_learners, n_items = seen.shape
-    active = seen.any(1)
-    recent7 = course.first_clicked_between(day - HORIZON_DAYS, day)
-    recent3 = course.first_clicked_between(day - 3, day)
-    hazard7 = recent7.sum(0) / np.maximum((~course.seen(day - HORIZON_DAYS) & active[:, None]).sum(0), 1)
-    hazard3 = recent3.sum(0) / np.maximum((~course.seen(day - 3) & active[:, None]).sum(0), 1)
-    follow = recent7.astype(np.float32) @ transitions(course, day)
-    follow /= np.maximum(follow.max(1, keepdims=True), 1e-9)
-    # Peers at the learner's stage: items at positions (n, n + 10] of each peer's own opening order.
-    first = np.where(seen, course.first_click, np.inf)
-    order = np.argsort(first + np.arange(n_items)[None, :] * 1e-6, axis=1, kind="stable")
-    position = np.empty_like(order)
-    position[np.arange(n_learners)[:, None], order] = np.arange(1, n_items + 1)[None, :]
-    opened_count = seen.sum(1)
-    at_position = np.zeros((n_items + 2, n_items), dtype=np.float32)
-    learner, item = np.nonzero(seen)
-    np.add.at(at_position, (position[learner, item], item), 1.0)
-    upto = np.cumsum(at_position, axis=0)
-    stage = upto[np.minimum(opened_count + 10, n_items + 1)] - upto[opened_count]
-    reached = np.bincount(np.minimum(opened_count, n_items + 1), minlength=n_items + 2)[::-1].cumsum()[::-1]
-    stage /= np.maximum(reached[np.minimum(opened_count + 1, n_items + 1)], 1)[:, None]
-    trend7 = _share(recent7) + 1e-6 * _share(seen)
-    # The course's usual order: median first-open day per item (never opened yet: after everything).
-    opened = np.where(seen, course.first_click, np.nan)
-    has_openers = seen.any(0)
-    median_day = np.full(n_items, day + 30.0)
-    if has_openers.any():
-        median_day[has_openers] = np.nanmedian(opened[:, has_openers], axis=0)
-    recent_count = recent7.sum(1)
-    front_recent = np.where(recent_count > 0, (recent7 * median_day).sum(1) / np.maximum(recent_count, 1), np.nan)
-    front_max = np.where(active, np.where(seen, median_day, -np.inf).max(1), np.nan)
-    last_day = np.where(seen, course.first_click, -np.inf).max(1)
-    last_session = seen & (course.first_click == last_day[:, None])
-    sameday = _sameday_similarity(course, seen)
-    with_recent = recent7.astype(np.float32) @ sameday
-    with_recent /= np.maximum(with_recent.max(1, keepdims=True), 1e-9)
-    with_last = last_session.astype(np.float32) @ sameday
-    with_last /= np.maximum(with_last.max(1, keepdims=True), 1e-9)
-    padded = np.pad(seen.astype(np.float32), ((0, 0), (2, 2)))
-    neighbours = (padded[:, :n_items] + padded[:, 1 : n_items + 1] + padded[:, 3 : n_items + 3]
-                  + padded[:, 4 : n_items + 4]) / 4.0
-    return [
-        per_item(_share(course.first_clicked_between(day - 1, day))),
-        per_item(_share(course.first_clicked_between(day - 2, day))),
-        per_item(hazard7),
-        per_item(hazard3),
-        follow,
-        stage,
-        _rank_among_unseen(np.broadcast_to(trend7, seen.shape), seen),
-        median_day[None, :] - front_recent[:, None],
-        median_day[None, :] - front_max[:, None],
-        with_recent,
-        with_last,
-        neighbours,
-    ]
 
 
 def transitions(course: CourseClicks, day: int, horizon: int = HORIZON_DAYS) -> np.ndarray:
