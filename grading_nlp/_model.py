@@ -290,6 +290,29 @@ class PromptModel:
         return low, high
 
 
+def covering_ratios(unit: np.ndarray, sigma: np.ndarray, truth: np.ndarray, thresholds: np.ndarray,
+                    score_range: tuple[int, int]) -> np.ndarray:
+    """Per essay, the smallest half-width (in units of its ``sigma``) whose interval of *integer* scores —
+    ``to_scores`` of the band's two ends, as :meth:`PromptModel.intervals` reports it — contains the true score.
+
+    The conformal quantile of these ratios gives intervals that cover the target share of essays on the score
+    scale instructors see. Residuals of the continuous prediction would not: rounding both ends outward covers
+    far more (0.95 measured for a 0.8 target on ASAP)."""
+    low, high = score_range
+    span = max(high - low, 1)
+    cuts = np.sort(np.asarray(thresholds, dtype=np.float64))
+    value = low + np.asarray(unit, dtype=np.float64) * span
+    scale = np.asarray(sigma, dtype=np.float64) * span
+    steps = np.asarray(truth).astype(int) - low
+    # The band's top must reach the cut below the true score; its bottom must fall below the cut above it.
+    below = np.where(steps > 0, cuts[np.clip(steps - 1, 0, len(cuts) - 1)], -np.inf)
+    above = np.where(steps < len(cuts), cuts[np.clip(steps, 0, len(cuts) - 1)], np.inf)
+    reach_up = (below - value) / scale
+    reach_down = (value - above) / scale  # strictly below the cut above: the margin below makes it so
+    # A relative margin so that ``unit ± ratio·sigma`` lands on the covering side after float rounding.
+    return np.maximum(0.0, np.maximum(reach_up, reach_down)) * (1 + 1e-9)
+
+
 def _conformal_quantile(ratios: np.ndarray) -> float:
     """Split-conformal quantile with the finite-sample correction (empty input: no interval information)."""
     if len(ratios) == 0:
@@ -362,7 +385,8 @@ def fit_prompt_model(
         head_dev, text_dev, _ = unit_predictions(tuning, dev_rows)
         thresholds, threshold_rule = choose_thresholds(low + head_dev * span, scores[dev_rows], score_range, seed=seed)
         dev_qwk = _qwk(scores[dev_rows], to_scores(low + head_dev * span, thresholds, score_range))
-        residual_unit, sigma = np.abs(target[dev_rows] - head_dev), _sigma(kind, head_dev, text_dev)
+        sigma = _sigma(kind, head_dev, text_dev)
+        ratios = covering_ratios(head_dev, sigma, scores[dev_rows], thresholds, score_range)
         scorers = _fit_scorers(kind, hand, target, view, all_rows, seed=seed)
     else:
         head_cv = np.zeros(n)
@@ -370,11 +394,11 @@ def fit_prompt_model(
             head_cv[held_rows] = unit_predictions(_fit_scorers(kind, hand, target, None, fit_rows), held_rows)[0]
         thresholds, threshold_rule = stretched_thresholds(low + head_cv * span, scores, score_range), "stretched"
         dev_qwk = _qwk(scores, to_scores(low + head_cv * span, thresholds, score_range))
-        residual_unit, sigma = np.abs(target - head_cv), np.ones(n)
+        sigma = np.ones(n)
+        ratios = covering_ratios(head_cv, sigma, scores, thresholds, score_range)
         scorers = _fit_scorers(kind, hand, target, None, all_rows, seed=seed)
 
-    # Split-conformal quantile of normalised residuals, with the finite-sample correction.
-    ratios = residual_unit / sigma
+    # Split-conformal quantile of the covering ratios, with the finite-sample correction.
     conformal_quantile = _conformal_quantile(ratios)
     # Honest calibration evidence for the registry gate: the quantile of one half of the split, checked on the other.
     halves = np.random.default_rng(seed).random(len(ratios)) < 0.5

@@ -10,6 +10,7 @@ from grading_nlp._model import (
     _qwk,
     choose_model_kind,
     choose_thresholds,
+    covering_ratios,
     default_thresholds,
     stretched_thresholds,
     to_scores,
@@ -83,3 +84,30 @@ def test_threshold_rule_is_chosen_on_held_out_halves_of_the_dev_split() -> None:
     calibrated = truth + rng.normal(0, 0.2, size=400)  # nothing to correct: plain rounding stays
     thresholds, _ = choose_thresholds(calibrated, truth, (0, 3))
     np.testing.assert_allclose(thresholds, default_thresholds((0, 3)))
+
+
+def test_covering_ratio_is_the_smallest_half_width_whose_integer_interval_holds_the_truth() -> None:
+    # The conformal interval is reported on integer scores; its calibration must be too (continuous residuals
+    # over-covered: 0.95 for a 0.8 target once both ends were rounded).
+    rng = np.random.default_rng(4)
+    score_range = (2, 12)
+    thresholds = np.sort(rng.uniform(2.3, 11.7, 10))
+    unit = rng.uniform(0, 1, 500)
+    sigma = rng.uniform(0.02, 0.2, 500)
+    truth = rng.integers(2, 13, 500)
+    ratios = covering_ratios(unit, sigma, truth, thresholds, score_range)
+    span = 10
+
+    def interval(half):
+        return (to_scores(2 + (unit - half) * span, thresholds, score_range),
+                to_scores(2 + (unit + half) * span, thresholds, score_range))
+
+    low, high = interval(ratios * sigma)
+    assert np.all((low <= truth) & (truth <= high))
+    inside = ratios > 0
+    low, high = interval(ratios * sigma * (1 - 1e-6))
+    assert not np.any((low <= truth) & (truth <= high) & inside)
+    # A quantile q of the ratios covers exactly the essays whose ratio is at most q.
+    q = np.quantile(ratios, 0.8)
+    low, high = interval(q * sigma)
+    np.testing.assert_array_equal((low <= truth) & (truth <= high), ratios <= q)
