@@ -9,15 +9,14 @@ fingerprints of its training and held-out data, and the git commit. The newest v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from learnloop.settings import Settings
-from models.api import ChampionModel, OnnxExport
+from models.api import ChampionModel
 from training import _registry
+from training._registry import register_onnx_model
 from training.data import (
     GateCheck,
     GatePolicy,
@@ -55,39 +54,6 @@ __all__ = [
 def data_fingerprint(frame: pd.DataFrame) -> str:
     """A short content hash of a frame (columns and values); logged for training and held-out data."""
     return _registry.data_fingerprint(frame)
-
-
-def register_onnx_model(
-    *,
-    name: str,
-    export: OnnxExport,
-    metrics: Mapping[str, float],
-    params: Mapping[str, Any] | None = None,
-    preprocessing: Mapping[str, Any] | None = None,
-    train_fingerprint: str,
-    eval_fingerprint: str,
-    artifacts: Mapping[str, Path] | None = None,
-    json_artifacts: Mapping[str, Any] | None = None,
-    description: str = "",
-    gate_policy: GatePolicy | None = None,
-    tags: Mapping[str, str] | None = None,
-    settings: Settings | None = None,
-) -> ModelVersionInfo:
-    """Log one training run to MLflow and register its ONNX graph as a new version of ``name`` with alias
-    ``challenger``.
-
-    ``metrics`` are held-out metrics (the gate reads ``auc``, ``ece``, ``subgroup_auc.*`` by default);
-    ``export`` comes from ``models.api.export_sklearn_classifier`` (parity already asserted, re-checked here).
-    ``artifacts`` maps artifact paths (``plots/roc.png``) to local files; ``json_artifacts`` maps artifact paths to
-    JSON-serialisable payloads. ``gate_policy`` is stored on the registered model and used by ``promote`` when
-    it is given none; ``tags`` are set on the run and the version. Returns the registered version with its metrics.
-    """
-    return _registry.register_onnx_model(
-        name=name, export=export, metrics=metrics, params=params, preprocessing=preprocessing,
-        train_fingerprint=train_fingerprint, eval_fingerprint=eval_fingerprint, artifacts=artifacts,
-        json_artifacts=json_artifacts, description=description, gate_policy=gate_policy, tags=tags,
-        settings=settings,
-    )
 
 
 def list_models(name: str | None = None, *, settings: Settings | None = None) -> list[ModelVersionInfo]:

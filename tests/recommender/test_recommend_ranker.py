@@ -57,6 +57,19 @@ def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings,
     assert report["version"] == "1" and report["promotion"] == "promoted", report
     assert metrics["onnx_parity_max_abs_diff"] <= 1e-5
     assert metrics["ndcg_at_10"] > 0.5  # lockstep release: the week's trend is learnable
+    # The fitted native model is logged beside the ONNX graph and agrees with it (audit / mlflow models serve).
+    import mlflow.pyfunc
+
+    import models.api as models_api
+    from training.api import list_models
+
+    (registered,) = list_models("recommender", settings=settings)
+    rows = pd.DataFrame(np.random.default_rng(0).random((20, len(rankers.FEATURES))).astype(np.float32),
+                        columns=list(rankers.FEATURES))
+    native = np.asarray(mlflow.pyfunc.load_model(registered.tags["native_model_uri"]).predict(rows))[:, 1]
+    champion = models_api.load_champion_onnx("recommender", settings=settings)
+    onnx = models_api.OnnxClassifier(champion.onnx_bytes, champion.schema).predict_proba(rows)
+    np.testing.assert_allclose(native, onnx, atol=1e-5)
 
     loads = []
     import models.api
