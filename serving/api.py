@@ -36,6 +36,7 @@ __all__ = [
     "RiskClient",
     "RiskPrediction",
     "RiskRefusal",
+    "encode_opens",
     "open_online_reader",
     "start_model_service",
     "stop_model_service",
@@ -261,7 +262,7 @@ class RecommendClient:
             raise Unavailable("circuit open: the model service failed recently")
         body = {"user_id": str(user_id), "course_id": str(course_id), "day": int(day), "limit": int(limit),
                 "treatment_share": float(treatment_share), "items": _records(items, ("item_id", "kind", "week_from")),
-                "interactions": _records(interactions, ("user_id", "item_id", "day"))}
+                "opens": encode_opens(interactions)}
         try:
             response = self._http.post("/recommend", json=body)
         except httpx.HTTPError as exc:
@@ -289,6 +290,34 @@ class RecommendClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def encode_opens(interactions) -> dict:
+    """Content opens (DataFrame or list of dicts with user_id, item_id, day) in the columnar, dictionary-encoded form
+    ``POST /recommend`` takes: ``{"users", "items", "user_index", "item_index", "day"}``, opens in input order.
+
+    Open ``k`` is ``users[user_index[k]]`` opening ``items[item_index[k]]`` on ``day[k]``. Ids are sent as strings.
+    A missing id or day raises ``InvalidInput``."""
+    import numpy as np
+    import pandas as pd
+
+    frame = interactions if isinstance(interactions, pd.DataFrame) else pd.DataFrame(list(interactions))
+    columns = {}
+    for column in ("user_id", "item_id", "day"):
+        if column not in frame.columns and len(frame):
+            raise InvalidInput(f"interactions need a {column} column")
+        values = frame[column] if column in frame.columns else pd.Series([], dtype=object)
+        if values.isna().any():
+            raise InvalidInput(f"interactions: {int(values.isna().sum())} opens have no {column}")
+        columns[column] = values
+    user_index, users = pd.factorize(columns["user_id"].to_numpy(), sort=False)
+    item_index, items = pd.factorize(columns["item_id"].to_numpy(), sort=False)
+    days = columns["day"].to_numpy()
+    whole = days.astype(np.int64)
+    if (whole != days).any():
+        raise InvalidInput("interactions: day must be a whole number of days since the course started")
+    return {"users": [str(u) for u in users], "items": [str(i) for i in items],
+            "user_index": user_index.tolist(), "item_index": item_index.tolist(), "day": whole.tolist()}
 
 
 def _records(frame, columns: tuple[str, ...]) -> list[dict]:

@@ -87,6 +87,18 @@ def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings,
     assert not opened & {r.item_id for r in after.items}
     scores = [r.score for r in after.items]
     assert scores == sorted(scores, reverse=True) and min(scores) >= 0.0 and max(scores) <= 1.0
+    # The model service's wire form (serving.api.encode_opens → /recommend's columnar Opens) decodes to a frame the
+    # ranker scores identically; computed from scratch, not from the course cache.
+    import json
+
+    from recommender._recommend.service import COURSE_CACHE
+    from serving._service import Opens
+    from serving.api import encode_opens
+
+    wire = Opens.model_validate_json(json.dumps(encode_opens(interactions))).frame()
+    COURSE_CACHE.clear()
+    assert api.recommend(user_id=user, course_id="c", interactions=wire, items=items, day=day,
+                         treatment_share=1.0, settings=settings) == after
     # Control and cold start never touch the model.
     cold = api.recommend(user_id="newcomer", course_id="c", interactions=interactions, items=items, day=day,
                          treatment_share=1.0, settings=settings)

@@ -93,10 +93,30 @@ def test_recommend_serves_what_the_recommender_computes(model_service: RunningSe
     assert served.cold_start is (user_id == "newcomer")
 
 
-def test_recommend_rejects_malformed_requests(model_service: RunningService):
-    response = httpx.post(f"{model_service.url}/recommend", json={"user_id": "u1", "course_id": "c1", "day": -1,
-                                                                   "items": [], "interactions": []}, timeout=10)
+_NO_OPENS = {"users": [], "items": [], "user_index": [], "item_index": [], "day": []}
+_TWO_OPENS = {"users": ["u1", "u2"], "items": ["i0"], "user_index": [0, 1], "item_index": [0, 0], "day": [1, 2]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"day": -1, "opens": _NO_OPENS}, "greater than or equal to 0"),
+    ({"opens": None, "interactions": [{"user_id": "u1", "item_id": "i0", "day": 1}]},
+     "opens"),  # the old one-object-per-open form is no longer a request
+    ({"opens": {**_TWO_OPENS, "day": [1]}}, "equal lengths"),
+    ({"opens": {**_TWO_OPENS, "item_index": [0, 1]}}, "item_index must be a position in items (0 to 0), got 1"),
+    ({"opens": {**_TWO_OPENS, "user_index": [0, 2]}}, "user_index must be a position in users (0 to 1), got 2"),
+    ({"opens": {**_TWO_OPENS, "user_index": [-1, 0]}}, "greater than or equal to 0"),
+    ({"opens": {**_TWO_OPENS, "day": [1, -3]}}, "greater than or equal to 0"),
+    ({"opens": {**_TWO_OPENS, "users": ["u1", ""]}}, "at least 1 character"),
+    ({"opens": {**_TWO_OPENS, "day": "12"}}, "list"),
+])
+def test_recommend_rejects_malformed_requests_with_a_400_that_says_why(model_service: RunningService, change,
+                                                                       message):
+    body = {"user_id": "u1", "course_id": "c1", "day": 3, "items": [{"item_id": "i0"}], "opens": _TWO_OPENS,
+            **change}
+    body = {key: value for key, value in body.items() if value is not None}
+    response = httpx.post(f"{model_service.url}/recommend", json=body, timeout=10)
     assert response.status_code == 400, response.text
+    assert message in response.text, response.text
 
 
 def test_recommend_client_raises_unavailable_when_the_service_is_down_then_opens_its_breaker():
@@ -117,8 +137,10 @@ def test_recommend_client_raises_unavailable_when_the_service_is_down_then_opens
 def test_workers_stay_torch_free_after_grading_and_recommending(model_service: RunningService, essay_grader):
     _grade(model_service.url, synthetic_essay(0.5, np.random.default_rng(9)), ESSAY_PROMPT).raise_for_status()
     items, opens = _course()
+    from serving.api import encode_opens
+
     httpx.post(f"{model_service.url}/recommend", timeout=30, json={
         "user_id": "u1", "course_id": "c1", "day": 21, "items": items.to_dict("records"),
-        "interactions": opens.to_dict("records")}).raise_for_status()
+        "opens": encode_opens(opens)}).raise_for_status()
     info = httpx.post(f"{model_service.url}/admin/models", json={}, timeout=10).json()
     assert info["forbidden_modules_loaded"] == []
