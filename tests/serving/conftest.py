@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from serving_fixtures import (
     SERVICE,
@@ -13,32 +11,19 @@ from serving_fixtures import (
     register_and_promote,
     write_online_store,
 )
-
-from learnloop.settings import get_settings
+from session_env import session_data_dir
 
 
 @pytest.fixture(scope="session")
 def serving_world(tmp_path_factory: pytest.TempPathFactory) -> ServingWorld:
-    data_dir = tmp_path_factory.mktemp("serving") / "var"
-    saved = {key: os.environ.get(key) for key in ("LEARNLOOP_DATA_DIR", "LEARNLOOP_ENV")}
-    os.environ["LEARNLOOP_DATA_DIR"] = str(data_dir)
-    os.environ["LEARNLOOP_ENV"] = "test"
-    get_settings.cache_clear()
-    settings = get_settings()
-    settings.ensure_dirs()
     from features import api as features_api
 
-    store = features_api.get_store(settings)
-    full = write_online_store(store)
-    names = features_api.feature_names(SERVICE)
-    register_and_promote(settings, names, seed=1)
-    yield ServingWorld(settings=settings, feature_names=names, full_features=full)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with session_data_dir(tmp_path_factory.mktemp("serving") / "var") as settings:
+        store = features_api.get_store(settings)
+        full = write_online_store(store)
+        names = features_api.feature_names(SERVICE)
+        register_and_promote(settings, names, seed=1)
+        yield ServingWorld(settings=settings, feature_names=names, full_features=full)
 
 
 @pytest.fixture(scope="session")
