@@ -311,7 +311,11 @@ class OutboxEvent(Base):
     """The transactional outbox: written with the state change, published by the relay in ``id`` order."""
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "published_at", "id"),
+        # A course's events of some types (recommendations read its content opens on every request).
+        Index("ix_outbox_course_event", "course_id", "event_type"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
