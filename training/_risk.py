@@ -215,6 +215,44 @@ def _held_out_groups(train: pd.DataFrame) -> np.ndarray:
     return (train["code_module"].astype(str) + "-" + train["code_presentation"].astype(str)).to_numpy()
 
 
+def _out_of_fold(X, y: np.ndarray, folds: np.ndarray, features: Sequence[str], recipe: RiskRecipe,
+                 directions: dict[str, int], say: Callable[[str], None]) -> np.ndarray:
+    """P(positive) for every row from a model fitted without its fold (leave one presentation out)."""
+    predictions = np.empty(len(y))
+    for held in sorted(set(folds)):
+        say(f"held-out {held}")
+        mask = folds == held
+        model = _risk_pipeline(X[~mask], features, recipe, directions).fit(X[~mask], y[~mask])
+        predictions[mask] = model.predict_proba(X[mask])[:, 1]
+    return predictions
+
+
+def _choose_capacity(X, y: np.ndarray, train: pd.DataFrame, features: Sequence[str], recipe: RiskRecipe,
+                     directions: dict[str, int], say: Callable[[str], None]
+                     ) -> tuple[RiskRecipe, dict[str, float], np.ndarray | None]:
+    """The grid candidate with the best mean per-fold active AUC (weeks before the end), its scores by
+    candidate, and its out-of-fold predictions (reused by calibration: the same fold models)."""
+    folds = _held_out_groups(train)
+    if not recipe.capacity_grid or recipe.learner is not Learner.hgb or len(set(folds)) < 2:
+        return recipe, {}, None
+    scored = train["active"].to_numpy(dtype=bool) & (train["week"].astype(str).to_numpy() != "end")
+    best, best_score, best_predictions, scores = recipe, -np.inf, None, {}
+    for max_iter, min_samples_leaf, max_leaf_nodes in recipe.capacity_grid:
+        name = f"{max_iter}/{min_samples_leaf}/{max_leaf_nodes}"
+        candidate = replace(recipe, max_iter=max_iter, min_samples_leaf=min_samples_leaf,
+                            max_leaf_nodes=max_leaf_nodes)
+        predictions = _out_of_fold(X, y, folds, features, candidate, directions,
+                                   lambda text, name=name: say(f"capacity {name}: {text}"))
+        aucs = [auc for held in sorted(set(folds))
+                if (auc := _auc(y[(folds == held) & scored], predictions[(folds == held) & scored])) is not None]
+        if not aucs:
+            continue
+        scores[name] = round(float(np.mean(aucs)), 4)
+        if scores[name] > best_score:
+            best, best_score, best_predictions = candidate, scores[name], predictions
+    return best, scores, best_predictions
+
+
 def select_capacity(
     train: pd.DataFrame,
     features: Sequence[str],
@@ -223,37 +261,15 @@ def select_capacity(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[RiskRecipe, dict[str, float]]:
     """The candidate of ``recipe.capacity_grid`` with the best mean active AUC (weeks before the end) over
-    leave-one-presentation-out folds of ``train`` — never the test rows. Returns the recipe with that capacity."""
+    leave-one-presentation-out folds of ``train`` — never the test rows. Returns the recipe with that capacity
+    and the score of every candidate (empty without a grid)."""
     from models.api import infer_inputs, model_frame
 
-    folds = _held_out_groups(train)
-    if not recipe.capacity_grid or recipe.learner is not Learner.hgb or len(set(folds)) < 2:
-        return recipe, {}
-    X = model_frame(train, infer_inputs(train, features))
-    y = train["label"].to_numpy()
-    scored = train["active"].to_numpy(dtype=bool) & (train["week"].astype(str).to_numpy() != "end")
     directions = monotonic_directions(features) if recipe.monotonic else {}
-    scores: dict[str, float] = {}
-    for max_iter, min_samples_leaf, max_leaf_nodes in recipe.capacity_grid:
-        candidate = replace(recipe, max_iter=max_iter, min_samples_leaf=min_samples_leaf,
-                            max_leaf_nodes=max_leaf_nodes)
-        aucs = []
-        for held in sorted(set(folds)):
-            if progress:
-                progress(f"capacity {max_iter}/{min_samples_leaf}/{max_leaf_nodes}: held-out {held}")
-            mask = folds == held
-            model = _risk_pipeline(X[~mask], features, candidate, directions).fit(X[~mask], y[~mask])
-            auc = _auc(y[mask & scored], model.predict_proba(X[mask & scored])[:, 1])
-            if auc is not None:
-                aucs.append(auc)
-        if aucs:
-            scores[f"{max_iter}/{min_samples_leaf}/{max_leaf_nodes}"] = round(float(np.mean(aucs)), 4)
-    if not scores:
-        return recipe, {}
-    best = max(scores, key=scores.get)
-    max_iter, min_samples_leaf, max_leaf_nodes = map(int, best.split("/"))
-    return replace(recipe, max_iter=max_iter, min_samples_leaf=min_samples_leaf,
-                   max_leaf_nodes=max_leaf_nodes), scores
+    chosen, scores, _ = _choose_capacity(model_frame(train, infer_inputs(train, features)),
+                                         train["label"].to_numpy(), train, features, recipe, directions,
+                                         progress or (lambda _text: None))
+    return chosen, scores
 
 
 def fit_risk_model(
@@ -267,28 +283,24 @@ def fit_risk_model(
     capacity grid in the recipe, the capacity is chosen first (:func:`select_capacity`)."""
     from models.api import fit_platt, infer_inputs, model_frame
 
-    recipe, capacity_scores = select_capacity(train, features, recipe, progress=progress)
+    say = progress or (lambda _text: None)
     inputs = infer_inputs(train, features)
     directions = monotonic_directions(features) if recipe.monotonic else {}
     X = model_frame(train, inputs)
     y = train["label"].to_numpy()
+    recipe, capacity_scores, out_of_fold = _choose_capacity(X, y, train, features, recipe, directions, say)
     slope, intercept = 1.0, 0.0
     if recipe.calibrate:
         folds = _held_out_groups(train)
         if len(set(folds)) < 2:
             raise InvalidInput("calibration needs rows from at least two presentations (or courses)")
-        out_of_fold = np.empty(len(train))
-        for held in sorted(set(folds)):
-            if progress:
-                progress(f"calibration fold {held}")
-            mask = folds == held
-            fold_model = _risk_pipeline(X[~mask], features, recipe, directions).fit(X[~mask], y[~mask])
-            out_of_fold[mask] = fold_model.predict_proba(X[mask])[:, 1]
+        if out_of_fold is None:
+            out_of_fold = _out_of_fold(X, y, folds, features, recipe, directions,
+                                       lambda text: say(f"calibration: {text}"))
         # Calibrate for the students an instructor can still help; the monotone map keeps the others on top.
         active = train["active"].to_numpy(dtype=bool) if "active" in train else np.ones(len(train), dtype=bool)
         slope, intercept = fit_platt(out_of_fold[active], y[active])
-    if progress:
-        progress("final fit")
+    say("final fit")
     estimator = _risk_pipeline(X, features, recipe, directions, slope=slope, intercept=intercept).fit(X, y)
     return FittedRisk(estimator=estimator, inputs=inputs, slope=slope, intercept=intercept, monotonic=directions,
                       recipe=recipe, capacity_scores=capacity_scores)
