@@ -37,6 +37,26 @@ def _fail(exc) -> None:
     raise typer.Exit(2) from exc
 
 
+def _emit(report: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        err.print(report)
+
+
+def _run(message: str, work, as_json: bool) -> None:
+    """Run ``work(update)`` under a spinner (``update(text)`` changes its line), print its report; a domain error
+    exits 2 with its message."""
+    from learnloop.errors import LearnloopError
+
+    try:
+        with err.status(message) as status:
+            report = work(lambda text: status.update(f"{message}: {text}"))
+    except LearnloopError as exc:
+        _fail(exc)
+    _emit(report, as_json)
+
+
 def eval_search(
     data: Path = typer.Option(
         ..., "--data", help="A BEIR-format folder: corpus.jsonl, queries.jsonl, qrels/test.tsv."
@@ -72,10 +92,7 @@ def eval_search(
             )
         except LearnloopError as exc:
             _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        err.print(report)
+    _emit(report, as_json)
 
 
 def bench_search(
@@ -88,20 +105,11 @@ def bench_search(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Latency of hybrid search (query embedding included) on the course catalog, with and without a filter."""
-    from learnloop.errors import LearnloopError
     from recommender._search.bench import bench_catalog_search
 
-    try:
-        with err.status("indexing the catalog and timing queries"):
-            report = bench_catalog_search(
-                embedder=_embedder(precision), n_items=items, n_courses=courses, n_queries=queries
-            )
-    except LearnloopError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        err.print(report)
+    _run("indexing the catalog and timing queries",
+         lambda _update: bench_catalog_search(embedder=_embedder(precision), n_items=items, n_courses=courses,
+                                              n_queries=queries), as_json)
 
 
 def bench_recommend(
@@ -113,18 +121,10 @@ def bench_recommend(
 ) -> None:
     """Latency of one served recommendation list (treatment arm, ONNX ranker) on a synthetic course of that size."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from learnloop.errors import LearnloopError
     from recommender._recommend.bench import bench_recommend as run
 
-    try:
-        with err.status("fitting a small ranker and timing recommendation requests"):
-            report = run(n_learners=learners, n_items=items, day=day, requests=requests)
-    except LearnloopError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        err.print(report)
+    _run("fitting a small ranker and timing recommendation requests",
+         lambda _update: run(n_learners=learners, n_items=items, day=day, requests=requests), as_json)
 
 
 def eval_recommend(
@@ -133,18 +133,9 @@ def eval_recommend(
 ) -> None:
     """NDCG@10 / recall@10 of next-item recommendations on OULAD clicks (temporal split, 7-day horizon)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenMP spinning threads crawl on a shared 2-core box
-    from learnloop.errors import LearnloopError
     from recommender._recommend.oulad_eval import evaluate_oulad
 
-    try:
-        with err.status("evaluating recommenders on OULAD clicks") as status:
-            report = evaluate_oulad(root, progress=lambda stage: status.update(f"evaluating: {stage}"))
-    except LearnloopError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        err.print(report)
+    _run("evaluating recommenders on OULAD clicks", lambda update: evaluate_oulad(root, progress=update), as_json)
 
 
 def _read_events(path: Path) -> list[str]:
@@ -196,20 +187,10 @@ def train_recommender(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit the learned ranker on OULAD clicks (+ platform opens), export ONNX, register and promote ``recommender``."""
-    from learnloop.errors import LearnloopError
-
-    try:
-        with err.status("training the recommender") as status:
-            report = train_and_promote(
-                root=root, events=None if events is None else _read_events(events), register=not no_register,
-                promote=not no_promote, progress=lambda message: status.update(message),
-            )
-    except LearnloopError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        err.print(report)
+    _run("training the recommender",
+         lambda update: train_and_promote(root=root, events=None if events is None else _read_events(events),
+                                          register=not no_register, promote=not no_promote, progress=update),
+         as_json)
 
 
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
