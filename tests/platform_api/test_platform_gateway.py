@@ -11,6 +11,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 from platform_fixtures import fresh_database_url, start_platform
+from service_checks import service_missing
 
 from platform_api._middleware import JsonFormatter
 
@@ -52,11 +53,12 @@ def test_rate_limits_in_memory(tmp_path):
 
 @pytest.mark.integration
 def test_rate_limits_in_redis(tmp_path):
-    redis = pytest.importorskip("redis")
+    import redis
+
     try:
         redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=1).ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
+        service_missing(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
     for platform in _limited_platform(tmp_path, redis_url="redis://127.0.0.1:6379/0"):
         _assert_limits(platform)
         keys = redis.Redis.from_url("redis://127.0.0.1:6379/0").keys("learnloop:rl:user:*")
