@@ -57,9 +57,8 @@ def _ranker(interactions: pd.DataFrame, items: pd.DataFrame, day: int):
     course = entry.course
     rng = np.random.default_rng(0)
     parts = [r for r in (learned.rows_at(course, d, rng=rng) for d in range(14, day - 7, 14)) if r is not None]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    model = learned.fit(x, y)
+    x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    model = learned.fit(x, y, w)
     frame = pd.DataFrame(x[:2000].astype(np.float32), columns=list(rankers.FEATURES))
     schema = ModelSchema(inputs=infer_inputs(frame, rankers.FEATURES))
     export = export_sklearn_classifier(model, frame, schema)

@@ -27,9 +27,21 @@ class CourseClicks:
     week_from: np.ndarray  # planned week of use (NaN when unknown)
     first_click: np.ndarray  # float days, NEVER when the learner never opened the item
     length_days: int
+    # Every (learner, item, day) with at least one open, sparse: the learner's current focus (what they went back
+    # to, not only what they opened first) comes from here.
+    open_learner: np.ndarray
+    open_item: np.ndarray
+    open_day: np.ndarray
 
     def seen(self, day: int) -> np.ndarray:
         return self.first_click < day
+
+    def open_days_between(self, start: int, end: int) -> np.ndarray:
+        """``learners × items`` float32: the days in ``[start, end)`` on which the learner opened the item."""
+        inside = (self.open_day >= start) & (self.open_day < end)
+        counts = np.zeros(self.first_click.shape, dtype=np.float32)
+        np.add.at(counts, (self.open_learner[inside], self.open_item[inside]), 1.0)
+        return counts
 
     def first_clicked_between(self, start: int, end: int) -> np.ndarray:
         return (self.first_click >= start) & (self.first_click < end)
@@ -47,7 +59,10 @@ def course_clicks(
     first = np.full((len(learners), len(item_ids)), NEVER)
     rows = np.searchsorted(learners, clicks["id_student"].to_numpy())
     cols = np.searchsorted(item_ids, clicks["id_site"].to_numpy())
-    np.minimum.at(first, (rows, cols), clicks["date"].to_numpy(dtype=float))
+    days = clicks["date"].to_numpy(dtype=float)
+    np.minimum.at(first, (rows, cols), days)
+    # One entry per (learner, item, day), however many clicks (OULAD's sum_click, repeated platform events).
+    opens = np.unique(np.stack([rows, cols, days.astype(np.int64)]), axis=1)
     kind_code = {kind: i for i, kind in enumerate(kinds)}
     return CourseClicks(
         course_id=course_id,
@@ -58,6 +73,9 @@ def course_clicks(
         week_from=pd.to_numeric(items["week_from"], errors="coerce").to_numpy(dtype=float),
         first_click=first,
         length_days=length_days,
+        open_learner=opens[0],
+        open_item=opens[1],
+        open_day=opens[2],
     )
 
 

@@ -42,7 +42,10 @@ def chronological(courses: Sequence[CourseClicks]) -> list[CourseClicks]:
 
 
 def rows_at(course: CourseClicks, day: int, *, rng: np.random.Generator, negative_share: float = NEGATIVE_SHARE):
-    """(features, labels) of one cutoff: learners who first open something in the week, negatives subsampled."""
+    """(features, labels, weights) of one cutoff: learners who first open something in the week, negatives
+    subsampled. A positive weighs ``1 / (the learner's positives that week)``, a negative 1: every learner's list
+    counts alike, as in the evaluation's mean NDCG (a learner who opens 20 items would otherwise count 20 times;
+    harness NDCG@10 0.6154 vs 0.6132)."""
     seen = course.seen(day)
     future = course.first_clicked_between(day, day + rankers.HORIZON_DAYS) & ~seen
     active = future.any(1)
@@ -51,8 +54,10 @@ def rows_at(course: CourseClicks, day: int, *, rng: np.random.Generator, negativ
     candidate = ~seen & active[:, None]
     labels = future[candidate]
     keep = labels | (rng.random(len(labels)) < negative_share)
+    positives = np.broadcast_to(future.sum(1, keepdims=True), seen.shape)[candidate]
+    weights = np.where(labels, 1.0 / np.maximum(positives, 1), 1.0).astype(np.float32)
     feats = rankers.features(course, day)[candidate]
-    return feats[keep], labels[keep]
+    return feats[keep], labels[keep], weights[keep]
 
 
 def training_cutoffs(course: CourseClicks, *, before: int | None = None) -> list[int]:
@@ -76,11 +81,11 @@ class RowCache:
         return self._rows[key]
 
     def stack(self, plan: Sequence[tuple[CourseClicks, int]], *, max_rows: int = MAX_TRAIN_ROWS):
+        """(features, labels, weights) of the planned cutoffs, thinned to ``max_rows``."""
         parts = [r for r in (self.get(course, day) for course, day in plan) if r is not None]
         if not parts:
             return None
-        x = np.concatenate([p[0] for p in parts])
-        y = np.concatenate([p[1] for p in parts])
+        x, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
         if len(y) > max_rows:  # keep every positive (up to half the rows), thin the negatives
             rng = np.random.default_rng(len(y))
             positives, negatives = np.flatnonzero(y), np.flatnonzero(~y)
@@ -88,17 +93,20 @@ class RowCache:
             n_neg = min(len(negatives), max_rows - n_pos)
             keep = np.sort(np.concatenate([rng.choice(positives, size=n_pos, replace=False),
                                            rng.choice(negatives, size=n_neg, replace=False)]))
-            x, y = x[keep], y[keep]
-        return x, y
+            x, y, w = x[keep], y[keep], w[keep]
+        return x, y, w
 
 
-def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0):
+def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, seed: int = 0):
     """A ``HistGradientBoostingClassifier`` on float32 features (the item kind code split as a number: ONNX
-    export of native categorical splits is not supported by skl2onnx)."""
+    export of native categorical splits is not supported by skl2onnx); ``w``: row weights (see :func:`rows_at`),
+    rescaled to mean 1."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     model = HistGradientBoostingClassifier(**PARAMS, random_state=seed)
-    return model.fit(x.astype(np.float32), y)
+    if w is not None:
+        w = np.asarray(w, dtype=np.float64) * len(w) / max(float(np.sum(w)), 1e-12)
+    return model.fit(x.astype(np.float32), y, sample_weight=w)
 
 
 def score_native(model, course: CourseClicks, day: int) -> np.ndarray:

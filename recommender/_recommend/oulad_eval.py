@@ -5,6 +5,10 @@ the presentation), every scorer sees clicks before d only and ranks the items ea
 yet; the truth is the set of items that learner first opens in [d, d + 7). Learners with no such item at a
 cutoff are not scored. NDCG@10 (binary gains) and recall@10 (hits / min(|truth|, 10)) are averaged over all
 (learner, cutoff) lists; ``n_users`` counts those lists.
+
+``oracle_next_week_popularity`` is a reference line, not a scorer: items ranked by how many *other* learners first
+open them in the coming week (it reads the future). It is the ceiling of every ranking that is the same for all
+learners of a course, so it shows how much of the gap to a target only personalisation can close.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def evaluate_courses(
     per_course_ndcg: dict[str, dict[str, float]] = {}
     n_lists = 0
     per_course: dict[str, int] = {}
+    oracle: dict[str, float] = {}
     for course in courses:
         for day in cutoffs_of(course):
             seen = course.seen(day)
@@ -71,6 +76,11 @@ def evaluate_courses(
                 course_sums = per_course_ndcg.setdefault(course.course_id, {})
                 course_sums[name] = course_sums.get(name, 0.0) + float(ndcg.sum())
                 totals[name]["recall@10"] += float(recall.sum())
+            # Ceiling of any non-personal ranking: every other learner's first opens of the coming week (uses the
+            # future, so it is a reference line, never a scorer).
+            next_week = truth.sum(0)[None, :] - truth
+            ndcg, _ = ranking_metrics(next_week[rows], seen[rows], truth[rows])
+            oracle[course.course_id] = oracle.get(course.course_id, 0.0) + float(ndcg.sum())
             n_lists += int(rows.sum())
             per_course[course.course_id] = per_course.get(course.course_id, 0) + int(rows.sum())
             if progress is not None:
@@ -91,6 +101,10 @@ def evaluate_courses(
         "ndcg@10_per_course": {
             course_id: {name: round(total / per_course[course_id], 4) for name, total in sums.items()}
             for course_id, sums in per_course_ndcg.items()
+        },
+        "oracle_next_week_popularity": {
+            "ndcg@10": round(sum(oracle.values()) / max(n_lists, 1), 4),
+            "per_course": {course_id: round(total / per_course[course_id], 4) for course_id, total in oracle.items()},
         },
         "cutoff_days": f"every {CUTOFF_STEP_DAYS} days from day {CUTOFF_STEP_DAYS}; horizon {rankers.HORIZON_DAYS} days",
     }

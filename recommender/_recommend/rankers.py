@@ -59,6 +59,12 @@ FEATURES = (
     "sameday_recent",  # same-day co-opening with the learner's last-week items (normalised per learner)
     "sameday_last",  # same-day co-opening with the items of the learner's last active day
     "neigh_opened",  # share of the item's 4 neighbours in course order that the learner opened
+    # From every open, not only first opens (where the learner is now, what they go back to):
+    "focus_gap_3d",  # item's usual first-open day minus the mean of it over the items the learner opened in 3 days
+    "focus_gap_7d",
+    "focus_sim_7d",  # item-item similarity to the items the learner opened in the last 7 days (normalised per learner)
+    "item_open_days_7d",  # log(1 + learner-days with an open of the item in the last 7 days)
+    "learner_open_days_7d",  # log(1 + item-days the learner opened something in the last 7 days)
 )
 MISSING = -999.0
 
@@ -126,11 +132,13 @@ class CourseState:
     trend_for_rank: np.ndarray
     median_day: np.ndarray  # usual first-open day per item (never opened: day + 30)
     sameday: np.ndarray
+    open_days_7d: np.ndarray  # per (learner, item): days with an open in the last 7 days
+    opened_3d: np.ndarray  # per (learner, item): opened in the last 3 days
     item_columns: dict[str, np.ndarray]  # the features that only depend on the item
 
 
 _LEARNER_COLUMNS = ("learner_items", "learner_idle_days", "learner_recent_items", "learner_progress",
-                    "learner_earliness")
+                    "learner_earliness", "learner_open_days_7d")
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
 
 
@@ -178,6 +186,7 @@ def course_state(course: CourseClicks, day: int) -> CourseState:
     if has_openers.any():
         usual_day[has_openers] = median_day[has_openers]
     n_leaders = max(int(leaders.sum()), 1)
+    open_days_7d = course.open_days_between(day - HORIZON_DAYS, day)
     item_columns = {
         "penetration": _share(seen),
         "trend_7d": trend7,
@@ -195,6 +204,7 @@ def course_state(course: CourseClicks, day: int) -> CourseState:
         "trend_2d": _share(course.first_clicked_between(day - 2, day)),
         "hazard_7d": hazard7,
         "hazard_3d": hazard3,
+        "item_open_days_7d": np.log1p(open_days_7d.sum(0)),
     }
     return CourseState(
         day=day,
@@ -215,6 +225,8 @@ def course_state(course: CourseClicks, day: int) -> CourseState:
         trend_for_rank=_share(recent7) + 1e-6 * _share(seen),
         median_day=usual_day,
         sameday=_sameday_similarity(course, seen),
+        open_days_7d=open_days_7d,
+        opened_3d=course.open_days_between(day - 3, day) > 0,
         item_columns=item_columns,
     )
 
@@ -251,6 +263,7 @@ def learner_features(state: CourseState, rows) -> np.ndarray:
         "learner_recent_items": recent_count,
         "learner_progress": progress,
         "learner_earliness": state.earliness[rows],
+        "learner_open_days_7d": np.log1p(state.open_days_7d[rows].sum(1)),
     }
     for name in _LEARNER_COLUMNS:
         out[:, :, _INDEX[name]] = np.asarray(learner_values[name], dtype=np.float32)[:, None]
@@ -289,6 +302,12 @@ def learner_features(state: CourseState, rows) -> np.ndarray:
     padded = np.pad(seen.astype(np.float32), ((0, 0), (2, 2)))
     out[:, :, _INDEX["neigh_opened"]] = (padded[:, :n_items] + padded[:, 1 : n_items + 1]
                                          + padded[:, 3 : n_items + 3] + padded[:, 4 : n_items + 4]) / 4.0
+    opened_7d = state.open_days_7d[rows] > 0
+    for name, opened in (("focus_gap_3d", state.opened_3d[rows]), ("focus_gap_7d", opened_7d)):
+        n_opened = opened.sum(1)
+        focus = np.where(n_opened > 0, (opened * state.median_day).sum(1) / np.maximum(n_opened, 1), np.nan)
+        out[:, :, _INDEX[name]] = state.median_day[None, :] - focus[:, None]
+    out[:, :, _INDEX["focus_sim_7d"]] = _row_normalised(opened_7d.astype(np.float32) @ state.sim)
     # Unknown (no planned week, no recent items) is a value of its own; an all-NaN column also breaks binning.
     return np.nan_to_num(out, nan=MISSING, posinf=MISSING, neginf=MISSING, copy=False)
 

@@ -88,14 +88,14 @@ def train_ranker(
     *earlier, held_out = ordered
     cache = learned.RowCache()
     say(f"fitting on {', '.join(c.course_id for c in earlier)} to score {held_out.course_id}")
-    x, y = cache.stack([(c, d) for c in earlier for d in learned.training_cutoffs(c)])
-    report = held_out_report(learned.fit(x, y), held_out)
-    held_x, held_y = cache.stack([(held_out, d) for d in learned.training_cutoffs(held_out)])
+    report = held_out_report(learned.fit(*cache.stack([(c, d) for c in earlier for d in learned.training_cutoffs(c)])),
+                             held_out)
+    held_x, held_y, _ = cache.stack([(held_out, d) for d in learned.training_cutoffs(held_out)])
 
     everything = [*ordered, *platform_courses]
     say(f"refitting on {len(everything)} courses ({len(platform_courses)} from platform events)")
-    x_all, y_all = cache.stack([(c, d) for c in everything for d in learned.training_cutoffs(c)])
-    model = learned.fit(x_all, y_all)
+    x_all, y_all, w_all = cache.stack([(c, d) for c in everything for d in learned.training_cutoffs(c)])
+    model = learned.fit(x_all, y_all, w_all)
     frame = pd.DataFrame(held_x.astype(np.float32), columns=list(rankers.FEATURES))
     schema = ModelSchema(
         inputs=infer_inputs(frame, rankers.FEATURES),

@@ -69,6 +69,10 @@ def test_lockstep_course_rewards_recency_and_the_ranker_learns_it():
     assert all(0.0 <= v <= 1.0 for v in ndcg.values())
     assert ndcg["popularity_recent"] > ndcg["popularity"] + 0.1  # the weekly rhythm is the signal here
     assert ndcg["learnloop"] > ndcg["popularity"] + 0.1
+    # the reference line knows next week's popularity: no same-for-everyone ranking beats it
+    oracle = report["oracle_next_week_popularity"]
+    assert ndcg["popularity"] < ndcg["popularity_recent"] <= oracle["ndcg@10"] <= 1.0
+    assert set(oracle["per_course"]) == set(report["lists_per_course"])
 
 
 # -- the served list ---------------------------------------------------------------------------------------

@@ -26,8 +26,10 @@ def test_features_ignore_everything_at_or_after_the_cutoff(day):
     later = course.first_click >= day
     shuffled = np.where(later, day + rng.integers(0, 30, size=later.shape), course.first_click)
     shuffled = np.where(later & (rng.random(later.shape) < 0.3), np.inf, shuffled)  # some never happen
-    changed = dataclasses.replace(course, first_click=shuffled)
+    revisits = np.where(course.open_day >= day, day + rng.integers(0, 30, size=course.open_day.shape), course.open_day)
+    changed = dataclasses.replace(course, first_click=shuffled, open_day=revisits)
     assert not np.array_equal(changed.first_click, course.first_click)
+    assert not np.array_equal(changed.open_day, course.open_day)
     np.testing.assert_array_equal(rankers.features(changed, day), rankers.features(course, day))
     assert rankers.features(course, day).shape[-1] == len(rankers.FEATURES)
 
@@ -62,10 +64,28 @@ def test_row_cap_keeps_positives_and_never_drops_every_negative():
     cache = learned.RowCache()
     course = SimpleNamespace(course_id="F-1")
     y = np.r_[np.ones(700, dtype=bool), np.zeros(300, dtype=bool)]  # more positives than half the cap
-    cache._rows[("F-1", 3)] = (np.arange(1000, dtype=np.float32)[:, None], y)
-    x_small, y_small = cache.stack([(course, 3)], max_rows=400)
+    cache._rows[("F-1", 3)] = (np.arange(1000, dtype=np.float32)[:, None], y, np.ones(1000, dtype=np.float32))
+    x_small, y_small, w_small = cache.stack([(course, 3)], max_rows=400)
+    assert len(x_small) == len(w_small) == 400
     assert len(y_small) == 400 and y_small.sum() == 200 and (~y_small).sum() == 200
     y2 = np.r_[np.ones(100, dtype=bool), np.zeros(900, dtype=bool)]
-    cache._rows[("F-1", 6)] = (np.arange(1000, dtype=np.float32)[:, None], y2)
-    _, y_kept = cache.stack([(course, 6)], max_rows=400)
+    cache._rows[("F-1", 6)] = (np.arange(1000, dtype=np.float32)[:, None], y2, np.ones(1000, dtype=np.float32))
+    _, y_kept, _ = cache.stack([(course, 6)], max_rows=400)
     assert y_kept.sum() == 100 and len(y_kept) == 400  # every positive kept, negatives thinned
+
+
+def test_focus_features_follow_what_the_learner_went_back_to_not_only_first_opens():
+    # Learners 1 and 2 open items 0…3 on days 0…3; learner 1 goes back to item 0 on day 8, twice that day.
+    rows = [(learner, i, i) for learner in (1, 2) for i in range(4)] + [(1, 0, 8), (1, 0, 8)]
+    course = _course(rows)
+    np.testing.assert_array_equal(course.open_days_between(8, 9)[0], [1, 0, 0, 0])  # days, not clicks
+    assert course.open_days_between(0, 10).sum() == 9
+    feats = rankers.features(course, 10)
+    focus = feats[..., rankers.FEATURES.index("focus_gap_3d")]
+    # Learner 1's focus is item 0 (usual day 0): item 3 is 3 days further on. Learner 2 opened nothing lately.
+    np.testing.assert_allclose(focus[0], [0.0, 1.0, 2.0, 3.0])
+    assert (focus[1] == rankers.MISSING).all()
+    learner_days = feats[..., rankers.FEATURES.index("learner_open_days_7d")]
+    # Last 7 days ([3, 10)): learner 1 opened item 3 (day 3) and item 0 (day 8), learner 2 item 3 (day 3).
+    assert learner_days[0, 0] == pytest.approx(np.log1p(2)) and learner_days[1, 0] == pytest.approx(np.log1p(1))
+    assert feats[0, :, rankers.FEATURES.index("item_open_days_7d")] == pytest.approx(np.log1p([1, 0, 0, 2]))
