@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnloop.datasets import OuladTables
+from learnloop.datasets import OuladTables, content_kind
 from learnloop.errors import InvalidInput
 from learnloop.settings import Settings, get_settings
 from pipelines._events import OULAD_IMPORT_SOURCE
@@ -39,8 +39,6 @@ from pipelines._snapshots import presentation_start
 NAMESPACE = uuid.UUID("5d1e0c7a-6f0b-4c59-9d3a-0a11ad0e4d5a")  # never change: ids must stay stable
 SOURCE = OULAD_IMPORT_SOURCE
 CHUNK = 20_000
-_KIND = {"url": "link", "resource": "document", "oucontent": "document", "dataplus": "document",
-         "folder": "document"}
 _ASSESSMENT_KIND = {"TMA": "assignment", "CMA": "quiz", "Exam": "exam"}
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -261,7 +259,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
             cid = site_ids[int(row.id_site)]
             items.append(pdata.NewContent(
                 course_id=course_ids[row.course], title=f"{row.activity_type} {row.id_site}",
-                kind=pdata.ContentKind(_KIND.get(row.activity_type, "text")), id=cid,
+                kind=pdata.ContentKind(content_kind(row.activity_type)), id=cid,
                 metadata={"source": "oulad", "id_site": int(row.id_site), "activity_type": row.activity_type,
                           "week_from": _opt(row.week_from), "week_to": _opt(row.week_to)}))
             events.append(_event(oulad_uuid("content.created", row.id_site), "content.created",

@@ -7,7 +7,7 @@ from learnloop.datasets.asap import PROMPT_SCORE_RANGES, load_essays
 from learnloop.datasets.beir import BeirDataset, load_beir
 from learnloop.datasets.catalog import load_catalog
 from learnloop.datasets.check import check_datasets
-from learnloop.datasets.oulad import OuladTables, load_oulad
+from learnloop.datasets.oulad import OuladTables, content_kind, load_oulad
 from learnloop.datasets.synth import write_synthetic
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "BeirDataset",
     "OuladTables",
     "check_datasets",
+    "content_kind",
     "dataset_dir",
     "datasets_root",
     "load_beir",

@@ -14,6 +14,16 @@ from learnloop.errors import DataValidationError
 I, N = Kind.integer, Kind.number  # noqa: E741 - compact column specs below
 RESULTS = frozenset({"Pass", "Withdrawn", "Fail", "Distinction"})
 ASSESSMENT_TYPES = frozenset({"TMA", "CMA", "Exam"})
+# A VLE activity type as a platform content kind (``platform_api`` ``ContentKind`` values): what the OULAD import
+# stores and what the recommender's ranker sees as an item's kind, in training on OULAD and when serving.
+_CONTENT_KIND = {"url": "link", "resource": "document", "oucontent": "document", "dataplus": "document",
+                 "folder": "document"}
+
+
+def content_kind(activity_type: str) -> str:
+    """The platform content kind of an OULAD activity type (pages, forums, quizzes … are ``text``)."""
+    return _CONTENT_KIND.get(activity_type, "text")
+
 
 SCHEMAS: dict[str, tuple[str, list[Column]]] = {
     "courses": ("courses.csv", [

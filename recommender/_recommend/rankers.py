@@ -65,8 +65,23 @@ FEATURES = (
     "focus_sim_7d",  # item-item similarity to the items the learner opened in the last 7 days (normalised per learner)
     "item_open_days_7d",  # log(1 + learner-days with an open of the item in the last 7 days)
     "learner_open_days_7d",  # log(1 + item-days the learner opened something in the last 7 days)
+    "item_content_kind",  # the item's platform content kind (CONTENT_KIND_CODE; OULAD activity types mapped to it)
 )
 MISSING = -999.0
+# Platform content kinds (platform_api ContentKind values) as codes: a vocabulary both OULAD training and platform
+# serving share (OULAD activity types, and any other name, map onto it as the OULAD import stores them: pages,
+# forums, quizzes … are text); items of no known kind are 5.
+CONTENT_KIND_CODE = {"text": 0, "video": 1, "audio": 2, "document": 3, "link": 4}
+
+
+def content_kind_codes(kinds: tuple[str, ...]) -> np.ndarray:
+    """Code per entry of a course's ``kinds`` (platform kinds as they are, OULAD activity types mapped), plus one
+    for items of unknown kind (``item_kind == len(kinds)``)."""
+    from learnloop.datasets import content_kind
+
+    unknown = len(CONTENT_KIND_CODE)
+    codes = [CONTENT_KIND_CODE.get(kind, CONTENT_KIND_CODE.get(content_kind(kind), unknown)) for kind in kinds]
+    return np.asarray([*codes, unknown], dtype=np.float32)
 
 
 def _share(mask: np.ndarray) -> np.ndarray:
@@ -205,6 +220,7 @@ def course_state(course: CourseClicks, day: int) -> CourseState:
         "hazard_7d": hazard7,
         "hazard_3d": hazard3,
         "item_open_days_7d": np.log1p(open_days_7d.sum(0)),
+        "item_content_kind": content_kind_codes(course.kinds)[course.item_kind],
     }
     return CourseState(
         day=day,

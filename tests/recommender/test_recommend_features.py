@@ -89,3 +89,18 @@ def test_focus_features_follow_what_the_learner_went_back_to_not_only_first_open
     # Last 7 days ([3, 10)): learner 1 opened item 3 (day 3) and item 0 (day 8), learner 2 item 3 (day 3).
     assert learner_days[0, 0] == pytest.approx(np.log1p(2)) and learner_days[1, 0] == pytest.approx(np.log1p(1))
     assert feats[0, :, rankers.FEATURES.index("item_open_days_7d")] == pytest.approx(np.log1p([1, 0, 0, 2]))
+
+
+def test_item_kind_is_the_platform_content_kind_in_training_and_serving():
+    from platform_api.data import ContentKind
+
+    # every platform kind has its own code; OULAD activity types get the kind the OULAD import stores
+    assert sorted(rankers.CONTENT_KIND_CODE) == sorted(kind.value for kind in ContentKind)
+    codes = rankers.content_kind_codes(("oucontent", "url", "forumng", "video", "document", "hologram"))
+    text, document, link, video = (rankers.CONTENT_KIND_CODE[k] for k in ("text", "document", "link", "video"))
+    np.testing.assert_array_equal(codes, [document, link, text, video, document, text, 5])  # unknown names: as the import
+    clicks = pd.DataFrame([(1, 0, 0), (1, 1, 1), (2, 2, 1)], columns=["id_student", "id_site", "date"])
+    items = pd.DataFrame({"id_site": [0, 1, 2], "activity_type": ["oucontent", "url", "quiz"], "week_from": np.nan})
+    course = course_clicks(clicks, items, course_id="K-1", length_days=9, kinds=("oucontent", "quiz", "url"))
+    feats = rankers.features(course, 5)
+    np.testing.assert_array_equal(feats[0, :, rankers.FEATURES.index("item_content_kind")], [document, link, text])
