@@ -39,9 +39,9 @@ class CourseClicks:
     def open_days_between(self, start: int, end: int) -> np.ndarray:
         """``learners × items`` float32: the days in ``[start, end)`` on which the learner opened the item."""
         inside = (self.open_day >= start) & (self.open_day < end)
-        counts = np.zeros(self.first_click.shape, dtype=np.float32)
-        np.add.at(counts, (self.open_learner[inside], self.open_item[inside]), 1.0)
-        return counts
+        n_learners, n_items = self.first_click.shape
+        flat = self.open_learner[inside] * n_items + self.open_item[inside]
+        return np.bincount(flat, minlength=n_learners * n_items).reshape(n_learners, n_items).astype(np.float32)
 
     def first_clicked_between(self, start: int, end: int) -> np.ndarray:
         return (self.first_click >= start) & (self.first_click < end)
@@ -61,8 +61,13 @@ def course_clicks(
     cols = np.searchsorted(item_ids, clicks["id_site"].to_numpy())
     days = clicks["date"].to_numpy(dtype=float)
     np.minimum.at(first, (rows, cols), days)
-    # One entry per (learner, item, day), however many clicks (OULAD's sum_click, repeated platform events).
-    opens = np.unique(np.stack([rows, cols, days.astype(np.int64)]), axis=1)
+    # One entry per (learner, item, day), however many clicks (OULAD's sum_click, repeated platform events); a hash
+    # set of one int64 key per open (np.unique(axis=1) sorts: 0.3 s for 334k opens, this 15 ms).
+    whole_days = days.astype(np.int64)
+    first_day = int(whole_days.min()) if len(whole_days) else 0
+    span = int(whole_days.max()) - first_day + 1 if len(whole_days) else 1
+    keys = pd.unique((rows.astype(np.int64) * len(item_ids) + cols) * span + (whole_days - first_day))
+    cell, open_day = np.divmod(keys, span)
     kind_code = {kind: i for i, kind in enumerate(kinds)}
     return CourseClicks(
         course_id=course_id,
@@ -73,9 +78,9 @@ def course_clicks(
         week_from=pd.to_numeric(items["week_from"], errors="coerce").to_numpy(dtype=float),
         first_click=first,
         length_days=length_days,
-        open_learner=opens[0],
-        open_item=opens[1],
-        open_day=opens[2],
+        open_learner=cell // max(len(item_ids), 1),
+        open_item=cell % max(len(item_ids), 1),
+        open_day=open_day + first_day,
     )
 
 
