@@ -7,8 +7,10 @@ cutoff are not scored. NDCG@10 (binary gains) and recall@10 (hits / min(|truth|,
 (learner, cutoff) lists; ``n_users`` counts those lists.
 
 ``oracle_next_week_popularity`` is a reference line, not a scorer: items ranked by how many *other* learners first
-open them in the coming week (it reads the future). It is the ceiling of every ranking that is the same for all
-learners of a course, so it shows how much of the gap to a target only personalisation can close.
+open them in the coming week (it reads the future). A ranking that is the same for every learner of a course can
+hardly beat a perfect forecast of next week's opens (not a strict bound: the learner's own opens are left out and
+the item order that maximises mean NDCG need not be the popularity order), so the line shows how much of the gap
+to a target is left to personalisation.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def evaluate_courses(
                 course_sums = per_course_ndcg.setdefault(course.course_id, {})
                 course_sums[name] = course_sums.get(name, 0.0) + float(ndcg.sum())
                 totals[name]["recall@10"] += float(recall.sum())
-            # Ceiling of any non-personal ranking: every other learner's first opens of the coming week (uses the
-            # future, so it is a reference line, never a scorer).
+            # Reference line for same-for-everyone rankings: every other learner's first opens of the coming week
+            # (uses the future, so it is never a scorer).
             next_week = truth.sum(0)[None, :] - truth
             ndcg, _ = ranking_metrics(next_week[rows], seen[rows], truth[rows])
             oracle[course.course_id] = oracle.get(course.course_id, 0.0) + float(ndcg.sum())
