@@ -168,7 +168,8 @@ def train_and_promote(
         raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
     platform_courses, summary = [], None
     if events is not None:
-        platform_courses = platform_events.courses_from_interactions(platform_events.interactions(events))
+        platform_courses = platform_events.courses_from_interactions(platform_events.interactions(events),
+                                                                     platform_events.content_kinds(events))
         summary = platform_events.feedback_summary(events)
     report = train_ranker(courses, platform_courses=platform_courses, feedback=summary, register=register,
                           promote=promote, settings=settings, progress=progress)

@@ -63,7 +63,7 @@ def course_clicks(
     np.minimum.at(first, (rows, cols), days)
     # One entry per (learner, item, day), however many clicks (OULAD's sum_click, repeated platform events); a hash
     # set of one int64 key per open (np.unique(axis=1) sorts: 0.3 s for 334k opens, this 15 ms).
-    whole_days = days.astype(np.int64)
+    whole_days = np.floor(days).astype(np.int64)  # the day an open falls on (days may be fractional)
     first_day = int(whole_days.min()) if len(whole_days) else 0
     span = int(whole_days.max()) - first_day + 1 if len(whole_days) else 1
     keys = pd.unique((rows.astype(np.int64) * len(item_ids) + cols) * span + (whole_days - first_day))

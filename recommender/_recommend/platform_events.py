@@ -107,8 +107,23 @@ def feedback_summary(events: Iterable) -> dict:
     return {"by_variant": by_variant, "feedback_events": int(len(frame))}
 
 
-def courses_from_interactions(frame: pd.DataFrame) -> list[CourseClicks]:
-    """One :class:`CourseClicks` per platform course (items: those ever opened; kind unknown → ``page``)."""
+def content_kinds(events: Iterable) -> dict[str, str]:
+    """Item id → platform content kind (``text``, ``video`` …) from ``content.created`` / ``content.updated`` events
+    (the latest wins): the kind serving reads from the catalog, so training sees the same one."""
+    kinds: dict[str, str] = {}
+    for event in _envelopes(events):
+        if event.topic is not Topic.content or event.event_type not in ("content.created", "content.updated"):
+            continue
+        payload = event.payload or {}
+        if payload.get("content_id") and payload.get("kind"):
+            kinds[str(payload["content_id"])] = str(payload["kind"])
+    return kinds
+
+
+def courses_from_interactions(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> list[CourseClicks]:
+    """One :class:`CourseClicks` per platform course (items: those ever opened). ``kinds``: item id → content kind
+    (:func:`content_kinds`); an item without one is a ``page`` (the ranker reads it as text, as serving does)."""
+    kinds = kinds or {}
     out = []
     for course_id, rows in frame.groupby("course_id"):
         items = sorted(rows["item_id"].astype(str).unique())
@@ -120,8 +135,9 @@ def courses_from_interactions(frame: pd.DataFrame) -> list[CourseClicks]:
             "id_site": rows["item_id"].astype(str).map(item_pos).to_numpy(dtype=np.int64),
             "date": rows["day"].to_numpy(dtype=float),
         })
-        item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": "page", "week_from": np.nan})
+        item_kinds = [kinds.get(item, "page") for item in items]
+        item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": item_kinds, "week_from": np.nan})
         length = int(rows["day"].max()) + 1
         out.append(course_clicks(clicks, item_frame, course_id=f"platform-{course_id}", length_days=length,
-                                 kinds=("page",)))
+                                 kinds=tuple(sorted(set(item_kinds)))))
     return out

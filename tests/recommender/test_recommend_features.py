@@ -91,7 +91,7 @@ def test_focus_features_follow_what_the_learner_went_back_to_not_only_first_open
     assert feats[0, :, rankers.FEATURES.index("item_open_days_7d")] == pytest.approx(np.log1p([1, 0, 0, 2]))
 
 
-def test_item_kind_is_the_platform_content_kind_in_training_and_serving():
+def test_item_kind_is_the_platform_content_kind_with_oulad_activity_types_mapped():
     from platform_api.data import ContentKind
 
     # every platform kind has its own code; OULAD activity types get the kind the OULAD import stores

@@ -153,3 +153,29 @@ def test_platform_events_become_interactions_and_attributed_feedback():
     assert course.first_click.shape == (2, 3) and course.first_click[0, 1] == 3  # u1 first opened b on day 3
     with pytest.raises(Exception, match="not a learnloop event"):
         platform_events.interactions(["{not json"])
+
+
+def test_platform_items_have_the_same_kind_features_in_training_and_serving():
+    from recommender._recommend import service
+
+    def authored(event_type: str, item: str, kind: str, minutes: int) -> Event:
+        return _event(event_type, "teacher", minutes).model_copy(update={"payload": {"content_id": item, "kind": kind}})
+
+    events = [
+        authored("content.created", "a", "document", 0),
+        authored("content.created", "b", "text", 1),
+        authored("content.updated", "b", "video", 2),  # the latest kind wins
+        *(_event("content_view", user, 60 * 24 * day, content_id=item)
+          for user, item, day in (("u1", "a", 0), ("u1", "b", 1), ("u2", "a", 1), ("u2", "c", 2), ("u1", "a", 3))),
+    ]
+    raw = [e.model_dump_json() for e in events]
+    rows = platform_events.interactions(raw)
+    kinds = platform_events.content_kinds(raw)
+    assert kinds == {"a": "document", "b": "video"}
+    (trained,) = platform_events.courses_from_interactions(rows, kinds)
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "kind": [kinds.get(i, "page") for i in "abc"]})
+    served = service.course_entry(course_id="course-1", interactions=rows, items=items, day=4, cache=None).course
+    columns = [rankers.FEATURES.index(name) for name in ("item_content_kind", "kind_affinity", "focus_gap_3d")]
+    np.testing.assert_array_equal(rankers.features(trained, 4)[..., columns], rankers.features(served, 4)[..., columns])
+    code = rankers.CONTENT_KIND_CODE
+    assert rankers.features(trained, 4)[0, :, columns[0]].tolist() == [code["document"], code["video"], code["text"]]
