@@ -168,9 +168,10 @@ def train_and_promote(
         raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
     platform_courses, summary = [], None
     if events is not None:
-        platform_courses = platform_events.courses_from_interactions(platform_events.interactions(events),
-                                                                     platform_events.content_kinds(events))
-        summary = platform_events.feedback_summary(events)
+        parsed = platform_events.parse_events(events)  # JSON lines → envelopes once for the three reads below
+        platform_courses = platform_events.courses_from_interactions(platform_events.interactions(parsed),
+                                                                     platform_events.content_kinds(parsed))
+        summary = platform_events.feedback_summary(parsed)
     report = train_ranker(courses, platform_courses=platform_courses, feedback=summary, register=register,
                           promote=promote, settings=settings, progress=progress)
     reset_ranker_cache()  # this process serves the new champion on its next request

@@ -28,7 +28,9 @@ SERVED_TYPE = "recommendations.served"
 INTERACTION_COLUMNS = ["course_id", "user_id", "item_id", "day", "timestamp", "event_type"]
 
 
-def _envelopes(events: Iterable) -> list[Event]:
+def parse_events(events: Iterable) -> list[Event]:
+    """Envelopes from JSON lines, dicts or :class:`Event` objects (these pass through): parse once, then hand the
+    list to every function here."""
     out = []
     for raw in events:
         if isinstance(raw, Event):
@@ -47,7 +49,7 @@ def _utc(value: datetime) -> datetime:
 
 def interactions(events: Iterable) -> pd.DataFrame:
     """Content opens as ``course_id, user_id, item_id, day, timestamp, event_type`` rows (see module doc)."""
-    envelopes = _envelopes(events)
+    envelopes = parse_events(events)
     rows = []
     for event in envelopes:
         if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES:
@@ -67,7 +69,7 @@ def interactions(events: Iterable) -> pd.DataFrame:
 def feedback(events: Iterable) -> pd.DataFrame:
     """Opens/completions of recommended items: ``course_id, user_id, item_id, experiment, variant, outcome,
     served_event_id, timestamp`` (outcome ``clicked`` or ``completed``)."""
-    envelopes = sorted(_envelopes(events), key=lambda e: _utc(e.timestamp))
+    envelopes = sorted(parse_events(events), key=lambda e: _utc(e.timestamp))
     latest: dict[tuple[str, str], Event] = {}
     rows = []
     for event in envelopes:
@@ -90,7 +92,7 @@ def feedback(events: Iterable) -> pd.DataFrame:
 
 def feedback_summary(events: Iterable) -> dict:
     """Served lists and distinct clicked/completed items per arm (what the next training run logs)."""
-    envelopes = _envelopes(events)
+    envelopes = parse_events(events)
     frame = feedback(envelopes)
     served: dict[str, int] = {}
     for event in envelopes:
@@ -111,7 +113,7 @@ def content_kinds(events: Iterable) -> dict[str, str]:
     """Item id → platform content kind (``text``, ``video`` …) from ``content.created`` / ``content.updated`` events
     (the latest wins): the kind serving reads from the catalog, so training sees the same one."""
     kinds: dict[str, str] = {}
-    for event in _envelopes(events):
+    for event in parse_events(events):
         if event.topic is not Topic.content or event.event_type not in ("content.created", "content.updated"):
             continue
         payload = event.payload or {}
