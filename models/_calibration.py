@@ -36,6 +36,13 @@ def fit_platt(base_probability: np.ndarray, labels: np.ndarray) -> tuple[float, 
     return slope, intercept
 
 
+def has_linear_logit(estimator) -> bool:
+    """Whether ``estimator``'s logit is a linear function of its inputs, computed here (and in its ONNX graph) in
+    float64: Platt reads that logit exactly, and the export runs the graph in double (see
+    ``models._sklearn_onnx``). One predicate for both, so a new linear learner cannot be exact in one place only."""
+    return isinstance(estimator, LogisticRegression)
+
+
 class PlattCalibratedClassifier(ClassifierMixin, BaseEstimator):
     """A binary classifier whose probabilities are Platt-scaled on the logit of ``estimator``'s probabilities.
 
@@ -56,7 +63,7 @@ class PlattCalibratedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _base_logit(self, X) -> np.ndarray:
-        if isinstance(self.estimator_, LogisticRegression):
+        if has_linear_logit(self.estimator_):
             # Its logit exactly, in float64: sklearn's float32 probabilities round 1 - p near 1 to a few digits,
             # which a Platt slope below 1 spreads into 1e-4 of calibrated probability (the ONNX graph of a linear
             # model is computed in float64 and would not agree).

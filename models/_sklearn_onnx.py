@@ -176,12 +176,11 @@ def _computes_in_double(estimator) -> bool:
     sums large terms that cancel; in float32 that cost up to 3e-4 in probability on real OULAD rows, 30× the
     parity bound. Trees compare thresholds and need no more than float32 (their thresholds are snapped above).
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
     final = getattr(final, "estimator_", final)  # the Platt wrapper's base learner
-    return isinstance(final, LogisticRegression)
+    return _calibration.has_linear_logit(final)
 
 
 def _cast_float_inputs_to_double(onnx_model) -> None:
