@@ -72,6 +72,7 @@ def test_lockstep_course_rewards_recency_and_the_ranker_learns_it():
     # the reference line knows next week's popularity: no same-for-everyone ranking beats it
     oracle = report["oracle_next_week_popularity"]
     assert ndcg["popularity"] < ndcg["popularity_recent"] <= oracle["ndcg@10"] <= 1.0
+    assert set(oracle["per_course"]) == set(report["lists_per_course"])
     assert all(ndcg["popularity_recent"] < value <= 1.0 for value in oracle["per_course"].values())
 
 
