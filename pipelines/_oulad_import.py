@@ -260,6 +260,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
             items.append(pdata.NewContent(
                 course_id=course_ids[row.course], title=f"{row.activity_type} {row.id_site}",
                 kind=pdata.ContentKind(content_kind(row.activity_type)), id=cid,
+                planned_week=None if _opt(row.week_from) is None else int(row.week_from) + 1,
                 metadata={"source": "oulad", "id_site": int(row.id_site), "activity_type": row.activity_type,
                           "week_from": _opt(row.week_from), "week_to": _opt(row.week_to)}))
             events.append(_event(oulad_uuid("content.created", row.id_site), "content.created",

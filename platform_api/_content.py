@@ -36,22 +36,31 @@ def _course(session: Session, course_id: uuid.UUID) -> Course:
     return get_or_not_found(session, Course, course_id, "Course", "list courses with GET /api/v1/courses")
 
 
+def _check_planned_week(course: Course, planned_week: int | None) -> None:
+    if planned_week is not None and course.duration_weeks is not None and planned_week > course.duration_weeks:
+        raise InvalidInput(f"planned_week {planned_week} is after the course's last week ({course.duration_weeks}); "
+                           "give a week between 1 and the course's duration_weeks",
+                           details={"field": "planned_week", "duration_weeks": course.duration_weeks})
+
+
 def create_content(*, session: Session, settings: Settings, actor: Principal | None,
                    data: ContentCreate) -> ContentItem:
     course = _course(session, data.course_id)
     policy.authorize(session, actor, Permission.content_create, Scope.of_course(course), what="adding content")
     if data.file_path is not None:
         resolve_media(settings, data.file_path)
+    _check_planned_week(course, data.planned_week)
     actor_id = actor.id if actor else None
     item = ContentItem(course_id=course.id, kind=data.kind, title=data.title, body=data.body,
-                       file_path=data.file_path, position=data.position, version=1,
+                       file_path=data.file_path, position=data.position, planned_week=data.planned_week, version=1,
                        accessibility=data.accessibility.model_dump(exclude_none=True), created_by=actor_id)
     session.add(item)
     session.flush()
     session.add(ContentVersion(content_id=item.id, version=1, title=item.title, body=item.body,
                                file_path=item.file_path, accessibility=item.accessibility, created_by=actor_id))
     emit(session, event_type="content.created", user_id=actor_id, course_id=course.id,
-         payload={"content_id": str(item.id), "kind": item.kind.value, "version": 1})
+         payload={"content_id": str(item.id), "kind": item.kind.value, "version": 1,
+                  "planned_week": item.planned_week})
     _audit.record(session, actor_id=actor_id, action="content.create", resource_type="content",
                   resource_id=item.id)
     session.commit()
@@ -87,12 +96,16 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     item = get_or_not_found(session, ContentItem, content_id, "Content")
     course = _course(session, item.course_id)
     policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    # null means "leave as is", except for planned_week, where an explicit null clears the plan
+    changes = {field: value for field, value in data.model_dump(exclude_unset=True).items()
+               if value is not None or field == "planned_week"}
     if not changes:
         raise InvalidInput("Nothing to update; send at least one of title, body, file_path, position, "
-                           "accessibility")
+                           "planned_week, accessibility")
     if "file_path" in changes:
         resolve_media(settings, changes["file_path"])
+    if "planned_week" in changes:
+        _check_planned_week(course, changes["planned_week"])
     for field, value in changes.items():
         setattr(item, field, value)
     item.version += 1
@@ -100,7 +113,8 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     session.add(ContentVersion(content_id=item.id, version=item.version, title=item.title, body=item.body,
                                file_path=item.file_path, accessibility=item.accessibility, created_by=actor_id))
     emit(session, event_type="content.updated", user_id=actor_id, course_id=item.course_id,
-         payload={"content_id": str(item.id), "version": item.version, "fields": sorted(changes)})
+         payload={"content_id": str(item.id), "version": item.version, "fields": sorted(changes),
+                  "planned_week": item.planned_week})
     _audit.record(session, actor_id=actor_id, action="content.update", resource_type="content",
                   resource_id=item.id, details={"version": item.version})
     session.commit()

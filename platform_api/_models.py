@@ -134,6 +134,9 @@ class Enrollment(Base):
 
 class ContentItem(Base):
     __tablename__ = "content_items"
+    __table_args__ = (
+        CheckConstraint("planned_week IS NULL OR planned_week > 0", name="ck_content_items_planned_week_positive"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     course_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
@@ -142,6 +145,9 @@ class ContentItem(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     file_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # The course week (1 = the first) the instructor plans the item for; the recommender reads it as the item's
+    # planned week of use (OULAD ``week_from`` + 1). Not versioned: it is a plan, not the content.
+    planned_week: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # captions_url, alt_text, transcript, language, ... (WCAG metadata travels with each version)
     accessibility: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

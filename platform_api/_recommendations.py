@@ -5,9 +5,12 @@ opens recorded through ``POST /api/v1/events`` (kept in the outbox). The recomme
 (deterministic by user hash), ranks, and logs the served list; the platform also emits ``recommendations.served``
 with the arm on ``lms.analytics.events`` so clicks that follow can be attributed.
 
-Fallback (no recommender in this process, or it failed): the most opened items of the course the learner has
-not opened yet (ties in course order), ``variant`` null, and the header ``X-Learnloop-Fallback:
-recommendations-popularity``.
+Content items may carry the instructor's ``planned_week``; the recommender reads it as each item's planned week of
+use (a ranker feature, and its popularity rule holds later weeks' items back).
+
+Fallback (no recommender in this process, or it failed): the items of the course the learner has not opened yet,
+those planned for a later week last, then the most opened (ties in course order); ``variant`` null, and the header
+``X-Learnloop-Fallback: recommendations-popularity``.
 """
 
 from __future__ import annotations
@@ -75,10 +78,14 @@ def _opens(session: Session, course_id: uuid.UUID, item_ids: set[str], start: da
     return opens
 
 
-def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit: int) -> tuple[list, bool]:
+def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit: int,
+                week: int) -> tuple[list, bool]:
+    """Items the learner has not opened: those planned for a later week than ``week`` (1 = the first) last, then
+    the most opened, then course order."""
     seen = {o["item_id"] for o in opens if o["user_id"] == user_id}
     counts = Counter(o["item_id"] for o in opens)
-    ranked = sorted((i for i in items if str(i.id) not in seen), key=lambda i: (-counts[str(i.id)], i.position))
+    ranked = sorted((i for i in items if str(i.id) not in seen),
+                    key=lambda i: ((i.planned_week or 0) > week, -counts[str(i.id)], i.position))
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
 
 
@@ -114,7 +121,10 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                              treatment_share=treatment_share,
                              interactions=pd.DataFrame(opens, columns=["user_id", "item_id", "day"]),
                              items=pd.DataFrame({"item_id": list(by_id),
-                                                 "kind": [i.kind.value for i in items]}))
+                                                 "kind": [i.kind.value for i in items],
+                                                 # the recommender's planned week of use: 0 = the first
+                                                 "week_from": [None if i.planned_week is None
+                                                               else i.planned_week - 1 for i in items]}))
         except (InvalidInput, NotFound, PermissionDenied):
             raise
         except Exception as exc:  # the recommender failing must not take the page down: popularity instead
@@ -126,7 +136,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                             variant=str(served.variant.value), cold_start=served.cold_start,
                             items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s, why) for i, s, why in picked])
     else:
-        ranked, cold = _popularity(items, opens, str(user.id), limit)
+        ranked, cold = _popularity(items, opens, str(user.id), limit, week=(now - start).days // 7 + 1)
         result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
                             fallback=fallback,
                             items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s,

@@ -285,12 +285,19 @@ class Accessibility(InputModel):
     audio_description: bool | None = None
 
 
+PlannedWeek = Annotated[int | None, Field(
+    ge=1, le=520, examples=[3],
+    description="The course week (1 = the first) this item is planned for, at most the course's duration_weeks. "
+                "Recommendations favour items of the current and past weeks and hold later weeks' items back.")]
+
+
 class ContentBase(InputModel):
     title: Title = Field(examples=["Week 1: what is a distribution?"])
     body: LongText = ""
     file_path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
         default=None, description="Media file relative to <data_dir>/media (for video/audio).")
     position: int = Field(default=0, ge=0, le=100_000)
+    planned_week: PlannedWeek = None
     accessibility: Accessibility = Field(default_factory=Accessibility)
 
 
@@ -304,6 +311,7 @@ class ContentUpdate(InputModel):
     body: LongText | None = None
     file_path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
     position: int | None = Field(default=None, ge=0, le=100_000)
+    planned_week: PlannedWeek = Field(default=None, description="A week number sets the plan; null clears it.")
     accessibility: Accessibility | None = None
 
 
@@ -315,6 +323,7 @@ class ContentPublic(OutputModel):
     body: str
     file_path: str | None
     position: int
+    planned_week: int | None
     version: int
     accessibility: dict[str, Any]
     created_by: uuid.UUID | None

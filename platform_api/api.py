@@ -160,13 +160,15 @@ def enroll_users(*, session: Session, enrollments: Iterable[NewEnrollment],
 def create_content_items(*, session: Session, items: Iterable[NewContent]) -> list[uuid.UUID]:
     """Insert content items (version 1 each) in one transaction."""
     rows = [ContentItem(id=i.id or uuid.uuid4(), course_id=i.course_id, kind=i.kind, title=i.title, body=i.body,
-                        version=1, accessibility={}, metadata_=dict(i.metadata)) for i in items]
+                        planned_week=i.planned_week, version=1, accessibility={}, metadata_=dict(i.metadata))
+            for i in items]
     session.add_all(rows)
     session.flush()
     for row in rows:
         session.add(ContentVersion(content_id=row.id, version=1, title=row.title, body=row.body, accessibility={}))
         emit(session, event_type="content.created", course_id=row.course_id,
-             payload={"content_id": str(row.id), "kind": row.kind.value, "import": True})
+             payload={"content_id": str(row.id), "kind": row.kind.value, "planned_week": row.planned_week,
+                      "import": True})
     session.commit()
     return [r.id for r in rows]
 

@@ -166,6 +166,7 @@ class NewContent:
     body: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID | None = None
+    planned_week: int | None = None  # course week (1 = the first) the item is planned for
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ __all__ = [
     "apply_content_event",
     "assign_variant",
     "close_search_index",
+    "content_weeks_from_events",
     "feedback_from_events",
     "index_items",
     "interactions_from_events",
@@ -254,6 +255,15 @@ def feedback_from_events(events: Iterable) -> pd.DataFrame:
     from recommender._recommend import platform_events
 
     return platform_events.feedback(events)
+
+
+def content_weeks_from_events(events: Iterable) -> dict[str, int]:
+    """Each content item's planned week of use (0 = the first week; the instructor's ``planned_week`` − 1) from the
+    ``content.created`` / ``content.updated`` envelopes, the latest winning: what training reads for the ranker's
+    ``planned_week_gap``, as serving reads it from the catalog."""
+    from recommender._recommend import platform_events
+
+    return platform_events.content_weeks(events)
 
 
 def reset_ranker_cache() -> None:

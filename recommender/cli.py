@@ -168,9 +168,10 @@ def train_and_promote(
         raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
     platform_courses, summary = [], None
     if events is not None:
-        parsed = platform_events.parse_events(events)  # JSON lines → envelopes once for the three reads below
+        parsed = platform_events.parse_events(events)  # JSON lines → envelopes once for the reads below
         platform_courses = platform_events.courses_from_interactions(platform_events.interactions(parsed),
-                                                                     platform_events.content_kinds(parsed))
+                                                                     platform_events.content_kinds(parsed),
+                                                                     platform_events.content_weeks(parsed))
         summary = platform_events.feedback_summary(parsed)
     report = train_ranker(courses, platform_courses=platform_courses, feedback=summary, register=register,
                           promote=promote, settings=settings, progress=progress)

@@ -122,10 +122,31 @@ def content_kinds(events: Iterable) -> dict[str, str]:
     return kinds
 
 
-def courses_from_interactions(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> list[CourseClicks]:
+def content_weeks(events: Iterable) -> dict[str, int]:
+    """Item id → planned week of use, 0 = the first (the instructor's ``planned_week`` − 1, OULAD's ``week_from``),
+    from ``content.created`` / ``content.updated`` events (the latest wins; a null plan clears it): the week serving
+    reads from the catalog, so training sees the same one."""
+    weeks: dict[str, int] = {}
+    for event in parse_events(events):
+        if event.topic is not Topic.content or event.event_type not in ("content.created", "content.updated"):
+            continue
+        payload = event.payload or {}
+        if not payload.get("content_id") or "planned_week" not in payload:
+            continue
+        item, planned = str(payload["content_id"]), payload["planned_week"]
+        if planned is None:
+            weeks.pop(item, None)
+        else:
+            weeks[item] = int(planned) - 1
+    return weeks
+
+
+def courses_from_interactions(frame: pd.DataFrame, kinds: dict[str, str] | None = None,
+                              weeks: dict[str, int] | None = None) -> list[CourseClicks]:
     """One :class:`CourseClicks` per platform course (items: those ever opened). ``kinds``: item id → content kind
-    (:func:`content_kinds`); an item without one is a ``page`` (the ranker reads it as text, as serving does)."""
-    kinds = kinds or {}
+    (:func:`content_kinds`); an item without one is a ``page`` (the ranker reads it as text, as serving does).
+    ``weeks``: item id → planned week of use (:func:`content_weeks`); unknown without one, as in serving."""
+    kinds, weeks = kinds or {}, weeks or {}
     out = []
     for course_id, rows in frame.groupby("course_id"):
         items = sorted(rows["item_id"].astype(str).unique())
@@ -138,7 +159,8 @@ def courses_from_interactions(frame: pd.DataFrame, kinds: dict[str, str] | None 
             "date": rows["day"].to_numpy(dtype=float),
         })
         item_kinds = [kinds.get(item, "page") for item in items]
-        item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": item_kinds, "week_from": np.nan})
+        item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": item_kinds,
+                                   "week_from": [weeks.get(item, np.nan) for item in items]})
         length = int(rows["day"].max()) + 1
         out.append(course_clicks(clicks, item_frame, course_id=f"platform-{course_id}", length_days=length,
                                  kinds=tuple(sorted(set(item_kinds)))))

@@ -24,6 +24,7 @@ import numpy as np
 from recommender._recommend.clicks import CourseClicks
 
 HORIZON_DAYS = 7
+WEEK_DAYS = 7  # the course week of a day: day // WEEK_DAYS (0 = the first, as OULAD week_from)
 FEATURES = (
     "penetration",  # share of active learners who opened the item
     "trend_7d",  # share of last-week-active learners who first opened it in the last 7 days
@@ -208,7 +209,7 @@ def course_state(course: CourseClicks, day: int) -> CourseState:
         "trend_3d": _share(recent3),
         "trend_prev_week": _share(course.first_clicked_between(day - 14, day - 7)),
         "item_age_days": np.where(np.isfinite(first_day), day - first_day, -1.0),
-        "planned_week_gap": course.week_from - day // 7,
+        "planned_week_gap": course.week_from - day // WEEK_DAYS,
         "leaders_trend_7d": recent7[leaders].sum(0) / n_leaders,
         "leaders_trend_3d": recent3[leaders].sum(0) / n_leaders,
         "growth_3d_7d": np.where(count7 > 0, count3 / np.maximum(count7, 1), -1.0),

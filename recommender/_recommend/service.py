@@ -34,6 +34,7 @@ class _CourseEntry:
     learner_row: dict[str, int]  # user id → row of the click matrix (learners with opens before the day)
     course: CourseClicks
     popularity: np.ndarray  # popularity within course and week per item (control, cold start, no model)
+    planned_later: np.ndarray  # item planned for a later week than the day's (held back by the popularity rule)
     state: rankers.CourseState | None = None  # built on the first treatment request
     state_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -146,8 +147,10 @@ def _build_course(course_id: str, interactions: pd.DataFrame, items: pd.DataFram
     kinds = tuple(sorted(item_frame["activity_type"].unique()))
     course = course_clicks(clicks, item_frame, course_id=course_id, length_days=day + 1, kinds=kinds)
     # Every learner with an open has a row (course.learners == 0 … len(learners) - 1).
+    with np.errstate(invalid="ignore"):
+        planned_later = course.week_from > day // rankers.WEEK_DAYS  # NaN (no plan) compares False
     return _CourseEntry(created=time.monotonic(), item_ids=item_ids, learner_row=learner_pos, course=course,
-                        popularity=np.asarray(rankers.popularity_recent(course, day)[0]))
+                        popularity=np.asarray(rankers.popularity_recent(course, day)[0]), planned_later=planned_later)
 
 
 def course_entry(*, course_id: str, interactions: pd.DataFrame, items: pd.DataFrame, day: int,
@@ -196,12 +199,15 @@ def recommend(
         reason = "popular in this course this week"
         if not cold_start and variant is Variant.treatment:
             fallback = ranker_unavailable or "no recommender model registered"
+        # The course plan first: items planned for a later week go after the rest, popularity orders within each.
+        ranked = np.lexsort((-np.asarray(scores, dtype=float), entry.planned_later))
     else:
         scores = ranker.score(rankers.learner_features(entry.course_state(day), [row])[0])
         seen = course.first_click[row] < day
         reason = f"learnloop ranker v{ranker.version}"
         model_version = ranker.version
-    order = [i for i in np.argsort(-np.asarray(scores, dtype=float), kind="stable") if not seen[i]][:limit]
+        ranked = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    order = [i for i in ranked if not seen[i]][:limit]
     picked = tuple(Recommendation(item_ids[course.items[i]], float(scores[i]), reason) for i in order)
     return RecommendationList(user_id, course_id, experiment, variant, picked, cold_start=cold_start,
                               model_version=model_version, fallback=fallback)

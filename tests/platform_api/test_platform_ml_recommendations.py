@@ -164,3 +164,54 @@ def test_opens_of_served_items_become_feedback_for_the_next_training_run(rec_pla
     opens = interactions_from_events(envelopes)
     assert {(user_id, first)} <= set(zip(opens.user_id, opens.item_id, strict=True))
     assert len(opens) >= 8  # the fixture's six opens + these two
+
+
+def test_the_course_plan_holds_later_weeks_back(rec_platform):
+    """Content carries the instructor's planned week: validated against the course, editable, clearable, sent to
+    the recommender, and in week 1 an item planned for week 3 comes after the unplanned and week-1 items (in the
+    recommender's popularity rule and in the platform's own fallback)."""
+    from sqlalchemy import select
+
+    from platform_api._models import OutboxEvent
+    from recommender.api import content_weeks_from_events
+
+    p = rec_platform
+    _, instructor = p.user("instructor")
+    course_id = p.course(instructor, duration_weeks=4)
+
+    def create(title: str, **fields):
+        return p.client.post("/api/v1/content", headers=instructor,
+                             json={"course_id": course_id, "title": title, **fields})
+
+    for bad, reason in ((5, "after the course's last week (4)"), (0, "greater than or equal to 1")):
+        response = create("misplanned", planned_week=bad)
+        assert response.status_code == 422 and reason in response.text, response.text
+    created = [create("week 3 reading", planned_week=3), create("overview"), create("week 1 quiz", planned_week=1)]
+    assert [r.status_code for r in created] == [201] * 3
+    later, overview, first = (r.json()["id"] for r in created)
+    assert [r.json()["planned_week"] for r in created] == [3, None, 1]
+
+    user_id, learner = p.user()
+    p.enroll(course_id, learner)
+    body = _recs(p, user_id, course_id, learner).json()
+    assert body["cold_start"] is True and [i["item_id"] for i in body["data"]] == [overview, first, later]
+    app, wired = p.app, p.app.state.ml
+    try:
+        app.state.ml = MLBackends()
+        assert [i["item_id"] for i in _recs(p, user_id, course_id, learner).json()["data"]] == [overview, first, later]
+    finally:
+        app.state.ml = wired
+
+    response = p.client.put(f"/api/v1/content/{later}", headers=instructor, json={"planned_week": 9})
+    assert response.status_code == 422 and response.json()["error"]["details"]["field"] == "planned_week"
+    response = p.client.put(f"/api/v1/content/{later}", headers=instructor, json={"planned_week": None})
+    assert response.status_code == 200 and response.json()["planned_week"] is None  # an explicit null clears
+    assert [i["item_id"] for i in _recs(p, user_id, course_id, learner).json()["data"]] == [later, overview, first]
+    response = p.client.put(f"/api/v1/content/{overview}", headers=instructor, json={"planned_week": 2})
+    assert response.status_code == 200 and response.json()["planned_week"] == 2
+
+    with p.app.state.sessions() as session:
+        envelopes = session.scalars(select(OutboxEvent.envelope).where(
+            OutboxEvent.course_id == course_id).order_by(OutboxEvent.id)).all()
+    # what `learnloop train recommender --events` reads: the latest plan per item, 0 = the first week
+    assert content_weeks_from_events(envelopes) == {first: 0, overview: 1}

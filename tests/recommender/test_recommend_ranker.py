@@ -179,3 +179,38 @@ def test_platform_items_have_the_same_kind_features_in_training_and_serving():
     np.testing.assert_array_equal(rankers.features(trained, 4)[..., columns], rankers.features(served, 4)[..., columns])
     code = rankers.CONTENT_KIND_CODE
     assert rankers.features(trained, 4)[0, :, columns[0]].tolist() == [code["document"], code["video"], code["text"]]
+
+
+def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
+    """The instructor's planned week (1 = the first) is the ranker's week_from (0 = the first) on both paths; the
+    latest event wins and a null plan clears it; the popularity rule holds items planned for later weeks back."""
+    from recommender._recommend import service
+
+    def planned(event_type: str, item: str, week, minutes: int) -> Event:
+        return _event(event_type, "teacher", minutes).model_copy(
+            update={"payload": {"content_id": item, "kind": "text", "planned_week": week}})
+
+    events = [
+        planned("content.created", "a", 1, 0),
+        planned("content.created", "b", 3, 1),
+        planned("content.created", "c", 2, 2),
+        planned("content.updated", "c", None, 3),  # plan cleared
+        planned("content.updated", "b", 4, 4),  # the latest plan wins
+        *(_event("content_view", user, 60 * 24 * day, content_id=item)
+          for user, item, day in (("u1", "a", 0), ("u1", "b", 1), ("u2", "a", 1), ("u2", "c", 2), ("u1", "a", 9))),
+    ]
+    raw = [e.model_dump_json() for e in events]
+    weeks = api.content_weeks_from_events(raw)
+    assert weeks == {"a": 0, "b": 3}
+    (trained,) = platform_events.courses_from_interactions(platform_events.interactions(raw), None, weeks)
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "kind": "text", "week_from": [0, 3, None]})
+    rows = platform_events.interactions(raw)
+    served = service.course_entry(course_id="course-1", interactions=rows, items=items, day=10, cache=None)
+    gap = rankers.FEATURES.index("planned_week_gap")
+    np.testing.assert_array_equal(rankers.features(trained, 10)[..., gap], rankers.features(served.course, 10)[..., gap])
+    assert rankers.features(served.course, 10)[0, :, gap].tolist()[:2] == [-1.0, 2.0]  # day 10 is in week 1 (0-based)
+    assert rankers.features(served.course, 10)[0, 2, gap] == rankers.MISSING  # no plan: unknown, not week 0
+    assert served.planned_later.tolist() == [False, True, False]
+    listed = service.recommend(user_id="newcomer", course_id="course-1", interactions=rows, items=items, day=10,
+                               limit=3, variant=Variant.control, experiment="x", cache=None)
+    assert [r.item_id for r in listed.items][-1] == "b"  # the most opened after "a", but planned for week 4
