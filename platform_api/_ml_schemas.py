@@ -42,6 +42,7 @@ class RecommendedItemPublic(BaseModel):
     item_id: str = Field(description="a content item id of the course (GET /api/v1/content/{id})")
     title: str
     kind: str
+    planned_week: int | None = Field(None, description="the course week the instructor planned the item for")
     score: float
     reason: str
 

@@ -47,6 +47,7 @@ class ServedItem:
     item_id: str
     title: str
     kind: str
+    planned_week: int | None
     score: float
     reason: str
 
@@ -60,6 +61,10 @@ class ServedList:
     cold_start: bool
     items: list[ServedItem]
     fallback: str | None = None  # why the platform's popularity list was served instead of the recommender's
+
+
+def _served(item: ContentItem, score: float, reason: str) -> ServedItem:
+    return ServedItem(str(item.id), item.title, item.kind.value, item.planned_week, score, reason)
 
 
 def _opens(session: Session, course_id: uuid.UUID, item_ids: set[str], start: datetime) -> list[dict]:
@@ -134,13 +139,13 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
         picked = [(r.item_id, r.score, r.reason) for r in served.items if r.item_id in by_id]
         result = ServedList(user_id=user.id, course_id=course.id, experiment=served.experiment,
                             variant=str(served.variant.value), cold_start=served.cold_start,
-                            items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s, why) for i, s, why in picked])
+                            items=[_served(by_id[i], s, why) for i, s, why in picked])
     else:
         ranked, cold = _popularity(items, opens, str(user.id), limit, week=(now - start).days // 7 + 1)
         result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
                             fallback=fallback,
-                            items=[ServedItem(i, by_id[i].title, by_id[i].kind.value, s,
-                                              "most opened in this course (fallback)") for i, s in ranked])
+                            items=[_served(by_id[i], s, "most opened in this course (fallback)")
+                                   for i, s in ranked])
     emit(session, event_type="recommendations.served", user_id=user.id, course_id=course.id,
          source_service="platform_api.recommendations",
          payload={"experiment": result.experiment, "variant": result.variant, "cold_start": result.cold_start,

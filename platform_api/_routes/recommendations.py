@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -29,5 +30,4 @@ def recommendations(user_id: uuid.UUID, course_id: Annotated[uuid.UUID, Query(de
     return RecommendationsPublic(
         user_id=served.user_id, course_id=served.course_id, experiment=served.experiment, variant=served.variant,
         cold_start=served.cold_start, fallback=served.fallback,
-        data=[RecommendedItemPublic(item_id=i.item_id, title=i.title, kind=i.kind, score=i.score, reason=i.reason)
-              for i in served.items])
+        data=[RecommendedItemPublic(**asdict(i)) for i in served.items])

@@ -195,6 +195,7 @@ def test_the_course_plan_holds_later_weeks_back(rec_platform):
     p.enroll(course_id, learner)
     body = _recs(p, user_id, course_id, learner).json()
     assert body["cold_start"] is True and [i["item_id"] for i in body["data"]] == [overview, first, later]
+    assert [i["planned_week"] for i in body["data"]] == [None, 1, 3]  # shown with each recommended item
     app, wired = p.app, p.app.state.ml
     try:
         app.state.ml = MLBackends()
