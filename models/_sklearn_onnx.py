@@ -166,7 +166,7 @@ def export_classifier(
             "held-out rows; do not register this model (check float32 inputs and converter support)"
         )
     return OnnxExport(onnx_bytes=onnx_bytes, schema=schema, parity_max_abs_diff=float(max_diff),
-                      parity_rows=len(held_out))
+                      parity_rows=len(held_out), estimator=estimator)
 
 
 def _computes_in_double(estimator) -> bool:
@@ -227,8 +227,9 @@ def _with_column_inputs(estimator, held_out: pd.DataFrame, schema: ModelSchema):
         return estimator
     if any(item.kind is not InputKind.numeric for item in schema.inputs):
         raise InvalidInput("an estimator with categorical inputs must be a Pipeline starting with a ColumnTransformer")
+    # Array output: the estimator was fitted on an array (named columns would make it warn on every predict).
     columns = ColumnTransformer([("features", "passthrough", schema.feature_names)],
-                                verbose_feature_names_out=False).set_output(transform="pandas")
+                                verbose_feature_names_out=False)
     columns.fit(model_frame(held_out, schema.inputs))
     return Pipeline([("columns", columns), ("model", estimator)])
 

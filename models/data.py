@@ -91,3 +91,6 @@ class OnnxExport:
     schema: ModelSchema
     parity_max_abs_diff: float
     parity_rows: int
+    # The native model exactly as exported: takes frames with the schema's named columns (a passthrough column
+    # front is added to an estimator fitted on arrays). None when the graph was not exported from scikit-learn.
+    estimator: Any = None

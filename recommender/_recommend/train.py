@@ -136,7 +136,7 @@ def train_ranker(
         json_artifacts={"held_out.json": report, "feedback.json": feedback or {}},
         description=f"next-item ranker; held-out {held_out.course_id} NDCG@10 {metrics['ndcg_at_10']} "
         f"vs popularity within week {metrics['ndcg_at_10_popularity_recent']}",
-        gate_policy=policy, native_model=model, native_input_example=parity.head(5), settings=settings,
+        gate_policy=policy, native_model=export.estimator, native_input_example=parity.head(5), settings=settings,
     )
     result["version"] = str(version.version)
     if promote:
