@@ -67,11 +67,26 @@ def demo(
     run_demo(serve=serve, synthetic=synthetic)
 
 
-def main() -> None:
+def _quiet_third_parties() -> None:
+    """Third-party deprecation notices (ibis/duckdb under Feast, SQLAlchemy under MLflow) are for library authors,
+    not for our users, and MLflow's progress bars for fetching a few small artifacts bury our own. Feast re-enables
+    deprecation warnings when imported (``simplefilter("once")``), so a filter set here would not hold: they are
+    dropped where they would be shown."""
+    import os
     import warnings
 
-    # Third-party deprecation notices (ibis/duckdb under Feast) are for library authors, not for our users.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    show = warnings.showwarning
+
+    def show_unless_deprecation(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, DeprecationWarning):
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_unless_deprecation
+
+
+def main() -> None:
+    _quiet_third_parties()
     build_app()()
 
 

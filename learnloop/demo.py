@@ -354,8 +354,9 @@ def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
     processes = _start_services(ctx)
     api_url = f"http://{ctx.settings.api_host}:{ctx.settings.api_port}"
     email, password = ctx.facts["admin"]
+    headline = "learnloop is running" if serve else "learnloop started and answered (stopping: --no-serve)"
     console.print(
-        "\n[bold]learnloop is running[/bold]\n"
+        f"\n[bold]{headline}[/bold]\n"
         f"  platform API docs   {api_url}/docs\n"
         f"  model service       {ctx.settings.serving_url}\n"
         f"  log in              POST {api_url}/api/v1/auth/login  ({email} / {password})\n"
