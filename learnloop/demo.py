@@ -122,21 +122,26 @@ def _catalog_courses(ctx: DemoContext, sources: list[str]) -> dict[str, uuid.UUI
     """One published, public platform course per catalog source, so search hits belong to real courses."""
     from sqlalchemy.exc import IntegrityError
 
+    from learnloop.errors import Conflict
     from platform_api.api import create_courses, create_users, open_session
     from platform_api.data import NewCourse, NewUser, UserRole
 
     instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
     courses = {source: uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/catalog/{source}") for source in sources}
     with open_session(ctx.settings) as session:
+        # A previous demo run (or another step) may have created either: each is created at most once.
         try:
             create_users(session=session, users=[NewUser(
                 email="instructor@learnloop.example", name="Demo Instructor", role=UserRole.instructor,
                 password=ctx.facts["admin"][1], id=instructor)])
+        except (Conflict, IntegrityError):
+            session.rollback()
+        try:
             create_courses(session=session, courses=[NewCourse(
                 title=f"{source.title()} catalog", description=f"Courses from the {source} catalog",
                 instructor_id=instructor, id=course_id) for source, course_id in courses.items()])
-        except IntegrityError:
-            session.rollback()  # a previous demo run created them
+        except (Conflict, IntegrityError):
+            session.rollback()
     return courses
 
 

@@ -6,7 +6,7 @@ opens recorded through ``POST /api/v1/events`` (kept in the outbox). The recomme
 with the arm on ``lms.analytics.events`` so clicks that follow can be attributed.
 
 Content items may carry the instructor's ``planned_week``; the recommender reads it as each item's planned week of
-use (a ranker feature, and its popularity rule holds later weeks' items back).
+use (a ranker feature), and both arms hold items planned for later weeks back.
 
 Fallback (no recommender in this process, or it failed): the items of the course the learner has not opened yet,
 those planned for a later week last, then the most opened (ties in course order); ``variant`` null, and the header

@@ -199,14 +199,15 @@ def recommend(
         reason = "popular in this course this week"
         if not cold_start and variant is Variant.treatment:
             fallback = ranker_unavailable or "no recommender model registered"
-        # The course plan first: items planned for a later week go after the rest, popularity orders within each.
-        ranked = np.lexsort((-np.asarray(scores, dtype=float), entry.planned_later))
     else:
         scores = ranker.score(rankers.learner_features(entry.course_state(day), [row])[0])
         seen = course.first_click[row] < day
         reason = f"learnloop ranker v{ranker.version}"
         model_version = ranker.version
-        ranked = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    # The course plan first, in both arms: items planned for a later week go after the rest (the ranker has seen
+    # few planned items in OULAD, so the plan is a rule, not only its `planned_week_gap` feature); scores order
+    # within each group.
+    ranked = np.lexsort((-np.asarray(scores, dtype=float), entry.planned_later))
     order = [i for i in ranked if not seen[i]][:limit]
     picked = tuple(Recommendation(item_ids[course.items[i]], float(scores[i]), reason) for i in order)
     return RecommendationList(user_id, course_id, experiment, variant, picked, cold_start=cold_start,

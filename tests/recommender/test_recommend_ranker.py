@@ -214,3 +214,17 @@ def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
     listed = service.recommend(user_id="newcomer", course_id="course-1", interactions=rows, items=items, day=10,
                                limit=3, variant=Variant.control, experiment="x", cache=None)
     assert [r.item_id for r in listed.items][-1] == "b"  # the most opened after "a", but planned for week 4
+
+    class FavoursB:  # ordering only: a ranker that scores item b highest
+        version = "test"
+
+        def score(self, feats):
+            return np.array([0.2, 0.9, 0.1])
+
+    listed = service.recommend(user_id="u2", course_id="course-1", interactions=rows, items=items, day=10, limit=3,
+                               variant=Variant.treatment, experiment="x", ranker=FavoursB(), cache=None)
+    assert [r.item_id for r in listed.items] == ["b"] and listed.model_version == "test"  # u2 opened a and c
+    rows_u2_early = rows[(rows.user_id != "u2") | (rows.day < 2)]  # u2 has opened only a: c is still open
+    listed = service.recommend(user_id="u2", course_id="course-1", interactions=rows_u2_early, items=items, day=10,
+                               limit=3, variant=Variant.treatment, experiment="x", ranker=FavoursB(), cache=None)
+    assert [r.item_id for r in listed.items] == ["c", "b"]  # the plan outranks the ranker's preference for b
