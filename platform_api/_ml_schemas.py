@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -47,6 +48,15 @@ class RecommendedItemPublic(BaseModel):
     reason: str
 
 
+class CatchUpPublic(BaseModel):
+    assessment_id: uuid.UUID
+    title: str
+    due_at: datetime
+    due_week: int = Field(description="the course week the assessment is due in (1 = the first)")
+    items: list[str] = Field(description="the first items of the list: planned up to this week, before the "
+                                         "assessment, and not opened yet")
+
+
 class RecommendationsPublic(BaseModel):
     user_id: uuid.UUID
     course_id: uuid.UUID
@@ -57,3 +67,6 @@ class RecommendationsPublic(BaseModel):
     data: list[RecommendedItemPublic]
     fallback: str | None = Field(None, description="set when the recommender could not answer: the list is the most "
                                  "opened items (header X-Learnloop-Fallback: recommendations-popularity)")
+    catch_up: CatchUpPublic | None = Field(
+        None, description="the assessment due next that the first items prepare for (items the course plan puts "
+                          "before it, up to this week, that the learner has not opened); null when none")

@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from learnloop.events import Topic
-from platform_api import _courses, policy
+from platform_api import _alerts, _courses, policy
 from platform_api._db import get_or_not_found
-from platform_api._models import ContentItem, Enrollment, OutboxEvent, User
+from platform_api._models import Alert, ContentItem, Course, Enrollment, OutboxEvent, User
 from platform_api._outbox import emit
-from platform_api.data import ActivityType, EnrollmentStatus
+from platform_api.data import ActivityType, AlertStatus, EnrollmentStatus
 from platform_api.policy import Principal
 
 log = logging.getLogger("platform_api.recommendations")
@@ -40,6 +40,9 @@ log = logging.getLogger("platform_api.recommendations")
 OPENS = (ActivityType.content_view, ActivityType.resource_click, ActivityType.page_view, ActivityType.video_play,
          ActivityType.video_complete)
 FALLBACK_REASON = "recommendations-popularity"
+# Top slots for catch-up items (planned up to the next assessment's week, not opened yet): a learner with an open
+# at-risk alert in the course gets more of the list turned to the assessment due next.
+CATCH_UP_SLOTS = {"at_risk": 3, "other": 1}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,17 @@ class ServedItem:
 
 
 @dataclass(frozen=True)
+class CatchUp:
+    """The assessment due next that the first items of a list prepare for."""
+
+    assessment_id: str
+    title: str
+    due_at: datetime
+    due_week: int
+    items: list[str]
+
+
+@dataclass(frozen=True)
 class ServedList:
     user_id: uuid.UUID
     course_id: uuid.UUID
@@ -61,6 +75,7 @@ class ServedList:
     cold_start: bool
     items: list[ServedItem]
     fallback: str | None = None  # why the platform's popularity list was served instead of the recommender's
+    catch_up: CatchUp | None = None
 
 
 def _served(item: ContentItem, score: float, reason: str) -> ServedItem:
@@ -94,10 +109,48 @@ def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
 
 
+def _week(start: datetime, when: datetime) -> int:
+    """The course week ``when`` falls in, 1 = the first."""
+    return max(0, (when - start).days) // 7 + 1
+
+
+def _catch_up(session: Session, course: Course, items: list[ContentItem], seen: set[str], start: datetime,
+              now: datetime) -> tuple[CatchUp | None, list[ContentItem]]:
+    """The assessment due next and the items the learner has not opened that the plan puts before it and no later
+    than this week (earliest planned first): what they should have opened by now to be ready for it."""
+    due = _alerts.next_due_assessments(session=session, course_ids=[course.id], now=now).get(course.id)
+    if due is None:
+        return None, []
+    due_at = datetime.fromisoformat(due["due_at"])
+    horizon = min(_week(start, due_at), _week(start, now))
+    behind = sorted((i for i in items if i.planned_week is not None and i.planned_week <= horizon
+                     and str(i.id) not in seen), key=lambda i: (i.planned_week, i.position))
+    if not behind:
+        return None, []
+    return CatchUp(assessment_id=due["assessment_id"], title=due["title"], due_at=due_at,
+                   due_week=_week(start, due_at), items=[]), behind
+
+
+def _with_catch_up(result: ServedList, catch_up: CatchUp, behind: list[ContentItem], *, slots: int,
+                   limit: int) -> ServedList:
+    scores = {i.item_id: i.score for i in result.items}
+    first = [_served(item, scores.get(str(item.id), 0.0),
+                     f"prepares for {catch_up.title} (due {catch_up.due_at:%d %b}); planned for week "
+                     f"{item.planned_week}") for item in behind[:slots]]
+    chosen = {i.item_id for i in first}
+    items = (first + [i for i in result.items if i.item_id not in chosen])[:limit]
+    return replace(result, items=items, catch_up=replace(catch_up, items=[i.item_id for i in first]))
+
+
 def recommendations(*, session: Session, actor: Principal | None, backend: Callable | None, user_id: uuid.UUID,
                     course_id: uuid.UUID, limit: int, treatment_share: float = 0.5,
-                    now: datetime | None = None) -> ServedList:
-    """The learner's next items in a course, for the learner themself or the course's staff."""
+                    now: datetime | None = None, at_risk: bool | None = None) -> ServedList:
+    """The learner's next items in a course, for the learner themself or the course's staff.
+
+    When an assessment is due next and the course plan puts items the learner has not opened before it (no later
+    than this week), the first slots go to those (``catch_up``): one, or ``CATCH_UP_SLOTS["at_risk"]`` when the
+    learner is at risk (``at_risk``; None: an open at-risk alert in the course). The alert itself stays hidden
+    from the learner: the list says only which assessment the items prepare for."""
     course = _courses.get_course(session=session, actor=actor, course_id=course_id)
     user = get_or_not_found(session, User, user_id, "User")
     if actor is not None and actor.id != user.id and not policy.is_course_staff(session, actor, course):
@@ -141,15 +194,28 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                             variant=str(served.variant.value), cold_start=served.cold_start,
                             items=[_served(by_id[i], s, why) for i, s, why in picked])
     else:
-        ranked, cold = _popularity(items, opens, str(user.id), limit, week=(now - start).days // 7 + 1)
+        ranked, cold = _popularity(items, opens, str(user.id), limit, week=_week(start, now))
         result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
                             fallback=fallback,
                             items=[_served(by_id[i], s, "most opened in this course (fallback)")
                                    for i, s in ranked])
+    catch_up, behind = _catch_up(session, course, items, {o["item_id"] for o in opens if o["user_id"] == str(user.id)},
+                                 start, now)
+    if catch_up is not None:
+        if at_risk is None:
+            at_risk = session.scalar(select(Alert.id).where(
+                Alert.user_id == user.id, Alert.course_id == course.id, Alert.status == AlertStatus.open).limit(1)
+            ) is not None
+        result = _with_catch_up(result, catch_up, behind, limit=limit,
+                                slots=CATCH_UP_SLOTS["at_risk" if at_risk else "other"])
     emit(session, event_type="recommendations.served", user_id=user.id, course_id=course.id,
          source_service="platform_api.recommendations",
          payload={"experiment": result.experiment, "variant": result.variant, "cold_start": result.cold_start,
                   "fallback": result.fallback, "items": [i.item_id for i in result.items],
+                  # the first items, put ahead of the arm's own ranking (feedback analysis keeps them apart)
+                  "catch_up": None if result.catch_up is None else {
+                      "assessment_id": result.catch_up.assessment_id, "items": result.catch_up.items,
+                      "at_risk": bool(at_risk)},
                   # which learned ranker scored the list (None: control, cold start or its popularity fallback)
                   "model_version": getattr(served, "model_version", None),
                   "ranker_fallback": getattr(served, "fallback", None)})

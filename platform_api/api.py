@@ -556,13 +556,14 @@ def courses_with_content(*, session: Session, course_ids: Iterable[uuid.UUID]) -
 
 def remedial_content(*, session: Session, user_id: uuid.UUID, course_id: uuid.UUID, backend: Callable | None,
                      limit: int = 3) -> list[dict[str, Any]]:
-    """Content to suggest to a struggling learner: the recommender's next items (``backend`` =
+    """Content to suggest to a struggling learner: what the course plan puts before the assessment due next that
+    they have not opened (the first slots), then the recommender's next items (``backend`` =
     ``recommender.api.recommend``) or the platform's popularity fallback, as ``[{"item_id", "title", "reason"}]``
     (logged as ``recommendations.served`` like any served list)."""
     from platform_api import _recommendations
 
     served = _recommendations.recommendations(session=session, actor=None, backend=backend, user_id=user_id,
-                                              course_id=course_id, limit=limit)
+                                              course_id=course_id, limit=limit, at_risk=True)
     return [{"item_id": item.item_id, "title": item.title, "reason": item.reason} for item in served.items]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from platform_api import _recommendations
-from platform_api._ml_schemas import RecommendationsPublic, RecommendedItemPublic
+from platform_api._ml_schemas import CatchUpPublic, RecommendationsPublic, RecommendedItemPublic
 from platform_api._risk import FALLBACK_HEADER
 from platform_api.deps import CurrentUser, SessionDep
 
@@ -30,4 +30,5 @@ def recommendations(user_id: uuid.UUID, course_id: Annotated[uuid.UUID, Query(de
     return RecommendationsPublic(
         user_id=served.user_id, course_id=served.course_id, experiment=served.experiment, variant=served.variant,
         cold_start=served.cold_start, fallback=served.fallback,
-        data=[RecommendedItemPublic(**asdict(i)) for i in served.items])
+        data=[RecommendedItemPublic(**asdict(i)) for i in served.items],
+        catch_up=None if served.catch_up is None else CatchUpPublic(**asdict(served.catch_up)))

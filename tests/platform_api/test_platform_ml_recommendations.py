@@ -216,3 +216,52 @@ def test_the_course_plan_holds_later_weeks_back(rec_platform):
             OutboxEvent.course_id == course_id).order_by(OutboxEvent.id)).all()
     # what `learnloop train recommender --events` reads: the latest plan per item, 0 = the first week
     assert content_weeks_from_events(envelopes) == {first: 0, overview: 1}
+
+
+def test_learners_behind_the_plan_catch_up_before_the_next_assessment(rec_platform):
+    """The assessment due next turns the top of the list to what the plan puts before it (up to this week) that the
+    learner has not opened: one slot, three for a learner with an open at-risk alert. The alert stays hidden."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from platform_api.api import record_alerts
+    from platform_api.data import NewAlert
+
+    p = rec_platform
+    _, instructor = p.user("instructor")
+    course_id = p.course(instructor, duration_weeks=6)
+    ids = {}
+    for title, week in (("intro", 1), ("reading", 1), ("week 2 notes", 2), ("glossary", None)):
+        response = p.client.post("/api/v1/content", headers=instructor,
+                                 json={"course_id": course_id, "title": title, "planned_week": week})
+        assert response.status_code == 201, response.text
+        ids[title] = response.json()["id"]
+    calm_id, calm = p.user()
+    p.enroll(course_id, calm)
+    body = _recs(p, calm_id, course_id, calm).json()
+    assert body["catch_up"] is None  # no assessment due: nothing to prepare for
+
+    due = datetime.now(UTC) + timedelta(days=10)  # due in week 2
+    response = p.client.post("/api/v1/assessments", headers=instructor,
+                             json={"course_id": course_id, "title": "TMA 1", "kind": "assignment",
+                                   "due_at": due.isoformat()})
+    assert response.status_code == 201, response.text
+    body = _recs(p, calm_id, course_id, calm).json()
+    assert body["catch_up"]["title"] == "TMA 1" and body["catch_up"]["due_week"] == 2
+    assert body["catch_up"]["items"] == [ids["intro"]]  # one slot; week 2 notes are not behind yet
+    assert body["data"][0]["item_id"] == ids["intro"] and "prepares for TMA 1" in body["data"][0]["reason"]
+    assert len(body["data"]) == 4 and len({i["item_id"] for i in body["data"]}) == 4  # no duplicates
+    p.client.post("/api/v1/events", headers=calm, json={"event_type": "content_view", "content_id": ids["intro"]})
+    body = _recs(p, calm_id, course_id, calm).json()
+    assert body["catch_up"]["items"] == [ids["reading"]] and ids["intro"] not in {i["item_id"] for i in body["data"]}
+
+    risky_id, risky = p.user()
+    enrollment_id = p.enroll(course_id, risky)
+    with p.app.state.sessions() as session:
+        record_alerts(session=session, alerts=[NewAlert(enrollment_id=uuid.UUID(enrollment_id), risk_score=0.9,
+                                                        threshold=0.7, model_name="risk", model_version="1")])
+    response = _recs(p, risky_id, course_id, risky)
+    body = response.json()
+    assert body["catch_up"]["items"] == [ids["intro"], ids["reading"]]  # up to three slots: both week-1 items
+    assert [i["item_id"] for i in body["data"]][:2] == [ids["intro"], ids["reading"]]
+    assert "risk" not in response.text.lower() and "alert" not in response.text.lower()
