@@ -187,7 +187,8 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
             for kind in ("course.created", "course.published"):
                 events.append(_event(oulad_uuid(kind, row.course), kind, start - timedelta(days=180),
                                      user_id=oulad_uuid("instructor", row.code_module), course_id=cid,
-                                     payload={"title": f"OULAD {row.course}", "presentation": row.course}))
+                                     payload={"title": f"OULAD {row.course}", "presentation": row.course,
+                                              "start": start.date().isoformat()}))
         add(import_records(session=session, users=instructors, courses=new_courses, events=events))
         step("courses", len(courses), len(courses))
         timings["courses_s"] = time.perf_counter() - started
@@ -257,15 +258,17 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
         items, events = [], []
         for row in vle.itertuples(index=False):
             cid = site_ids[int(row.id_site)]
+            kind = pdata.ContentKind(content_kind(row.activity_type))
+            planned_week = None if _opt(row.week_from) is None else int(row.week_from) + 1  # OULAD weeks from 0
             items.append(pdata.NewContent(
-                course_id=course_ids[row.course], title=f"{row.activity_type} {row.id_site}",
-                kind=pdata.ContentKind(content_kind(row.activity_type)), id=cid,
-                planned_week=None if _opt(row.week_from) is None else int(row.week_from) + 1,
+                course_id=course_ids[row.course], title=f"{row.activity_type} {row.id_site}", kind=kind, id=cid,
+                planned_week=planned_week,
                 metadata={"source": "oulad", "id_site": int(row.id_site), "activity_type": row.activity_type,
                           "week_from": _opt(row.week_from), "week_to": _opt(row.week_to)}))
             events.append(_event(oulad_uuid("content.created", row.id_site), "content.created",
                                  _day(row.course, -30), course_id=course_ids[row.course],
-                                 payload={"content_id": str(cid), "id_site": int(row.id_site)}))
+                                 payload={"content_id": str(cid), "id_site": int(row.id_site), "kind": kind.value,
+                                          "planned_week": planned_week}))
         add(import_records(session=session, content=items, events=events))
         step("content", len(items), len(items))
         timings["content_s"] = time.perf_counter() - started

@@ -29,9 +29,9 @@ from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from learnloop.events import Topic
 from platform_api import _alerts, _courses, policy
 from platform_api._db import get_or_not_found
-from platform_api._models import Alert, ContentItem, Course, Enrollment, OutboxEvent, User
+from platform_api._models import ContentItem, Course, Enrollment, OutboxEvent, User
 from platform_api._outbox import emit
-from platform_api.data import ActivityType, AlertStatus, EnrollmentStatus
+from platform_api.data import ActivityType, EnrollmentStatus
 from platform_api.policy import Principal
 
 log = logging.getLogger("platform_api.recommendations")
@@ -40,8 +40,9 @@ log = logging.getLogger("platform_api.recommendations")
 OPENS = (ActivityType.content_view, ActivityType.resource_click, ActivityType.page_view, ActivityType.video_play,
          ActivityType.video_complete)
 FALLBACK_REASON = "recommendations-popularity"
-# Top slots for catch-up items (planned up to the next assessment's week, not opened yet): a learner with an open
-# at-risk alert in the course gets more of the list turned to the assessment due next.
+# Top slots for catch-up items (planned up to the next assessment's week, not opened yet). Remedial content for an
+# at-risk learner (the interventions job, for staff) turns more of the list to the assessment due next; the list a
+# learner or their staff open is the same for everyone, so it never tells a learner they were flagged.
 CATCH_UP_SLOTS = {"at_risk": 3, "other": 1}
 
 
@@ -109,6 +110,20 @@ def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
 
 
+def course_start(course: Course) -> datetime:
+    """The day the course's weeks count from: ``metadata.start`` (an imported presentation's first day), else its
+    creation. Training reads the same day from the ``course.created`` event (``recommender`` platform events)."""
+    when = course.created_at
+    start = (course.metadata_ or {}).get("start")
+    if start:
+        try:
+            when = datetime.fromisoformat(str(start))
+        except ValueError:  # course metadata is free-form: a value that is no date is not a start
+            log.warning("course %s: metadata.start %r is not an ISO date; counting weeks from its creation",
+                        course.id, start)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _week(start: datetime, when: datetime) -> int:
     """The course week ``when`` falls in, 1 = the first."""
     return max(0, (when - start).days) // 7 + 1
@@ -136,7 +151,7 @@ def _with_catch_up(result: ServedList, catch_up: CatchUp, behind: list[ContentIt
     scores = {i.item_id: i.score for i in result.items}
     first = [_served(item, scores.get(str(item.id), 0.0),
                      f"prepares for {catch_up.title} (due {catch_up.due_at:%d %b}); planned for week "
-                     f"{item.planned_week}") for item in behind[:slots]]
+                     f"{item.planned_week}") for item in behind[:min(slots, limit)]]
     chosen = {i.item_id for i in first}
     items = (first + [i for i in result.items if i.item_id not in chosen])[:limit]
     return replace(result, items=items, catch_up=replace(catch_up, items=[i.item_id for i in first]))
@@ -144,13 +159,13 @@ def _with_catch_up(result: ServedList, catch_up: CatchUp, behind: list[ContentIt
 
 def recommendations(*, session: Session, actor: Principal | None, backend: Callable | None, user_id: uuid.UUID,
                     course_id: uuid.UUID, limit: int, treatment_share: float = 0.5,
-                    now: datetime | None = None, at_risk: bool | None = None) -> ServedList:
+                    now: datetime | None = None, at_risk: bool = False) -> ServedList:
     """The learner's next items in a course, for the learner themself or the course's staff.
 
     When an assessment is due next and the course plan puts items the learner has not opened before it (no later
-    than this week), the first slots go to those (``catch_up``): one, or ``CATCH_UP_SLOTS["at_risk"]`` when the
-    learner is at risk (``at_risk``; None: an open at-risk alert in the course). The alert itself stays hidden
-    from the learner: the list says only which assessment the items prepare for."""
+    than this week), the first slots go to those (``catch_up``): one, or ``CATCH_UP_SLOTS["at_risk"]`` with
+    ``at_risk`` (remedial content the interventions job suggests to staff for a flagged learner; never looked up
+    from alerts here, so a learner's own list cannot reveal an alert)."""
     course = _courses.get_course(session=session, actor=actor, course_id=course_id)
     user = get_or_not_found(session, User, user_id, "User")
     if actor is not None and actor.id != user.id and not policy.is_course_staff(session, actor, course):
@@ -164,7 +179,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     items = list(session.scalars(select(ContentItem).where(ContentItem.course_id == course.id)
                                  .order_by(ContentItem.position, ContentItem.created_at)))
     by_id = {str(i.id): i for i in items}
-    start = course.created_at if course.created_at.tzinfo else course.created_at.replace(tzinfo=UTC)
+    start = course_start(course)
     now = now or datetime.now(UTC)
     opens = _opens(session, course.id, set(by_id), start)
     day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today
@@ -202,10 +217,6 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     catch_up, behind = _catch_up(session, course, items, {o["item_id"] for o in opens if o["user_id"] == str(user.id)},
                                  start, now)
     if catch_up is not None:
-        if at_risk is None:
-            at_risk = session.scalar(select(Alert.id).where(
-                Alert.user_id == user.id, Alert.course_id == course.id, Alert.status == AlertStatus.open).limit(1)
-            ) is not None
         result = _with_catch_up(result, catch_up, behind, limit=limit,
                                 slots=CATCH_UP_SLOTS["at_risk" if at_risk else "other"])
     emit(session, event_type="recommendations.served", user_id=user.id, course_id=course.id,

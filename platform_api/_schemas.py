@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -53,7 +53,8 @@ def _sane_year(value: datetime) -> datetime:
     # Far-away years overflow when shifted to UTC or stored; nobody schedules work there.
     if not 1970 <= value.year <= 9000:
         raise ValueError("use a date between the years 1970 and 9000")
-    return value
+    # Stored in UTC: SQLite keeps the wall-clock time and drops the offset, so 09:00+02:00 would read as 09:00 UTC.
+    return value.astimezone(UTC)
 
 
 Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_year)]

@@ -441,7 +441,8 @@ def import_records(*, session: Session, users: Iterable[NewUser] = (), courses: 
         for e in enrollments])
     counts["content"] = _insert_missing(session, ContentItem.__table__, [
         {"id": i.id, "course_id": i.course_id, "kind": i.kind, "title": i.title, "body": i.body, "version": 1,
-         "position": 0, "accessibility": {}, "metadata": dict(i.metadata), "created_at": now, "updated_at": now}
+         "position": 0, "planned_week": i.planned_week, "accessibility": {}, "metadata": dict(i.metadata),
+         "created_at": now, "updated_at": now}
         for i in content])
     _insert_missing(session, ContentVersion.__table__, [
         {"id": uuid.uuid5(i.id, "version-1"), "content_id": i.id, "version": 1, "title": i.title, "body": i.body,

@@ -242,7 +242,7 @@ def _champion_ranker(settings: Settings | None = None):
 
 def interactions_from_events(events: Iterable) -> pd.DataFrame:
     """Content opens in platform event envelopes (objects, dicts or JSON lines) as training interactions:
-    ``course_id, user_id, item_id, day, timestamp, event_type`` (day 0 = the course's first event)."""
+    ``course_id, user_id, item_id, day, timestamp, event_type`` (day 0 = the course's start as the platform counts it: its ``course.created`` event, else its first open)."""
     from recommender._recommend import platform_events
 
     return platform_events.interactions(events)

@@ -4,14 +4,16 @@ Input: ``learnloop.events`` envelopes as the platform emits them (outbox / ``lms
 events whose ``payload.content_id`` names an item (the same open types the platform's recommendations route
 counts), and ``recommendations.served`` events carrying the experiment, arm and item ids of each served list.
 
-* interactions — one row per (course, user, item, day) open; ``day`` counts from the course's first event, the
-  way the platform counts from the course's start. Every open is a training label for the next run.
+* interactions — one row per (course, user, item, day) open; ``day`` counts from the course's start as the
+  platform counts it when serving (:func:`course_starts`; the course's first open when the export holds no
+  ``course.created`` event). Every open is a training label for the next run.
 * feedback — an open of an item that was in the learner's latest served list of that course (served before the
   open) is ``clicked``; a ``video_complete`` of such an item is ``completed``. Attributed to the list's arm.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -47,6 +49,21 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def course_starts(events: Iterable) -> dict[str, datetime]:
+    """Course id → the day its weeks count from, as the platform counts them when it serves: the ``start`` in the
+    ``course.created`` payload (imported presentations), else the time of that event (the course's creation)."""
+    starts: dict[str, datetime] = {}
+    for event in parse_events(events):
+        if event.event_type != "course.created" or not event.course_id:
+            continue
+        starts[str(event.course_id)] = _utc(event.timestamp)
+        start = (event.payload or {}).get("start")
+        if start:
+            with contextlib.suppress(ValueError):  # not a date: the creation time, as serving does
+                starts[str(event.course_id)] = _utc(datetime.fromisoformat(str(start)))
+    return starts
+
+
 def interactions(events: Iterable) -> pd.DataFrame:
     """Content opens as ``course_id, user_id, item_id, day, timestamp, event_type`` rows (see module doc)."""
     envelopes = parse_events(events)
@@ -61,7 +78,9 @@ def interactions(events: Iterable) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["course_id", "user_id", "item_id", "timestamp", "event_type"])
     if frame.empty:
         return pd.DataFrame(columns=INTERACTION_COLUMNS)
-    start = frame.groupby("course_id")["timestamp"].transform("min")
+    starts = course_starts(envelopes)
+    first_open = frame.groupby("course_id")["timestamp"].transform("min")
+    start = pd.to_datetime(frame["course_id"].map(starts), utc=True).fillna(first_open)
     frame["day"] = (frame["timestamp"] - start).dt.days.astype(int)
     return frame[INTERACTION_COLUMNS].sort_values(["course_id", "timestamp"]).reset_index(drop=True)
 

@@ -148,7 +148,8 @@ def _build_course(course_id: str, interactions: pd.DataFrame, items: pd.DataFram
     course = course_clicks(clicks, item_frame, course_id=course_id, length_days=day + 1, kinds=kinds)
     # Every learner with an open has a row (course.learners == 0 … len(learners) - 1).
     with np.errstate(invalid="ignore"):
-        planned_later = course.week_from > day // rankers.WEEK_DAYS  # NaN (no plan) compares False
+        # `day` is the first day whose opens are not counted (the platform passes today + 1): today is day - 1.
+        planned_later = course.week_from > (day - 1) // rankers.WEEK_DAYS  # NaN (no plan) compares False
     return _CourseEntry(created=time.monotonic(), item_ids=item_ids, learner_row=learner_pos, course=course,
                         popularity=np.asarray(rankers.popularity_recent(course, day)[0]), planned_later=planned_later)
 

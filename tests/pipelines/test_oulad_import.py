@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -24,7 +25,10 @@ def _tables():
     vle = tables.student_vle
     # Upstream studentVle repeats a (student, site, day) key on some rows: they must become one event.
     repeated = vle.iloc[[0, 5]].assign(sum_click=[4, 6])
-    return dataclasses.replace(tables, student_vle=pd.concat([vle, repeated], ignore_index=True))
+    # Like the real vle, a share of the items carries a planned week (week_from, 0 = the first).
+    sites = tables.vle.assign(week_from=pd.array([i % 9 if i % 3 == 0 else None for i in range(len(tables.vle))],
+                                                 dtype="Int64"))
+    return dataclasses.replace(tables, student_vle=pd.concat([vle, repeated], ignore_index=True), vle=sites)
 
 
 def _counts(settings) -> dict[str, int]:
@@ -94,6 +98,18 @@ def test_oulad_lands_in_the_platform_once(settings) -> None:
     start = datetime(int(first["code_presentation"][:4]), 2 if first["code_presentation"][4] == "B" else 10, 1,
                      tzinfo=UTC)
     assert (stamp - start) // timedelta(days=1) == int(first["date"])  # maps back to its OULAD day
+
+    # The course plan: OULAD's week_from (0 = the first week) is the item's planned_week (1 = the first), in the
+    # table and in the content.created events the recommender's training reads.
+    with open_session(settings) as session:
+        planned = {str(uuid.UUID(str(row.id))): (row.planned_week, _json(row.metadata)["week_from"]) for row in session.execute(
+            text("SELECT id, planned_week, metadata FROM content_items"))}
+        created = {e.payload["content_id"]: e.payload for _, e in read_events(session=session, topic=Topic.content,
+                                                                              limit=100_000)}
+    assert any(week is not None for week, _ in planned.values())
+    assert all(week == (None if source is None else source + 1) for week, source in planned.values())
+    assert {item: payload["planned_week"] for item, payload in created.items()} == {
+        item: week for item, (week, _) in planned.items()}
 
     again = import_oulad(tables=tables, settings=settings)
     assert again["inserted"] == {}

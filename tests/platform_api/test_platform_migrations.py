@@ -44,3 +44,53 @@ def test_upgrade_downgrade_roundtrip(backend, tmp_path):
             assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrades_that_rebuild_tables_keep_the_rows_that_reference_them(backend, tmp_path):
+    """SQLite batch migrations copy a table, drop the old one and rename: with foreign keys on, that drop would
+    cascade to every referencing row (0004 rebuilds `alerts`, losing `alert_outcomes`; 0006 rebuilds
+    `content_items`, losing `content_versions`). Data written at head survives down to 0003 and back up."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from platform_api import _alerts
+    from platform_api.api import (
+        create_content_items,
+        create_courses,
+        create_users,
+        enroll_users,
+        record_alerts,
+    )
+    from platform_api.data import AlertOutcome, NewAlert, NewContent, NewCourse, NewEnrollment, NewUser
+
+    counted = ("content_items", "content_versions", "alerts", "alert_outcomes")
+    for url in fresh_database_url(backend, tmp_path):
+        engine = make_engine(url)
+        try:
+            _migrate.upgrade(engine)
+            with Session(engine) as session:
+                (user,) = create_users(session=session, users=[NewUser(email="a@example.org", name="A")])
+                (course,) = create_courses(session=session, courses=[NewCourse(title="C", instructor_id=user)])
+                (enrollment,) = enroll_users(session=session, enrollments=[NewEnrollment(user_id=user,
+                                                                                          course_id=course)])
+                create_content_items(session=session, items=[NewContent(course_id=course, title="x", planned_week=2)])
+                (alert,) = record_alerts(session=session, alerts=[NewAlert(
+                    enrollment_id=enrollment, risk_score=0.9, threshold=0.7, model_name="risk", model_version="1")])
+                _alerts.record_outcome(session=session, actor=None, alert_id=alert, outcome=AlertOutcome.dismissed,
+                                       action=None, note="")
+
+            def counts(engine=engine) -> dict[str, int]:
+                with engine.connect() as connection:
+                    return {t: connection.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in counted}
+
+            assert counts() == dict.fromkeys(counted, 1)
+            _migrate.downgrade(engine, "0003")
+            assert counts() == dict.fromkeys(counted, 1)
+            _migrate.upgrade(engine)
+            assert counts() == dict.fromkeys(counted, 1)
+            if backend == "sqlite":  # the pool's connections have foreign keys back on
+                with engine.connect() as connection:
+                    assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        finally:
+            engine.dispose()

@@ -220,11 +220,12 @@ def test_the_course_plan_holds_later_weeks_back(rec_platform):
 
 def test_learners_behind_the_plan_catch_up_before_the_next_assessment(rec_platform):
     """The assessment due next turns the top of the list to what the plan puts before it (up to this week) that the
-    learner has not opened: one slot, three for a learner with an open at-risk alert. The alert stays hidden."""
+    learner has not opened: one slot in every learner's list (an open at-risk alert changes nothing a learner can
+    see), three in the remedial content the interventions job suggests to staff for a flagged learner."""
     import uuid
     from datetime import UTC, datetime, timedelta
 
-    from platform_api.api import record_alerts
+    from platform_api.api import record_alerts, remedial_content
     from platform_api.data import NewAlert
 
     p = rec_platform
@@ -241,13 +242,15 @@ def test_learners_behind_the_plan_catch_up_before_the_next_assessment(rec_platfo
     body = _recs(p, calm_id, course_id, calm).json()
     assert body["catch_up"] is None  # no assessment due: nothing to prepare for
 
-    due = datetime.now(UTC) + timedelta(days=10)  # due in week 2
+    # due in week 2, given in another time zone (stored in UTC: the same instant)
+    due = (datetime.now(UTC) + timedelta(days=10)).astimezone(timezone_plus_5())
     response = p.client.post("/api/v1/assessments", headers=instructor,
                              json={"course_id": course_id, "title": "TMA 1", "kind": "assignment",
                                    "due_at": due.isoformat()})
     assert response.status_code == 201, response.text
     body = _recs(p, calm_id, course_id, calm).json()
     assert body["catch_up"]["title"] == "TMA 1" and body["catch_up"]["due_week"] == 2
+    assert abs(datetime.fromisoformat(body["catch_up"]["due_at"]) - due) < timedelta(seconds=1)
     assert body["catch_up"]["items"] == [ids["intro"]]  # one slot; week 2 notes are not behind yet
     assert body["data"][0]["item_id"] == ids["intro"] and "prepares for TMA 1" in body["data"][0]["reason"]
     assert len(body["data"]) == 4 and len({i["item_id"] for i in body["data"]}) == 4  # no duplicates
@@ -255,13 +258,21 @@ def test_learners_behind_the_plan_catch_up_before_the_next_assessment(rec_platfo
     body = _recs(p, calm_id, course_id, calm).json()
     assert body["catch_up"]["items"] == [ids["reading"]] and ids["intro"] not in {i["item_id"] for i in body["data"]}
 
-    risky_id, risky = p.user()
-    enrollment_id = p.enroll(course_id, risky)
+    flagged_id, flagged = p.user()
+    enrollment_id = p.enroll(course_id, flagged)
     with p.app.state.sessions() as session:
         record_alerts(session=session, alerts=[NewAlert(enrollment_id=uuid.UUID(enrollment_id), risk_score=0.9,
                                                         threshold=0.7, model_name="risk", model_version="1")])
-    response = _recs(p, risky_id, course_id, risky)
-    body = response.json()
-    assert body["catch_up"]["items"] == [ids["intro"], ids["reading"]]  # up to three slots: both week-1 items
-    assert [i["item_id"] for i in body["data"]][:2] == [ids["intro"], ids["reading"]]
-    assert "risk" not in response.text.lower() and "alert" not in response.text.lower()
+    own = _recs(p, flagged_id, course_id, flagged).json()
+    assert own["catch_up"]["items"] == [ids["intro"]]  # the same list as anyone's: the alert stays hidden
+    with p.app.state.sessions() as session:
+        remedial = remedial_content(session=session, user_id=uuid.UUID(flagged_id), course_id=uuid.UUID(course_id),
+                                    backend=None, limit=3)
+    assert [r["item_id"] for r in remedial][:2] == [ids["intro"], ids["reading"]]  # up to three catch-up slots
+    assert [r["item_id"] for r in _recs(p, flagged_id, course_id, flagged, limit=1).json()["data"]] == [ids["intro"]]
+
+
+def timezone_plus_5():
+    from datetime import timedelta, timezone
+
+    return timezone(timedelta(hours=5))

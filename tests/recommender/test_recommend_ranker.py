@@ -191,6 +191,7 @@ def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
             update={"payload": {"content_id": item, "kind": "text", "planned_week": week}})
 
     events = [
+        _event("course.created", "teacher", -3 * 24 * 60),  # weeks count from the course's creation, 3 days earlier
         planned("content.created", "a", 1, 0),
         planned("content.created", "b", 3, 1),
         planned("content.created", "c", 2, 2),
@@ -205,6 +206,7 @@ def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
     (trained,) = platform_events.courses_from_interactions(platform_events.interactions(raw), None, weeks)
     items = pd.DataFrame({"item_id": ["a", "b", "c"], "kind": "text", "week_from": [0, 3, None]})
     rows = platform_events.interactions(raw)
+    assert rows.loc[(rows.user_id == "u1") & (rows.item_id == "b"), "day"].tolist() == [4]  # opened on day 1 + 3
     served = service.course_entry(course_id="course-1", interactions=rows, items=items, day=10, cache=None)
     gap = rankers.FEATURES.index("planned_week_gap")
     np.testing.assert_array_equal(rankers.features(trained, 10)[..., gap], rankers.features(served.course, 10)[..., gap])
@@ -224,7 +226,7 @@ def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
     listed = service.recommend(user_id="u2", course_id="course-1", interactions=rows, items=items, day=10, limit=3,
                                variant=Variant.treatment, experiment="x", ranker=FavoursB(), cache=None)
     assert [r.item_id for r in listed.items] == ["b"] and listed.model_version == "test"  # u2 opened a and c
-    rows_u2_early = rows[(rows.user_id != "u2") | (rows.day < 2)]  # u2 has opened only a: c is still open
+    rows_u2_early = rows[(rows.user_id != "u2") | (rows.day < 5)]  # u2 has opened only a (day 4): c is still open
     listed = service.recommend(user_id="u2", course_id="course-1", interactions=rows_u2_early, items=items, day=10,
                                limit=3, variant=Variant.treatment, experiment="x", ranker=FavoursB(), cache=None)
     assert [r.item_id for r in listed.items] == ["c", "b"]  # the plan outranks the ranker's preference for b
