@@ -180,7 +180,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
                                                                                                   row.code_module),
                 description=f"Open University module {row.code_module}, presentation {row.code_presentation} "
                             f"({length} days from {start.date()}).",
-                duration_weeks=math.ceil(length / 7), id=cid,
+                duration_weeks=math.ceil(length / 7), id=cid, starts_at=start,
                 metadata={"source": "oulad", "presentation": row.course, "code_module": row.code_module,
                           "code_presentation": row.code_presentation, "length_days": length,
                           "start": start.date().isoformat()}))
@@ -188,7 +188,7 @@ def import_oulad(*, tables: OuladTables | None = None, settings: Settings | None
                 events.append(_event(oulad_uuid(kind, row.course), kind, start - timedelta(days=180),
                                      user_id=oulad_uuid("instructor", row.code_module), course_id=cid,
                                      payload={"title": f"OULAD {row.course}", "presentation": row.course,
-                                              "start": start.date().isoformat()}))
+                                              "start": start.isoformat()}))
         add(import_records(session=session, users=instructors, courses=new_courses, events=events))
         step("courses", len(courses), len(courses))
         timings["courses_s"] = time.perf_counter() - started

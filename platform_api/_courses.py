@@ -93,6 +93,11 @@ def _check_instructor(session: Session, instructor_id: uuid.UUID) -> None:
                            "change their role first", details={"field": "instructor_id"})
 
 
+def _start_of(course: Course) -> str | None:
+    """``starts_at`` as carried in course events (what recommender training counts a course's weeks from)."""
+    return course.starts_at.isoformat() if course.starts_at is not None else None
+
+
 def create_course(*, session: Session, actor: Principal | None, data: CourseCreate) -> Course:
     policy.require_global(actor, Permission.courses_create)
     instructor_id = data.instructor_id or _actor_id(actor)
@@ -103,11 +108,12 @@ def create_course(*, session: Session, actor: Principal | None, data: CourseCrea
     course = Course(title=data.title, description=data.description, instructor_id=instructor_id,
                     created_by=_actor_id(actor), status=CourseStatus.draft, visibility=data.visibility,
                     enrollment_type=data.enrollment_type, duration_weeks=data.duration_weeks,
-                    credit_hours=data.credit_hours, metadata_=data.metadata)
+                    starts_at=data.starts_at, credit_hours=data.credit_hours, metadata_=data.metadata)
     session.add(course)
     session.flush()
     emit(session, event_type="course.created", user_id=_actor_id(actor), course_id=course.id,
-         payload={"title": course.title, "instructor_id": str(instructor_id) if instructor_id else None})
+         payload={"title": course.title, "instructor_id": str(instructor_id) if instructor_id else None,
+                  "start": _start_of(course)})
     _audit.record(session, actor_id=_actor_id(actor), action="course.create", resource_type="course",
                   resource_id=course.id)
     session.commit()
@@ -139,7 +145,7 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
         event_type = {CourseStatus.published: "course.published", CourseStatus.archived: "course.archived"}.get(
             new_status, "course.status_changed")
     emit(session, event_type=event_type, user_id=_actor_id(actor), course_id=course.id,
-         payload={"fields": sorted(changes), "status": course.status.value})
+         payload={"fields": sorted(changes), "status": course.status.value, "start": _start_of(course)})
     _audit.record(session, actor_id=_actor_id(actor), action=event_type, resource_type="course",
                   resource_id=course.id, details={"fields": sorted(changes)})
     session.commit()

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from platform_api._db import Base
 from platform_api.data import (
@@ -57,7 +58,25 @@ def _enum(enum_cls, name: str) -> SAEnum:
                   values_callable=lambda members: [m.value for m in members], validate_strings=True)
 
 
-Timestamp = DateTime(timezone=True)
+class UTCTimestamp(TypeDecorator):
+    """``TIMESTAMP WITH TIME ZONE`` that is UTC on both backends: values are stored in UTC, and SQLite, which keeps
+    no offset, hands them back as aware UTC datetimes (as PostgreSQL does) instead of naive ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value  # naive: already UTC by this codebase's convention
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+Timestamp = UTCTimestamp()
 
 
 class User(Base):
@@ -108,6 +127,8 @@ class Course(Base):
     enrollment_type: Mapped[EnrollmentType] = mapped_column(_enum(EnrollmentType, "enrollment_type"),
                                                             default=EnrollmentType.open)
     duration_weeks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When week 1 begins (the course plan's weeks count from here); None: from the course's creation.
+    starts_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     credit_hours: Mapped[Decimal | None] = mapped_column(Numeric(3, 1), nullable=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

@@ -111,10 +111,11 @@ def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit
 
 
 def course_start(course: Course) -> datetime:
-    """The day the course's weeks count from: ``metadata.start`` (an imported presentation's first day), else its
-    creation. Training reads the same day from the ``course.created`` event (``recommender`` platform events)."""
-    when = course.created_at
-    start = (course.metadata_ or {}).get("start")
+    """When week 1 begins: ``starts_at``, else ``metadata.start`` (presentations imported before ``starts_at``
+    existed), else the course's creation. Training reads the same moment from the course events' ``start``
+    (``recommender`` platform events)."""
+    when = course.starts_at or course.created_at
+    start = None if course.starts_at else (course.metadata_ or {}).get("start")
     if start:
         try:
             when = datetime.fromisoformat(str(start))

@@ -208,12 +208,17 @@ class PermissionsPublic(OutputModel):
 CreditHours = Annotated[Decimal, Field(ge=0, le=99.9, max_digits=3, decimal_places=1)]
 
 
+StartsAtDoc = ("When week 1 begins: content planned weeks, catch-up before assessments and recommendations count "
+               "the course's weeks from here (default: the course's creation).")
+
+
 class CourseBase(InputModel):
     title: Title = Field(examples=["Introduction to Statistics"])
     description: LongText = ""
     visibility: CourseVisibility = CourseVisibility.public
     enrollment_type: EnrollmentType = EnrollmentType.open
     duration_weeks: int | None = Field(default=None, ge=1, le=520, examples=[12])
+    starts_at: Timestamp | None = Field(default=None, description=StartsAtDoc)
     credit_hours: CreditHours | None = Field(default=None, examples=["3.0"])
     metadata: JsonObject = Field(default_factory=dict, examples=[{"institution_id": "ou", "level": "intro"}])
 
@@ -229,6 +234,7 @@ class CourseUpdate(InputModel):
     visibility: CourseVisibility | None = None
     enrollment_type: EnrollmentType | None = None
     duration_weeks: int | None = Field(default=None, ge=1, le=520)
+    starts_at: Timestamp | None = Field(default=None, description=StartsAtDoc)
     credit_hours: CreditHours | None = None
     instructor_id: uuid.UUID | None = None
     metadata: JsonObject | None = None
@@ -244,6 +250,7 @@ class CoursePublic(OutputModel):
     visibility: CourseVisibility
     enrollment_type: EnrollmentType
     duration_weeks: int | None
+    starts_at: datetime | None
     credit_hours: Decimal | None
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
     created_at: datetime

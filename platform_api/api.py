@@ -124,11 +124,12 @@ def create_courses(*, session: Session, courses: Iterable[NewCourse]) -> list[uu
     rows = [Course(id=c.id or uuid.uuid4(), title=c.title, description=c.description, instructor_id=c.instructor_id,
                    created_by=c.instructor_id, status=c.status, visibility=c.visibility,
                    enrollment_type=c.enrollment_type, duration_weeks=c.duration_weeks, credit_hours=c.credit_hours,
-                   metadata_=dict(c.metadata)) for c in courses]
+                   starts_at=c.starts_at, metadata_=dict(c.metadata)) for c in courses]
     session.add_all(rows)
     for row in rows:
         emit(session, event_type="course.created", user_id=row.instructor_id, course_id=row.id,
-             payload={"title": row.title, "import": True})
+             payload={"title": row.title, "import": True,
+                      "start": row.starts_at.isoformat() if row.starts_at else None})
         if row.status is CourseStatus.published:
             emit(session, event_type="course.published", user_id=row.instructor_id, course_id=row.id,
                  payload={"import": True})
@@ -431,6 +432,7 @@ def import_records(*, session: Session, users: Iterable[NewUser] = (), courses: 
         {"id": c.id, "title": c.title, "description": c.description, "instructor_id": c.instructor_id,
          "created_by": c.instructor_id, "status": c.status, "visibility": c.visibility,
          "enrollment_type": c.enrollment_type, "duration_weeks": c.duration_weeks, "credit_hours": c.credit_hours,
+         "starts_at": c.starts_at,
          "metadata": dict(c.metadata), "created_at": now, "updated_at": now} for c in courses])
     bad = next((e for e in enrollments if not 0 <= e.progress <= 100), None)
     if bad is not None:

@@ -144,6 +144,7 @@ class NewCourse:
     credit_hours: Decimal | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID | None = None
+    starts_at: datetime | None = None  # when week 1 begins (None: the course's creation)
 
 
 @dataclass(frozen=True)

@@ -50,18 +50,21 @@ def _utc(value: datetime) -> datetime:
 
 
 def course_starts(events: Iterable) -> dict[str, datetime]:
-    """Course id → the day its weeks count from, as the platform counts them when it serves: the ``start`` in the
-    ``course.created`` payload (imported presentations), else the time of that event (the course's creation)."""
+    """Course id → when its week 1 begins, as the platform counts it when it serves: the latest ``start`` carried by
+    the course's events (its ``starts_at``), else the time of its ``course.created`` event (its creation)."""
+    created: dict[str, datetime] = {}
     starts: dict[str, datetime] = {}
-    for event in parse_events(events):
-        if event.event_type != "course.created" or not event.course_id:
+    for event in sorted(parse_events(events), key=lambda e: _utc(e.timestamp)):
+        if event.topic is not Topic.courses or not event.course_id:
             continue
-        starts[str(event.course_id)] = _utc(event.timestamp)
+        course = str(event.course_id)
+        if event.event_type == "course.created":
+            created[course] = _utc(event.timestamp)
         start = (event.payload or {}).get("start")
         if start:
-            with contextlib.suppress(ValueError):  # not a date: the creation time, as serving does
-                starts[str(event.course_id)] = _utc(datetime.fromisoformat(str(start)))
-    return starts
+            with contextlib.suppress(ValueError):  # not a date: no start, as serving does
+                starts[course] = _utc(datetime.fromisoformat(str(start)))
+    return {**created, **starts}
 
 
 def interactions(events: Iterable) -> pd.DataFrame:

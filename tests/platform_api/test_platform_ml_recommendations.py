@@ -276,3 +276,49 @@ def timezone_plus_5():
     from datetime import timedelta, timezone
 
     return timezone(timedelta(hours=5))
+
+
+def test_weeks_count_from_the_course_start_in_serving_and_in_training(rec_platform):
+    """A course created before it starts: week 1 begins at ``starts_at``, for the plan's hold-back, the catch-up and
+    the recommender's training (which reads the start from the course events, latest first)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from platform_api._models import OutboxEvent
+    from recommender.api import interactions_from_events
+
+    p = rec_platform
+    _, instructor = p.user("instructor")
+    starts = datetime.now(UTC) + timedelta(days=30)
+    course_id = p.course(instructor, duration_weeks=8, starts_at=starts.isoformat())
+    assert datetime.fromisoformat(p.client.get(f"/api/v1/courses/{course_id}", headers=instructor)
+                                  .json()["starts_at"]) == starts
+    ids = {}
+    for week in (1, 2, 3, 4):
+        response = p.client.post("/api/v1/content", headers=instructor,
+                                 json={"course_id": course_id, "title": f"week {week}", "planned_week": week})
+        ids[week] = response.json()["id"]
+    user_id, learner = p.user()
+    p.enroll(course_id, learner)
+    # Before the start it is week 1: only week 1's item is not held back.
+    assert [i["item_id"] for i in _recs(p, user_id, course_id, learner).json()["data"]][0] == ids[1]
+
+    # The instructor moves the start 16 days into the past: it is week 3 now.
+    response = p.client.put(f"/api/v1/courses/{course_id}", headers=instructor,
+                            json={"starts_at": (datetime.now(UTC) - timedelta(days=16)).isoformat()})
+    assert response.status_code == 200, response.text
+    response = p.client.post("/api/v1/assessments", headers=instructor, json={
+        "course_id": course_id, "title": "TMA 1", "kind": "assignment",
+        "due_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()})
+    assert response.status_code == 201, response.text
+    body = _recs(p, user_id, course_id, learner).json()
+    assert body["catch_up"]["due_week"] == 3 and body["catch_up"]["items"] == [ids[1]]
+    assert [i["item_id"] for i in body["data"]] == [ids[1], ids[2], ids[3], ids[4]]  # week 4 last: still ahead
+    p.client.post("/api/v1/events", headers=learner, json={"event_type": "content_view", "content_id": ids[2]})
+
+    with p.app.state.sessions() as session:
+        envelopes = session.scalars(select(OutboxEvent.envelope).where(
+            OutboxEvent.course_id == course_id).order_by(OutboxEvent.id)).all()
+    opens = interactions_from_events(envelopes)
+    assert opens.loc[opens.item_id == ids[2], "day"].tolist() == [16]  # counted from the moved start, as served
