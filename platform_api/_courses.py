@@ -93,8 +93,15 @@ def _check_instructor(session: Session, instructor_id: uuid.UUID) -> None:
                            "change their role first", details={"field": "instructor_id"})
 
 
+def week_one(course: Course) -> datetime:
+    """When the course's week 1 begins: ``starts_at``, else its creation (aware UTC)."""
+    when = course.starts_at or course.created_at
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _start_of(course: Course) -> str | None:
-    """``starts_at`` as carried in course events (what recommender training counts a course's weeks from)."""
+    """``starts_at`` as carried in course events (what recommender training counts a course's weeks from; null:
+    from the ``course.created`` event, i.e. the creation, as :func:`week_one`)."""
     return course.starts_at.isoformat() if course.starts_at is not None else None
 
 
@@ -125,7 +132,9 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
     course = get_course(session=session, actor=actor, course_id=course_id)
     scope = Scope.of_course(course)
     policy.authorize(session, actor, Permission.courses_update, scope, what="this course")
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    # null means "leave as is", except for starts_at, where an explicit null goes back to the creation time
+    changes = {field: value for field, value in data.model_dump(exclude_unset=True).items()
+               if value is not None or field == "starts_at"}
     new_status = changes.pop("status", None)
     if "instructor_id" in changes and changes["instructor_id"] != course.instructor_id:
         if actor is not None and not actor.is_admin:

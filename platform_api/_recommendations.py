@@ -110,21 +110,6 @@ def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
 
 
-def course_start(course: Course) -> datetime:
-    """When week 1 begins: ``starts_at``, else ``metadata.start`` (presentations imported before ``starts_at``
-    existed), else the course's creation. Training reads the same moment from the course events' ``start``
-    (``recommender`` platform events)."""
-    when = course.starts_at or course.created_at
-    start = None if course.starts_at else (course.metadata_ or {}).get("start")
-    if start:
-        try:
-            when = datetime.fromisoformat(str(start))
-        except ValueError:  # course metadata is free-form: a value that is no date is not a start
-            log.warning("course %s: metadata.start %r is not an ISO date; counting weeks from its creation",
-                        course.id, start)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _week(start: datetime, when: datetime) -> int:
     """The course week ``when`` falls in, 1 = the first."""
     return max(0, (when - start).days) // 7 + 1
@@ -180,7 +165,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     items = list(session.scalars(select(ContentItem).where(ContentItem.course_id == course.id)
                                  .order_by(ContentItem.position, ContentItem.created_at)))
     by_id = {str(i.id): i for i in items}
-    start = course_start(course)
+    start = _courses.week_one(course)
     now = now or datetime.now(UTC)
     opens = _opens(session, course.id, set(by_id), start)
     day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today

@@ -209,7 +209,17 @@ CreditHours = Annotated[Decimal, Field(ge=0, le=99.9, max_digits=3, decimal_plac
 
 
 StartsAtDoc = ("When week 1 begins: content planned weeks, catch-up before assessments and recommendations count "
-               "the course's weeks from here (default: the course's creation).")
+               "the course's weeks from here (default: the course's creation; null on update goes back to it).")
+
+
+def _plausible_start(value: datetime) -> datetime:
+    # Analytics (pandas) cannot represent dates after 2262; no course starts that late.
+    if value.year > 2200:
+        raise ValueError("a course starts before the year 2200")
+    return value
+
+
+StartsAt = Annotated[Timestamp, AfterValidator(_plausible_start)]
 
 
 class CourseBase(InputModel):
@@ -218,7 +228,7 @@ class CourseBase(InputModel):
     visibility: CourseVisibility = CourseVisibility.public
     enrollment_type: EnrollmentType = EnrollmentType.open
     duration_weeks: int | None = Field(default=None, ge=1, le=520, examples=[12])
-    starts_at: Timestamp | None = Field(default=None, description=StartsAtDoc)
+    starts_at: StartsAt | None = Field(default=None, description=StartsAtDoc)
     credit_hours: CreditHours | None = Field(default=None, examples=["3.0"])
     metadata: JsonObject = Field(default_factory=dict, examples=[{"institution_id": "ou", "level": "intro"}])
 
@@ -234,7 +244,7 @@ class CourseUpdate(InputModel):
     visibility: CourseVisibility | None = None
     enrollment_type: EnrollmentType | None = None
     duration_weeks: int | None = Field(default=None, ge=1, le=520)
-    starts_at: Timestamp | None = Field(default=None, description=StartsAtDoc)
+    starts_at: StartsAt | None = Field(default=None, description=StartsAtDoc)
     credit_hours: CreditHours | None = None
     instructor_id: uuid.UUID | None = None
     metadata: JsonObject | None = None

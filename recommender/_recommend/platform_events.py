@@ -60,10 +60,16 @@ def course_starts(events: Iterable) -> dict[str, datetime]:
         course = str(event.course_id)
         if event.event_type == "course.created":
             created[course] = _utc(event.timestamp)
-        start = (event.payload or {}).get("start")
-        if start:
-            with contextlib.suppress(ValueError):  # not a date: no start, as serving does
-                starts[course] = _utc(datetime.fromisoformat(str(start)))
+        payload = event.payload or {}
+        if "start" not in payload:
+            continue
+        if not payload["start"]:
+            starts.pop(course, None)  # starts_at cleared: back to the creation
+            continue
+        with contextlib.suppress(ValueError):  # not a date: no start
+            start = _utc(datetime.fromisoformat(str(payload["start"])))
+            if pd.Timestamp.min.year < start.year < pd.Timestamp.max.year:  # else beyond what pandas holds: no start
+                starts[course] = start
     return {**created, **starts}
 
 
@@ -84,7 +90,8 @@ def interactions(events: Iterable) -> pd.DataFrame:
     starts = course_starts(envelopes)
     first_open = frame.groupby("course_id")["timestamp"].transform("min")
     start = pd.to_datetime(frame["course_id"].map(starts), utc=True).fillna(first_open)
-    frame["day"] = (frame["timestamp"] - start).dt.days.astype(int)
+    # Opens before the start count on day 0, as serving counts them.
+    frame["day"] = (frame["timestamp"] - start).dt.days.clip(lower=0).astype(int)
     return frame[INTERACTION_COLUMNS].sort_values(["course_id", "timestamp"]).reset_index(drop=True)
 
 

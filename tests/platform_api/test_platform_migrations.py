@@ -94,3 +94,29 @@ def test_upgrades_that_rebuild_tables_keep_the_rows_that_reference_them(backend,
                     assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         finally:
             engine.dispose()
+
+
+def test_imported_presentations_get_their_start_from_metadata(tmp_path):
+    """0007 backfills starts_at from the metadata.start an earlier OULAD import recorded (a bad value is skipped)."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from platform_api.api import create_courses, create_users
+    from platform_api.data import NewCourse, NewUser
+
+    for url in fresh_database_url("sqlite", tmp_path):
+        engine = make_engine(url)
+        try:
+            _migrate.upgrade(engine)
+            with Session(engine) as session:
+                (user,) = create_users(session=session, users=[NewUser(email="i@example.org", name="I")])
+                create_courses(session=session, courses=[
+                    NewCourse(title="imported", instructor_id=user, metadata={"start": "2014-10-01"}),
+                    NewCourse(title="odd", instructor_id=user, metadata={"start": "autumn"})])
+            _migrate.downgrade(engine, "0006")
+            _migrate.upgrade(engine)
+            with engine.connect() as connection:
+                starts = dict(connection.execute(text("SELECT title, starts_at FROM courses")).all())
+            assert str(starts["imported"]).startswith("2014-10-01 00:00:00") and starts["odd"] is None
+        finally:
+            engine.dispose()

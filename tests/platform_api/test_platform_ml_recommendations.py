@@ -322,3 +322,16 @@ def test_weeks_count_from_the_course_start_in_serving_and_in_training(rec_platfo
             OutboxEvent.course_id == course_id).order_by(OutboxEvent.id)).all()
     opens = interactions_from_events(envelopes)
     assert opens.loc[opens.item_id == ids[2], "day"].tolist() == [16]  # counted from the moved start, as served
+
+
+def test_a_course_start_is_plausible_and_can_be_cleared(rec_platform):
+    p = rec_platform
+    _, instructor = p.user("instructor")
+    response = p.client.post("/api/v1/courses", headers=instructor,
+                             json={"title": "Far future", "starts_at": "3000-01-01T00:00:00Z"})
+    assert response.status_code == 422 and "before the year 2200" in response.text
+    course_id = p.course(instructor, starts_at="2030-01-01T00:00:00+01:00")
+    course = p.client.get(f"/api/v1/courses/{course_id}", headers=instructor).json()
+    assert course["starts_at"].startswith("2029-12-31T23:00:00")  # stored and returned in UTC
+    response = p.client.put(f"/api/v1/courses/{course_id}", headers=instructor, json={"starts_at": None})
+    assert response.status_code == 200 and response.json()["starts_at"] is None

@@ -230,3 +230,22 @@ def test_planned_weeks_reach_the_ranker_alike_in_training_and_serving():
     listed = service.recommend(user_id="u2", course_id="course-1", interactions=rows_u2_early, items=items, day=10,
                                limit=3, variant=Variant.treatment, experiment="x", ranker=FavoursB(), cache=None)
     assert [r.item_id for r in listed.items] == ["c", "b"]  # the plan outranks the ranker's preference for b
+
+
+def test_training_counts_platform_days_from_the_course_start_as_serving_does():
+    """The latest ``start`` in the course events wins (null: back to the creation); opens before the start count on
+    day 0, as serving counts them; a start pandas cannot hold is ignored rather than failing the training run."""
+
+    def course_event(kind: str, minutes: int, **payload) -> Event:
+        return _event(kind, "teacher", minutes).model_copy(update={"payload": payload})
+
+    day = 24 * 60
+    opens = [_event("content_view", "u1", 2 * day, content_id="a"), _event("content_view", "u1", 8 * day,
+                                                                          content_id="b")]
+    start = (datetime(2026, 3, 2, 9, tzinfo=UTC) + timedelta(days=5)).isoformat()
+    moved = [course_event("course.created", 0, start=None), course_event("course.updated", 10, start=start)]
+    assert platform_events.interactions([*moved, *opens])["day"].tolist() == [0, 3]
+    cleared = [*moved, course_event("course.updated", 20, start=None)]
+    assert platform_events.interactions([*cleared, *opens])["day"].tolist() == [2, 8]
+    too_late = [course_event("course.created", 0, start="3000-01-01T00:00:00+00:00")]
+    assert platform_events.interactions([*too_late, *opens])["day"].tolist() == [2, 8]
