@@ -96,11 +96,7 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     item = get_or_not_found(session, ContentItem, content_id, "Content")
     course = _course(session, item.course_id)
     policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
-    # null means "leave as is", except for planned_week, where an explicit null clears the plan
-    changes = {field: value for field, value in data.model_dump(exclude_unset=True).items()
-               if value is not None or field == "planned_week"}
-    if "accessibility" in changes:  # as on create: unset accessibility fields are left out, not stored as null
-        changes["accessibility"] = data.accessibility.model_dump(exclude_none=True)
+    changes = data.changes()
     if not changes:
         raise InvalidInput("Nothing to update; send at least one of title, body, file_path, position, "
                            "planned_week, accessibility")

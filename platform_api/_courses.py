@@ -94,9 +94,8 @@ def _check_instructor(session: Session, instructor_id: uuid.UUID) -> None:
 
 
 def week_one(course: Course) -> datetime:
-    """When the course's week 1 begins: ``starts_at``, else its creation (aware UTC)."""
-    when = course.starts_at or course.created_at
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    """When the course's week 1 begins: ``starts_at``, else its creation (aware UTC: see ``UTCTimestamp``)."""
+    return course.starts_at or course.created_at
 
 
 def _start_of(course: Course) -> str | None:
@@ -132,9 +131,7 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
     course = get_course(session=session, actor=actor, course_id=course_id)
     scope = Scope.of_course(course)
     policy.authorize(session, actor, Permission.courses_update, scope, what="this course")
-    # null means "leave as is", except for starts_at, where an explicit null goes back to the creation time
-    changes = {field: value for field, value in data.model_dump(exclude_unset=True).items()
-               if value is not None or field == "starts_at"}
+    changes = data.changes()
     new_status = changes.pop("status", None)
     if "instructor_id" in changes and changes["instructor_id"] != course.instructor_id:
         if actor is not None and not actor.is_admin:

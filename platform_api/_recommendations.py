@@ -99,11 +99,10 @@ def _opens(session: Session, course_id: uuid.UUID, item_ids: set[str], start: da
     return opens
 
 
-def _popularity(items: list[ContentItem], opens: list[dict], user_id: str, limit: int,
+def _popularity(items: list[ContentItem], opens: list[dict], seen: set[str], limit: int,
                 week: int) -> tuple[list, bool]:
     """Items the learner has not opened: those planned for a later week than ``week`` (1 = the first) last, then
     the most opened, then course order."""
-    seen = {o["item_id"] for o in opens if o["user_id"] == user_id}
     counts = Counter(o["item_id"] for o in opens)
     ranked = sorted((i for i in items if str(i.id) not in seen),
                     key=lambda i: ((i.planned_week or 0) > week, -counts[str(i.id)], i.position))
@@ -168,6 +167,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     start = _courses.week_one(course)
     now = now or datetime.now(UTC)
     opens = _opens(session, course.id, set(by_id), start)
+    seen = {o["item_id"] for o in opens if o["user_id"] == str(user.id)}  # the learner's opened items
     day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today
     served = fallback = None
     if backend is None:
@@ -195,13 +195,12 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                             variant=str(served.variant.value), cold_start=served.cold_start,
                             items=[_served(by_id[i], s, why) for i, s, why in picked])
     else:
-        ranked, cold = _popularity(items, opens, str(user.id), limit, week=_week(start, now))
+        ranked, cold = _popularity(items, opens, seen, limit, week=_week(start, now))
         result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
                             fallback=fallback,
                             items=[_served(by_id[i], s, "most opened in this course (fallback)")
                                    for i, s in ranked])
-    catch_up, behind = _catch_up(session, course, items, {o["item_id"] for o in opens if o["user_id"] == str(user.id)},
-                                 start, now)
+    catch_up, behind = _catch_up(session, course, items, seen, start, now)
     if catch_up is not None:
         result = _with_catch_up(result, catch_up, behind, limit=limit,
                                 slots=CATCH_UP_SLOTS["at_risk" if at_risk else "other"])

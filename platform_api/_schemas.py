@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -84,11 +84,20 @@ def _reject_unstorable(value: Any) -> None:
 class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # Update bodies: fields where an explicit null clears the stored value (elsewhere null means "leave as is").
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset()
+
     @model_validator(mode="before")
     @classmethod
     def _only_storable_values(cls, data: Any) -> Any:
         _reject_unstorable(data)
         return data
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller sent, as stored values: nulls dropped except for :attr:`CLEARABLE` fields, and
+        nested models without their unset (null) parts."""
+        cleared = {field: None for field in self.CLEARABLE & self.model_fields_set if getattr(self, field) is None}
+        return self.model_dump(exclude_unset=True, exclude_none=True) | cleared
 
 
 class OutputModel(BaseModel):
@@ -238,6 +247,8 @@ class CourseCreate(CourseBase):
 
 
 class CourseUpdate(InputModel):
+    CLEARABLE = frozenset({"starts_at"})
+
     title: Title | None = None
     description: LongText | None = None
     status: CourseStatus | None = Field(default=None, description="draft → review → published → archived")
@@ -325,6 +336,8 @@ class ContentCreate(ContentBase):
 
 
 class ContentUpdate(InputModel):
+    CLEARABLE = frozenset({"planned_week"})
+
     title: Title | None = None
     body: LongText | None = None
     file_path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
