@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,7 +37,7 @@ def _course(session: Session, course_id: uuid.UUID) -> Course:
     return get_or_not_found(session, Course, course_id, "Course", "list courses with GET /api/v1/courses")
 
 
-def _check_planned_week(course: Course, planned_week: int | None) -> None:
+def check_planned_week(course: Course, planned_week: int | None) -> None:
     if planned_week is not None and course.duration_weeks is not None and planned_week > course.duration_weeks:
         raise InvalidInput(f"planned_week {planned_week} is after the course's last week ({course.duration_weeks}); "
                            "give a week between 1 and the course's duration_weeks",
@@ -49,7 +50,7 @@ def create_content(*, session: Session, settings: Settings, actor: Principal | N
     policy.authorize(session, actor, Permission.content_create, Scope.of_course(course), what="adding content")
     if data.file_path is not None:
         resolve_media(settings, data.file_path)
-    _check_planned_week(course, data.planned_week)
+    check_planned_week(course, data.planned_week)
     actor_id = actor.id if actor else None
     item = ContentItem(course_id=course.id, kind=data.kind, title=data.title, body=data.body,
                        file_path=data.file_path, position=data.position, planned_week=data.planned_week, version=1,
@@ -100,10 +101,19 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     if not changes:
         raise InvalidInput("Nothing to update; send at least one of title, body, file_path, position, "
                            "planned_week, accessibility")
+    apply_changes(session=session, settings=settings, actor=actor, course=course, item=item, changes=changes)
+    session.commit()
+    return item
+
+
+def apply_changes(*, session: Session, settings: Settings, actor: Principal | None, course: Course,
+                  item: ContentItem, changes: dict[str, Any]) -> None:
+    """Validate and apply ``changes`` (:meth:`ContentUpdate.changes`) to ``item`` of ``course`` as a new version,
+    with its event and audit record; the caller authorizes and commits."""
     if "file_path" in changes:
         resolve_media(settings, changes["file_path"])
     if "planned_week" in changes:
-        _check_planned_week(course, changes["planned_week"])
+        check_planned_week(course, changes["planned_week"])
     for field, value in changes.items():
         setattr(item, field, value)
     item.version += 1
@@ -115,8 +125,6 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
                   "planned_week": item.planned_week})
     _audit.record(session, actor_id=actor_id, action="content.update", resource_type="content",
                   resource_id=item.id, details={"version": item.version})
-    session.commit()
-    return item
 
 
 def list_course_content(*, session: Session, actor: Principal | None, course_id: uuid.UUID, limit: int,

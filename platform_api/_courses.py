@@ -98,6 +98,12 @@ def week_one(course: Course) -> datetime:
     return course.starts_at or course.created_at
 
 
+def week_of(start: datetime, when: datetime) -> int:
+    """The course week ``when`` falls in counted from ``start`` (:func:`week_one`): 1 = the first; before the start
+    counts as week 1."""
+    return max(0, (when - start).days) // 7 + 1
+
+
 def _start_of(course: Course) -> str | None:
     """``starts_at`` as carried in course events (what recommender training counts a course's weeks from; null:
     from the ``course.created`` event, i.e. the creation, as :func:`week_one`)."""

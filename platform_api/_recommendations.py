@@ -26,19 +26,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from learnloop.events import Topic
-from platform_api import _alerts, _courses, policy
+from platform_api import _activity, _alerts, _courses, policy
 from platform_api._db import get_or_not_found
-from platform_api._models import ContentItem, Course, Enrollment, OutboxEvent, User
+from platform_api._models import ContentItem, Course, Enrollment, User
 from platform_api._outbox import emit
-from platform_api.data import ActivityType, EnrollmentStatus
+from platform_api.data import EnrollmentStatus
 from platform_api.policy import Principal
 
 log = logging.getLogger("platform_api.recommendations")
 
-# Activity that means "the learner opened this item" (the implicit feedback the recommender learns from).
-OPENS = (ActivityType.content_view, ActivityType.resource_click, ActivityType.page_view, ActivityType.video_play,
-         ActivityType.video_complete)
 FALLBACK_REASON = "recommendations-popularity"
 # Top slots for catch-up items (planned up to the next assessment's week, not opened yet). Remedial content for an
 # at-risk learner (the interventions job, for staff) turns more of the list to the assessment due next; the list a
@@ -83,22 +79,6 @@ def _served(item: ContentItem, score: float, reason: str) -> ServedItem:
     return ServedItem(str(item.id), item.title, item.kind.value, item.planned_week, score, reason)
 
 
-def _opens(session: Session, course_id: uuid.UUID, item_ids: set[str], start: datetime) -> list[dict]:
-    rows = session.scalars(select(OutboxEvent.envelope).where(
-        OutboxEvent.topic == str(Topic.analytics), OutboxEvent.course_id == str(course_id),
-        OutboxEvent.event_type.in_([o.value for o in OPENS])))
-    opens = []
-    for envelope in rows:
-        item_id = str((envelope.get("payload") or {}).get("content_id") or "")
-        if item_id not in item_ids or not envelope.get("user_id"):
-            continue
-        when = datetime.fromisoformat(str(envelope["timestamp"]).replace("Z", "+00:00"))
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        opens.append({"user_id": str(envelope["user_id"]), "item_id": item_id,
-                      "day": max(0, (when - start).days)})
-    return opens
-
-
 def _popularity(items: list[ContentItem], opens: list[dict], seen: set[str], limit: int,
                 week: int) -> tuple[list, bool]:
     """Items the learner has not opened: those planned for a later week than ``week`` (1 = the first) last, then
@@ -109,11 +89,6 @@ def _popularity(items: list[ContentItem], opens: list[dict], seen: set[str], lim
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
 
 
-def _week(start: datetime, when: datetime) -> int:
-    """The course week ``when`` falls in, 1 = the first."""
-    return max(0, (when - start).days) // 7 + 1
-
-
 def _catch_up(session: Session, course: Course, items: list[ContentItem], seen: set[str], start: datetime,
               now: datetime) -> tuple[CatchUp | None, list[ContentItem]]:
     """The assessment due next and the items the learner has not opened that the plan puts before it and no later
@@ -122,13 +97,13 @@ def _catch_up(session: Session, course: Course, items: list[ContentItem], seen: 
     if due is None:
         return None, []
     due_at = datetime.fromisoformat(due["due_at"])
-    horizon = min(_week(start, due_at), _week(start, now))
+    horizon = min(_courses.week_of(start, due_at), _courses.week_of(start, now))
     behind = sorted((i for i in items if i.planned_week is not None and i.planned_week <= horizon
                      and str(i.id) not in seen), key=lambda i: (i.planned_week, i.position))
     if not behind:
         return None, []
     return CatchUp(assessment_id=due["assessment_id"], title=due["title"], due_at=due_at,
-                   due_week=_week(start, due_at), items=[]), behind
+                   due_week=_courses.week_of(start, due_at), items=[]), behind
 
 
 def _with_catch_up(result: ServedList, catch_up: CatchUp, behind: list[ContentItem], *, slots: int,
@@ -166,7 +141,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     by_id = {str(i.id): i for i in items}
     start = _courses.week_one(course)
     now = now or datetime.now(UTC)
-    opens = _opens(session, course.id, set(by_id), start)
+    opens = _activity.content_opens(session, course.id, set(by_id), start)
     seen = {o["item_id"] for o in opens if o["user_id"] == str(user.id)}  # the learner's opened items
     day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today
     served = fallback = None
@@ -195,7 +170,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                             variant=str(served.variant.value), cold_start=served.cold_start,
                             items=[_served(by_id[i], s, why) for i, s, why in picked])
     else:
-        ranked, cold = _popularity(items, opens, seen, limit, week=_week(start, now))
+        ranked, cold = _popularity(items, opens, seen, limit, week=_courses.week_of(start, now))
         result = ServedList(user_id=user.id, course_id=course.id, experiment=None, variant=None, cold_start=cold,
                             fallback=fallback,
                             items=[_served(by_id[i], s, "most opened in this course (fallback)")

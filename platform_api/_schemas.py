@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -363,6 +364,67 @@ class ContentPublic(OutputModel):
 
 
 ContentListPublic = Page[ContentPublic]
+
+
+# --- the course plan --------------------------------------------------------------------------------
+class PlanItemPublic(OutputModel):
+    id: uuid.UUID
+    title: str
+    kind: ContentKind
+    position: int
+    planned_week: int | None
+    opened_by: int | None = Field(description="Active learners who have opened the item; null for callers who do "
+                                              "not see learners' activity (content editors without a staff role).")
+    behind: bool = Field(description="Planned for the current week or earlier and opened by fewer than half of the "
+                                     "active learners: what the catch-up slot of their recommendations pushes.")
+
+
+class PlanAssessmentPublic(OutputModel):
+    id: uuid.UUID
+    title: str
+    kind: AssessmentKind
+    due_at: datetime | None
+
+
+class PlanWeekPublic(OutputModel):
+    week: int = Field(description="1 = the course's first week")
+    starts_at: datetime
+    items: list[PlanItemPublic] = Field(description="Content planned for this week, in course order")
+    assessments: list[PlanAssessmentPublic] = Field(description="Assessments due this week")
+
+
+class CoursePlanPublic(OutputModel):
+    course_id: uuid.UUID
+    starts_at: datetime = Field(description="When week 1 begins: the course's starts_at, else its creation")
+    duration_weeks: int | None
+    current_week: int | None = Field(description="The week today falls in; null before the course starts")
+    learners: int | None = Field(description="Active enrollments; null as for opened_by")
+    weeks: list[PlanWeekPublic]
+    unplanned: list[PlanItemPublic] = Field(description="Content without a planned week, in course order")
+    unscheduled_assessments: list[PlanAssessmentPublic] = Field(description="Assessments without a due date")
+    can_edit: bool = Field(description="Whether the caller may change the plan (PUT)")
+
+
+class PlannedWeekChange(InputModel):
+    content_id: uuid.UUID
+    planned_week: PlannedWeek = Field(description="The week to plan the item for; null takes it out of the plan.")
+
+
+class CoursePlanUpdate(InputModel):
+    items: list[PlannedWeekChange] = Field(min_length=1, max_length=2000)
+
+    @field_validator("items")
+    @classmethod
+    def _each_item_once(cls, items: list[PlannedWeekChange]) -> list[PlannedWeekChange]:
+        ids = [change.content_id for change in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each content_id may appear once")
+        return items
+
+
+class CoursePlanChangePublic(OutputModel):
+    changed: int = Field(description="Items whose planned week changed (each got a new content version)")
+    plan: CoursePlanPublic
 
 
 class TranscodeJobPublic(OutputModel):

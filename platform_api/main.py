@@ -37,6 +37,7 @@ from platform_api._routes import (
     events,
     grading,
     operator,
+    plan,
     recommendations,
     risk,
     search,
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
                        per_user_per_minute=per_user, per_ip_per_minute=per_ip)
     _errors.install(app)
 
-    for module in (auth, users, courses, content, assessments, events, risk, search, recommendations):
+    for module in (auth, users, courses, plan, content, assessments, events, risk, search, recommendations):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(grading.router, prefix=API_PREFIX)
     app.include_router(grading.pages)  # the server-rendered review page under /grading
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.
     app.include_router(_web.router)
     app.include_router(alerts.pages)
+    app.include_router(plan.pages)
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)

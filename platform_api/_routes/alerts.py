@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from learnloop.errors import LearnloopError
-from platform_api import _alerts, _web
+from platform_api import _alerts, _courses, _web
 from platform_api._schemas import AlertOutcomeCreate, AlertPublic, AlertReportPublic, AlertsPublic
 from platform_api.data import AlertAction, AlertOutcome, AlertStatus
 from platform_api.deps import CurrentUser, Pagination, SessionDep
@@ -86,9 +86,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
         views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=status,
                                                   limit=200, offset=0)
         summary = _alerts.report(session=session, actor=actor, course_id=course_id)
-        from platform_api._courses import get_course
-
-        course = get_course(session=session, actor=actor, course_id=course_id)
+        course = _courses.get_course(session=session, actor=actor, course_id=course_id)
     except LearnloopError as exc:
         return _web.error_page(request, exc, actor.user)
     return _web.render(request, "alerts.html", {
