@@ -88,11 +88,9 @@ def course_plan(*, session: Session, actor: Principal | None, course_id: uuid.UU
         active = {str(u) for u in session.scalars(select(Enrollment.user_id).where(
             Enrollment.course_id == course.id, Enrollment.status == EnrollmentStatus.enrolled))}
         learners = len(active)
-        pairs = {(o["user_id"], o["item_id"])
-                 for o in _activity.content_opens(session, course.id, {str(i.id) for i in items}, start)
-                 if o["user_id"] in active}
-        for _, item_id in pairs:
-            opened[item_id] = opened.get(item_id, 0) + 1
+        opens = _activity.content_opens(session, course.id, {str(i.id) for i in items}, start)
+        opened = (opens[opens["user_id"].isin(active)].drop_duplicates(["user_id", "item_id"])["item_id"]
+                  .value_counts().to_dict())
 
     def entry(item: ContentItem) -> PlanItem:
         if learners is None:

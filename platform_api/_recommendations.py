@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +33,9 @@ from platform_api._models import ContentItem, Course, Enrollment, User
 from platform_api._outbox import emit
 from platform_api.data import EnrollmentStatus
 from platform_api.policy import Principal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("platform_api.recommendations")
 
@@ -79,11 +83,11 @@ def _served(item: ContentItem, score: float, reason: str) -> ServedItem:
     return ServedItem(str(item.id), item.title, item.kind.value, item.planned_week, score, reason)
 
 
-def _popularity(items: list[ContentItem], opens: list[dict], seen: set[str], limit: int,
+def _popularity(items: list[ContentItem], opens: pd.DataFrame, seen: set[str], limit: int,
                 week: int) -> tuple[list, bool]:
     """Items the learner has not opened: those planned for a later week than ``week`` (1 = the first) last, then
     the most opened, then course order."""
-    counts = Counter(o["item_id"] for o in opens)
+    counts = Counter(opens["item_id"].value_counts().to_dict())
     ranked = sorted((i for i in items if str(i.id) not in seen),
                     key=lambda i: ((i.planned_week or 0) > week, -counts[str(i.id)], i.position))
     return [(str(i.id), float(counts[str(i.id)])) for i in ranked[:limit]], not seen
@@ -142,7 +146,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
     start = _courses.week_one(course)
     now = now or datetime.now(UTC)
     opens = _activity.content_opens(session, course.id, set(by_id), start)
-    seen = {o["item_id"] for o in opens if o["user_id"] == str(user.id)}  # the learner's opened items
+    seen = set(opens.loc[opens["user_id"] == str(user.id), "item_id"])  # the learner's opened items
     day = max(0, (now - start).days) + 1  # the recommender counts opens strictly before `day`: include today
     served = fallback = None
     if backend is None:
@@ -153,7 +157,7 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
         try:
             served = backend(user_id=str(user.id), course_id=str(course.id), limit=limit, day=day,
                              treatment_share=treatment_share,
-                             interactions=pd.DataFrame(opens, columns=["user_id", "item_id", "day"]),
+                             interactions=opens,
                              items=pd.DataFrame({"item_id": list(by_id),
                                                  "kind": [i.kind.value for i in items],
                                                  # the recommender's planned week of use: 0 = the first

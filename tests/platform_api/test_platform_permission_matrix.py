@@ -23,6 +23,8 @@ def world(platform):
     granted = client.post(f"/api/v1/users/{ids['ta']}/roles", headers=actors["instructor_a"],
                           json={"role_name": "teaching_assistant", "scope_type": "course", "scope_id": ids["course_a"]})
     assert granted.status_code == 201, granted.text
+    ids["content_a"] = client.post("/api/v1/content", headers=actors["instructor_a"],
+                                   json={"course_id": ids["course_a"], "title": "Week 1"}).json()["id"]
     question = client.post("/api/v1/questions", headers=actors["instructor_a"], json={
         "kind": "fill_in_the_blank", "course_id": ids["course_a"], "prompt": "2+2=", "accepted": ["4"]}).json()
     ids["question_a"] = question["id"]
@@ -59,6 +61,17 @@ MATRIX = [
     ("outsider", "GET", "/courses/{course_a}/content", None, 403),
     ("student_s", "GET", "/courses/{course_a}/content", None, 200),
     ("ta", "GET", "/courses/{course_a}/content", None, 200),
+    # the course plan: staff see it (assistants read-only), learners and other courses' staff do not
+    ("anonymous", "GET", "/courses/{course_a}/plan", None, 401),
+    ("student_s", "GET", "/courses/{course_a}/plan", None, 403),
+    ("instructor_b", "GET", "/courses/{course_a}/plan", None, 403),
+    ("ta", "GET", "/courses/{course_a}/plan", None, 200),
+    ("instructor_a", "GET", "/courses/{course_a}/plan", None, 200),
+    ("ta", "PUT", "/courses/{course_a}/plan", {"items": [{"content_id": "{content_a}", "planned_week": 1}]}, 403),
+    ("student_s", "PUT", "/courses/{course_a}/plan", {"items": [{"content_id": "{content_a}", "planned_week": 1}]},
+     403),
+    ("instructor_a", "PUT", "/courses/{course_a}/plan", {"items": [{"content_id": "{content_a}", "planned_week": 2}]},
+     200),
     # questions and assessments
     ("student_s", "POST", "/questions",
      {"kind": "fill_in_the_blank", "course_id": "{course_a}", "prompt": "p", "accepted": ["a"]}, 403),
@@ -108,6 +121,8 @@ def _fill(value, ids):
         return value.format(**ids)
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
     return value
 
 
