@@ -60,45 +60,62 @@ class _CourseOpens:
 
     Rows up to ``stable_id`` (written more than ``SETTLE`` ago) are kept; newer rows are read again on every
     refresh, so a row whose transaction commits after a later id's (possible on PostgreSQL) is still picked up.
-    An erasure (``user.erased``) rewrites user ids in place: the cache is rebuilt when one happens."""
+    A row that commits later still (a long import) is caught by counting the kept range again every
+    ``VERIFY_EVERY``: a different count rebuilds the cache. So does an erasure (``user.erased`` rewrites user ids in
+    place)."""
 
     SETTLE = timedelta(seconds=60)
+    VERIFY_EVERY = timedelta(seconds=10)
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self._reset(None)
+
+    def _reset(self, erasures: tuple | None) -> None:
+        self.erasures = erasures
         self.stable_id = 0
-        self.erased_mark: int | None = None
-        self.stable: pd.DataFrame | None = None  # user_id, item_id, at (aware UTC)
+        self.stable_rows = 0  # outbox rows up to stable_id (opens without a user or item included)
+        self.stable: pd.DataFrame | None = None  # user_id, item_id (categories), at (aware UTC)
+        self.verified = datetime.now(UTC)
+
+    def _where(self, course_id: str) -> tuple:
+        return (OutboxEvent.course_id == course_id, OutboxEvent.event_type.in_([o.value for o in OPENS]),
+                OutboxEvent.topic == str(Topic.analytics))
 
     def refresh(self, session: Session, course_id: str) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
 
-        erased = session.scalar(select(func.max(OutboxEvent.id)).where(
-            OutboxEvent.course_id.is_(None), OutboxEvent.event_type == "user.erased"))
+        erasures = tuple(session.execute(select(func.count(), func.max(OutboxEvent.id)).where(
+            OutboxEvent.course_id.is_(None), OutboxEvent.event_type == "user.erased")).one())
+        now = datetime.now(UTC)
         with self.lock:
-            if erased != self.erased_mark:
-                self.stable_id, self.erased_mark, self.stable = 0, erased, None
-            settle_before = datetime.now(UTC) - self.SETTLE
+            if erasures != self.erasures:
+                self._reset(erasures)
+            elif self.stable_id and now - self.verified > self.VERIFY_EVERY:
+                kept = session.scalar(select(func.count()).select_from(OutboxEvent).where(
+                    *self._where(course_id), OutboxEvent.id <= self.stable_id))
+                if kept != self.stable_rows:  # a row committed long after its id was handed out
+                    self._reset(erasures)
+                self.verified = now
             rows = session.execute(select(
-                OutboxEvent.id, OutboxEvent.created_at < settle_before, OutboxEvent.user_id,
+                OutboxEvent.id, OutboxEvent.created_at < now - self.SETTLE, OutboxEvent.user_id,
                 OutboxEvent.envelope["payload"]["content_id"].as_string(),
                 OutboxEvent.envelope["timestamp"].as_string()).where(
-                OutboxEvent.course_id == course_id, OutboxEvent.event_type.in_([o.value for o in OPENS]),
-                OutboxEvent.topic == str(Topic.analytics), OutboxEvent.id > self.stable_id)
-                .order_by(OutboxEvent.id)).all()
+                *self._where(course_id), OutboxEvent.id > self.stable_id).order_by(OutboxEvent.id)).all()
             fresh = pd.DataFrame(rows, columns=["id", "settled", "user_id", "item_id", "timestamp"])
-            fresh = fresh[fresh["user_id"].notna() & fresh["item_id"].notna()]
             settled = fresh["settled"].astype(bool).to_numpy()
             # stable: the leading run of settled rows (ids in order); the rest is read again next time
             cut = len(settled) if settled.all() else int(np.argmin(settled))
+            usable = (fresh["user_id"].notna() & fresh["item_id"].notna()).to_numpy()
             opens = pd.DataFrame({  # ids as categories: a 300,000-open course holds ~5 MB, not ~50
                 "user_id": fresh["user_id"].astype("category"), "item_id": fresh["item_id"].astype("category"),
                 "at": pd.to_datetime(fresh["timestamp"], utc=True, format="ISO8601")})
             if cut:
-                self.stable = _concat(self.stable, opens.iloc[:cut])
+                self.stable = _concat(self.stable, opens.iloc[:cut][usable[:cut]])
                 self.stable_id = int(fresh["id"].iloc[cut - 1])
-            return _concat(self.stable, opens.iloc[cut:])
+                self.stable_rows += cut
+            return _concat(self.stable, opens.iloc[cut:][usable[cut:]])
 
 
 def _concat(first: pd.DataFrame | None, second: pd.DataFrame) -> pd.DataFrame:
@@ -114,7 +131,7 @@ def _concat(first: pd.DataFrame | None, second: pd.DataFrame) -> pd.DataFrame:
                         | {"at": pd.concat([first["at"], second["at"]], ignore_index=True)})
 
 
-_CACHE_SIZE = 64  # courses per database kept in memory (least recently used dropped)
+_CACHE_SIZE = 64  # (database, course) pairs kept in memory, least recently used dropped
 _caches: OrderedDict[tuple[str, str], _CourseOpens] = OrderedDict()
 _caches_lock = threading.Lock()
 

@@ -92,3 +92,76 @@ def test_a_row_committed_late_with_an_earlier_id_is_not_missed(platform, opened)
         session.commit()
     frame = _opens(p, opened["course"], items, start)
     assert (second[0], items[2]) in set(zip(frame["user_id"], frame["item_id"], strict=True)) and len(frame) == 2
+
+
+def _hole(p) -> int:
+    """A free outbox id below the newest: what a transaction that took its id earlier would commit into."""
+    from sqlalchemy import delete, func, select
+
+    from platform_api._models import OutboxEvent
+
+    with p.app.state.sessions() as session:
+        from platform_api._outbox import emit
+
+        emit(session, event_type="user.updated", payload={})
+        session.commit()
+        taken = session.scalar(select(func.max(OutboxEvent.id)))
+        emit(session, event_type="user.updated", payload={})  # a newer id exists above the hole
+        session.commit()
+        session.execute(delete(OutboxEvent).where(OutboxEvent.id == taken))
+        session.commit()
+    return taken
+
+
+def _insert(p, row_id: int, *, event_type: str, user_id: str, course_id: str | None, envelope: dict,
+            created_at: datetime) -> None:
+    from learnloop.events import topic_for
+    from platform_api._models import OutboxEvent
+
+    with p.app.state.sessions() as session:
+        session.add(OutboxEvent(id=row_id, event_id=uuid.uuid4(), topic=str(topic_for(event_type)),
+                                event_type=event_type, user_id=user_id, course_id=course_id, envelope=envelope,
+                                created_at=created_at))
+        session.commit()
+
+
+def test_a_row_committed_long_after_its_id_is_found_by_the_recount(platform, opened, monkeypatch):
+    """An import's rows carry the time its transaction began: on PostgreSQL they may commit minutes after later ids
+    settled. The kept range is counted again (here on every call) and a different count rebuilds the cache."""
+    monkeypatch.setattr(_activity._CourseOpens, "SETTLE", timedelta(0))
+    monkeypatch.setattr(_activity._CourseOpens, "VERIFY_EVERY", timedelta(0))
+    p, items, (first, second) = platform, opened["items"], opened["learners"]
+    start = datetime.now(UTC) - timedelta(days=10)
+    hole = _hole(p)
+    _open(p, first[1], items[0])
+    assert len(_opens(p, opened["course"], items, start)) == 1
+    _insert(p, hole, event_type="resource_click", user_id=second[0], course_id=str(opened["course"]),
+            envelope={"event_type": "resource_click", "user_id": second[0], "course_id": str(opened["course"]),
+                      "timestamp": "2020-01-01T12:00:00Z", "payload": {"content_id": items[1]}},
+            created_at=datetime.now(UTC) - timedelta(minutes=5))
+    frame = _opens(p, opened["course"], items, start)
+    assert (second[0], items[1]) in set(zip(frame["user_id"], frame["item_id"], strict=True)) and len(frame) == 2
+
+
+def test_an_erasure_committed_out_of_order_still_rebuilds(platform, opened, monkeypatch):
+    """The erasure mark is (count, newest id) of the user.erased events: an erasure whose id is below the newest
+    one (committed later) changes the count."""
+    from sqlalchemy import update
+
+    from platform_api._models import OutboxEvent
+
+    monkeypatch.setattr(_activity._CourseOpens, "SETTLE", timedelta(0))
+    p, items, (first, second) = platform, opened["items"], opened["learners"]
+    start = datetime.now(UTC) - timedelta(days=10)
+    _open(p, first[1], items[0])
+    hole = _hole(p)
+    assert p.client.delete(f"/api/v1/users/{second[0]}", headers=p.admin_headers).status_code == 204
+    assert first[0] in set(_opens(p, opened["course"], items, start)["user_id"])
+    # the first learner's erasure took the earlier id and commits now: their opens move to a pseudonym
+    with p.app.state.sessions() as session:
+        session.execute(update(OutboxEvent).where(OutboxEvent.user_id == first[0]).values(user_id="erased-alias"))
+        session.commit()
+    _insert(p, hole, event_type="user.erased", user_id="erased-alias", course_id=None,
+            envelope={"event_type": "user.erased", "user_id": "erased-alias", "payload": {}},
+            created_at=datetime.now(UTC))
+    assert first[0] not in set(_opens(p, opened["course"], items, start)["user_id"])
