@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from learnloop.errors import InvalidInput, NotFound
+from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.settings import Settings
 from platform_api import _audit, policy
 from platform_api._db import get_or_not_found, paginate
@@ -97,13 +98,24 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     item = get_or_not_found(session, ContentItem, content_id, "Content")
     course = _course(session, item.course_id)
     policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
+    session.refresh(item, with_for_update=True)  # PostgreSQL: concurrent updates of the item take turns
     changes = data.changes()
     if not changes:
         raise InvalidInput("Nothing to update; send at least one of title, body, file_path, position, "
                            "planned_week, accessibility")
     apply_changes(session=session, settings=settings, actor=actor, course=course, item=item, changes=changes)
-    session.commit()
+    commit_versions(session)
     return item
+
+
+def commit_versions(session: Session) -> None:
+    """Commit new content versions; two concurrent updates of one item (the second would write the same version
+    number) become a Conflict the caller can retry, not a server error."""
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("This content was changed at the same time by another request; reload it and retry") from exc
 
 
 def apply_changes(*, session: Session, settings: Settings, actor: Principal | None, course: Course,

@@ -18,16 +18,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from learnloop.errors import InvalidInput, PermissionDenied
+from learnloop.errors import Conflict, InvalidInput, PermissionDenied
 from learnloop.settings import Settings
 from platform_api import _activity, _content, _courses, policy
-from platform_api._models import Assessment, ContentItem, Course, Enrollment
-from platform_api.data import EnrollmentStatus
+from platform_api._models import Assessment, ContentItem, Course, Enrollment, User
+from platform_api._schemas import MAX_PLAN_CHANGES, MAX_PLANNED_WEEK
+from platform_api.data import EnrollmentStatus, UserStatus
 from platform_api.policy import Permission, Principal, Scope
 
 BEHIND_SHARE = 0.5  # an item of a past or the current week opened by fewer than this share of learners is behind
-MAX_CHANGES = 2000  # items one plan update may move
-MAX_WEEKS = 520  # the latest week a plan shows (as content's planned_week)
+MAX_CHANGES = MAX_PLAN_CHANGES  # items one plan update may move
+MAX_WEEKS = MAX_PLANNED_WEEK  # the latest week a plan shows
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ def _plan_course(session: Session, actor: Principal | None, course_id: uuid.UUID
     if not (staff or editor):
         raise PermissionDenied("The course plan is for the course's staff and content editors; learners get "
                                "their next items from GET /api/v1/users/{id}/recommendations",
-                               details={"permission": Permission.content_update.value, "course_id": str(course.id)})
+                               details={"permissions": [Permission.enrollments_read.value,
+                                                        Permission.content_update.value],
+                                        "course_id": str(course.id)})
     return course, staff, editor
 
 
@@ -80,13 +83,14 @@ def course_plan(*, session: Session, actor: Principal | None, course_id: uuid.UU
     items = list(session.scalars(select(ContentItem).where(ContentItem.course_id == course.id)
                                  .order_by(ContentItem.position, ContentItem.created_at)))
     assessments = list(session.scalars(select(Assessment).where(Assessment.course_id == course.id)
-                                       .order_by(Assessment.due_at, Assessment.title)))
+                                       .order_by(Assessment.due_at.asc().nulls_last(), Assessment.title)))
     current = _courses.week_of(start, now) if now >= start else None
     learners: int | None = None
     opened: dict[str, int] = {}
     if staff:
-        active = {str(u) for u in session.scalars(select(Enrollment.user_id).where(
-            Enrollment.course_id == course.id, Enrollment.status == EnrollmentStatus.enrolled))}
+        active = {str(u) for u in session.scalars(select(Enrollment.user_id).join(User).where(
+            Enrollment.course_id == course.id, Enrollment.status == EnrollmentStatus.enrolled,
+            User.status == UserStatus.active))}  # an erased learner's opens no longer carry their id
         learners = len(active)
         opens = _activity.content_opens(session, course.id, {str(i.id) for i in items}, start)
         opened = (opens[opens["user_id"].isin(active)].drop_duplicates(["user_id", "item_id"])["item_id"]
@@ -114,10 +118,12 @@ def course_plan(*, session: Session, actor: Principal | None, course_id: uuid.UU
 
 
 def set_planned_weeks(*, session: Session, settings: Settings, actor: Principal | None, course_id: uuid.UUID,
-                      weeks: Mapping[uuid.UUID, int | None]) -> int:
+                      weeks: Mapping[uuid.UUID, int | None],
+                      expected: Mapping[uuid.UUID, int | None] | None = None) -> int:
     """Give the course's items ``weeks`` (content id → planned week; None clears it) in one transaction. Items
     already in that week are left alone (no new version); returns how many changed. Any invalid week or an item
-    of another course refuses the whole change."""
+    of another course refuses the whole change, and so does an item whose week is no longer its ``expected`` one
+    (the week the caller saw: someone else moved it since)."""
     course, _, editor = _plan_course(session, actor, course_id)
     if not editor:
         raise PermissionDenied("Changing the plan needs the permission 'content:update' in this course",
@@ -125,8 +131,9 @@ def set_planned_weeks(*, session: Session, settings: Settings, actor: Principal 
     if len(weeks) > MAX_CHANGES:
         raise InvalidInput(f"At most {MAX_CHANGES} items per plan change; send the rest in another",
                            details={"field": "items", "max": MAX_CHANGES})
+    # locked until the commit (PostgreSQL): two saves of one item cannot both write its next version
     found = {i.id: i for i in session.scalars(select(ContentItem).where(
-        ContentItem.course_id == course.id, ContentItem.id.in_(list(weeks))))}
+        ContentItem.course_id == course.id, ContentItem.id.in_(list(weeks))).with_for_update())}
     missing = [str(c) for c in weeks if c not in found]
     if missing:
         raise InvalidInput(f"Not content of course {course.id}: {', '.join(missing[:5])}"
@@ -136,6 +143,13 @@ def set_planned_weeks(*, session: Session, settings: Settings, actor: Principal 
         if week is not None and not 1 <= week <= MAX_WEEKS:
             raise InvalidInput(f"Week {week} is outside 1..{MAX_WEEKS}", details={"field": "planned_week"})
         _content.check_planned_week(course, week)
+    moved = [found[c] for c in weeks if expected is not None and c in expected and weeks[c] != found[c].planned_week
+             and found[c].planned_week != expected[c]]
+    if moved:
+        raise Conflict(f"Someone else changed the week of {', '.join(repr(i.title) for i in moved[:3])}"
+                       + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
+                       + " since you loaded the plan; reload it and make your change again",
+                       details={"content_ids": [str(i.id) for i in moved[:20]]})
     changed = 0
     for content_id, week in weeks.items():
         item = found[content_id]
@@ -144,5 +158,5 @@ def set_planned_weeks(*, session: Session, settings: Settings, actor: Principal 
         _content.apply_changes(session=session, settings=settings, actor=actor, course=course, item=item,
                                changes={"planned_week": week})
         changed += 1
-    session.commit()
+    _content.commit_versions(session)
     return changed

@@ -315,8 +315,10 @@ class Accessibility(InputModel):
     audio_description: bool | None = None
 
 
+MAX_PLANNED_WEEK = 520  # ten years of weeks; also a course's longest duration_weeks
+MAX_PLAN_CHANGES = 2000  # items one PUT /courses/{id}/plan may move
 PlannedWeek = Annotated[int | None, Field(
-    ge=1, le=520, examples=[3],
+    ge=1, le=MAX_PLANNED_WEEK, examples=[3],
     description="The course week (1 = the first) this item is planned for, at most the course's duration_weeks. "
                 "Recommendations favour items of the current and past weeks and hold later weeks' items back.")]
 
@@ -401,7 +403,8 @@ class CoursePlanPublic(OutputModel):
     learners: int | None = Field(description="Active enrollments; null as for opened_by")
     weeks: list[PlanWeekPublic]
     unplanned: list[PlanItemPublic] = Field(description="Content without a planned week, in course order")
-    unscheduled_assessments: list[PlanAssessmentPublic] = Field(description="Assessments without a due date")
+    unscheduled_assessments: list[PlanAssessmentPublic] = Field(
+        description="Assessments without a due date (or due after week 520)")
     can_edit: bool = Field(description="Whether the caller may change the plan (PUT)")
 
 
@@ -411,7 +414,7 @@ class PlannedWeekChange(InputModel):
 
 
 class CoursePlanUpdate(InputModel):
-    items: list[PlannedWeekChange] = Field(min_length=1, max_length=2000)
+    items: list[PlannedWeekChange] = Field(min_length=1, max_length=MAX_PLAN_CHANGES)
 
     @field_validator("items")
     @classmethod

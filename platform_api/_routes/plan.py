@@ -58,10 +58,11 @@ def put_plan(course_id: uuid.UUID, body: CoursePlanUpdate, session: SessionDep, 
 
 # --------------------------------------------------------------------------- the staff page
 pages = APIRouter(prefix=_web.PREFIX, include_in_schema=False)
+FORM_FIELDS = 50_000  # two per item (its week and the week shown): courses of up to 25,000 items
 
 
 @pages.get("/courses/{course_id}/plan", response_class=HTMLResponse)
-def plan_page(course_id: uuid.UUID, request: Request, session: SessionDep, saved: int | None = None) -> Any:
+def plan_page(course_id: uuid.UUID, request: Request, session: SessionDep, saved: str | None = None) -> Any:
     actor = _web.page_principal(request, session)
     if actor is None:
         return _web.to_login(request)
@@ -69,42 +70,52 @@ def plan_page(course_id: uuid.UUID, request: Request, session: SessionDep, saved
         plan = _plan.course_plan(session=session, actor=actor, course_id=course_id)
     except LearnloopError as exc:
         return _web.error_page(request, exc, actor.user)
-    return _web.render(request, "plan.html", {"actor": actor.user, "plan": plan, "course": plan.course,
-                                              "saved": saved, "behind_share": _plan.BEHIND_SHARE})
+    return _web.render(request, "plan.html", {
+        "actor": actor.user, "plan": plan, "course": plan.course, "behind_share": _plan.BEHIND_SHARE,
+        "saved": int(saved) if saved and saved.isdigit() and len(saved) < 7 else None,
+        "last_week": plan.course.duration_weeks or _plan.MAX_WEEKS})
 
 
-def _form_weeks(form: dict[str, str]) -> dict[uuid.UUID, int | None]:
-    """The items whose week field differs from the week the page showed (``was-<id>``): a change made elsewhere
-    since the page was loaded is not overwritten by an untouched field."""
+def _week(raw: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        week = int(raw)
+    except ValueError:
+        raise _web.InvalidForm(f"“{raw[:40]}” is not a week number; give a whole number from 1 or leave the field "
+                               "empty to take the item out of the plan") from None
+    if week < 1:
+        raise _web.InvalidForm(f"Week {week} is before the course's first week (1)")
+    return week
+
+
+def _form_weeks(form: dict[str, str]) -> tuple[dict[uuid.UUID, int | None], dict[uuid.UUID, int | None]]:
+    """(new weeks, the weeks the page showed) of the items whose field was changed: untouched fields are not sent
+    on, and a changed item that someone else moved since the page was loaded is refused, not overwritten."""
     changes: dict[uuid.UUID, int | None] = {}
+    shown: dict[uuid.UUID, int | None] = {}
     for name, value in form.items():
         if not name.startswith("week-"):
             continue
-        raw, shown = value.strip(), form.get("was-" + name.removeprefix("week-"), "").strip()
-        if raw == shown:
+        raw, was = value.strip(), form.get("was-" + name.removeprefix("week-"), "").strip()
+        if raw == was:
             continue
         try:
             content_id = uuid.UUID(name.removeprefix("week-"))
         except ValueError:
             raise _web.InvalidForm(f"Unknown field {name[:60]!r}; reload the plan page") from None
-        try:
-            week = int(raw) if raw else None
-        except ValueError:
-            raise _web.InvalidForm(f"“{raw}” is not a week number; give a whole number from 1 or leave the "
-                                   "field empty to take the item out of the plan") from None
-        if week is not None and week < 1:
-            raise _web.InvalidForm(f"Week {week} is before the course's first week (1)")
-        changes[content_id] = week
-    return changes
+        changes[content_id] = _week(raw)
+        shown[content_id] = _week(was)
+    return changes, shown
 
 
 def _save(session: Session, settings: Settings, actor: Principal, course_id: uuid.UUID,
           form: dict[str, str]) -> int:
-    weeks = _form_weeks(form)
+    weeks, shown = _form_weeks(form)
     if not weeks:
         return 0
     return _plan.set_planned_weeks(session=session, settings=settings, actor=actor, course_id=course_id,
-                                   weeks=weeks)
+                                   weeks=weeks, expected=shown)
 
 
 @pages.post("/courses/{course_id}/plan")
@@ -112,7 +123,7 @@ async def save_plan(course_id: uuid.UUID, request: Request, session: SessionDep,
     actor = await run_in_threadpool(_web.page_principal, request, session)
     if actor is None:
         return _web.to_login(request)
-    form = await request.form(max_fields=2 * _plan.MAX_CHANGES + 10)
+    form = await request.form(max_fields=FORM_FIELDS)
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
     try:
         _web.check_same_origin(request)

@@ -209,3 +209,63 @@ def test_the_staff_home_links_each_course_plan_and_learners_are_refused(platform
         assert p.client.get(f"/staff/courses/{planned['id']}/plan").status_code == 403
     finally:
         p.client.cookies.clear()
+
+
+def test_an_erased_learner_is_no_longer_counted(platform, planned):
+    import uuid
+
+    from sqlalchemy import select
+
+    from platform_api._models import Enrollment, User
+
+    p = platform
+    with p.app.state.sessions() as session:
+        opener = session.scalar(select(User.id).join(Enrollment).where(
+            Enrollment.course_id == uuid.UUID(planned["id"]), User.name == "learner 0"))
+    assert p.client.delete(f"/api/v1/users/{opener}", headers=p.admin_headers).status_code == 204
+    plan = p.client.get(f"/api/v1/courses/{planned['id']}/plan", headers=planned["instructor"]).json()
+    reading = _by_title(plan)["week 1 reading"]
+    assert plan["learners"] == 2 and reading["opened_by"] == 1 and not reading["behind"]  # 1 of 2, not 1 of 3
+
+
+def test_two_writers_of_one_item_get_a_conflict_and_nothing_half_saved(platform, planned):
+    """Another request wrote the item's next version first: the save is refused (409), all of it."""
+    import uuid
+
+    from platform_api._models import ContentVersion
+
+    p, items = platform, planned["items"]
+    with p.app.state.sessions() as session:
+        session.add(ContentVersion(content_id=uuid.UUID(items["week 2 video"]), version=2, title="week 2 video",
+                                   body="", file_path=None, accessibility={}, created_by=None))
+        session.commit()
+    response = p.client.put(f"/api/v1/courses/{planned['id']}/plan", headers=planned["instructor"], json={
+        "items": [{"content_id": items["glossary"], "planned_week": 2},
+                  {"content_id": items["week 2 video"], "planned_week": 3}]})
+    assert response.status_code == 409 and "reload" in response.json()["error"]["message"]
+    glossary = p.client.get(f"/api/v1/content/{items['glossary']}", headers=planned["instructor"]).json()
+    assert glossary["version"] == 1 and glossary["planned_week"] is None  # the first item was rolled back too
+    single = p.client.put(f"/api/v1/content/{items['week 2 video']}", headers=planned["instructor"],
+                          json={"planned_week": 3})
+    assert single.status_code == 409
+
+
+def test_the_page_refuses_to_overwrite_a_week_someone_else_changed(platform, planned):
+    p, items = platform, planned["items"]
+    p.client.cookies.clear()
+    _sign_in(p, planned["emails"]["instructor"])
+    try:
+        assert p.client.get(f"/staff/courses/{planned['id']}/plan?saved=abc").status_code == 200
+        moved = p.client.put(f"/api/v1/content/{items['week 2 video']}", headers=planned["instructor"],
+                             json={"planned_week": 4})
+        assert moved.status_code == 200
+        # this page still showed week 2 and its user typed 3
+        stale = p.client.post(f"/staff/courses/{planned['id']}/plan", data={
+            f"week-{items['week 2 video']}": "3", f"was-{items['week 2 video']}": "2",
+            f"week-{items['glossary']}": "1", f"was-{items['glossary']}": ""})
+        assert stale.status_code == 409 and "Someone else changed the week of &#39;week 2 video&#39;" in stale.text
+        plan = _by_title(p.client.get(f"/api/v1/courses/{planned['id']}/plan",
+                                      headers=planned["instructor"]).json())
+        assert plan["week 2 video"]["planned_week"] == 4 and plan["glossary"]["planned_week"] is None
+    finally:
+        p.client.cookies.clear()
