@@ -24,7 +24,19 @@ def create_platform_app():
     # as its own process instead).
     if os.environ.get("LEARNLOOP_GRADING_WORKER", "1") != "0":
         attach_grading_worker(app)
+    # Content created, changed or deleted through the API reaches search through the outbox (LEARNLOOP_SEARCH_INDEXER=0
+    # when `learnloop search sync` runs elsewhere).
+    if os.environ.get("LEARNLOOP_SEARCH_INDEXER", "1") != "0":
+        attach_search_indexer(app)
     return app
+
+
+def attach_search_indexer(app, *, settings=None, poll_seconds: float = 2.0):
+    """Keep the search index current with the platform's content events in a thread for the app's lifetime."""
+    from recommender.api import start_search_indexer
+
+    return _attach_thread(app, lambda application: start_search_indexer(
+        settings=settings or application.state.settings, poll_seconds=poll_seconds))
 
 
 def attach_grading_worker(app, *, settings=None, poll_seconds: float = 2.0):
@@ -33,13 +45,18 @@ def attach_grading_worker(app, *, settings=None, poll_seconds: float = 2.0):
     this composition root wires it."""
     from grading_nlp.api import start_grading_worker
 
+    return _attach_thread(app, lambda application: start_grading_worker(
+        settings=settings or application.state.settings, poll_seconds=poll_seconds))
+
+
+def _attach_thread(app, start):
+    """Run ``start(app)`` (→ ``(thread, stop_event)``) after the app's own start-up, stop it at shutdown."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application):
         async with inner(application) as state:
-            thread, stop = start_grading_worker(settings=settings or application.state.settings,
-                                                poll_seconds=poll_seconds)
+            thread, stop = start(application)
             try:
                 yield state
             finally:

@@ -30,6 +30,7 @@ GROUP_HELP: dict[str, str] = {
     "drift": "Compare reference and current windows with Evidently.",
     "interventions": "Score active enrollments and raise at-risk alerts.",
     "users": "Manage platform users.",
+    "search": "Keep the content search index current.",
 }
 
 # Modules that contribute commands, each with `register(groups: dict[str, typer.Typer]) -> None`.

@@ -139,6 +139,21 @@ def apply_changes(*, session: Session, settings: Settings, actor: Principal | No
                   resource_id=item.id, details={"version": item.version})
 
 
+def delete_content(*, session: Session, actor: Principal | None, content_id: uuid.UUID) -> None:
+    """Remove an item with its versions and transcode jobs. ``content.deleted`` takes it out of search; learners'
+    recorded opens of it stay in the event history (recommendations and the plan no longer count them)."""
+    item = get_or_not_found(session, ContentItem, content_id, "Content")
+    course = _course(session, item.course_id)
+    policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
+    actor_id = actor.id if actor else None
+    emit(session, event_type="content.deleted", user_id=actor_id, course_id=course.id,
+         payload={"content_id": str(item.id), "version": item.version, "planned_week": None})
+    _audit.record(session, actor_id=actor_id, action="content.delete", resource_type="content",
+                  resource_id=item.id, details={"title": item.title, "version": item.version})
+    session.delete(item)
+    session.commit()
+
+
 def list_course_content(*, session: Session, actor: Principal | None, course_id: uuid.UUID, limit: int,
                         offset: int) -> tuple[list[ContentItem], int]:
     course = _course(session, course_id)

@@ -48,6 +48,7 @@ from platform_api.data import (
     PendingEssay,
     PriorAlert,
     ScoringTarget,
+    SearchableContent,
     SubmissionStatus,
     UserStatus,
 )
@@ -172,6 +173,27 @@ def create_content_items(*, session: Session, items: Iterable[NewContent]) -> li
                       "import": True})
     session.commit()
     return [r.id for r in rows]
+
+
+def searchable_content(*, session: Session, content_ids: Iterable[str]) -> dict[str, SearchableContent]:
+    """The current text of the items among ``content_ids`` that still exist (content id → item); what the search
+    indexer (``recommender.api.sync_search_index``) reads after ``lms.content.events``. Ids that are not UUIDs
+    are left out like deleted ones."""
+    wanted = []
+    for content_id in content_ids:
+        try:
+            wanted.append(uuid.UUID(str(content_id)))
+        except ValueError:
+            continue
+    found: dict[str, SearchableContent] = {}
+    for start in range(0, len(wanted), 500):
+        for row in session.scalars(select(ContentItem).where(ContentItem.id.in_(wanted[start:start + 500]))):
+            found[str(row.id)] = SearchableContent(content_id=str(row.id), course_id=str(row.course_id),
+                                                   title=row.title, body=row.body, kind=row.kind.value)
+    return found
+
+
+__all__ += ["count_events", "searchable_content"]
 
 
 def create_assessments(*, session: Session, assessments: Iterable[NewAssessment]) -> list[uuid.UUID]:
@@ -320,6 +342,21 @@ def read_events(*, session: Session, topic: Topic | str | None = None, after_id:
         statement = statement.where(OutboxEvent.topic == str(topic))
     rows = session.execute(statement.order_by(OutboxEvent.id).limit(limit)).all()
     return [(row.id, Event.model_validate(row.envelope)) for row in rows]
+
+
+def count_events(*, session: Session, topic: Topic | str | None = None, up_to: int | None = None) -> int:
+    """How many events (of ``topic``) the outbox holds at positions ``<= up_to``: a consumer that keeps a cursor
+    counts again to notice a row that committed after it had read past its position (or a recreated database)."""
+    from sqlalchemy import func
+
+    from platform_api._models import OutboxEvent
+
+    statement = select(func.count()).select_from(OutboxEvent)
+    if topic is not None:
+        statement = statement.where(OutboxEvent.topic == str(topic))
+    if up_to is not None:
+        statement = statement.where(OutboxEvent.id <= up_to)
+    return int(session.scalar(statement) or 0)
 
 
 def subscribe(app, topic: Topic | str, handler: Callable[[Event], None]) -> Callable[[], None]:

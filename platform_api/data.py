@@ -171,6 +171,17 @@ class NewContent:
 
 
 @dataclass(frozen=True)
+class SearchableContent:
+    """A content item's current text, what the search index holds for it (``platform_api.api.searchable_content``)."""
+
+    content_id: str
+    course_id: str
+    title: str
+    body: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class NewAssessment:
     course_id: uuid.UUID
     title: str

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from learnloop.errors import InvalidInput, PermissionDenied
+from learnloop.errors import InvalidInput, PermissionDenied, Unavailable
 from learnloop.events import Event, Topic
 from learnloop.settings import Settings, get_settings
 from recommender.data import ContentChange, ContentItem, RecommendationList, SearchHit, Variant
@@ -37,6 +37,8 @@ __all__ = [
     "remove_items",
     "reset_ranker_cache",
     "search",
+    "start_search_indexer",
+    "sync_search_index",
 ]
 
 # Every served list goes to this logger with its experiment arm (feedback is attributed through it).
@@ -69,7 +71,15 @@ def _open_index(settings: Settings | None = None):
                 client = QdrantClient(url=settings.qdrant_url)
             else:
                 settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-                client = QdrantClient(path=str(settings.qdrant_path))
+                try:
+                    client = QdrantClient(path=str(settings.qdrant_path))
+                except RuntimeError as exc:  # local mode: one process per folder
+                    if "already accessed" not in str(exc):
+                        raise
+                    raise Unavailable(
+                        f"The search index in {settings.qdrant_path} is open in another process (local Qdrant "
+                        "allows one); run this where the platform API runs, stop it first, or use a Qdrant "
+                        "server (LEARNLOOP_QDRANT_URL)") from exc
             _CLIENTS[key] = client
             index = SearchIndex(
                 client=client,
@@ -108,6 +118,22 @@ def index_items(items: Iterable[ContentItem], *, settings: Settings | None = Non
 def remove_items(item_ids: Iterable[str], *, settings: Settings | None = None) -> int:
     """Remove items from the search index; returns how many were indexed."""
     return _open_index(settings).delete(item_ids)
+
+
+def sync_search_index(*, settings: Settings | None = None, verify: bool | None = None) -> dict:
+    """Apply the platform's content events since the last sync to the search index (one pass); returns
+    ``{"events", "indexed", "removed", "position", "restarted"}``. See ``recommender._search.sync``."""
+    from recommender._search.sync import sync_once
+
+    return sync_once(settings=settings, verify=verify).as_dict()
+
+
+def start_search_indexer(*, settings: Settings | None = None, poll_seconds: float = 2.0):
+    """Keep the search index current in a daemon thread (what the served platform runs); returns
+    ``(thread, stop_event)``."""
+    from recommender._search.sync import start_indexer
+
+    return start_indexer(settings=settings, poll_seconds=poll_seconds)
 
 
 def apply_content_event(

@@ -196,6 +196,19 @@ def train_recommender(
          as_json)
 
 
+def search_sync(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Apply the platform's content events since the last sync to the search index (the served platform does this
+    every 2 s; run it after `learnloop data import` or when the API runs with LEARNLOOP_SEARCH_INDEXER=0)."""
+    from recommender.api import close_search_index, sync_search_index
+
+    try:
+        _run("indexing content changes", lambda _update: sync_search_index(verify=True), as_json)
+    finally:
+        close_search_index()
+
+
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["eval"].command("search")(eval_search)
@@ -203,3 +216,4 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     groups["eval"].command("recommend")(eval_recommend)
     groups["bench"].command("recommend")(bench_recommend)
     groups["train"].command("recommender")(train_recommender)
+    groups["search"].command("sync")(search_sync)

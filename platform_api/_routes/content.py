@@ -39,6 +39,15 @@ def update_content(content_id: uuid.UUID, body: ContentUpdate, session: SessionD
                                    data=body)
 
 
+@router.delete("/content/{content_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               summary="Delete an item (with its versions); it leaves search and recommendations")
+def delete_content(content_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> Response:
+    """Emits `content.deleted`; the search indexer removes the item. Learners' past opens stay in the event
+    history. To keep an item but take it out of the course plan, `PUT` it with `"planned_week": null`."""
+    _content.delete_content(session=session, actor=actor, content_id=content_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/courses/{course_id}/content", response_model=ContentListPublic)
 def list_course_content(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser, page: Pagination) -> Any:
     rows, count = _content.list_course_content(session=session, actor=actor, course_id=course_id,

@@ -124,3 +124,126 @@ def test_unavailable_index_is_the_documented_fallback(search_platform, courses):
         assert "search index is unavailable" in response.json()["unavailable"]
     finally:
         app.state.ml = wired
+
+
+def _hit_ids(p: Platform, headers, query: str) -> list[str]:
+    response = _search(p, headers, q=query, limit=5)
+    assert response.status_code == 200, response.text
+    return [h["item_id"] for h in response.json()["data"]]
+
+
+def test_content_made_through_the_api_is_searchable_changed_and_gone(search_platform, courses):
+    """POST/PUT/DELETE /content → content events in the outbox → sync_search_index → what learners find."""
+    from recommender.api import sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    created = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": public, "title": "Volcanoes", "body": "Magma rises through the crust and erupts as lava."})
+    assert created.status_code == 201, created.text
+    item = created.json()["id"]
+    assert item not in _hit_ids(p, courses["learner"], "magma erupts as lava")  # not yet applied
+    report = sync_search_index(settings=p.settings)
+    assert report["events"] >= 1 and report["indexed"] >= 1
+    assert _hit_ids(p, courses["learner"], "magma erupts as lava")[0] == item
+
+    changed = p.client.put(f"/api/v1/content/{item}", headers=courses["instructor"], json={
+        "title": "Glaciers", "body": "Ice sheets carve valleys as they slowly flow downhill."})
+    assert changed.status_code == 200
+    sync_search_index(settings=p.settings)
+    assert _hit_ids(p, courses["learner"], "ice sheets carve valleys")[0] == item  # found by its new text
+    hits = _search(p, courses["learner"], q="magma erupts as lava", limit=5).json()["data"]
+    assert all("Magma" not in h.get("snippet", "") + h["title"] for h in hits)
+
+    assert p.client.delete(f"/api/v1/content/{item}", headers=courses["learner"]).status_code == 403
+    assert p.client.delete(f"/api/v1/content/{item}", headers=courses["instructor"]).status_code == 204
+    assert p.client.get(f"/api/v1/content/{item}", headers=courses["instructor"]).status_code == 404
+    report = sync_search_index(settings=p.settings)
+    assert report["removed"] == 1
+    assert item not in _hit_ids(p, courses["learner"], "ice sheets carve valleys")
+    assert sync_search_index(settings=p.settings)["events"] == 0  # nothing new: the cursor moved on
+
+
+def test_an_index_that_fails_loses_no_content_event(search_platform, courses, monkeypatch):
+    from recommender import api as recommender
+    from recommender.api import sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    item = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": public, "title": "Tides", "body": "The moon's gravity pulls the oceans into tidal bulges."}).json()["id"]
+    index = recommender._open_index(p.settings)
+
+    def down(*_args, **_kwargs):
+        raise ConnectionError("qdrant is down")
+
+    monkeypatch.setattr(index, "upsert", down)
+    with pytest.raises(ConnectionError):
+        sync_search_index(settings=p.settings)
+    monkeypatch.undo()
+    report = sync_search_index(settings=p.settings)  # the same events again, now applied
+    assert report["indexed"] >= 1 and _hit_ids(p, courses["learner"], "moon gravity tidal bulges")[0] == item
+
+
+def test_an_event_committed_behind_the_cursor_starts_the_scan_over(search_platform, courses):
+    """On PostgreSQL an event may commit after the cursor passed its position: the recount notices it."""
+    import uuid as uuid_module
+
+    from sqlalchemy import delete, func, select
+
+    from learnloop.events import Event
+    from platform_api._models import ContentItem, OutboxEvent
+    from recommender.api import sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    with p.app.state.sessions() as session:  # a hole: a position handed out to a transaction still running
+        from platform_api._outbox import emit
+
+        emit(session, event_type="user.updated", payload={})
+        session.commit()
+        hole = session.scalar(select(func.max(OutboxEvent.id)))
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={  # a later position commits first
+        "course_id": public, "title": "Rivers", "body": "Rivers erode their beds and carry sediment to the sea."})
+    with p.app.state.sessions() as session:
+        session.execute(delete(OutboxEvent).where(OutboxEvent.id == hole))
+        session.commit()
+    sync_search_index(settings=p.settings)  # the cursor passes the hole
+    with p.app.state.sessions() as session:  # the late transaction: an item and its event at the hole
+        item = ContentItem(course_id=uuid_module.UUID(public), title="Comets", kind="text", version=1,
+                           body="A comet's tail of gas and dust always points away from the sun.", accessibility={})
+        session.add(item)
+        session.flush()
+        event = Event(event_type="content.created", course_id=public, payload={"content_id": str(item.id)})
+        session.add(OutboxEvent(id=hole, event_id=event.event_id, topic="lms.content.events",
+                                event_type=event.event_type, course_id=public,
+                                envelope=event.model_dump(mode="json")))
+        session.commit()
+    assert sync_search_index(settings=p.settings, verify=False)["events"] == 0  # reading on finds nothing
+    report = sync_search_index(settings=p.settings, verify=True)
+    assert report["restarted"] and "committed late" in report["restarted"]
+    assert _hit_ids(p, courses["learner"], "comet tail points away from the sun")[0] == str(item.id)
+
+
+def test_the_served_platform_indexes_new_content_by_itself(search_platform, courses):
+    """The composition root's indexer thread (what `learnloop serve api` runs) applies the events within seconds."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from learnloop.asgi import attach_search_indexer
+    from platform_api.main import create_app
+    from recommender.api import search
+
+    p, public = search_platform, courses["ids"]["public"]
+    app = attach_search_indexer(create_app(p.settings, migrate=False, ml=MLBackends(search=search),
+                                           per_user_per_minute=10**6, per_ip_per_minute=10**6),
+                                poll_seconds=0.2)
+    with TestClient(app) as client:
+        item = client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": public, "title": "Earthquakes",
+            "body": "Tectonic plates slip along faults and send seismic waves."}).json()["id"]
+        deadline = time.monotonic() + 30
+        found = []
+        while time.monotonic() < deadline and item not in found:
+            time.sleep(0.3)
+            found = [h["item_id"] for h in client.get("/api/v1/search", headers=courses["learner"], params={
+                "q": "tectonic plates seismic waves", "limit": 3}).json()["data"]]
+        assert found and found[0] == item
