@@ -120,12 +120,13 @@ def remove_items(item_ids: Iterable[str], *, settings: Settings | None = None) -
     return _open_index(settings).delete(item_ids)
 
 
-def sync_search_index(*, settings: Settings | None = None, verify: bool | None = None) -> dict:
+def sync_search_index(*, settings: Settings | None = None, verify: bool | None = None,
+                      migrate: bool = False) -> dict:
     """Apply the platform's content events since the last sync to the search index (one pass); returns
     ``{"events", "indexed", "removed", "position", "restarted"}``. See ``recommender._search.sync``."""
     from recommender._search.sync import sync_once
 
-    return sync_once(settings=settings, verify=verify).as_dict()
+    return sync_once(settings=settings, verify=verify, migrate=migrate).as_dict()
 
 
 def start_search_indexer(*, settings: Settings | None = None, poll_seconds: float = 2.0):

@@ -204,7 +204,7 @@ def search_sync(
     from recommender.api import close_search_index, sync_search_index
 
     try:
-        _run("indexing content changes", lambda _update: sync_search_index(verify=True), as_json)
+        _run("indexing content changes", lambda _update: sync_search_index(verify=True, migrate=True), as_json)
     finally:
         close_search_index()
 

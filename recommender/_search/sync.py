@@ -79,8 +79,10 @@ def _write_cursor(settings: Settings, position: int, events: int) -> None:
     os.replace(temporary, path)  # atomic: a crash leaves the old cursor or the new one
 
 
-def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: bool | None = None) -> SyncReport:
-    """Apply every content event after the cursor to the search index (in batches of ``batch`` events)."""
+def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: bool | None = None,
+              migrate: bool = False) -> SyncReport:
+    """Apply every content event after the cursor to the search index (in batches of ``batch`` events);
+    ``migrate`` brings the platform database to head first (the CLI; the served API did at start-up)."""
     from platform_api import api as platform
     from recommender.api import _open_index
 
@@ -89,7 +91,7 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
     position, applied = _read_cursor(settings)
     report = SyncReport(position=position)
     key = json.dumps(_source(settings), sort_keys=True)
-    with platform.open_session(settings, migrate_first=False) as session:
+    with platform.open_session(settings, migrate_first=migrate) as session:
         if verify is None:
             verify = time.monotonic() - _last_verified.get(key, float("-inf")) >= VERIFY_EVERY
         if position and verify:

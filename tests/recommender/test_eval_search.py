@@ -70,7 +70,7 @@ def test_metrics_match_a_hand_computation():
 def test_eval_search_command_prints_the_report(search_settings, tmp_path: Path):
     folder = write_beir(tmp_path / "tinybeir")
     app = typer.Typer()
-    groups = {"eval": typer.Typer(), "bench": typer.Typer(), "train": typer.Typer()}
+    groups = {"eval": typer.Typer(), "bench": typer.Typer(), "train": typer.Typer(), "search": typer.Typer()}
     recommender_cli.register(groups=groups, root=app)
     app.add_typer(groups["eval"], name="eval")
 
