@@ -61,6 +61,9 @@ MATRIX = [
     ("outsider", "GET", "/courses/{course_a}/content", None, 403),
     ("student_s", "GET", "/courses/{course_a}/content", None, 200),
     ("ta", "GET", "/courses/{course_a}/content", None, 200),
+    ("student_s", "DELETE", "/content/{content_a}", None, 403),
+    ("ta", "DELETE", "/content/{content_a}", None, 403),
+    ("instructor_b", "DELETE", "/content/{content_a}", None, 403),
     # the course plan: staff see it (assistants read-only), learners and other courses' staff do not
     ("anonymous", "GET", "/courses/{course_a}/plan", None, 401),
     ("student_s", "GET", "/courses/{course_a}/plan", None, 403),
