@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound
@@ -98,7 +99,10 @@ def update_content(*, session: Session, settings: Settings, actor: Principal | N
     item = get_or_not_found(session, ContentItem, content_id, "Content")
     course = _course(session, item.course_id)
     policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
-    session.refresh(item, with_for_update=True)  # PostgreSQL: concurrent updates of the item take turns
+    try:
+        session.refresh(item, with_for_update=True)  # PostgreSQL: concurrent updates of the item take turns
+    except InvalidRequestError as exc:  # deleted by a concurrent request meanwhile
+        raise NotFound(f"Content {content_id} was deleted", details={"resource": "content"}) from exc
     changes = data.changes()
     if not changes:
         raise InvalidInput("Nothing to update; send at least one of title, body, file_path, position, "
@@ -139,19 +143,23 @@ def apply_changes(*, session: Session, settings: Settings, actor: Principal | No
                   resource_id=item.id, details={"version": item.version})
 
 
-def delete_content(*, session: Session, actor: Principal | None, content_id: uuid.UUID) -> None:
-    """Remove an item with its versions and transcode jobs. ``content.deleted`` takes it out of search; learners'
-    recorded opens of it stay in the event history (recommendations and the plan no longer count them)."""
-    item = get_or_not_found(session, ContentItem, content_id, "Content")
+def delete_content(*, session: Session, settings: Settings, actor: Principal | None, content_id: uuid.UUID) -> None:
+    """Remove an item with its versions, transcode jobs and HLS renditions (the uploaded source file stays: other
+    items may use it). ``content.deleted`` takes it out of search; learners' recorded opens of it stay in the event
+    history (recommendations and the plan no longer count them)."""
+    item = session.scalar(select(ContentItem).where(ContentItem.id == content_id).with_for_update())
+    if item is None:
+        raise NotFound(f"Content {content_id} does not exist", details={"resource": "content", "id": str(content_id)})
     course = _course(session, item.course_id)
     policy.authorize(session, actor, Permission.content_update, Scope.of_course(course), what="this content")
     actor_id = actor.id if actor else None
     emit(session, event_type="content.deleted", user_id=actor_id, course_id=course.id,
-         payload={"content_id": str(item.id), "version": item.version, "planned_week": None})
+         payload={"content_id": str(item.id), "version": item.version})
     _audit.record(session, actor_id=actor_id, action="content.delete", resource_type="content",
                   resource_id=item.id, details={"title": item.title, "version": item.version})
     session.delete(item)
     session.commit()
+    shutil.rmtree(media_dir(settings) / "hls" / str(content_id), ignore_errors=True)
 
 
 def list_course_content(*, session: Session, actor: Principal | None, course_id: uuid.UUID, limit: int,

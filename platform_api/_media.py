@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from learnloop.errors import Conflict, NotFound, PermissionDenied
 from learnloop.settings import Settings
@@ -93,7 +94,9 @@ def run_transcode(*, sessions: sessionmaker[Session], settings: Settings, job_id
     """Run one queued job to completion (called in the background after the request returned)."""
     with sessions() as session:
         job = session.get(TranscodeJob, job_id)
-        item = session.get(ContentItem, job.content_id)
+        item = session.get(ContentItem, job.content_id) if job is not None else None
+        if job is None or item is None:  # the item was deleted before the job started
+            return
         job.status = TranscodeStatus.running
         session.commit()
         source = resolve_media(settings, item.file_path or "")
@@ -123,7 +126,11 @@ def run_transcode(*, sessions: sessionmaker[Session], settings: Settings, job_id
             event_type = "content.transcoded"
         emit(session, event_type=event_type, course_id=item.course_id,
              payload={"content_id": str(item.id), "job_id": str(job.id), "status": job.status.value})
-        session.commit()
+        try:
+            session.commit()
+        except StaleDataError:  # the item (and this job) was deleted while ffmpeg ran: drop its renditions
+            session.rollback()
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def get_job(*, session: Session, actor: Principal | None, content_id: uuid.UUID, job_id: uuid.UUID) -> TranscodeJob:

@@ -78,14 +78,18 @@ def _open_index(settings: Settings | None = None):
                         raise
                     raise Unavailable(
                         f"The search index in {settings.qdrant_path} is open in another process (local Qdrant "
-                        "allows one); run this where the platform API runs, stop it first, or use a Qdrant "
-                        "server (LEARNLOOP_QDRANT_URL)") from exc
+                        "allows one, e.g. the running platform API, whose indexer applies content changes "
+                        "itself); stop that process first, or use a Qdrant server (LEARNLOOP_QDRANT_URL)") from exc
+            try:
+                index = SearchIndex(
+                    client=client,
+                    embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
+                    server_mode=bool(settings.qdrant_url),
+                )
+            except BaseException:
+                client.close()  # or the folder stays locked by this process and the next try says "another process"
+                raise
             _CLIENTS[key] = client
-            index = SearchIndex(
-                client=client,
-                embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
-                server_mode=bool(settings.qdrant_url),
-            )
             _INDEXES[key] = index
             if len(_INDEXES) == 1:
                 atexit.register(_close_all)  # local mode flushes and unlocks its folder on close

@@ -41,10 +41,10 @@ def update_content(content_id: uuid.UUID, body: ContentUpdate, session: SessionD
 
 @router.delete("/content/{content_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                summary="Delete an item (with its versions); it leaves search and recommendations")
-def delete_content(content_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> Response:
+def delete_content(content_id: uuid.UUID, session: SessionDep, settings: SettingsDep, actor: CurrentUser) -> Response:
     """Emits `content.deleted`; the search indexer removes the item. Learners' past opens stay in the event
     history. To keep an item but take it out of the course plan, `PUT` it with `"planned_week": null`."""
-    _content.delete_content(session=session, actor=actor, content_id=content_id)
+    _content.delete_content(session=session, settings=settings, actor=actor, content_id=content_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,14 +1,22 @@
 """Keep the search index current with the platform's content: a durable consumer of ``lms.content.events``.
 
 The platform writes ``content.created`` / ``content.updated`` / ``content.deleted`` to its outbox in the same
-transaction as the change. This consumer reads them in outbox order after its cursor, looks up the items' current
-text in the platform database (``platform_api.api.searchable_content``) and upserts them, or removes the items
-that no longer exist. The cursor (the last outbox position applied, and how many content events lay up to it) is
-written only after the index accepted the batch, so an index that is down loses nothing: the same events are
-applied on the next pass. Every ``VERIFY_EVERY`` the events up to the cursor are counted again; a different count
-(an event that committed after the cursor passed its position, or a recreated database) starts the scan over,
-which is safe because applying an event again gives the same index. An index found empty while the cursor says it
-applied events (its folder was deleted) also starts over.
+transaction as the change. This consumer reads them in outbox order, looks up the touched items' current text in
+the platform database (``platform_api.api.searchable_content``) and upserts them, or removes the items that no
+longer exist. Applying an event twice gives the same index, which the rules below rely on:
+
+- **Settled position.** Every content event up to ``settled`` is applied. Events after it are read on every pass
+  (those already applied in this process are skipped); ``settled`` moves past an event only once it is
+  ``SETTLE`` old, because on PostgreSQL a transaction that took an earlier position may still commit.
+- **Durable.** ``settled`` is written to ``<data_dir>/search/content-cursor.json`` only after the index accepted
+  the events, so an index that is down loses nothing: they are applied on a later pass.
+- **Starting over** (from the first event) when the cursor cannot be trusted: the content events up to
+  ``settled`` no longer number what was applied (one committed more than ``SETTLE`` late; checked every
+  ``VERIFY_EVERY``), the event at ``settled`` is not the one applied (the database was recreated), or the index
+  is empty though it held items after the last pass (its folder was removed).
+- **One view per process.** The index keeps a per-process snapshot for BM25, so each process that serves search
+  (each API worker on a Qdrant server) runs its own consumer from the saved cursor: it applies every later event
+  to its own snapshot as well as to Qdrant.
 
 ``learnloop search sync`` runs one pass; the served platform runs :func:`start_indexer` in a thread.
 """
@@ -18,9 +26,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from learnloop.events import Topic
@@ -29,22 +39,47 @@ from recommender.data import ContentItem
 
 log = logging.getLogger(__name__)
 
-VERIFY_EVERY = 30.0  # seconds between recounts of the events up to the cursor
-_last_verified: dict[str, float] = {}
+SETTLE = timedelta(seconds=60)
+VERIFY_EVERY = 30.0  # seconds between recounts of the events up to the settled position
+MAX_BACKOFF = 60.0  # seconds between tries while the index or the database is down
 
 
 @dataclass
 class SyncReport:
     """What one pass did (``learnloop search sync --json`` prints it)."""
 
-    events: int = 0
+    events: int = 0  # content events applied in this pass
     indexed: int = 0
     removed: int = 0
-    position: int = 0  # the outbox position applied up to
+    position: int = 0  # the settled position after the pass
     restarted: str | None = None  # why the pass started over from the first event
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class _Consumer:
+    """This process's progress through the content events of one database, for one index."""
+
+    settled: int = 0
+    counted: int = 0  # content events up to ``settled``
+    anchor: str | None = None  # event_id of the event at ``settled``
+    index_items: int = 0  # items the index held after the last pass
+    tail: dict[int, datetime] = field(default_factory=dict)  # applied events after ``settled``: position → time
+    verified: float = float("-inf")
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def restart(self) -> None:
+        self.settled, self.counted, self.anchor, self.tail = 0, 0, None, {}
+
+    def saved(self) -> dict:
+        return {"position": self.settled, "events": self.counted, "anchor": self.anchor,
+                "index_items": self.index_items}
+
+
+_consumers: dict[str, _Consumer] = {}
+_consumers_lock = threading.Lock()
 
 
 def _cursor_path(settings: Settings) -> Path:
@@ -52,93 +87,134 @@ def _cursor_path(settings: Settings) -> Path:
 
 
 def _source(settings: Settings) -> dict[str, str]:
-    """What the cursor is valid for: this database and this index."""
+    """What a cursor is valid for: this database and this index."""
     from sqlalchemy.engine import make_url
 
     database = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
     return {"database": database, "index": settings.qdrant_url or str(settings.qdrant_path)}
 
 
-def _read_cursor(settings: Settings) -> tuple[int, int]:
-    """(position, content events up to it) for this database and index; (0, 0) when none was saved for them."""
-    path = _cursor_path(settings)
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return 0, 0
-    if not isinstance(saved, dict) or saved.get("source") != _source(settings):
-        return 0, 0
-    return int(saved.get("position", 0)), int(saved.get("events", 0))
+def _consumer(settings: Settings) -> _Consumer:
+    """This process's consumer for the settings' database and index, starting from the saved cursor."""
+    source = _source(settings)
+    key = json.dumps(source, sort_keys=True)
+    with _consumers_lock:
+        consumer = _consumers.get(key)
+        if consumer is None:
+            consumer = _consumers[key] = _Consumer()
+            try:
+                saved = json.loads(_cursor_path(settings).read_text())
+            except (OSError, ValueError):
+                saved = None
+            if isinstance(saved, dict) and saved.get("source") == source:
+                consumer.settled, consumer.counted = int(saved.get("position", 0)), int(saved.get("events", 0))
+                consumer.anchor, consumer.index_items = saved.get("anchor"), int(saved.get("index_items", 0))
+        return consumer
 
 
-def _write_cursor(settings: Settings, position: int, events: int) -> None:
+def _save(settings: Settings, consumer: _Consumer) -> None:
     path = _cursor_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"source": _source(settings), "position": position, "events": events}))
-    os.replace(temporary, path)  # atomic: a crash leaves the old cursor or the new one
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".cursor-", delete=False) as handle:
+        json.dump({"source": _source(settings), **consumer.saved()}, handle)
+    os.replace(handle.name, path)  # atomic: a crash leaves the old cursor or the new one
+
+
+def _restart_reason(session, platform, consumer: _Consumer, index, verify: bool) -> str | None:
+    if consumer.settled:
+        at = platform.read_events(session=session, topic=Topic.content, after_id=consumer.settled - 1, limit=1)
+        if not at or at[0][0] != consumer.settled or str(at[0][1].event_id) != consumer.anchor:
+            return f"the event at position {consumer.settled} is not the one applied: the database was recreated"
+        if verify:
+            counted = platform.count_events(session=session, topic=Topic.content, up_to=consumer.settled)
+            if counted != consumer.counted:
+                return (f"{counted} content events up to position {consumer.settled}, {consumer.counted} applied: "
+                        "one committed late")
+    if consumer.index_items and len(index) == 0:
+        return "the search index is empty though it held items (its folder was removed?)"
+    return None
 
 
 def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: bool | None = None,
-              migrate: bool = False) -> SyncReport:
-    """Apply every content event after the cursor to the search index (in batches of ``batch`` events);
-    ``migrate`` brings the platform database to head first (the CLI; the served API did at start-up)."""
+              migrate: bool = False, stop: threading.Event | None = None) -> SyncReport:
+    """Apply the content events this process has not applied yet (in batches of ``batch``); ``verify`` forces or
+    skips the recount (default: every ``VERIFY_EVERY``); ``migrate`` brings the platform database to head first
+    (the CLI; the served API did at start-up); ``stop`` ends the pass between batches."""
     from platform_api import api as platform
     from recommender.api import _open_index
 
     settings = settings or get_settings()
     index = _open_index(settings)
-    position, applied = _read_cursor(settings)
-    report = SyncReport(position=position)
-    key = json.dumps(_source(settings), sort_keys=True)
-    with platform.open_session(settings, migrate_first=migrate) as session:
+    consumer = _consumer(settings)
+    report = SyncReport()
+    with consumer.lock, platform.open_session(settings, migrate_first=migrate) as session:
         if verify is None:
-            verify = time.monotonic() - _last_verified.get(key, float("-inf")) >= VERIFY_EVERY
-        if position and verify:
-            _last_verified[key] = time.monotonic()
-            counted = platform.count_events(session=session, topic=Topic.content, up_to=position)
-            if counted != applied:
-                report.restarted = (f"{counted} content events up to position {position}, {applied} applied: one "
-                                    "committed late or the database was recreated")
-        if position and not report.restarted and applied and len(index) == 0:
-            report.restarted = "the search index is empty (its folder was removed?)"
+            verify = time.monotonic() - consumer.verified >= VERIFY_EVERY
+        if verify:
+            consumer.verified = time.monotonic()
+        report.restarted = _restart_reason(session, platform, consumer, index, verify)
         if report.restarted:
             log.warning("search index sync starts over: %s", report.restarted)
-            position, applied = 0, 0
-        while True:
-            events = platform.read_events(session=session, topic=Topic.content, after_id=position, limit=batch)
+            consumer.restart()
+        after, anchors = consumer.settled, {}
+        while stop is None or not stop.is_set():
+            events = platform.read_events(session=session, topic=Topic.content, after_id=after, limit=batch)
             if not events:
                 break
+            after = events[-1][0]
+            fresh = [(position, event) for position, event in events if position not in consumer.tail]
             touched = {str(event.payload.get("content_id") or event.payload.get("item_id") or "")
-                       for _, event in events} - {""}
+                       for _, event in fresh} - {""}
             current = platform.searchable_content(session=session, content_ids=touched)
             report.indexed += index.upsert([
                 ContentItem(item_id=item.content_id, course_id=item.course_id, title=item.title, body=item.body,
                             kind=item.kind) for item in current.values()])
             report.removed += index.delete(sorted(touched - set(current)))
-            position, applied = events[-1][0], applied + len(events)
-            _write_cursor(settings, position, applied)  # only once the index holds the batch
-            report.events += len(events)
-            report.position = position
+            report.events += len(fresh)
+            consumer.tail.update({position: event.timestamp for position, event in fresh})
+            anchors.update({position: str(event.event_id) for position, event in events})
+        _settle(consumer, anchors)
+        consumer.index_items = len(index)
+        _save(settings, consumer)
+    report.position = consumer.settled
     return report
+
+
+def _settle(consumer: _Consumer, anchors: dict[int, str]) -> None:
+    """Move ``settled`` over the leading applied events that are ``SETTLE`` old (``anchors``: the event ids of the
+    positions read in this pass, every applied one after ``settled`` unless the pass was stopped early)."""
+    old = datetime.now(UTC) - SETTLE
+    for position in sorted(consumer.tail):
+        when = consumer.tail[position]
+        if (when if when.tzinfo else when.replace(tzinfo=UTC)) > old or position not in anchors:
+            break
+        del consumer.tail[position]
+        consumer.settled, consumer.counted, consumer.anchor = position, consumer.counted + 1, anchors[position]
 
 
 def start_indexer(*, settings: Settings | None = None,
                   poll_seconds: float = 2.0) -> tuple[threading.Thread, threading.Event]:
     """Run :func:`sync_once` every ``poll_seconds`` in a daemon thread until the returned event is set. A failed
-    pass (the index or the database down) is logged and retried on the next one; its events stay after the
-    cursor."""
+    pass (the index or the database down) is retried with backoff, logged once per distinct error; its events stay
+    unapplied until then."""
     stop = threading.Event()
 
     def run() -> None:
+        wait, last_error = poll_seconds, None
         while not stop.is_set():
             try:
-                report = sync_once(settings=settings)
-                if report.events:
+                report = sync_once(settings=settings, stop=stop)
+                if report.events or report.restarted:
                     log.info("search index sync: %s", report.as_dict())
-            except Exception:
-                log.exception("search index sync failed; retrying in %.0f s", poll_seconds)
-            stop.wait(poll_seconds)
+                if last_error is not None:
+                    log.info("search index sync works again")
+                wait, last_error = poll_seconds, None
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                if message != last_error:
+                    log.exception("search index sync failed; retrying with backoff up to %.0f s", MAX_BACKOFF)
+                last_error, wait = message, min(MAX_BACKOFF, wait * 2)
+            stop.wait(wait)
 
     thread = threading.Thread(target=run, name="search-indexer", daemon=True)
     thread.start()

@@ -87,3 +87,30 @@ def test_transcode_to_hls_and_stream_it(platform, video):
     segment = next(line for line in playlist.text.splitlines() if ".ts?" in line)
     chunk = client.get(base + "360p/" + segment)
     assert chunk.status_code == 200 and len(chunk.content) > 1000
+
+    # Deleting the item takes its renditions with it; its job and versions are gone, the source file stays.
+    hls = media_dir(platform.settings) / "hls" / content["id"]
+    assert hls.is_dir()
+    assert client.delete(f"/api/v1/content/{content['id']}", headers=video["instructor"]).status_code == 204
+    assert not hls.exists() and source.exists()
+    assert client.get(status_url, headers=video["instructor"]).status_code == 404
+    assert client.get(url).status_code == 404
+
+
+def test_a_job_whose_item_was_deleted_before_it_ran_does_nothing(platform, video):
+    import uuid
+
+    from platform_api._models import TranscodeJob
+
+    client = platform.client
+    content = client.post("/api/v1/content", headers=video["instructor"], json={
+        "course_id": video["course_id"], "kind": "video", "title": "Gone", "file_path": "lecture.bin"}).json()
+    with platform.app.state.sessions() as session:
+        job = TranscodeJob(content_id=uuid.UUID(content["id"]))
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    assert client.delete(f"/api/v1/content/{content['id']}", headers=video["instructor"]).status_code == 204
+    _media.run_transcode(sessions=platform.app.state.sessions, settings=platform.settings, job_id=job_id)  # no error
+    assert client.put(f"/api/v1/content/{content['id']}", headers=video["instructor"],
+                      json={"title": "back?"}).status_code == 404

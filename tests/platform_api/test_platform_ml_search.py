@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from platform_fixtures import Platform, fresh_database_url, start_platform
@@ -183,49 +185,153 @@ def test_an_index_that_fails_loses_no_content_event(search_platform, courses, mo
     assert report["indexed"] >= 1 and _hit_ids(p, courses["learner"], "moon gravity tidal bulges")[0] == item
 
 
-def test_an_event_committed_behind_the_cursor_starts_the_scan_over(search_platform, courses):
-    """On PostgreSQL an event may commit after the cursor passed its position: the recount notices it."""
+def _commit_at(p: Platform, position: int, public: str, *, title: str, body: str) -> str:
     import uuid as uuid_module
 
-    from sqlalchemy import delete, func, select
+    from sqlalchemy import delete
 
     from learnloop.events import Event
     from platform_api._models import ContentItem, OutboxEvent
-    from recommender.api import sync_search_index
 
-    p, public = search_platform, courses["ids"]["public"]
-    with p.app.state.sessions() as session:  # a hole: a position handed out to a transaction still running
-        from platform_api._outbox import emit
-
-        emit(session, event_type="user.updated", payload={})
-        session.commit()
-        hole = session.scalar(select(func.max(OutboxEvent.id)))
-    p.client.post("/api/v1/content", headers=courses["instructor"], json={  # a later position commits first
-        "course_id": public, "title": "Rivers", "body": "Rivers erode their beds and carry sediment to the sea."})
     with p.app.state.sessions() as session:
-        session.execute(delete(OutboxEvent).where(OutboxEvent.id == hole))
-        session.commit()
-    sync_search_index(settings=p.settings)  # the cursor passes the hole
-    with p.app.state.sessions() as session:  # the late transaction: an item and its event at the hole
-        item = ContentItem(course_id=uuid_module.UUID(public), title="Comets", kind="text", version=1,
-                           body="A comet's tail of gas and dust always points away from the sun.", accessibility={})
+        session.execute(delete(OutboxEvent).where(OutboxEvent.id == position))
+        item = ContentItem(course_id=uuid_module.UUID(public), title=title, kind="text", version=1, body=body,
+                           accessibility={})
         session.add(item)
         session.flush()
         event = Event(event_type="content.created", course_id=public, payload={"content_id": str(item.id)})
-        session.add(OutboxEvent(id=hole, event_id=event.event_id, topic="lms.content.events",
-                                event_type=event.event_type, course_id=public,
-                                envelope=event.model_dump(mode="json")))
+        session.add(OutboxEvent(id=position, event_id=event.event_id, topic="lms.content.events",
+                                event_type=event.event_type, course_id=public, envelope=event.model_dump(mode="json")))
         session.commit()
-    assert sync_search_index(settings=p.settings, verify=False)["events"] == 0  # reading on finds nothing
+        return str(item.id)
+
+
+def _hole(p: Platform) -> int:
+    from sqlalchemy import func, select
+
+    from platform_api._models import OutboxEvent
+    from platform_api._outbox import emit
+
+    with p.app.state.sessions() as session:
+        emit(session, event_type="user.updated", payload={})
+        session.commit()
+        return session.scalar(select(func.max(OutboxEvent.id)))
+
+
+def test_an_event_committed_late_within_the_settle_window_is_applied(search_platform, courses):
+    """On PostgreSQL a content event may commit after a later position was read: events of the last minute are
+    read again on every pass, so it is applied without starting over."""
+    from recommender.api import sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    hole = _hole(p)
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={  # a later position commits first
+        "course_id": public, "title": "Rivers", "body": "Rivers erode their beds and carry sediment to the sea."})
+    sync_search_index(settings=p.settings)
+    item = _commit_at(p, hole, public, title="Comets",
+                      body="A comet's tail of gas and dust always points away from the sun.")
+    report = sync_search_index(settings=p.settings, verify=True)
+    assert report["events"] == 1 and report["restarted"] is None
+    assert _hit_ids(p, courses["learner"], "comet tail points away from the sun")[0] == item
+
+
+def test_an_event_committed_after_it_settled_starts_the_scan_over(search_platform, courses, monkeypatch):
+    """A commit later than the settle window (a long import on PostgreSQL) is caught by the recount."""
+    from recommender._search import sync
+    from recommender.api import sync_search_index
+
+    monkeypatch.setattr(sync, "SETTLE", timedelta(0))  # every applied event settles at once
+    p, public = search_platform, courses["ids"]["public"]
+    hole = _hole(p)
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": public, "title": "Deltas", "body": "A river delta forms where sediment settles at the mouth."})
+    sync_search_index(settings=p.settings)
+    item = _commit_at(p, hole, public, title="Auroras",
+                      body="Charged solar particles make the polar sky glow green and violet.")
+    assert sync_search_index(settings=p.settings, verify=False)["events"] == 0  # below the settled position
     report = sync_search_index(settings=p.settings, verify=True)
     assert report["restarted"] and "committed late" in report["restarted"]
-    assert _hit_ids(p, courses["learner"], "comet tail points away from the sun")[0] == str(item.id)
+    assert _hit_ids(p, courses["learner"], "solar particles polar sky glow")[0] == item
+
+
+def test_a_recreated_database_starts_the_scan_over(search_platform, courses, monkeypatch):
+    """Same URL, other history: the event at the settled position is not the one applied."""
+    import uuid as uuid_module
+
+    from sqlalchemy import func, select
+
+    from platform_api._models import OutboxEvent
+    from recommender._search import sync
+    from recommender.api import sync_search_index
+
+    monkeypatch.setattr(sync, "SETTLE", timedelta(0))
+    p, public = search_platform, courses["ids"]["public"]
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": public, "title": "Canyons", "body": "Canyons are cut by rivers over millions of years."})
+    settled = sync_search_index(settings=p.settings)["position"]
+    with p.app.state.sessions() as session:
+        assert settled == session.scalar(select(func.max(OutboxEvent.id)).where(
+            OutboxEvent.topic == "lms.content.events"))
+        row = session.get(OutboxEvent, settled)
+        other = uuid_module.uuid4()
+        row.event_id, row.envelope = other, {**row.envelope, "event_id": str(other)}
+        session.commit()
+    report = sync_search_index(settings=p.settings, verify=False)
+    assert report["restarted"] and "recreated" in report["restarted"] and report["events"] >= 1
+
+
+def test_an_emptied_index_is_refilled_once_and_an_empty_one_is_left_alone(search_platform, courses, embedder_dir,
+                                                                         tmp_path):
+    """Its own index (the module's holds catalog items): all content deleted leaves it empty without restarts;
+    a removed index folder is refilled from the first event."""
+    import shutil
+
+    from recommender.api import close_search_index, sync_search_index
+
+    p = search_platform
+    own = p.settings.model_copy(update={"data_dir": tmp_path / "own"})
+    link = own.cache_dir / "onnx" / embedder_dir.name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(embedder_dir, target_is_directory=True)
+    try:
+        item = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": courses["ids"]["public"], "title": "Dunes",
+            "body": "Wind piles sand into dunes that creep across the desert."}).json()["id"]
+        first = sync_search_index(settings=own)
+        assert first["indexed"] >= 1 and first["restarted"] is None
+        close_search_index(own)
+        shutil.rmtree(own.qdrant_path)  # the folder is gone: everything is indexed again
+        again = sync_search_index(settings=own)
+        assert again["restarted"] and "empty" in again["restarted"] and again["indexed"] == first["indexed"]
+        # every item deleted: the index is empty and stays so without starting over on each pass
+        for content_id in p.client.get(f"/api/v1/courses/{courses['ids']['public']}/content",
+                                       headers=courses["instructor"], params={"limit": 200}).json()["data"]:
+            p.client.delete(f"/api/v1/content/{content_id['id']}", headers=courses["instructor"])
+        emptied = sync_search_index(settings=own)
+        assert emptied["removed"] >= 1 and item not in _hit_ids(p, courses["instructor"], "wind piles sand dunes")
+        assert [sync_search_index(settings=own, verify=True)["restarted"] for _ in range(2)] == [None, None]
+    finally:
+        close_search_index(own)
+
+
+def test_a_local_index_held_by_another_client_is_a_clear_error(search_platform, tmp_path):
+    from qdrant_client import QdrantClient
+
+    from learnloop.errors import Unavailable
+    from recommender.api import _open_index
+
+    other = search_platform.settings.model_copy(update={"data_dir": tmp_path / "held"})
+    other.qdrant_path.mkdir(parents=True)
+    holder = QdrantClient(path=str(other.qdrant_path))
+    try:
+        with pytest.raises(Unavailable, match="open in another process"):
+            _open_index(other)
+    finally:
+        holder.close()
 
 
 def test_the_served_platform_indexes_new_content_by_itself(search_platform, courses):
     """The composition root's indexer thread (what `learnloop serve api` runs) applies the events within seconds."""
-    import time
-
     from fastapi.testclient import TestClient
 
     from learnloop.asgi import attach_search_indexer
@@ -247,3 +353,14 @@ def test_the_served_platform_indexes_new_content_by_itself(search_platform, cour
             found = [h["item_id"] for h in client.get("/api/v1/search", headers=courses["learner"], params={
                 "q": "tectonic plates seismic waves", "limit": 3}).json()["data"]]
         assert found and found[0] == item
+
+
+def test_the_indexer_thread_stops_when_asked(search_platform):
+    from recommender.api import start_search_indexer
+
+    thread, stop = start_search_indexer(settings=search_platform.settings, poll_seconds=0.1)
+    time.sleep(0.5)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
