@@ -14,12 +14,13 @@ from contextlib import asynccontextmanager
 def create_platform_app():
     from platform_api.data import MLBackends
     from platform_api.main import create_app
-    from recommender.api import search
+    from recommender.api import search, search_index_status
     from serving.api import RecommendClient
 
     # Recommendations are served by the model service (POST /recommend, timeout + circuit breaker); when it is
     # down the route answers the course's popularity list with X-Learnloop-Fallback (platform_api._recommendations).
-    app = create_app(ml=MLBackends(search=search, recommend=RecommendClient()))
+    app = create_app(ml=MLBackends(search=search, recommend=RecommendClient(),
+                                   health=lambda: [search_index_status()]))
     # The AI grading worker runs beside the API (LEARNLOOP_GRADING_WORKER=0 when `learnloop grading work` runs
     # as its own process instead).
     if os.environ.get("LEARNLOOP_GRADING_WORKER", "1") != "0":

@@ -237,6 +237,9 @@ class MLBackends:
     search: Callable[..., list[Any]] | None = None
     # recommender.api.recommend(*, user_id, course_id, interactions, items, day, limit, ...) -> RecommendationList
     recommend: Callable[..., Any] | None = None
+    # health rows of the parts the composition root runs beside the API (the search indexer), as
+    # {"name", "status", "detail", "figures"} dicts for the operator page
+    health: Callable[[], list[dict[str, Any]]] | None = None
 
 
 # --- at-risk alerts (raised by ``pipelines.interventions``, acted on by course staff) ------------------

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import event, func, select
 
 from learnloop.settings import Settings, get_settings
-from platform_api import _errors, _migrate, _web
+from platform_api import _errors, _health, _migrate, _web
 from platform_api._db import make_engine, make_sessionmaker
 from platform_api._middleware import (
     GatewayMiddleware,
@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.include_router(grading.router, prefix=API_PREFIX)
     app.include_router(grading.pages)  # the server-rendered review page under /grading
     app.include_router(alerts.router, prefix=API_PREFIX)
-    app.include_router(operator.build_router(settings))
+    app.include_router(operator.build_router(settings, services=lambda: [row.as_dict() for row in _health.service_health(
+        sessions=app.state.sessions, settings=settings, relay=app.state.relay, extra=app.state.ml.health)]))
     # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.
     app.include_router(_web.router)
     app.include_router(alerts.pages)

@@ -37,6 +37,7 @@ __all__ = [
     "remove_items",
     "reset_ranker_cache",
     "search",
+    "search_index_status",
     "start_search_indexer",
     "sync_search_index",
 ]
@@ -131,6 +132,13 @@ def sync_search_index(*, settings: Settings | None = None, verify: bool | None =
     from recommender._search.sync import sync_once
 
     return sync_once(settings=settings, verify=verify, migrate=migrate).as_dict()
+
+
+def search_index_status(*, settings: Settings | None = None) -> dict:
+    """The content indexer's health for the operator page: ``{"name", "status", "detail", "figures"}``."""
+    from recommender._search.sync import status
+
+    return status(settings=settings)
 
 
 def start_search_indexer(*, settings: Settings | None = None, poll_seconds: float = 2.0):

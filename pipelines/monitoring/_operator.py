@@ -32,8 +32,10 @@ def _environment() -> Environment:
 
 
 def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelStatus]] | None,
-                  report_url: Callable[[Path], str | None], now: datetime | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data (also served as JSON)."""
+                  report_url: Callable[[Path], str | None], now: datetime | None = None,
+                  services: Callable[[], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Everything the page shows, as plain data (also served as JSON). ``services``: the health rows of the
+    platform's parts (``{"name", "status", "detail", "figures"}``), given by the process that mounts the page."""
     now = now or datetime.now(UTC)
     state = _state.read_state(settings.data_path)
     if list_models is not None:
@@ -58,6 +60,7 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
                      "predictions": volume.get(name)})
     return {
         "generated_at": now.isoformat(timespec="seconds"),
+        "services": services() if services is not None else [],
         "registry_at": registry_at,
         "models": rows,
         "retraining": list(reversed(_state.read_lines(settings.data_path, _state.RETRAIN_LOG)))[:20],
@@ -84,7 +87,8 @@ def _volume(frame, now: datetime) -> dict[str, dict[str, Any]]:
 
 
 def operator_router(*, settings: Settings | None = None, list_models: Callable[[], list[ModelStatus]] | None = None,
-                    prefix: str = "/operator") -> APIRouter:
+                    prefix: str = "/operator",
+                    services: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["operator"])
     template = _environment().get_template("operator.html")
     collectors: dict[Path, CollectorRegistry] = {}
@@ -102,12 +106,13 @@ def operator_router(*, settings: Settings | None = None, list_models: Callable[[
 
     @router.get("", response_class=HTMLResponse, summary="Operator page: models, drift, predictions")
     def page() -> HTMLResponse:
-        view = operator_view(settings=current(), list_models=list_models, report_url=report_url)
+        view = operator_view(settings=current(), list_models=list_models, report_url=report_url, services=services)
         return HTMLResponse(template.render(prefix=prefix, **view))
 
     @router.get("/status", summary="The operator page's data as JSON")
     def status() -> JSONResponse:
-        return JSONResponse(operator_view(settings=current(), list_models=list_models, report_url=report_url))
+        return JSONResponse(operator_view(settings=current(), list_models=list_models, report_url=report_url,
+                                          services=services))
 
     @router.get("/reports/{model}/{file_name}", summary="A saved Evidently drift report (HTML or JSON)")
     def report(model: str, file_name: str) -> FileResponse:

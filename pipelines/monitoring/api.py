@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -158,14 +158,16 @@ def metrics_text(*, settings: Settings | None = None) -> bytes:
 
 def operator_router(*, settings: Settings | None = None,
                     list_models: Callable[[], list[ModelStatus]] | None = None,
-                    prefix: str = "/operator") -> APIRouter:
+                    prefix: str = "/operator",
+                    services: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
     """A FastAPI router for the operator page: ``GET {prefix}`` (HTML), ``{prefix}/status`` (JSON),
     ``{prefix}/reports/{model}/{file}`` (saved Evidently reports) and ``{prefix}/metrics`` (Prometheus).
 
     ``list_models`` gives live registry state; without it the page shows the snapshot recorded by the last
     ``learnloop drift check`` (so the platform API needs no registry import). Settings are read per request
-    unless given. Mount with ``app.include_router(operator_router())`` behind operator authorization.
+    unless given. ``services`` gives the health rows of the platform's parts (``{"name", "status", "detail",
+    "figures"}``) shown first. Mount with ``app.include_router(operator_router())`` behind operator authorization.
     """
     from pipelines.monitoring._operator import operator_router as _router
 
-    return _router(settings=settings, list_models=list_models, prefix=prefix)
+    return _router(settings=settings, list_models=list_models, prefix=prefix, services=services)

@@ -68,6 +68,7 @@ class _Consumer:
     index_items: int = 0  # items the index held after the last pass
     tail: dict[int, datetime] = field(default_factory=dict)  # applied events after ``settled``: position → time
     verified: float = float("-inf")
+    last_pass: datetime | None = None  # when a pass last finished
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restart(self) -> None:
@@ -176,6 +177,7 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
         _settle(consumer, anchors)
         consumer.index_items = len(index)
         _save(settings, consumer)
+        consumer.last_pass = datetime.now(UTC)
     report.position = consumer.settled
     return report
 
@@ -190,6 +192,48 @@ def _settle(consumer: _Consumer, anchors: dict[int, str]) -> None:
             break
         del consumer.tail[position]
         consumer.settled, consumer.counted, consumer.anchor = position, consumer.counted + 1, anchors[position]
+
+
+def status(*, settings: Settings | None = None, stale_after: timedelta = timedelta(seconds=60)) -> dict:
+    """The indexer as the operator page shows it: ``{"name", "status", "detail", "figures"}``; status ``ok``,
+    ``degraded`` (content changes waiting and no pass for ``stale_after``) or ``off`` (no indexer in this
+    process)."""
+    from platform_api import api as platform
+    from recommender import api as recommender
+
+    settings = settings or get_settings()
+    key = json.dumps(_source(settings), sort_keys=True)
+    with _consumers_lock:
+        consumer = _consumers.get(key)
+    if consumer is None:
+        consumer = _Consumer()
+        try:
+            saved = json.loads(_cursor_path(settings).read_text())
+            consumer.settled = int(saved.get("position", 0)) if saved.get("source") == _source(settings) else 0
+        except (OSError, ValueError, AttributeError):
+            pass
+        running = False
+    else:
+        running = True
+    with platform.open_session(settings, migrate_first=False) as session:
+        total = platform.count_events(session=session, topic=Topic.content)
+        settled = platform.count_events(session=session, topic=Topic.content, up_to=consumer.settled)
+    waiting = max(0, total - settled - len(consumer.tail))
+    index = recommender._INDEXES.get(recommender._location(settings))
+    figures = {"content_events": total, "waiting": waiting, "position": consumer.settled,
+               "items": len(index) if index is not None else None,
+               "last_pass": consumer.last_pass.isoformat(timespec="seconds") if consumer.last_pass else None}
+    if not running:
+        return {"name": "search index", "status": "off", "figures": figures,
+                "detail": f"no indexer in this API process (LEARNLOOP_SEARCH_INDEXER=0?); {waiting} content changes "
+                          "not applied yet: run `learnloop search sync`"}
+    stale = consumer.last_pass is None or datetime.now(UTC) - consumer.last_pass > stale_after
+    if waiting and stale:
+        return {"name": "search index", "status": "degraded", "figures": figures,
+                "detail": f"{waiting} content changes waiting and no pass since {figures['last_pass'] or 'start'}: "
+                          "the index or its embedder is failing (see the API log); nothing is lost"}
+    return {"name": "search index", "status": "ok", "figures": figures,
+            "detail": f"{figures['items'] if index is not None else '?'} items; {waiting} content changes waiting"}
 
 
 def start_indexer(*, settings: Settings | None = None,

@@ -364,3 +364,20 @@ def test_the_indexer_thread_stops_when_asked(search_platform):
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_the_indexer_reports_its_health_for_the_operator_page(search_platform, courses, tmp_path):
+    from recommender.api import search_index_status, sync_search_index
+
+    p = search_platform
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": courses["ids"]["public"], "title": "Geysers", "body": "Heated groundwater erupts as steam."})
+    waiting = search_index_status(settings=p.settings)
+    assert waiting["figures"]["waiting"] >= 1
+    sync_search_index(settings=p.settings)
+    row = search_index_status(settings=p.settings)
+    assert row["status"] == "ok" and row["figures"]["waiting"] == 0 and row["figures"]["items"] >= 15
+    # a process that runs no indexer for this index says so, with what is waiting
+    elsewhere = p.settings.model_copy(update={"data_dir": tmp_path / "elsewhere"})
+    off = search_index_status(settings=elsewhere)
+    assert off["status"] == "off" and off["figures"]["waiting"] >= 1 and "learnloop search sync" in off["detail"]

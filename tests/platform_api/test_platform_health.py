@@ -1,0 +1,87 @@
+"""Service health on the operator page (/operator and /operator/status): each part, whether it answers, and what
+waits on it. A part that is down is a row that says so, never an error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from platform_fixtures import Platform, fresh_database_url, start_platform
+
+from platform_api.data import MLBackends
+
+
+@pytest.fixture
+def stalled_platform(tmp_path) -> Iterator[Platform]:
+    """A platform whose event relay does not run, with Redis configured, the model service unreachable and a
+    wired part that reports itself."""
+    database = fresh_database_url("sqlite", tmp_path)
+    wired = MLBackends(health=lambda: [{"name": "search index", "status": "ok", "detail": "3 items; 0 waiting",
+                                        "figures": {"items": 3}}])
+    yield from start_platform(next(database), tmp_path / "data", run_relay=False, ml=wired, settings_overrides={
+        "serving_url": "http://127.0.0.1:9", "redis_url": "redis://127.0.0.1:6379/0"})
+
+
+def _services(p: Platform) -> dict[str, dict]:
+    response = p.client.get("/operator/status", headers=p.admin_headers)
+    assert response.status_code == 200, response.text
+    return {row["name"]: row for row in response.json()["services"]}
+
+
+def test_every_part_has_a_row_and_down_parts_say_what_degrades(stalled_platform):
+    services = _services(stalled_platform)
+    assert list(services) == ["database", "event stream", "AI grading worker", "redis", "model service",
+                              "search index"]
+    database = services["database"]
+    assert database["status"] == "ok" and database["figures"]["revision"] == database["figures"]["head"]
+    assert services["redis"]["status"] == "ok"  # the real Redis on 127.0.0.1:6379
+    model = services["model service"]
+    assert model["status"] == "down" and "popularity list" in model["detail"]
+    assert services["search index"] == {"name": "search index", "status": "ok", "detail": "3 items; 0 waiting",
+                                        "figures": {"items": 3}}
+    page = stalled_platform.client.get("/operator", headers=stalled_platform.admin_headers).text
+    assert 'data-service="model service"' in page and "does not answer" in page
+
+
+def test_events_that_do_not_get_out_degrade_the_event_stream(stalled_platform):
+    import uuid
+
+    from platform_api._models import OutboxEvent
+
+    p = stalled_platform
+    assert _services(p)["event stream"]["status"] == "ok"
+    with p.app.state.sessions() as session:
+        session.add(OutboxEvent(event_id=uuid.uuid4(), topic="lms.analytics.events", event_type="page_view",
+                                envelope={}, created_at=datetime.now(UTC) - timedelta(minutes=10)))
+        session.commit()
+    stream = _services(p)["event stream"]
+    assert stream["status"] == "degraded" and stream["figures"]["pending"] >= 1
+    assert stream["figures"]["oldest_pending_s"] >= 590 and "stay in the outbox" in stream["detail"]
+
+
+def test_a_check_that_fails_is_a_down_row_not_an_error(stalled_platform):
+    def broken():
+        raise RuntimeError("index folder unreadable")
+
+    p = stalled_platform
+    wired = p.app.state.ml
+    try:
+        p.app.state.ml = MLBackends(health=broken)
+        services = _services(p)
+        assert services["search index"]["status"] == "down" and "unreadable" in services["search index"]["detail"]
+        assert services["database"]["status"] == "ok"
+    finally:
+        p.app.state.ml = wired
+
+
+def test_redis_that_does_not_answer_is_down(tmp_path):
+    database = fresh_database_url("sqlite", tmp_path)
+    platform = start_platform(next(database), tmp_path / "data", settings_overrides={
+        "redis_url": "redis://127.0.0.1:9/0"}, run_relay=False)
+    p = next(platform)
+    try:
+        redis = _services(p)["redis"]
+        assert redis["status"] == "down" and "rate limits" in redis["detail"]
+    finally:
+        platform.close()
