@@ -20,7 +20,7 @@ def stalled_platform(tmp_path) -> Iterator[Platform]:
     wired = MLBackends(health=lambda: [{"name": "search index", "status": "ok", "detail": "3 items; 0 waiting",
                                         "figures": {"items": 3}}])
     yield from start_platform(next(database), tmp_path / "data", run_relay=False, ml=wired, settings_overrides={
-        "serving_url": "http://127.0.0.1:9", "redis_url": "redis://127.0.0.1:6379/0"})
+        "serving_port": 9, "redis_url": "redis://127.0.0.1:6379/0"})
 
 
 def _services(p: Platform) -> dict[str, dict]:
@@ -37,7 +37,7 @@ def test_every_part_has_a_row_and_down_parts_say_what_degrades(stalled_platform)
     assert database["status"] == "ok" and database["figures"]["revision"] == database["figures"]["head"]
     assert services["redis"]["status"] == "ok"  # the real Redis on 127.0.0.1:6379
     model = services["model service"]
-    assert model["status"] == "down" and "popularity list" in model["detail"]
+    assert model["status"] == "down" and "popularity list" in model["detail"] and ":9 " in model["detail"]
     assert services["search index"] == {"name": "search index", "status": "ok", "detail": "3 items; 0 waiting",
                                         "figures": {"items": 3}}
     page = stalled_platform.client.get("/operator", headers=stalled_platform.admin_headers).text
