@@ -4,36 +4,21 @@ outcome is stored. Screenshots go to the pytest tmp dir (or LEARNLOOP_SCREENSHOT
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from interventions_fixtures import PASSWORD, free_port
+from browser_support import BROWSER, launch_chromium, served
+from interventions_fixtures import PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium (apt-get install -y chromium)")]
+pytestmark = BROWSER
 
 
 @pytest.fixture
 def served_platform(interventions_world):
-    import uvicorn
-
     from platform_api.main import create_app
 
-    app = create_app(interventions_world.settings, migrate=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the platform did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(interventions_world.settings, migrate=False)) as url:
+        yield url
 
 
 def test_instructor_signs_in_and_acts_on_an_alert(served_platform, interventions_world, tmp_path):
@@ -46,9 +31,7 @@ def test_instructor_signs_in_and_acts_on_an_alert(served_platform, interventions
     world = interventions_world
     shots = Path(os.environ.get("LEARNLOOP_SCREENSHOT_DIR", tmp_path))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{served_platform}/staff/courses/{world.course_b}/alerts")
         assert "/staff/login" in page.url  # not signed in: the page sends us to sign in, then back

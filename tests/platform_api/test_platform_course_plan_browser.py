@@ -4,24 +4,18 @@ keyboard and saves; the change is stored. Screenshots go to the pytest tmp dir (
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from browser_support import BROWSER, launch_chromium, served
 from platform_fixtures import PASSWORD, fresh_database_url, start_platform
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium (apt-get install -y chromium)")]
+pytestmark = BROWSER
 
 
 @pytest.fixture
 def served_plan(tmp_path):
     """A platform on SQLite served by uvicorn, with a course of two weeks' content and an unplanned item."""
-    import uvicorn
-
     from platform_api.main import create_app
 
     database = fresh_database_url("sqlite", tmp_path)
@@ -35,21 +29,9 @@ def served_plan(tmp_path):
             "course_id": course_id, "title": title, "planned_week": week, "position": len(ids)}).json()["id"]
     email = p.client.get(f"/api/v1/users/{instructor_id}", headers=p.admin_headers).json()["email"]
 
-    app = create_app(p.settings, migrate=False)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the platform did not start"
-    yield {"url": f"http://127.0.0.1:{port}", "course": course_id, "items": ids, "email": email, "platform": p,
-           "instructor": instructor}
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(p.settings, migrate=False)) as url:
+        yield {"url": url, "course": course_id, "items": ids, "email": email, "platform": p,
+               "instructor": instructor}
     platform.close()
 
 
@@ -59,9 +41,7 @@ def test_instructor_plans_an_item_from_the_page(served_plan, tmp_path):
     shots = Path(os.environ.get("LEARNLOOP_SCREENSHOT_DIR", tmp_path))
     base, course = served_plan["url"], served_plan["course"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.goto(f"{base}/staff/login")
         page.get_by_label("Email").fill(served_plan["email"])
