@@ -24,14 +24,14 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
 from platform_api import _alerts, _errors, _grading_review, _users, policy
 from platform_api._models import Course, Submission, User
 from platform_api._security import TokenType, decode_token
-from platform_api.data import UserRole, UserStatus
+from platform_api.data import CourseStatus, UserRole, UserStatus
 from platform_api.deps import SessionDep, SettingsDep
 from platform_api.policy import Permission, Principal, Scope
 
@@ -115,10 +115,12 @@ class StaffCourse:
     can_grade: bool
     essays_waiting: int
     open_alerts: int
+    is_staff: bool = True  # False: a content editor (creator role), who gets the course plan only
 
 
 def staff_courses(session: Session, actor: Principal) -> list[StaffCourse]:
-    """Courses the caller teaches or assists (not archived), with essays waiting and open alerts."""
+    """Courses the caller teaches or assists (not archived), with essays waiting and open alerts; then courses
+    whose content they edit without a staff role (the plan only)."""
     courses = [course for course, _ in _alerts.staff_courses(session=session, actor=actor)]
     ids = [c.id for c in courses]
     waiting: dict[uuid.UUID, int] = {}
@@ -128,14 +130,29 @@ def staff_courses(session: Session, actor: Principal) -> list[StaffCourse]:
                 Submission.course_id.in_(ids), Submission.status.in_(_grading_review.QUEUE_STATUSES))
             .group_by(Submission.course_id))}
     alerts = _alerts.open_alert_counts(session=session, course_ids=ids)
-    return [StaffCourse(course=c, essays_waiting=waiting.get(c.id, 0), open_alerts=alerts.get(c.id, 0),
+    rows = [StaffCourse(course=c, essays_waiting=waiting.get(c.id, 0), open_alerts=alerts.get(c.id, 0),
                         can_grade=policy.has_permission(session, actor, Permission.submissions_grade,
                                                         Scope.of_course(c))) for c in courses]
+    editing = [c for c in session.scalars(select(Course).where(Course.status != CourseStatus.archived,
+                                                              Course.id.not_in(ids) if ids else true())
+                                          .order_by(Course.title, Course.id))
+               if _edits_content_only(session, actor, c)]
+    return rows + [StaffCourse(course=c, can_grade=False, essays_waiting=0, open_alerts=0, is_staff=False)
+                   for c in editing]
+
+
+def _edits_content_only(session: Session, actor: Principal, course: Course) -> bool:
+    """A grant that lets the caller edit the course's content (the plan page) without making them its staff;
+    admins, who may edit everything, are not listed for every course."""
+    if Permission.content_update in actor.global_permissions():
+        return False
+    return policy.has_permission(session, actor, Permission.content_update, Scope.of_course(course))
 
 
 def landing(session: Session, actor: Principal) -> str:
-    """Where a sign-in without a target goes: learners to their grades, staff to their courses."""
-    if actor.user.role is not UserRole.student or _alerts.staff_courses(session=session, actor=actor):
+    """Where a sign-in without a target goes: learners to their grades, staff (and content editors) to their
+    courses."""
+    if actor.user.role is not UserRole.student or staff_courses(session, actor):
         return HOME
     return MY_GRADES
 

@@ -269,3 +269,24 @@ def test_the_page_refuses_to_overwrite_a_week_someone_else_changed(platform, pla
         assert plan["week 2 video"]["planned_week"] == 4 and plan["glossary"]["planned_week"] is None
     finally:
         p.client.cookies.clear()
+
+
+def test_a_content_editor_finds_the_plan_on_the_staff_home(platform, planned):
+    p = platform
+    editor_id, _ = p.user(name="Cora Creator")
+    granted = p.client.post(f"/api/v1/users/{editor_id}/roles", headers=planned["instructor"], json={
+        "role_name": "creator", "scope_type": "course", "scope_id": planned["id"]})
+    assert granted.status_code == 201, granted.text
+    email = p.client.get(f"/api/v1/users/{editor_id}", headers=p.admin_headers).json()["email"]
+    p.client.cookies.clear()
+    try:
+        signed_in = p.client.post("/staff/login", data={"email": email, "password": PASSWORD},
+                                  follow_redirects=False)
+        assert signed_in.headers["location"] == "/staff/courses"  # not "My grades": they edit a course
+        home = p.client.get("/staff/courses").text
+        row = home[home.index(f'data-course="{planned["id"]}"'):]
+        row = row[:row.index("</tr>")]
+        assert "Course plan" in row and "you edit this course" in row and "/alerts" not in row
+        assert p.client.get(f"/staff/courses/{planned['id']}/plan").status_code == 200
+    finally:
+        p.client.cookies.clear()
