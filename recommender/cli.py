@@ -147,11 +147,11 @@ def _read_events(path: Path) -> list[str]:
 
 
 def train_and_promote(
-    *, root: Path | None = None, events: list[str] | None = None, register: bool = True, promote: bool = True,
+    *, root: Path | None = None, events: list | None = None, register: bool = True, promote: bool = True,
     settings=None, progress=None,
 ) -> dict:
-    """Fit the ranker on the OULAD presentations with clicks (+ platform opens in ``events``, JSON lines), export
-    ONNX (parity asserted), register ``recommender`` and run the gate. What ``learnloop train recommender`` and
+    """Fit the ranker on the OULAD presentations with clicks (+ platform opens in ``events``: JSON lines, dicts or
+    ``Event`` objects), export ONNX (parity asserted), register ``recommender`` and run the gate. What ``learnloop train recommender`` and
     the demo run; lives here, not in ``recommender.api``, because serving imports that and must stay
     training-free."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenMP spinning threads crawl on a shared 2-core box
@@ -185,15 +185,27 @@ def train_recommender(
     events: Path | None = typer.Option(
         None, "--events", help="JSON lines of platform event envelopes (activity + recommendations.served)."
     ),
+    platform: bool = typer.Option(
+        False, "--platform", help="Add this platform's own events (its database as configured): opens, plans and "
+        "served lists, without imported OULAD history. Combines with --events.",
+    ),
     no_register: bool = typer.Option(False, "--no-register", help="Fit and evaluate only."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Register as challenger without the gate."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit the learned ranker on OULAD clicks (+ platform opens), export ONNX, register and promote ``recommender``."""
-    _run("training the recommender",
-         lambda update: train_and_promote(root=root, events=None if events is None else _read_events(events),
-                                          register=not no_register, promote=not no_promote, progress=update),
-         as_json)
+
+    def work(update):
+        from learnloop.settings import get_settings
+        from recommender._recommend.platform_events import from_platform
+
+        extra = [] if events is None else _read_events(events)
+        if platform:
+            extra += from_platform(get_settings(), progress=update)
+        return train_and_promote(root=root, events=extra if (events is not None or platform) else None,
+                                 register=not no_register, promote=not no_promote, progress=update)
+
+    _run("training the recommender", work, as_json)
 
 
 def search_sync(

@@ -24,6 +24,8 @@ from learnloop.errors import InvalidInput
 from learnloop.events import Event, Topic
 from recommender._recommend.clicks import CourseClicks, course_clicks
 
+# Topics whose events training reads: course starts, content kinds and plans, opens and served lists.
+TRAINING_TOPICS = (Topic.courses, Topic.content, Topic.analytics)
 OPEN_TYPES = ("content_view", "resource_click", "page_view", "video_play", "video_complete")
 COMPLETE_TYPES = ("video_complete",)
 SERVED_TYPE = "recommendations.served"
@@ -42,6 +44,27 @@ def parse_events(events: Iterable) -> list[Event]:
             out.append(Event.model_validate_json(raw) if isinstance(raw, str | bytes) else Event.model_validate(raw))
         except ValueError as exc:
             raise InvalidInput(f"not a learnloop event envelope: {str(raw)[:120]}") from exc
+    return out
+
+
+def from_platform(settings, *, batch: int = 20_000, progress=None) -> list[Event]:
+    """The platform database's own events for training (what ``learnloop train recommender --platform`` reads):
+    the topics in :data:`TRAINING_TOPICS`, leaving out imported history (``payload.import``: OULAD rows that the
+    training reads from the data set itself), in outbox order."""
+    from platform_api import api as platform
+
+    out: list[Event] = []
+    with platform.open_session(settings, migrate_first=False) as session:
+        for topic in TRAINING_TOPICS:
+            after = 0
+            while True:
+                rows = platform.read_events(session=session, topic=topic, after_id=after, limit=batch)
+                if not rows:
+                    break
+                after = rows[-1][0]
+                out += [event for _, event in rows if not (event.payload or {}).get("import")]
+                if progress is not None:
+                    progress(f"{len(out):,} platform events read")
     return out
 
 

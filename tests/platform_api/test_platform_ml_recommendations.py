@@ -335,3 +335,25 @@ def test_a_course_start_is_plausible_and_can_be_cleared(rec_platform):
     assert course["starts_at"].startswith("2029-12-31T23:00:00")  # stored and returned in UTC
     response = p.client.put(f"/api/v1/courses/{course_id}", headers=instructor, json={"starts_at": None})
     assert response.status_code == 200 and response.json()["starts_at"] is None
+
+
+def test_training_reads_the_platform_events_without_imported_history(rec_platform, course):
+    """`learnloop train recommender --platform`: the platform database's own opens, plans and served lists, without
+    imported OULAD rows (training reads those from the data set itself)."""
+    from platform_api._outbox import emit
+    from recommender._recommend.platform_events import from_platform
+    from recommender.api import interactions_from_events
+
+    p = rec_platform
+    imported_user = "00000000-0000-0000-0000-00000000beef"
+    with p.app.state.sessions() as session:
+        emit(session, event_type="resource_click", user_id=imported_user, course_id=course["id"],
+             payload={"content_id": course["items"][5], "import": True})
+        session.commit()
+    events = from_platform(p.settings)
+    assert {e.topic.value for e in events} >= {"lms.content.events", "lms.analytics.events", "lms.courses.events"}
+    assert not any((e.payload or {}).get("import") for e in events)
+    opens = interactions_from_events(events)
+    learners = {course["learners"][name][0] for name in ("a", "b", "c", "active")}
+    assert learners <= set(opens.user_id) and imported_user not in set(opens.user_id)
+    assert any(e.event_type == "recommendations.served" for e in events)
