@@ -25,6 +25,7 @@ from platform_api._models import GradingJob, GradingJobState, OutboxEvent
 log = logging.getLogger("platform_api.health")
 
 OK, DEGRADED, DOWN, OFF = "ok", "degraded", "down", "off"
+STATUS_VALUE = {OK: 1.0, DEGRADED: 0.5, DOWN: 0.0}  # the Prometheus gauge learnloop_service_status
 RELAY_LAG_S = 120  # an unpublished event older than this means the relay is not getting through
 GRADING_WAIT_S = 15 * 60  # an essay waiting longer than this for its AI grade means the worker is behind or off
 

@@ -117,8 +117,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.include_router(grading.router, prefix=API_PREFIX)
     app.include_router(grading.pages)  # the server-rendered review page under /grading
     app.include_router(alerts.router, prefix=API_PREFIX)
-    app.include_router(operator.build_router(settings, services=lambda: [row.as_dict() for row in _health.service_health(
-        sessions=app.state.sessions, settings=settings, relay=app.state.relay, extra=app.state.ml.health)]))
+    app.include_router(operator.build_router(settings, services=lambda: [row.as_dict() for row in health_rows()]))
     # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.
     app.include_router(_web.router)
     app.include_router(alerts.pages)
@@ -128,6 +127,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)
     risk_alerts = Gauge("risk_alerts", "At-risk alerts raised by the interventions job, by status",
                         ["status"], registry=metrics.registry)
+    service_status = Gauge("learnloop_service_status", "Health of each part the platform depends on (the operator "
+                           "page's rows): 1 ok, 0.5 degraded, 0 down; parts that are off are left out", ["part"],
+                           registry=metrics.registry)
+
+    def health_rows() -> list[_health.ServiceHealth]:
+        return _health.service_health(sessions=app.state.sessions, settings=settings, relay=app.state.relay,
+                                      extra=app.state.ml.health)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -139,6 +145,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
             counts = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
         for status in AlertStatus:
             risk_alerts.labels(status=status.value).set(counts.get(status, 0))
+        service_status.clear()
+        for row in health_rows():
+            if row.status in _health.STATUS_VALUE:
+                service_status.labels(part=row.name).set(_health.STATUS_VALUE[row.status])
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)

@@ -85,3 +85,21 @@ def test_redis_that_does_not_answer_is_down(tmp_path):
         assert redis["status"] == "down" and "rate limits" in redis["detail"]
     finally:
         platform.close()
+
+
+def test_prometheus_gets_the_same_health(stalled_platform):
+    text = stalled_platform.client.get("/metrics").text
+    assert 'learnloop_service_status{part="database"} 1.0' in text
+    assert 'learnloop_service_status{part="model service"} 0.0' in text
+    assert 'learnloop_service_status{part="search index"} 1.0' in text
+
+
+def test_parts_that_are_off_are_left_out_of_prometheus(tmp_path):
+    database = fresh_database_url("sqlite", tmp_path)
+    platform = start_platform(next(database), tmp_path / "data", run_relay=False)  # no Redis configured
+    p = next(platform)
+    try:
+        text = p.client.get("/metrics").text
+        assert 'part="redis"' not in text and 'learnloop_service_status{part="database"} 1.0' in text
+    finally:
+        platform.close()
