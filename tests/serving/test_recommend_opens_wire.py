@@ -97,3 +97,39 @@ def test_the_client_refuses_opens_without_an_id_or_a_whole_day():
         encode_opens(pd.DataFrame({"user_id": ["u1", None], "item_id": ["i", "i"], "day": [1, 2]}))
     with pytest.raises(InvalidInput, match="whole number"):
         encode_opens(pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i", "i"], "day": [1.0, 2.5]}))
+
+
+def test_packed_and_list_columns_decode_to_the_same_frame():
+    from serving._service import Opens
+    from serving.api import encode_opens
+
+    opens = _course(3)
+    packed, plain = encode_opens(opens), encode_opens(opens, packed=False)
+    assert isinstance(packed["day"], str) and isinstance(plain["day"], list)
+    pd.testing.assert_frame_equal(Opens.model_validate_json(json.dumps(packed)).frame(),
+                                  Opens.model_validate_json(json.dumps(plain)).frame(), check_exact=True)
+
+
+def _packed(values) -> str:
+    import base64
+
+    return base64.b64encode(np.asarray(values, dtype="<i4").tobytes()).decode()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"day": "not base64!"}, "should match pattern"),
+    ({"day": "AAAA"}, "must be whole little-endian int32 values, got 3 bytes"),
+    ({"day": _packed([1])}, "equal lengths"),
+    ({"item_index": _packed([0, 5])}, "item_index must be a position in items (0 to 1), got 5 at open 1"),
+    ({"user_index": _packed([0, -4])}, "user_index must be greater than or equal to 0, got -4 at open 1"),
+    ({"day": _packed([3, 200_000])}, "day must be less than or equal to 100000, got 200000 at open 1"),
+])
+def test_malformed_packed_opens_are_refused_with_the_reason(change, message):
+    from serving._service import Opens
+
+    good = {"users": ["u1", "u2"], "items": ["i0", "i1"], "user_index": _packed([0, 1]),
+            "item_index": _packed([1, 0]), "day": _packed([3, 4])}
+    assert Opens.model_validate(good).frame().shape == (2, 3)
+    with pytest.raises(ValidationError) as caught:
+        Opens.model_validate_json(json.dumps({**good, **change}))
+    assert message in str(caught.value)

@@ -107,7 +107,7 @@ _TWO_OPENS = {"users": ["u1", "u2"], "items": ["i0"], "user_index": [0, 1], "ite
     ({"opens": {**_TWO_OPENS, "user_index": [-1, 0]}}, "greater than or equal to 0"),
     ({"opens": {**_TWO_OPENS, "day": [1, -3]}}, "greater than or equal to 0"),
     ({"opens": {**_TWO_OPENS, "users": ["u1", ""]}}, "at least 1 character"),
-    ({"opens": {**_TWO_OPENS, "day": "12"}}, "list"),
+    ({"opens": {**_TWO_OPENS, "day": "12"}}, "day is not valid base64"),  # a string is a packed column
 ])
 def test_recommend_rejects_malformed_requests_with_a_400_that_says_why(model_service: RunningService, change,
                                                                        message):
