@@ -7,7 +7,9 @@ degrades meanwhile (the documented fallbacks), never an error page. Shown at the
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +49,12 @@ def _age_s(when: datetime | None, now: datetime) -> float | None:
     return round((now - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds(), 1)
 
 
+@functools.cache
+def _head(script_directory, config) -> str | None:
+    """The code's migration head (read from the scripts once per process)."""
+    return script_directory.from_config(config()).get_current_head()
+
+
 def _database(session: Session, settings: Settings) -> ServiceHealth:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -58,7 +66,7 @@ def _database(session: Session, settings: Settings) -> ServiceHealth:
     latency = round((time.perf_counter() - started) * 1000, 2)
     backend = session.get_bind().dialect.name
     current = MigrationContext.configure(session.connection()).get_current_revision()
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _head(ScriptDirectory, alembic_config)
     figures = {"backend": backend, "revision": current, "head": head, "latency_ms": latency}
     if current != head:
         return ServiceHealth("database", DEGRADED, f"{backend}: schema at {current}, code expects {head}; run "
@@ -92,6 +100,16 @@ def _grading(session: Session, now: datetime) -> ServiceHealth:
     return ServiceHealth("AI grading worker", OK, f"{waiting} essays waiting ({failing} after a failed try)", figures)
 
 
+def _public_url(url: str) -> str:
+    """``url`` without its user and password (shown to operators and in logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _redis(settings: Settings) -> ServiceHealth:
     if not settings.redis_url:
         return ServiceHealth("redis", OFF, "not configured: rate limits are kept per API process")
@@ -102,7 +120,7 @@ def _redis(settings: Settings) -> ServiceHealth:
         redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5).ping()
     except (redis.RedisError, OSError) as exc:
         return ServiceHealth("redis", DOWN, f"{type(exc).__name__}: {str(exc)[:200]}; rate limits fall back "
-                             "per process", {"url": settings.redis_url})
+                             "per process", {"url": _public_url(settings.redis_url)})
     latency = round((time.perf_counter() - started) * 1000, 2)
     return ServiceHealth("redis", OK, f"PING in {latency} ms", {"latency_ms": latency})
 
@@ -156,8 +174,31 @@ def service_health(*, sessions: sessionmaker[Session], settings: Settings, relay
     ]
     if extra is not None:
         try:
-            rows += [ServiceHealth(**row) for row in extra()]
+            wired = extra()
         except Exception as exc:  # as in _guarded
             log.exception("health check of the wired parts failed")
-            rows.append(ServiceHealth("search index", DOWN, f"{type(exc).__name__}: {str(exc)[:300]}"))
+            wired = [{"name": "wired parts", "status": DOWN, "detail": f"{type(exc).__name__}: {str(exc)[:300]}"}]
+        for row in wired:
+            try:
+                rows.append(ServiceHealth(**row))
+            except TypeError:
+                rows.append(ServiceHealth(str(row.get("name", "wired part")) if isinstance(row, dict) else "wired part",
+                                          DOWN, f"malformed health row: {str(row)[:200]}"))
     return rows
+
+
+class CachedHealth:
+    """:func:`service_health` at most once per ``ttl_s`` (``/metrics`` is scraped often and needs no sign-in):
+    callers within the window share the last rows, and one refresh runs at a time."""
+
+    def __init__(self, compute: Callable[[], list[ServiceHealth]], ttl_s: float = 15.0) -> None:
+        self._compute, self._ttl_s = compute, ttl_s
+        self._lock = threading.Lock()
+        self._rows: list[ServiceHealth] | None = None
+        self._at = float("-inf")
+
+    def rows(self) -> list[ServiceHealth]:
+        with self._lock:
+            if self._rows is None or time.monotonic() - self._at >= self._ttl_s:
+                self._rows, self._at = self._compute(), time.monotonic()
+            return self._rows

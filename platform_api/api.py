@@ -332,14 +332,17 @@ def emit_event(*, session: Session, event_type: str, user_id: str | uuid.UUID | 
 
 
 def read_events(*, session: Session, topic: Topic | str | None = None, after_id: int = 0,
-                limit: int = 1000) -> list[tuple[int, Event]]:
+                limit: int = 1000, imported: bool = True) -> list[tuple[int, Event]]:
     """Events from the outbox in commit order, as ``(position, event)``; pass the last position back as
-    ``after_id`` to read on. Lets batch jobs (feature building) replay the stream without a broker."""
+    ``after_id`` to read on. Lets batch jobs (feature building) replay the stream without a broker.
+    ``imported=False`` leaves out rows of data-set imports (``payload.import``), in the query."""
     from platform_api._models import OutboxEvent
 
     statement = select(OutboxEvent.id, OutboxEvent.envelope).where(OutboxEvent.id > after_id)
     if topic is not None:
         statement = statement.where(OutboxEvent.topic == str(topic))
+    if not imported:
+        statement = statement.where(OutboxEvent.envelope["payload"]["import"].as_boolean().is_not(True))
     rows = session.execute(statement.order_by(OutboxEvent.id).limit(limit)).all()
     return [(row.id, Event.model_validate(row.envelope)) for row in rows]
 

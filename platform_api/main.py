@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from learnloop.settings import Settings, get_settings
 from platform_api import _errors, _health, _migrate, _web
@@ -45,6 +47,8 @@ from platform_api._routes import (
 )
 from platform_api.data import AlertStatus, MLBackends
 from serving.api import RiskClient
+
+log = logging.getLogger("platform_api.main")
 
 API_PREFIX = "/api/v1"
 
@@ -135,20 +139,27 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
         return _health.service_health(sessions=app.state.sessions, settings=settings, relay=app.state.relay,
                                       extra=app.state.ml.health)
 
+    cached_health = _health.CachedHealth(health_rows)  # what anonymous /metrics scrapes get
+
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
-        with app.state.sessions() as session:
-            pending.set(session.scalar(select(func.count()).select_from(OutboxEvent)
-                                       .where(OutboxEvent.published_at.is_(None))) or 0)
-        delivered.set(app.state.relay.delivered_total)
-        with app.state.sessions() as session:
-            counts = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
-        for status in AlertStatus:
-            risk_alerts.labels(status=status.value).set(counts.get(status, 0))
+        # Health first (cached, never raises): with the database down the other gauges cannot be read, and the
+        # scrape still says which part is down.
         service_status.clear()
-        for row in health_rows():
+        for row in cached_health.rows():
             if row.status in _health.STATUS_VALUE:
                 service_status.labels(part=row.name).set(_health.STATUS_VALUE[row.status])
+        try:
+            with app.state.sessions() as session:
+                pending.set(session.scalar(select(func.count()).select_from(OutboxEvent)
+                                           .where(OutboxEvent.published_at.is_(None))) or 0)
+                counts = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
+        except SQLAlchemyError:
+            log.warning("metrics: the database did not answer; database gauges left as they were")
+        else:
+            for status in AlertStatus:
+                risk_alerts.labels(status=status.value).set(counts.get(status, 0))
+        delivered.set(app.state.relay.delivered_total)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)

@@ -32,7 +32,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import bentoml
 import numpy as np
@@ -96,6 +96,8 @@ _Index = Annotated[int, Field(ge=0, le=MAX_OPENS)]
 # A column packed as base64 of little-endian int32 (what serving.api.encode_opens sends): decoded with numpy, not
 # validated element by element, which is most of the parsing time of a large course.
 _Packed = Annotated[str, Field(max_length=4 * ((4 * MAX_OPENS + 2) // 3), pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+_T = TypeVar("_T")
+_Listed = Annotated[list[_T], Field(max_length=MAX_OPENS)]
 
 
 def _column(name: str, value: list[int] | str) -> np.ndarray:
@@ -120,9 +122,9 @@ class Opens(BaseModel):
 
     users: list[_Id] = Field(max_length=MAX_OPENS, description="distinct learner ids")
     items: list[_Id] = Field(max_length=MAX_OPENS, description="distinct item ids")
-    user_index: list[_Index] | _Packed = Field(description="per open: position in users (list, or packed int32)")
-    item_index: list[_Index] | _Packed = Field(description="per open: position in items (list, or packed int32)")
-    day: list[Annotated[int, Field(ge=0, le=MAX_DAY)]] | _Packed = Field(
+    user_index: _Listed[_Index] | _Packed = Field(description="per open: position in users (list, or packed int32)")
+    item_index: _Listed[_Index] | _Packed = Field(description="per open: position in items (list, or packed int32)")
+    day: _Listed[Annotated[int, Field(ge=0, le=MAX_DAY)]] | _Packed = Field(
         description="per open: days since the course started (list, or packed int32)")
     _columns: dict = PrivateAttr(default_factory=dict)  # the index/day columns as int64 arrays, set on validation
 

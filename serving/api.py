@@ -265,6 +265,10 @@ class RecommendClient:
                 "opens": encode_opens(interactions)}
         try:
             response = self._http.post("/recommend", json=body)
+            if response.status_code == 400 and "valid list" in response.text:
+                # a model service older than packed opens (upgraded after the platform): send JSON lists
+                body["opens"] = encode_opens(interactions, packed=False)
+                response = self._http.post("/recommend", json=body)
         except httpx.HTTPError as exc:
             self.breaker.record_failure()
             raise Unavailable(f"model service unreachable: {type(exc).__name__}") from exc
@@ -290,6 +294,9 @@ class RecommendClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+MAX_DAY = 100_000  # the latest day /recommend accepts (serving._service.MAX_DAY)
 
 
 def encode_opens(interactions, *, packed: bool = True) -> dict:
@@ -319,6 +326,9 @@ def encode_opens(interactions, *, packed: bool = True) -> dict:
     whole = days.astype(np.int64)
     if (whole != days).any():
         raise InvalidInput("interactions: day must be a whole number of days since the course started")
+    if len(whole) and (int(whole.min()) < 0 or int(whole.max()) > MAX_DAY):
+        raise InvalidInput(f"interactions: day must be within 0..{MAX_DAY} days since the course started, got "
+                           f"{int(whole.min())}..{int(whole.max())}")
 
     def column(values: np.ndarray):
         if not packed:

@@ -49,8 +49,9 @@ def parse_events(events: Iterable) -> list[Event]:
 
 def from_platform(settings, *, batch: int = 20_000, progress=None) -> list[Event]:
     """The platform database's own events for training (what ``learnloop train recommender --platform`` reads):
-    the topics in :data:`TRAINING_TOPICS`, leaving out imported history (``payload.import``: OULAD rows that the
-    training reads from the data set itself), in outbox order."""
+    the topics in :data:`TRAINING_TOPICS`, each in outbox order. Imported activity (``payload.import``: OULAD clicks,
+    which training reads from the data set itself) is left out in the query; imported courses and content stay, so
+    live opens of an imported course keep its start, kinds and plan."""
     from platform_api import api as platform
 
     out: list[Event] = []
@@ -58,11 +59,12 @@ def from_platform(settings, *, batch: int = 20_000, progress=None) -> list[Event
         for topic in TRAINING_TOPICS:
             after = 0
             while True:
-                rows = platform.read_events(session=session, topic=topic, after_id=after, limit=batch)
+                rows = platform.read_events(session=session, topic=topic, after_id=after, limit=batch,
+                                            imported=topic is not Topic.analytics)
                 if not rows:
                     break
                 after = rows[-1][0]
-                out += [event for _, event in rows if not (event.payload or {}).get("import")]
+                out += [event for _, event in rows]
                 if progress is not None:
                     progress(f"{len(out):,} platform events read")
     return out

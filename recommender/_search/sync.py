@@ -69,6 +69,7 @@ class _Consumer:
     tail: dict[int, datetime] = field(default_factory=dict)  # applied events after ``settled``: position → time
     verified: float = float("-inf")
     last_pass: datetime | None = None  # when a pass last finished
+    last_error: str | None = None  # why the last pass could not open the index
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restart(self) -> None:
@@ -145,8 +146,12 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
     from recommender.api import _open_index
 
     settings = settings or get_settings()
-    index = _open_index(settings)
-    consumer = _consumer(settings)
+    consumer = _consumer(settings)  # before the index: a pass that cannot open it still shows as failing
+    try:
+        index = _open_index(settings)
+    except Exception as exc:
+        consumer.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise
     report = SyncReport()
     with consumer.lock, platform.open_session(settings, migrate_first=migrate) as session:
         if verify is None:
@@ -177,7 +182,7 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
         _settle(consumer, anchors)
         consumer.index_items = len(index)
         _save(settings, consumer)
-        consumer.last_pass = datetime.now(UTC)
+        consumer.last_pass, consumer.last_error = datetime.now(UTC), None
     report.position = consumer.settled
     return report
 
@@ -229,9 +234,10 @@ def status(*, settings: Settings | None = None, stale_after: timedelta = timedel
                           "not applied yet: run `learnloop search sync`"}
     stale = consumer.last_pass is None or datetime.now(UTC) - consumer.last_pass > stale_after
     if waiting and stale:
+        reason = consumer.last_error or "the index or its embedder is failing (see the API log)"
         return {"name": "search index", "status": "degraded", "figures": figures,
                 "detail": f"{waiting} content changes waiting and no pass since {figures['last_pass'] or 'start'}: "
-                          "the index or its embedder is failing (see the API log); nothing is lost"}
+                          f"{reason}; nothing is lost"}
     return {"name": "search index", "status": "ok", "figures": figures,
             "detail": f"{figures['items'] if index is not None else '?'} items; {waiting} content changes waiting"}
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from platform_fixtures import Platform, fresh_database_url, start_platform
+from service_checks import service_missing
 
 from platform_api.data import MLBackends
 
@@ -29,7 +30,17 @@ def _services(p: Platform) -> dict[str, dict]:
     return {row["name"]: row for row in response.json()["services"]}
 
 
+def _redis_reachable() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=1, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as exc:
+        service_missing(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
+
+
 def test_every_part_has_a_row_and_down_parts_say_what_degrades(stalled_platform):
+    _redis_reachable()
     services = _services(stalled_platform)
     assert list(services) == ["database", "event stream", "AI grading worker", "redis", "model service",
                               "search index"]
@@ -69,7 +80,7 @@ def test_a_check_that_fails_is_a_down_row_not_an_error(stalled_platform):
     try:
         p.app.state.ml = MLBackends(health=broken)
         services = _services(p)
-        assert services["search index"]["status"] == "down" and "unreadable" in services["search index"]["detail"]
+        assert services["wired parts"]["status"] == "down" and "unreadable" in services["wired parts"]["detail"]
         assert services["database"]["status"] == "ok"
     finally:
         p.app.state.ml = wired
@@ -103,3 +114,35 @@ def test_parts_that_are_off_are_left_out_of_prometheus(tmp_path):
         assert 'part="redis"' not in text and 'learnloop_service_status{part="database"} 1.0' in text
     finally:
         platform.close()
+
+
+def test_a_redis_password_is_never_shown(tmp_path):
+    database = fresh_database_url("sqlite", tmp_path)
+    platform = start_platform(next(database), tmp_path / "data", run_relay=False, settings_overrides={
+        "redis_url": "redis://:s3cret-pw@127.0.0.1:9/0"})
+    p = next(platform)
+    try:
+        response = p.client.get("/operator/status", headers=p.admin_headers)
+        assert "s3cret-pw" not in response.text
+        assert {r["name"]: r for r in response.json()["services"]}["redis"]["figures"]["url"] == "redis://127.0.0.1:9/0"
+    finally:
+        platform.close()
+
+
+def test_metrics_still_answer_with_the_database_down(stalled_platform):
+    """The health rows come first: a scrape with the database gone says so instead of failing."""
+    p = stalled_platform
+    p.app.state.engine.dispose()
+    url = p.settings.sqlalchemy_url
+    database_file = url.split("sqlite:///", 1)[1]
+    import os
+
+    os.rename(database_file, database_file + ".gone")
+    os.makedirs(database_file)  # a directory where the database file was: every connection fails
+    try:
+        response = p.client.get("/metrics")
+        assert response.status_code == 200
+        assert 'learnloop_service_status{part="database"} 0.0' in response.text
+    finally:
+        os.rmdir(database_file)
+        os.rename(database_file + ".gone", database_file)

@@ -350,9 +350,14 @@ def test_training_reads_the_platform_events_without_imported_history(rec_platfor
         emit(session, event_type="resource_click", user_id=imported_user, course_id=course["id"],
              payload={"content_id": course["items"][5], "import": True})
         session.commit()
+    with p.app.state.sessions() as session:  # an imported course's content stays (its kind and plan count)
+        emit(session, event_type="content.updated", course_id=course["id"],
+             payload={"content_id": course["items"][4], "kind": "video", "planned_week": 2, "import": True})
+        session.commit()
     events = from_platform(p.settings)
     assert {e.topic.value for e in events} >= {"lms.content.events", "lms.analytics.events", "lms.courses.events"}
-    assert not any((e.payload or {}).get("import") for e in events)
+    assert not any((e.payload or {}).get("import") for e in events if e.topic.value == "lms.analytics.events")
+    assert any((e.payload or {}).get("import") and e.event_type == "content.updated" for e in events)
     opens = interactions_from_events(events)
     learners = {course["learners"][name][0] for name in ("a", "b", "c", "active")}
     assert learners <= set(opens.user_id) and imported_user not in set(opens.user_id)

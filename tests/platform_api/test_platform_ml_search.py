@@ -381,3 +381,26 @@ def test_the_indexer_reports_its_health_for_the_operator_page(search_platform, c
     elsewhere = p.settings.model_copy(update={"data_dir": tmp_path / "elsewhere"})
     off = search_index_status(settings=elsewhere)
     assert off["status"] == "off" and off["figures"]["waiting"] >= 1 and "learnloop search sync" in off["detail"]
+
+
+def test_an_indexer_that_cannot_open_its_index_shows_as_degraded_with_the_reason(search_platform, courses,
+                                                                                  tmp_path):
+    from qdrant_client import QdrantClient
+
+    from learnloop.errors import Unavailable
+    from recommender.api import search_index_status, sync_search_index
+
+    p = search_platform
+    held = p.settings.model_copy(update={"data_dir": tmp_path / "held-index"})
+    held.qdrant_path.mkdir(parents=True)
+    holder = QdrantClient(path=str(held.qdrant_path))
+    try:
+        p.client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": courses["ids"]["public"], "title": "Fjords", "body": "Glaciers carved the fjords."})
+        with pytest.raises(Unavailable):
+            sync_search_index(settings=held)
+        row = search_index_status(settings=held)
+        assert row["status"] == "degraded" and "open in another process" in row["detail"]
+        assert row["figures"]["waiting"] >= 1
+    finally:
+        holder.close()

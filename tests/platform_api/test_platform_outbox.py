@@ -223,3 +223,22 @@ def test_only_one_relay_leads_on_postgresql(tmp_path):
             again = second._try_lead()  # the standby takes over once the leader lets go
             assert again not in (None, True)
             release_lead(again)
+
+
+def test_read_events_can_leave_imported_rows_out_in_the_query(platform):
+    """``read_events(imported=False)``: what training reads of live activity (imports are in their data set)."""
+    import uuid
+
+    from platform_api._outbox import emit
+    from platform_api.api import read_events
+
+    course = str(uuid.uuid4())
+    with platform.app.state.sessions() as session:
+        emit(session, event_type="resource_click", course_id=course, payload={"content_id": "x", "import": True})
+        emit(session, event_type="resource_click", course_id=course, payload={"content_id": "y"})
+        emit(session, event_type="resource_click", course_id=course, payload={"content_id": "z", "import": False})
+        session.commit()
+        everything = read_events(session=session, topic="lms.analytics.events", limit=100_000)
+        live = read_events(session=session, topic="lms.analytics.events", limit=100_000, imported=False)
+    mine = lambda rows: [e.payload["content_id"] for _, e in rows if e.course_id == course]  # noqa: E731
+    assert mine(everything) == ["x", "y", "z"] and mine(live) == ["y", "z"]

@@ -133,3 +133,37 @@ def test_malformed_packed_opens_are_refused_with_the_reason(change, message):
     with pytest.raises(ValidationError) as caught:
         Opens.model_validate_json(json.dumps({**good, **change}))
     assert message in str(caught.value)
+
+
+def test_the_client_falls_back_to_lists_for_a_service_that_predates_packing():
+    """Upgrading the platform before the model service: the old service's 400 ("should be a valid list") makes the
+    client send the same opens as JSON lists once."""
+    import httpx
+
+    from serving.api import RecommendClient
+
+    bodies = []
+
+    def old_service(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if isinstance(body["opens"]["day"], str):
+            return httpx.Response(400, json={"error": "1 validation error", "detail": [
+                {"loc": ["opens", "day"], "msg": "Input should be a valid list"}]})
+        return httpx.Response(200, json={"user_id": "u1", "course_id": "c1", "experiment": "recommender-v1",
+                                         "variant": "control", "cold_start": False, "items": [
+                                             {"item_id": "item 1", "score": 1.0, "reason": "popular"}]})
+
+    client = RecommendClient(base_url="http://model-service", transport=httpx.MockTransport(old_service))
+    served = client.recommend(user_id="u1", course_id="c1", interactions=_course(4),
+                              items=pd.DataFrame({"item_id": ["item 1"], "kind": ["page"]}), day=30)
+    assert [i.item_id for i in served.items] == ["item 1"]
+    assert isinstance(bodies[0]["opens"]["day"], str) and isinstance(bodies[1]["opens"]["day"], list)
+
+
+def test_the_client_refuses_days_a_packed_column_cannot_hold():
+    from learnloop.errors import InvalidInput
+    from serving.api import encode_opens
+
+    with pytest.raises(InvalidInput, match="within 0..100000"):
+        encode_opens(pd.DataFrame({"user_id": ["u1"], "item_id": ["i"], "day": [2**32 + 5]}))
