@@ -24,7 +24,6 @@ Why it is configured the way it is (each measured with wrk, see README "Performa
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
 import hashlib
 import logging
@@ -32,18 +31,18 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field
 
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import get_settings
 from serving import _coalesce
 from serving._plog import PredictionLog
 from serving._scorer import RISK_MODEL, ChampionWatcher, RiskRefused
-from serving.data import PredictionStatus
+from serving.data import Opens, PredictionStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,80 +86,6 @@ class EssayGradeResponse(BaseModel):
     coverage: float | None = None
     score_range: list[int] | None = None
     latency_ms: float | None = None
-
-
-MAX_OPENS = 2_000_000
-MAX_DAY = 100_000
-_Id = Annotated[str, Field(min_length=1, max_length=128)]
-_Index = Annotated[int, Field(ge=0, le=MAX_OPENS)]
-# A column packed as base64 of little-endian int32 (what serving.api.encode_opens sends): decoded with numpy, not
-# validated element by element, which is most of the parsing time of a large course.
-_Packed = Annotated[str, Field(max_length=4 * ((4 * MAX_OPENS + 2) // 3), pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
-_T = TypeVar("_T")
-_Listed = Annotated[list[_T], Field(max_length=MAX_OPENS)]
-
-
-def _column(name: str, value: list[int] | str) -> np.ndarray:
-    if isinstance(value, list):
-        return np.asarray(value, dtype=np.int64)
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except ValueError as exc:
-        raise ValueError(f"opens: {name} is not valid base64") from exc
-    if len(raw) % 4:
-        raise ValueError(f"opens: packed {name} must be whole little-endian int32 values, got {len(raw)} bytes")
-    return np.frombuffer(raw, dtype="<i4").astype(np.int64)
-
-
-class Opens(BaseModel):
-    """A course's content opens, columnar and dictionary-encoded (``serving.api.encode_opens`` builds it).
-
-    Open ``k`` is learner ``users[user_index[k]]`` opening item ``items[item_index[k]]`` on ``day[k]`` (days since
-    the course started). ``user_index``, ``item_index`` and ``day`` are JSON lists of integers or, packed, base64
-    strings of little-endian int32 (what the platform sends: a BBB-size course, 280k opens, parses in a few
-    milliseconds instead of ~60 ms for the lists, and one object per open was 17 MB)."""
-
-    users: list[_Id] = Field(max_length=MAX_OPENS, description="distinct learner ids")
-    items: list[_Id] = Field(max_length=MAX_OPENS, description="distinct item ids")
-    user_index: _Listed[_Index] | _Packed = Field(description="per open: position in users (list, or packed int32)")
-    item_index: _Listed[_Index] | _Packed = Field(description="per open: position in items (list, or packed int32)")
-    day: _Listed[Annotated[int, Field(ge=0, le=MAX_DAY)]] | _Packed = Field(
-        description="per open: days since the course started (list, or packed int32)")
-    _columns: dict = PrivateAttr(default_factory=dict)  # the index/day columns as int64 arrays, set on validation
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Opens:
-        columns = {name: _column(name, getattr(self, name)) for name in ("user_index", "item_index", "day")}
-        n = len(columns["day"])
-        if len(columns["user_index"]) != n or len(columns["item_index"]) != n:
-            raise ValueError(f"opens: user_index, item_index and day must have equal lengths, got "
-                             f"{len(columns['user_index'])}, {len(columns['item_index'])}, {n}")
-        if n > MAX_OPENS:
-            raise ValueError(f"opens: at most {MAX_OPENS} opens, got {n}")
-        for name, high in (("user_index", len(self.users) - 1), ("item_index", len(self.items) - 1),
-                           ("day", MAX_DAY)):
-            column = columns[name]
-            if n and int(column.min()) < 0:
-                raise ValueError(f"opens: {name} must be greater than or equal to 0, got {int(column.min())} at "
-                                 f"open {int(column.argmin())}")
-            if n and int(column.max()) > high:
-                what = f"a position in {name.split('_')[0]}s (0 to {high})" if name != "day" else (
-                    f"less than or equal to {MAX_DAY}")
-                raise ValueError(f"opens: {name} must be {what}, got {int(column.max())} at open "
-                                 f"{int(column.argmax())}")
-        self._columns = columns
-        return self
-
-    def frame(self):
-        """DataFrame[user_id, item_id, day] with the opens in request order (object ids, int64 days) — the frame
-        the old one-object-per-open form gave, built with numpy."""
-        import pandas as pd
-
-        users = np.asarray(self.users, dtype=object)
-        items = np.asarray(self.items, dtype=object)
-        return pd.DataFrame({"user_id": users[self._columns["user_index"]],
-                             "item_id": items[self._columns["item_index"]], "day": self._columns["day"]},
-                            columns=["user_id", "item_id", "day"])
 
 
 class CourseItem(BaseModel):

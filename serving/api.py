@@ -296,9 +296,6 @@ class RecommendClient:
         self._http.close()
 
 
-MAX_DAY = 100_000  # the latest day /recommend accepts (serving._service.MAX_DAY)
-
-
 def encode_opens(interactions, *, packed: bool = True) -> dict:
     """Content opens (DataFrame or list of dicts with user_id, item_id, day) in the columnar, dictionary-encoded form
     ``POST /recommend`` takes: ``{"users", "items", "user_index", "item_index", "day"}``, opens in input order.
@@ -326,6 +323,8 @@ def encode_opens(interactions, *, packed: bool = True) -> dict:
     whole = days.astype(np.int64)
     if (whole != days).any():
         raise InvalidInput("interactions: day must be a whole number of days since the course started")
+    from serving.data import MAX_DAY
+
     if len(whole) and (int(whole.min()) < 0 or int(whole.max()) > MAX_DAY):
         raise InvalidInput(f"interactions: day must be within 0..{MAX_DAY} days since the course started, got "
                            f"{int(whole.min())}..{int(whole.max())}")

@@ -9,7 +9,8 @@ small model fitted on the synthetic course itself (its quality does not matter h
 Reported: warm requests (course-level work cached, a different learner each time), the first request of a course
 input (cache miss: builds the click matrix and the course state), the uncached path (course state + one learner's
 features per request) and ``before_whole_course_features`` (every learner's features per request: serving before
-the cache).
+the cache), and ``wire``: the opens' trip to the model service without the network (encode + JSON on the
+platform, parse on the service), packed as the platform sends them and as JSON lists.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def bench_recommend(*, n_learners: int = 1537, n_items: int = 315, day: int = 12
                                                           "day": [day - 1]})], ignore_index=True)
     after_new_event = once(str(learners[1]), True)
     course = service.course_entry(course_id="bench", interactions=interactions, items=items, day=day, cache=cache)
+    wire = _wire(interactions, repeats=max(5, min(30, requests // 10)))
     return {
         **_percentiles(warm),
         "n_items": int(course.course.first_click.shape[1]),
@@ -114,4 +116,28 @@ def bench_recommend(*, n_learners: int = 1537, n_items: int = 315, day: int = 12
         "uncached": _percentiles(uncached) | {"requests": uncached_requests},
         "before_whole_course_features": _percentiles(before) | {"requests": uncached_requests},
         "cache": {"hits": cache.hits, "misses": cache.misses},
+        "wire": wire,
     }
+
+
+def _wire(interactions: pd.DataFrame, *, repeats: int) -> dict:
+    """The opens' trip to the model service without the network: the platform's encoding and JSON, then the
+    service's parse into the frame it ranks from, packed (what the platform sends) and as JSON lists."""
+    import json
+
+    from serving.api import encode_opens
+    from serving.data import Opens
+
+    out = {}
+    for name, packed in (("packed", True), ("lists", False)):
+        encode, parse, size = [], [], 0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            body = json.dumps(encode_opens(interactions, packed=packed))
+            encoded = time.perf_counter()
+            Opens.model_validate_json(body).frame()
+            encode.append(encoded - started)
+            parse.append(time.perf_counter() - encoded)
+            size = len(body)
+        out[name] = {"encode": _percentiles(encode), "parse": _percentiles(parse), "bytes": size}
+    return out

@@ -92,8 +92,8 @@ def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings,
     import json
 
     from recommender._recommend.service import COURSE_CACHE
-    from serving._service import Opens
     from serving.api import encode_opens
+    from serving.data import Opens
 
     wire = Opens.model_validate_json(json.dumps(encode_opens(interactions))).frame()
     COURSE_CACHE.clear()

@@ -1,4 +1,4 @@
-"""The columnar ``/recommend`` opens (``serving.api.encode_opens`` → JSON → ``serving._service.Opens``) decode to
+"""The columnar ``/recommend`` opens (``serving.api.encode_opens`` → JSON → ``serving.data.Opens``) decode to
 exactly the frame the platform passed, and malformed columns are refused with a reason (a 400 over HTTP)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 
 def _wire(interactions) -> pd.DataFrame:
-    from serving._service import Opens
     from serving.api import encode_opens
+    from serving.data import Opens
 
     return Opens.model_validate_json(json.dumps(encode_opens(interactions))).frame()
 
@@ -80,7 +80,7 @@ def test_same_opens_same_lists_old_form_and_columnar(settings):
     ({"items": ["i0", "x" * 129]}, "at most 128 characters"),
 ])
 def test_malformed_columnar_opens_are_refused_with_the_reason(change, message):
-    from serving._service import Opens
+    from serving.data import Opens
 
     good = {"users": ["u1", "u2"], "items": ["i0", "i1"], "user_index": [0, 1], "item_index": [1, 0], "day": [3, 4]}
     assert Opens.model_validate(good).frame().shape == (2, 3)
@@ -100,8 +100,8 @@ def test_the_client_refuses_opens_without_an_id_or_a_whole_day():
 
 
 def test_packed_and_list_columns_decode_to_the_same_frame():
-    from serving._service import Opens
     from serving.api import encode_opens
+    from serving.data import Opens
 
     opens = _course(3)
     packed, plain = encode_opens(opens), encode_opens(opens, packed=False)
@@ -125,7 +125,7 @@ def _packed(values) -> str:
     ({"day": _packed([3, 200_000])}, "day must be less than or equal to 100000, got 200000 at open 1"),
 ])
 def test_malformed_packed_opens_are_refused_with_the_reason(change, message):
-    from serving._service import Opens
+    from serving.data import Opens
 
     good = {"users": ["u1", "u2"], "items": ["i0", "i1"], "user_index": _packed([0, 1]),
             "item_index": _packed([1, 0]), "day": _packed([3, 4])}
