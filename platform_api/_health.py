@@ -44,9 +44,8 @@ class ServiceHealth:
 
 
 def _age_s(when: datetime | None, now: datetime) -> float | None:
-    if when is None:
-        return None
-    return round((now - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds(), 1)
+    """Seconds since ``when`` (aware UTC from the database: see ``_models.UTCTimestamp``)."""
+    return None if when is None else round((now - when).total_seconds(), 1)
 
 
 @functools.cache

@@ -31,7 +31,7 @@ from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
 from platform_api import _alerts, _errors, _grading_review, _users, policy
 from platform_api._models import Course, Submission, User
 from platform_api._security import TokenType, decode_token
-from platform_api.data import CourseStatus, UserRole, UserStatus
+from platform_api.data import CourseStatus, ScopeType, UserRole, UserStatus
 from platform_api.deps import SessionDep, SettingsDep
 from platform_api.policy import Permission, Principal, Scope
 
@@ -152,7 +152,11 @@ def _edits_content_only(session: Session, actor: Principal, course: Course) -> b
 def landing(session: Session, actor: Principal) -> str:
     """Where a sign-in without a target goes: learners to their grades, staff (and content editors) to their
     courses."""
-    if actor.user.role is not UserRole.student or staff_courses(session, actor):
+    if actor.user.role is not UserRole.student or _alerts.staff_courses(session=session, actor=actor):
+        return HOME
+    if any(g.scope_type is not ScopeType.global_ for g in actor.grants) and any(  # a course-scoped creator grant
+            _edits_content_only(session, actor, c)
+            for c in session.scalars(select(Course).where(Course.status != CourseStatus.archived))):
         return HOME
     return MY_GRADES
 

@@ -106,3 +106,22 @@ def start_platform(database_url: str, data_dir: Path, *, client_address: tuple[s
         assert response.status_code == 200, response.text
         headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
         yield Platform(client=client, settings=settings, admin_headers=headers, admin_id=str(admin_id))
+
+
+def outbox_hole(p: Platform) -> int:
+    """A free outbox position below the newest row: what a transaction that took its position earlier and has not
+    committed yet would commit into (the late-commit cases of the outbox readers)."""
+    from sqlalchemy import delete, func, select
+
+    from platform_api._models import OutboxEvent
+    from platform_api._outbox import emit
+
+    with p.app.state.sessions() as session:
+        emit(session, event_type="user.updated", payload={})
+        session.commit()
+        taken = session.scalar(select(func.max(OutboxEvent.id)))
+        emit(session, event_type="user.updated", payload={})  # a newer row above it (SQLite reuses a freed max id)
+        session.commit()
+        session.execute(delete(OutboxEvent).where(OutboxEvent.id == taken))
+        session.commit()
+    return taken

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from platform_fixtures import outbox_hole
 
 from platform_api import _activity
 
@@ -94,25 +95,6 @@ def test_a_row_committed_late_with_an_earlier_id_is_not_missed(platform, opened)
     assert (second[0], items[2]) in set(zip(frame["user_id"], frame["item_id"], strict=True)) and len(frame) == 2
 
 
-def _hole(p) -> int:
-    """A free outbox id below the newest: what a transaction that took its id earlier would commit into."""
-    from sqlalchemy import delete, func, select
-
-    from platform_api._models import OutboxEvent
-
-    with p.app.state.sessions() as session:
-        from platform_api._outbox import emit
-
-        emit(session, event_type="user.updated", payload={})
-        session.commit()
-        taken = session.scalar(select(func.max(OutboxEvent.id)))
-        emit(session, event_type="user.updated", payload={})  # a newer id exists above the hole
-        session.commit()
-        session.execute(delete(OutboxEvent).where(OutboxEvent.id == taken))
-        session.commit()
-    return taken
-
-
 def _insert(p, row_id: int, *, event_type: str, user_id: str, course_id: str | None, envelope: dict,
             created_at: datetime) -> None:
     from learnloop.events import topic_for
@@ -132,7 +114,7 @@ def test_a_row_committed_long_after_its_id_is_found_by_the_recount(platform, ope
     monkeypatch.setattr(_activity._CourseOpens, "VERIFY_EVERY", timedelta(0))
     p, items, (first, second) = platform, opened["items"], opened["learners"]
     start = datetime.now(UTC) - timedelta(days=10)
-    hole = _hole(p)
+    hole = outbox_hole(p)
     _open(p, first[1], items[0])
     assert len(_opens(p, opened["course"], items, start)) == 1
     _insert(p, hole, event_type="resource_click", user_id=second[0], course_id=str(opened["course"]),
@@ -154,7 +136,7 @@ def test_an_erasure_committed_out_of_order_still_rebuilds(platform, opened, monk
     p, items, (first, second) = platform, opened["items"], opened["learners"]
     start = datetime.now(UTC) - timedelta(days=10)
     _open(p, first[1], items[0])
-    hole = _hole(p)
+    hole = outbox_hole(p)
     assert p.client.delete(f"/api/v1/users/{second[0]}", headers=p.admin_headers).status_code == 204
     assert first[0] in set(_opens(p, opened["course"], items, start)["user_id"])
     # the first learner's erasure took the earlier id and commits now: their opens move to a pseudonym

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from platform_fixtures import Platform, fresh_database_url, start_platform
+from platform_fixtures import Platform, fresh_database_url, outbox_hole, start_platform
 
 from learnloop.settings import Settings
 from platform_api.data import MLBackends
@@ -206,25 +206,13 @@ def _commit_at(p: Platform, position: int, public: str, *, title: str, body: str
         return str(item.id)
 
 
-def _hole(p: Platform) -> int:
-    from sqlalchemy import func, select
-
-    from platform_api._models import OutboxEvent
-    from platform_api._outbox import emit
-
-    with p.app.state.sessions() as session:
-        emit(session, event_type="user.updated", payload={})
-        session.commit()
-        return session.scalar(select(func.max(OutboxEvent.id)))
-
-
 def test_an_event_committed_late_within_the_settle_window_is_applied(search_platform, courses):
     """On PostgreSQL a content event may commit after a later position was read: events of the last minute are
     read again on every pass, so it is applied without starting over."""
     from recommender.api import sync_search_index
 
     p, public = search_platform, courses["ids"]["public"]
-    hole = _hole(p)
+    hole = outbox_hole(p)
     p.client.post("/api/v1/content", headers=courses["instructor"], json={  # a later position commits first
         "course_id": public, "title": "Rivers", "body": "Rivers erode their beds and carry sediment to the sea."})
     sync_search_index(settings=p.settings)
@@ -242,7 +230,7 @@ def test_an_event_committed_after_it_settled_starts_the_scan_over(search_platfor
 
     monkeypatch.setattr(sync, "SETTLE", timedelta(0))  # every applied event settles at once
     p, public = search_platform, courses["ids"]["public"]
-    hole = _hole(p)
+    hole = outbox_hole(p)
     p.client.post("/api/v1/content", headers=courses["instructor"], json={
         "course_id": public, "title": "Deltas", "body": "A river delta forms where sediment settles at the mouth."})
     sync_search_index(settings=p.settings)
