@@ -253,8 +253,11 @@ class OutboxRelay:
             try:
                 await self.run_once()
                 backoff = 0.1
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives as the wake-up
+                # completes, and the relay then never stops (an app shutdown right after a commit hung on it).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                    async with asyncio.timeout(self.poll_interval_s):
+                        await self._wake.wait()
                 self._wake.clear()
             except Unavailable as exc:
                 log.warning("outbox relay: %s; retrying in %.1fs", exc.message, backoff)

@@ -242,3 +242,29 @@ def test_read_events_can_leave_imported_rows_out_in_the_query(platform):
         live = read_events(session=session, topic="lms.analytics.events", limit=100_000, imported=False)
     mine = lambda rows: [e.payload["content_id"] for _, e in rows if e.course_id == course]  # noqa: E731
     assert mine(everything) == ["x", "y", "z"] and mine(live) == ["y", "z"]
+
+
+def test_the_relay_stops_when_cancelled_as_a_wake_up_arrives(tmp_path):
+    """A commit's wake-up and the app's shutdown in the same loop turn: the relay must still stop (on Python 3.11
+    ``asyncio.wait_for`` swallowed that cancellation and the shutdown hung)."""
+    for db_url in fresh_database_url("sqlite", tmp_path):
+        for platform in start_platform(db_url, tmp_path / "data", run_relay=False):
+            relay = OutboxRelay(platform.app.state.sessions, EventBus(), poll_interval_s=30)
+
+            async def scenario(relay: OutboxRelay) -> bool:
+                task = asyncio.create_task(relay.run_forever())
+                for _ in range(200):  # until it waits for a wake-up
+                    await asyncio.sleep(0.01)
+                    if relay._wake is not None and relay._wake._waiters:
+                        break
+                relay._wake.set()
+                task.cancel()
+                try:
+                    await asyncio.wait_for(task, timeout=5)
+                except asyncio.CancelledError:
+                    return True
+                except TimeoutError:
+                    return False
+                return False
+
+            assert asyncio.run(scenario(relay)), "the relay kept running after it was cancelled"
