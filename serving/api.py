@@ -317,8 +317,8 @@ def encode_opens(interactions, *, packed: bool = True) -> dict:
         if values.isna().any():
             raise InvalidInput(f"interactions: {int(values.isna().sum())} opens have no {column}")
         columns[column] = values
-    user_index, users = pd.factorize(columns["user_id"].to_numpy(), sort=False)
-    item_index, items = pd.factorize(columns["item_id"].to_numpy(), sort=False)
+    user_index, users = _dictionary(columns["user_id"])
+    item_index, items = _dictionary(columns["item_id"])
     days = columns["day"].to_numpy()
     whole = days.astype(np.int64)
     if (whole != days).any():
@@ -334,8 +334,20 @@ def encode_opens(interactions, *, packed: bool = True) -> dict:
             return values.tolist()
         return base64.b64encode(np.ascontiguousarray(values, dtype="<i4").tobytes()).decode("ascii")
 
-    return {"users": [str(u) for u in users], "items": [str(i) for i in items],
+    return {"users": users, "items": items,
             "user_index": column(user_index), "item_index": column(item_index), "day": column(whole)}
+
+
+def _dictionary(values) -> tuple:
+    """(per-open positions, distinct ids as strings): a categorical column's codes and categories as they are (the
+    platform's opens: no per-open work), else the ids factorized in first-seen order."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        index, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        index, uniques = pd.factorize(values.to_numpy(), sort=False)
+    return index, [str(u) for u in uniques]
 
 
 def _records(frame, columns: tuple[str, ...]) -> list[dict]:

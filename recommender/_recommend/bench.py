@@ -9,7 +9,8 @@ small model fitted on the synthetic course itself (its quality does not matter h
 Reported: warm requests (course-level work cached, a different learner each time), the first request of a course
 input (cache miss: builds the click matrix and the course state), the uncached path (course state + one learner's
 features per request) and ``before_whole_course_features`` (every learner's features per request: serving before
-the cache), and ``wire``: the opens' trip to the model service without the network (encode + JSON on the
+the cache), ``live`` (a course in use: one new open before every request, the entry refreshed in the background)
+and ``wire``: the opens' trip to the model service without the network (encode + JSON on the
 platform, parse on the service), packed as the platform sends them and as JSON lists.
 """
 
@@ -75,6 +76,8 @@ def bench_recommend(*, n_learners: int = 1537, n_items: int = 315, day: int = 12
                     uncached_requests: int = 20, seed: int = 0) -> dict:
     """Latency of one treatment-arm list (see the module doc); keys ``p50_ms``/``p99_ms`` are the warm path."""
     interactions, items = synthetic_course(n_learners=n_learners, n_items=n_items, day=day, seed=seed)
+    # The served handler ranks from the wire's frame, whose ids are categorical (serving.data.Opens.frame).
+    interactions = interactions.astype({"user_id": "category", "item_id": "category"})
     ranker = _ranker(interactions, items, day)
     learners = np.asarray(sorted(set(interactions["user_id"])))
     rng = np.random.default_rng(seed + 1)
@@ -99,11 +102,14 @@ def bench_recommend(*, n_learners: int = 1537, n_items: int = 315, day: int = 12
     uncached = [once(str(u), False) for u in rng.choice(learners, size=uncached_requests)]
     cold = once(str(learners[0]), True)
     warm = [once(str(u), True) for u in rng.choice(learners, size=requests)]
-    # New activity: one more open is a new input, so the next request rebuilds the course (a cache miss).
-    interactions = pd.concat([interactions, pd.DataFrame({"user_id": [learners[1]], "item_id": [items["item_id"][0]],
-                                                          "day": [day - 1]})], ignore_index=True)
+    # New activity: one more open is a new input; the next request is answered from the entry with the learner's
+    # own opens applied (before the background refresh, every such request rebuilt the course: `uncached`).
+    interactions = pd.concat([interactions, pd.DataFrame({"user_id": [learners[1]], "item_id": [interactions["item_id"].iloc[0]],
+                                                          "day": [day - 1]}).astype(interactions.dtypes)],
+                             ignore_index=True)
     after_new_event = once(str(learners[1]), True)
     course = service.course_entry(course_id="bench", interactions=interactions, items=items, day=day, cache=cache)
+    live = _live(interactions, items, day, ranker, learners, requests=requests, seed=seed)
     wire = _wire(interactions, repeats=max(5, min(30, requests // 10)))
     return {
         **_percentiles(warm),
@@ -116,8 +122,37 @@ def bench_recommend(*, n_learners: int = 1537, n_items: int = 315, day: int = 12
         "uncached": _percentiles(uncached) | {"requests": uncached_requests},
         "before_whole_course_features": _percentiles(before) | {"requests": uncached_requests},
         "cache": {"hits": cache.hits, "misses": cache.misses},
+        "live": live,
         "wire": wire,
     }
+
+
+def _live(interactions: pd.DataFrame, items: pd.DataFrame, day: int, ranker, learners: np.ndarray, *,
+          requests: int, seed: int, refresh_seconds: float = 2.0) -> dict:
+    """A course in use: before every request one more open arrives (a random learner, a random item), so no two
+    requests carry the same opens. The first request builds the course; later ones are answered from the entry
+    with the learner's own opens applied while it is rebuilt in the background every ``refresh_seconds`` (the
+    served default is ``service.COURSE_REFRESH_SECONDS``; shorter here so the timed requests share the CPU with
+    several rebuilds)."""
+    rng = np.random.default_rng(seed + 2)
+    cache = service.CourseCache(ttl_seconds=3600.0, refresh_seconds=refresh_seconds)
+    item_ids = interactions["item_id"].cat.categories.to_numpy()  # opened before: the frame's categories
+    samples = []
+    started_all = time.perf_counter()
+    for k in range(requests + 1):
+        user = str(rng.choice(learners))
+        opened = pd.DataFrame({"user_id": [user], "item_id": [rng.choice(item_ids)], "day": [day - 1]})
+        interactions = pd.concat([interactions, opened.astype(interactions.dtypes)], ignore_index=True)
+        started = time.perf_counter()
+        service.recommend(user_id=user, course_id="bench", interactions=interactions, items=items, day=day, limit=10,
+                          variant=Variant.treatment, experiment="bench", ranker=ranker, cache=cache)
+        if k:  # the first request builds the course in line (cold_ms above)
+            samples.append(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started_all
+    cache.wait_for_refreshes()
+    return {**_percentiles(samples), "requests": requests, "refresh_seconds": refresh_seconds,
+            "seconds": round(elapsed, 1), "stale": cache.stale, "refreshes": cache.refreshes,
+            "misses": cache.misses}
 
 
 def _wire(interactions: pd.DataFrame, *, repeats: int) -> dict:

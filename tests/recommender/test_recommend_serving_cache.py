@@ -50,9 +50,19 @@ def course_input():
     return synthetic_course(n_learners=120, n_items=45, day=DAY, length_days=120, seed=5)
 
 
-def test_cached_lists_equal_uncached_ones_before_and_after_new_events(course_input):
+def _new_activity(interactions, items, learner, opened):
+    """The learner opens ``opened``; 40 peers open an item of a later week (course-level features move)."""
+    learners = sorted(set(interactions["user_id"]))
+    peers = learners[50:90]
+    new = pd.DataFrame({"user_id": [learner] * len(opened) + peers,
+                        "item_id": list(opened) + [items["item_id"].iloc[30]] * len(peers), "day": DAY - 1})
+    return pd.concat([interactions, new], ignore_index=True)
+
+
+def test_cached_lists_equal_uncached_ones_and_live_activity_is_served_then_refreshed(course_input):
     interactions, items = course_input
-    cache = service.CourseCache()
+    now = [0.0]
+    cache = service.CourseCache(refresh_seconds=15.0, clock=lambda: now[0])
     ranker = LinearRanker()
     learners = sorted(set(interactions["user_id"]))
     first, second = learners[3], learners[40]
@@ -61,40 +71,91 @@ def test_cached_lists_equal_uncached_ones_before_and_after_new_events(course_inp
     assert (cache.misses, cache.hits) == (1, 2)
 
     before = _serve(first, interactions, items, ranker, cache)
-    # New activity: the learner opens the top two items they were recommended, peers open items of the next week.
     top = [r.item_id for r in before.items[:2]]
-    peers = learners[50:90]
-    new = pd.DataFrame({"user_id": [first] * 2 + peers, "item_id": top + [items["item_id"].iloc[30]] * len(peers),
-                        "day": DAY - 1})
-    later = pd.concat([interactions, new], ignore_index=True)
+    later = _new_activity(interactions, items, first, top)
+    # Within the refresh interval the entry answers (no rebuild in the request), the learner's new opens applied:
+    # the list is the one before, without the two items they just opened.
+    now[0] = 5.0
+    stale = _serve(first, later, items, ranker, cache)
+    assert (cache.misses, cache.stale, cache.refreshes) == (1, 1, 0)
+    assert [r.item_id for r in stale.items][:8] == [r.item_id for r in before.items if r.item_id not in top]
+    assert len(stale.items) == 10 and not set(top) & {r.item_id for r in stale.items}
+    assert stale.model_version == "t" and not stale.cold_start
+
+    # Once the entry is refresh_seconds old, a request with other opens starts one rebuild from its opens, in the
+    # background; answered from the entry meanwhile.
+    now[0] = 16.0
+    _serve(second, later, items, ranker, cache)
+    cache.wait_for_refreshes(timeout=60)
+    assert (cache.misses, cache.refreshes) == (1, 1)
     after = _serve(first, later, items, ranker, cache)
-    assert cache.misses == 2  # a new input is a new course entry, not the stale one
+    assert cache.hits == 4  # the refreshed entry was built from exactly these opens
     _assert_same(after, _serve(first, later, items, ranker, None))
-    assert not set(top) & {r.item_id for r in after.items}  # opened items are gone from the list
-    assert _scores(after) != _scores(before)
+    assert not set(top) & {r.item_id for r in after.items}
+    assert _scores(after) != _scores(stale)  # the course-level parts moved with the peers' opens
 
     # The feature row scored from the cache equals the whole-course features computed from scratch.
     entry = service.course_entry(course_id="C-1", interactions=later, items=items, day=DAY, cache=None)
-    row = entry.learner_row[first]
-    _serve(first, later, items, ranker, cache)
-    np.testing.assert_allclose(ranker.seen[-1], rankers.features(entry.course, DAY)[row], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ranker.seen[-2], rankers.features(entry.course, DAY)[entry.learner_row[first]],
+                               rtol=1e-5, atol=1e-5)
 
 
-def test_an_input_reordered_or_with_another_day_is_a_new_entry_and_entries_expire(course_input):
+def test_a_learner_whose_first_opens_are_newer_than_the_entry_is_not_a_cold_start(course_input):
+    interactions, items = course_input
+    cache = service.CourseCache(refresh_seconds=15.0, clock=lambda: 0.0)
+    learner = sorted(set(interactions["user_id"]))[0]
+    _serve(learner, interactions, items, LinearRanker(), cache)
+    opened = list(items["item_id"].iloc[:3])
+    later = pd.concat([interactions, pd.DataFrame({"user_id": "newcomer", "item_id": opened, "day": DAY - 1})],
+                      ignore_index=True)
+    served = _serve("newcomer", later, items, LinearRanker(), cache)
+    assert cache.stale == 1 and not served.cold_start and served.model_version is None
+    assert "refreshing" in served.fallback
+    assert served.items and not set(opened) & {r.item_id for r in served.items}
+    fresh = _serve("newcomer", later, items, LinearRanker(), None)  # computed from these opens: the ranker's list
+    assert fresh.model_version == "t" and not set(opened) & {r.item_id for r in fresh.items}
+
+
+def test_a_failed_refresh_keeps_the_entry_answering_and_is_tried_again(course_input, monkeypatch, caplog):
     interactions, items = course_input
     now = [0.0]
-    cache = service.CourseCache(ttl_seconds=30.0, clock=lambda: now[0])
+    cache = service.CourseCache(refresh_seconds=15.0, clock=lambda: now[0])
     user = sorted(set(interactions["user_id"]))[7]
     _serve(user, interactions, items, None, cache)
-    _serve(user, interactions.iloc[::-1], items, None, cache)  # same opens, other order: rebuilt, never wrong
-    assert (cache.misses, cache.hits) == (2, 0)
+    later = _new_activity(interactions, items, user, [])
+    build = service._build_course
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the click matrix")
+
+    monkeypatch.setattr(service, "_build_course", broken)
+    now[0] = 20.0
+    assert _serve(user, later, items, None, cache).items
+    cache.wait_for_refreshes(timeout=60)
+    assert cache.refreshes == 0 and "refreshing the course state of C-1 failed" in caplog.text
+    monkeypatch.setattr(service, "_build_course", build)
+    assert _serve(user, later, items, None, cache).items  # still answered from the entry; the rebuild is retried
+    cache.wait_for_refreshes(timeout=60)
+    assert cache.refreshes == 1 and cache.misses == 1
+
+
+def test_another_day_or_catalog_is_built_in_line_and_entries_expire(course_input):
+    interactions, items = course_input
+    now = [0.0]
+    cache = service.CourseCache(ttl_seconds=300.0, clock=lambda: now[0])
+    user = sorted(set(interactions["user_id"]))[7]
+    _serve(user, interactions, items, None, cache)
+    _serve(user, interactions.iloc[::-1], items, None, cache)  # same opens, other order: another input, answered stale
+    assert (cache.misses, cache.hits, cache.stale) == (1, 0, 1)
     service.recommend(user_id=user, course_id="C-1", interactions=interactions, items=items, day=DAY + 1, limit=10,
                       variant=Variant.control, experiment="e", cache=cache)
-    assert cache.misses == 3
-    now[0] = 29.0
+    assert cache.misses == 2  # the next day is never answered from the day before
+    _serve(user, interactions, items.iloc[:-1], None, cache)
+    assert cache.misses == 3  # nor another catalog
+    now[0] = 299.0
     _serve(user, interactions, items, None, cache)
     assert cache.hits == 1
-    now[0] = 61.0  # 32 s after it was built (the hit does not extend the TTL)
+    now[0] = 301.0  # older than the TTL (a hit does not extend it): built in line
     _serve(user, interactions, items, None, cache)
     assert cache.misses == 4
 

@@ -11,11 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 
-def _wire(interactions) -> pd.DataFrame:
+def _wire(interactions, *, categorical: bool = False) -> pd.DataFrame:
+    """The frame the service ranks from (ids categorical), or with ``categorical=False`` its values as plain
+    object ids, to compare with what the platform sent."""
     from serving.api import encode_opens
     from serving.data import Opens
 
-    return Opens.model_validate_json(json.dumps(encode_opens(interactions))).frame()
+    frame = Opens.model_validate_json(json.dumps(encode_opens(interactions))).frame()
+    return frame if categorical else frame.astype({"user_id": object, "item_id": object})
 
 
 def _course(seed: int) -> pd.DataFrame:
@@ -36,6 +39,9 @@ def test_columnar_opens_decode_to_the_frame_the_platform_sent(seed):
     platform = pd.DataFrame([{"user_id": "3f2a", "item_id": "9", "day": 0}, {"user_id": "07", "item_id": "9", "day": 4},
                              {"user_id": "3f2a", "item_id": "10", "day": 4}], columns=["user_id", "item_id", "day"])
     pd.testing.assert_frame_equal(_wire(platform), platform, check_exact=True)
+    # the ids arrive categorical, their categories the ids as sent (no per-open object is built)
+    ids = _wire(opens, categorical=True)["user_id"]
+    assert isinstance(ids.dtype, pd.CategoricalDtype) and set(ids.cat.categories) == set(opens["user_id"])
 
 
 def test_no_opens_decode_to_an_empty_frame():
@@ -78,6 +84,7 @@ def test_same_opens_same_lists_old_form_and_columnar(settings):
     ({"day": [-2, 0]}, "greater than or equal to 0"),
     ({"day": [1, 10**30]}, "less than or equal to 100000"),  # never an overflow (500)
     ({"items": ["i0", "x" * 129]}, "at most 128 characters"),
+    ({"users": ["u1", "u1"]}, "users must be distinct ids"),
 ])
 def test_malformed_columnar_opens_are_refused_with_the_reason(change, message):
     from serving.data import Opens
@@ -117,7 +124,8 @@ def _packed(values) -> str:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"day": "not base64!"}, "should match pattern"),
+    ({"day": "not base64!"}, "day is not valid base64"),
+    ({"day": "AAAA\nAAAA"}, "day is not valid base64"),
     ({"day": "AAAA"}, "must be whole little-endian int32 values, got 3 bytes"),
     ({"day": _packed([1])}, "equal lengths"),
     ({"item_index": _packed([0, 5])}, "item_index must be a position in items (0 to 1), got 5 at open 1"),
