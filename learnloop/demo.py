@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -311,8 +312,12 @@ def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:
          "--host", ctx.settings.api_host,
          "--port", str(ctx.settings.api_port), "--log-level", "warning", "--no-access-log"],
         stdout=(logs / "platform-api.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    wait_until_ready(ctx.settings.serving_url, timeout=180, process=model_service)
-    _wait_http(f"http://{ctx.settings.api_host}:{ctx.settings.api_port}/openapi.json", api)
+    try:
+        wait_until_ready(ctx.settings.serving_url, timeout=180, process=model_service)
+        _wait_http(f"http://{ctx.settings.api_host}:{ctx.settings.api_port}/openapi.json", api)
+    except BaseException:  # a failed start, Ctrl-C or SIGTERM while waiting: nothing is left serving
+        _stop_services([model_service, api])
+        raise
     return [model_service, api]
 
 
@@ -344,8 +349,29 @@ def _stop_services(processes: list[subprocess.Popen]) -> None:
     stop_model_service(model_service)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (``kill``, a container or service manager stopping the demo) ends it like Ctrl-C does, so the model
+    service and the platform API, which run in sessions of their own, are stopped too rather than left serving."""
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the services' shutdown short
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
-    """Run every step, printing a line each; then serve until Ctrl-C (or, with serve=False, check and stop)."""
+    """Run every step, printing a line each; then serve until Ctrl-C or SIGTERM (or, with serve=False, check and
+    stop)."""
+    with sigterm_as_interrupt():
+        _run_demo(serve=serve, synthetic=synthetic)
+
+
+def _run_demo(*, serve: bool, synthetic: bool) -> None:
     settings = get_settings()
     settings.ensure_dirs()
     ctx = DemoContext(settings=settings, synthetic=synthetic)
@@ -366,10 +392,11 @@ def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
         f"  model service       {ctx.settings.serving_url}\n"
         f"  log in              POST {api_url}/api/v1/auth/login  ({email} / {password})\n"
         f"  staff pages         {api_url}/staff/courses  (instructor@learnloop.example, same password)\n"
+        f"  operator page       {api_url}/operator  (the admin: models, drift, service health)\n"
         f"  data dir            {ctx.settings.data_path}\n")
     try:
         if serve:
-            console.print("Ctrl-C stops both services.")
+            console.print("Ctrl-C (or SIGTERM) stops both services.")
             while all(p.poll() is None for p in processes):
                 time.sleep(1)
             raise SystemExit("a service stopped; see the logs under the data dir")

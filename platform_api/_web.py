@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select, true
@@ -43,7 +43,7 @@ HOME = f"{PREFIX}/courses"
 MY_GRADES = "/grading/my-grades"
 # Cookies of the two earlier sign-ins (each scoped to its own pages): cleared on sign-in and sign-out.
 _LEGACY_COOKIES = (("learnloop_staff_token", PREFIX), ("learnloop_review_token", "/grading"))
-_PAGE_ROOTS = (PREFIX, "/grading")
+_PAGE_ROOTS = (PREFIX, "/grading", "/operator")
 _env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
@@ -77,9 +77,32 @@ def safe_next(target: str | None) -> str | None:
     return None
 
 
-def to_login(request: Request) -> RedirectResponse:
+RESUME_PREFIX = "resume."  # sign-in form fields that carry a posted form across an expired sign-in
+
+
+async def posted_form(request: Request) -> list[tuple[str, str]]:
+    """A page form's text fields as posted (parsed once: FastAPI's ``Form`` parameters read the same form)."""
+    form = await request.form()
+    return [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+
+
+PostedForm = Annotated[list[tuple[str, str]], Depends(posted_form)]
+
+
+def to_login(request: Request, form: list[tuple[str, str]] | None = None) -> Response:
+    """Send a caller who is not signed in (or whose sign-in expired) to sign in, then back.
+
+    A page (GET) is a redirect with ``next``. A posted form (``form``: its fields) is not lost: the sign-in page
+    carries the fields, and after signing in the browser posts them again to the same address (the page
+    ``staff_resume.html``), so a grading decision, an alert outcome or a plan typed over a long session is saved
+    then, not dropped."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
+    if form is None:
+        return RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
+    return render(request, "staff_login.html", {
+        "next": "", "email": "", "resume_action": target, "resume": form,
+        "error": "Your sign-in has expired. Sign in again and your change is sent then; nothing was saved yet."},
+        status_code=401)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -174,7 +197,9 @@ def staff_home(request: Request, session: SessionDep) -> Any:
     actor = page_principal(request, session)
     if actor is None:
         return to_login(request)
-    return render(request, "staff_courses.html", {"user": actor.user, "courses": staff_courses(session, actor)})
+    operator_page = "/operator" if Permission.operator_read in actor.global_permissions() else None
+    return render(request, "staff_courses.html", {"user": actor.user, "courses": staff_courses(session, actor),
+                                                  "operator_page": operator_page})
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -186,18 +211,31 @@ def login_page(request: Request, session: SessionDep, next: str | None = None) -
 
 
 @router.post("/login")
-def login(request: Request, session: SessionDep, settings: SettingsDep,
+def login(request: Request, session: SessionDep, settings: SettingsDep, form: PostedForm,
           email: Annotated[str, Form(max_length=320)] = "", password: Annotated[str, Form(max_length=128)] = "",
-          next: Annotated[str, Form(max_length=2000)] = "") -> Response:
+          next: Annotated[str, Form(max_length=2000)] = "",
+          resume_action: Annotated[str, Form(max_length=2000)] = "") -> Response:
     target = safe_next(next)
+    # A form posted while signed out (see to_login): sent again to its own page once signed in.
+    resume_to = safe_next(resume_action)
+    resume = [(name.removeprefix(RESUME_PREFIX), value) for name, value in form
+              if name.startswith(RESUME_PREFIX)] if resume_to else []
     try:
+        if resume_to:
+            check_same_origin(request)
         tokens = _users.login(session=session, settings=settings, email=email.strip().lower(), password=password)
         claims = decode_token(settings=settings, token=tokens.access_token, expected=TokenType.access)
         user = session.get(User, uuid.UUID(str(claims["sub"])))
     except LearnloopError as exc:
-        return render(request, "staff_login.html", {"next": target or "", "error": exc.message, "email": email},
+        return render(request, "staff_login.html", {"next": target or "", "error": exc.message, "email": email,
+                                                    "resume_action": resume_to or "", "resume": resume},
                       status_code=401)
-    response = RedirectResponse(target or landing(session, policy.load_principal(session, user)), status_code=303)
+    if resume_to:
+        response: Response = render(request, "staff_resume.html", {"user": user, "action": resume_to,
+                                                                   "fields": resume})
+    else:
+        response = RedirectResponse(target or landing(session, policy.load_principal(session, user)),
+                                    status_code=303)
     for name, path in _LEGACY_COOKIES:
         response.delete_cookie(name, path=path)
     response.set_cookie(COOKIE, tokens.access_token, max_age=settings.access_token_minutes * 60, path=COOKIE_PATH,

@@ -36,11 +36,12 @@ def get_settings_dep(request: Request) -> Settings:
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
+bearer_credentials = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 
 
 def get_current_principal(request: Request, session: SessionDep, settings: SettingsDep,
-                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+                          credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                                 Depends(bearer_credentials)]) -> Principal:
     if credentials is None:
         raise Unauthenticated("Log in with POST /api/v1/auth/login and send 'Authorization: Bearer <access_token>'")
     claims = decode_token(settings=settings, token=credentials.credentials, expected=TokenType.access)

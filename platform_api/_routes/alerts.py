@@ -96,13 +96,13 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
 
 
 @pages.post("/alerts/{alert_id}/outcome")
-def act_on_alert(alert_id: uuid.UUID, request: Request, session: SessionDep,
+def act_on_alert(alert_id: uuid.UUID, request: Request, session: SessionDep, form: _web.PostedForm,
                  outcome: Annotated[str, Form(max_length=32)],
                  action: Annotated[str, Form(max_length=32)] = "",
                  note: Annotated[str, Form(max_length=2000)] = "") -> Any:
     actor = _web.page_principal(request, session)
     if actor is None:
-        return _web.to_login(request)
+        return _web.to_login(request, form)
     try:
         _web.check_same_origin(request)
         if outcome not in AlertOutcome.__members__:

@@ -109,10 +109,10 @@ def queue_page(course_id: uuid.UUID, request: Request, session: SessionDep,
                                                        "done": done, "error": error})
 
 
-def _decide(request: Request, session, course_id: uuid.UUID, action) -> Response:
+def _decide(request: Request, session, course_id: uuid.UUID, form: list[tuple[str, str]], action) -> Response:
     actor = _web.page_principal(request, session)
     if actor is None:
-        return _web.to_login(request)
+        return _web.to_login(request, form)
     target = f"/grading/courses/{course_id}"
     try:
         _web.check_same_origin(request)
@@ -127,19 +127,19 @@ def _decide(request: Request, session, course_id: uuid.UUID, action) -> Response
 
 @pages.post("/submissions/{submission_id}/accept")
 def accept_form(submission_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep,
-                course_id: Annotated[uuid.UUID, Form()], feedback: Annotated[str, Form(max_length=100_000)] = ""
+                form: _web.PostedForm, course_id: Annotated[uuid.UUID, Form()], feedback: Annotated[str, Form(max_length=100_000)] = ""
                 ) -> Response:
     def action(actor: Principal) -> str:
         result = _grading_review.accept_ai_grade(session=session, actor=actor, submission_id=submission_id,
                                                  data=AiGradeAccept(feedback=feedback), settings=settings)
         return f"Accepted the AI grade {result.score:g}/{result.max_score:g} (the learner sees it as AI-assisted)."
 
-    return _decide(request, session, course_id, action)
+    return _decide(request, session, course_id, form, action)
 
 
 @pages.post("/submissions/{submission_id}/override")
 def override_form(submission_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep,
-                  course_id: Annotated[uuid.UUID, Form()], score: Annotated[str, Form(max_length=20)] = "",
+                  form: _web.PostedForm, course_id: Annotated[uuid.UUID, Form()], score: Annotated[str, Form(max_length=20)] = "",
                   comment: Annotated[str, Form(max_length=100_000)] = "") -> Response:
     def action(actor: Principal) -> str:
         try:
@@ -150,7 +150,7 @@ def override_form(submission_id: uuid.UUID, request: Request, session: SessionDe
                                                    data=data, settings=settings)
         return f"Saved your grade {result.score:g}/{result.max_score:g}."
 
-    return _decide(request, session, course_id, action)
+    return _decide(request, session, course_id, form, action)
 
 
 @pages.get("/my-grades")

@@ -120,10 +120,10 @@ def _save(session: Session, settings: Settings, actor: Principal, course_id: uui
 
 @pages.post("/courses/{course_id}/plan")
 async def save_plan(course_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep) -> Any:
+    form = await request.form(max_fields=FORM_FIELDS)
     actor = await run_in_threadpool(_web.page_principal, request, session)
     if actor is None:
-        return _web.to_login(request)
-    form = await request.form(max_fields=FORM_FIELDS)
+        return _web.to_login(request, [(name, value) for name, value in form.multi_items() if isinstance(value, str)])
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
     try:
         _web.check_same_origin(request)

@@ -34,3 +34,17 @@ def test_demo_runs_the_whole_loop_on_synthetic_data(tmp_path):
         assert "learnloop started and answered" in output
         assert (tmp_path / "var" / "mlflow.db").exists()
     assert "champion is v2" in output  # the second run trained and promoted a new version
+
+
+def test_sigterm_stops_the_demo_like_ctrl_c():
+    """`kill <demo>` must reach the demo's cleanup (stopping the services it started in their own sessions)."""
+    import signal
+    import time
+
+    from learnloop.demo import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # not reached: the handler raises as soon as this thread runs Python again
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -92,3 +92,49 @@ def test_form_posts_from_another_site_are_refused(web):
     same = client.post(f"/grading/submissions/{uuid.uuid4()}/override", data=form,
                        headers={"Origin": "http://testserver"})
     assert same.status_code == 303 and "error=" in same.headers["location"]
+
+
+def test_a_decision_posted_after_the_sign_in_expired_is_saved_after_signing_in_again(web):
+    """Thirty minutes on one essay: the cookie is gone when the grade is posted. The sign-in page carries the form,
+    and once signed in the browser posts it again: the grade is saved, not lost to a 405 or a blank page."""
+    from datetime import UTC, datetime
+
+    from grading_review_fixtures import essay
+
+    from grading_nlp.api import grade_pending_essays
+
+    client, api, instructor, learner, course = web
+    submission = api.submit(learner, course, essay(0.4, seed=3)).json()["id"]
+
+    def broken(text: str, prompt_id: int):
+        raise RuntimeError("no model here")
+
+    assert grade_pending_essays(settings=client.app.state.settings, grader=broken, now=datetime.now(UTC),
+                                max_attempts=1)["gave_up"] == 1  # needs manual grading: no AI suggestion needed
+    client.cookies.clear()  # the sign-in expired
+    form = {"course_id": course.id, "score": "2", "comment": 'Good "thesis" & <evidence>'}
+    expired = client.post(f"/grading/submissions/{submission}/override", data=form,
+                          headers={"Origin": "http://testserver"})
+    assert expired.status_code == 401 and "sign-in has expired" in expired.text
+    assert 'name="resume.comment" value="Good &#34;thesis&#34; &amp; &lt;evidence&gt;"' in expired.text
+    assert f'name="resume_action" value="/grading/submissions/{submission}/override"' in expired.text
+
+    signed_in = client.post("/staff/login", headers={"Origin": "http://testserver"}, data={
+        "email": instructor.email, "password": PASSWORD, "next": "",
+        "resume_action": f"/grading/submissions/{submission}/override",
+        **{f"resume.{name}": value for name, value in form.items()}})
+    assert signed_in.status_code == 200 and 'id="resume"' in signed_in.text
+    assert f'action="/grading/submissions/{submission}/override"' in signed_in.text
+    assert "learnloop_staff_token" in client.cookies
+    # What the page's form posts (its script submits it; a button does too without scripts):
+    saved = client.post(f"/grading/submissions/{submission}/override", data=form,
+                        headers={"Origin": "http://testserver"})
+    assert saved.status_code == 303 and "done=" in saved.headers["location"], saved.headers.get("location")
+    seen = client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
+    assert (seen["status"], seen["score"]) == ("graded", 2.0)
+
+    # A resume_action pointing off our pages is ignored: a plain sign-in, nothing posted anywhere.
+    client.cookies.clear()
+    plain = client.post("/staff/login", data={"email": instructor.email, "password": PASSWORD,
+                                              "resume_action": "https://evil.example/x", "resume.score": "1"})
+    assert plain.status_code == 303 and plain.headers["location"] == "/staff/courses"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import pytest
 
@@ -60,3 +61,53 @@ def test_every_link_of_the_page_resolves(platform, drift_snapshot):
     assert "evidently report" in report.text
     missing = platform.client.get("/operator/reports/risk/..%2Fstate.json", headers=platform.admin_headers)
     assert missing.status_code == 404
+
+
+def _signed_in_user(platform, role: str = "student") -> tuple[str, str]:
+    from platform_fixtures import PASSWORD
+
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
+    created = platform.client.post("/api/v1/users", headers=platform.admin_headers,
+                                   json={"email": email, "name": "Olive Operator", "password": PASSWORD, "role": role})
+    assert created.status_code == 201, created.text
+    return created.json()["id"], email
+
+
+def _sign_in(platform, email: str, next_page: str = "") -> str:
+    from platform_fixtures import PASSWORD
+
+    response = platform.client.post("/staff/login", data={"email": email, "password": PASSWORD, "next": next_page},
+                                    follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+def test_an_operator_opens_the_page_in_a_browser_with_the_staff_sign_in(platform, drift_snapshot):
+    """The page is for people: a browser (the sign-in cookie, no bearer header) gets it, is sent to sign in and
+    back when not signed in, and the staff home links to it for operators only."""
+    client = platform.client
+    client.cookies.clear()
+    try:
+        to_login = client.get("/operator", headers={"Accept": "text/html"}, follow_redirects=False)
+        assert to_login.status_code == 303 and to_login.headers["location"] == "/staff/login?next=%2Foperator"
+        assert client.get("/operator/status").status_code == 401  # a script without a token: JSON 401
+
+        operator_id, email = _signed_in_user(platform)
+        assert client.post(f"/api/v1/users/{operator_id}/roles", headers=platform.admin_headers,
+                           json={"role_name": "operator", "scope_type": "global"}).status_code == 201
+        assert _sign_in(platform, email, "/operator") == "/operator"  # back to the page after signing in
+        page = client.get("/operator")
+        assert page.status_code == 200 and "learnloop operator page" in page.text
+        assert client.get("/operator/status").json()["models"]
+        assert 'href="/operator"' in client.get("/staff/courses").text
+
+        client.cookies.clear()
+        _, learner = _signed_in_user(platform)
+        _sign_in(platform, learner)
+        assert client.get("/operator", headers={"Accept": "text/html"}).status_code == 403
+        client.cookies.clear()
+        _, instructor = _signed_in_user(platform, "instructor")
+        _sign_in(platform, instructor)
+        assert 'href="/operator"' not in client.get("/staff/courses").text
+    finally:
+        client.cookies.clear()
