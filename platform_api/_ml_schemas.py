@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,9 +25,16 @@ class SearchHitPublic(BaseModel):
     item_id: str
     course_id: str
     title: str
-    score: float = Field(description="fused BM25 + dense score")
-    bm25_score: float
-    dense_score: float
+    score: float = Field(description="fused BM25 + dense score, relative to this query's other candidates (orders "
+                                     "the hits; not comparable across queries)")
+    bm25_score: float = Field(description="the BM25 component, min-max normalised over this query's candidates")
+    dense_score: float = Field(description="the dense component, min-max normalised over this query's candidates")
+    similarity: float | None = Field(None, description="cosine similarity of the query's and the item's embeddings "
+                                     "(absolute: about 0.5 and up is a good match); null when only BM25 found it")
+    lexical_match: bool = Field(False, description="the item shares a word with the query")
+    access: Literal["open", "enroll"] = Field("open", description="'open': you may open the item now "
+                                              "(GET /api/v1/content/{item_id}); 'enroll': it is in a public course "
+                                              "you are not enrolled in (POST /api/v1/courses/{course_id}/enrollments)")
     url: str | None = None
 
 

@@ -1,5 +1,8 @@
 """Content search restricted to the courses the caller may see (published + visibility + enrollment).
 
+A public course's content is found by anyone who may read the catalog, so learners discover what to enroll in;
+each hit says whether the caller may open it now (``access``: ``open``) or after enrolling (``enroll``).
+
 The authorization decision is made here, in the query's ``allowed_course_ids``; the recommender never sees a
 course id the caller may not read, so no hit of another course can come back.
 """
@@ -16,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import Settings
-from platform_api import _courses
+from platform_api import _courses, policy
 from platform_api._models import Course, Enrollment
 from platform_api.data import CourseStatus, CourseVisibility, EnrollmentStatus, ScopeType
-from platform_api.policy import Permission, Principal
+from platform_api.policy import Permission, Principal, Scope
 
 log = logging.getLogger("platform_api.search")
 
@@ -53,10 +56,24 @@ def visible_course_ids(*, session: Session, actor: Principal | None) -> list[uui
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """The hits, or (``unavailable`` set) the documented fallback: no hits and the reason, never a 5xx."""
+    """The hits, or (``unavailable`` set) the documented fallback: no hits and the reason, never a 5xx.
+
+    ``readable``: the hits' course ids whose content the caller may open; a hit in another course the caller may
+    see (a public course's catalog) is a discovery, opened after enrolling."""
 
     hits: list
     unavailable: str | None = None
+    readable: frozenset[str] = frozenset()
+
+
+def _readable(session: Session, actor: Principal | None, course_ids: set[str]) -> frozenset[str]:
+    """The courses among ``course_ids`` whose content the caller may open (``GET /content/{id}``'s rule)."""
+    if not course_ids:
+        return frozenset()
+    courses = session.scalars(select(Course).where(Course.id.in_([uuid.UUID(c) for c in course_ids])))
+    return frozenset(str(c.id) for c in courses
+                     if actor is None or policy.has_permission(session, actor, Permission.content_read,
+                                                               Scope.of_course(c)))
 
 
 def search_content(*, session: Session, actor: Principal | None, settings: Settings,
@@ -71,8 +88,8 @@ def search_content(*, session: Session, actor: Principal | None, settings: Setti
     if not allowed:
         return SearchOutcome(hits=[])
     try:
-        return SearchOutcome(hits=backend(query, allowed_course_ids=allowed, limit=limit, settings=settings,
-                                          course_id=str(course_id) if course_id else None))
+        hits = backend(query, allowed_course_ids=allowed, limit=limit, settings=settings,
+                       course_id=str(course_id) if course_id else None)
     except (InvalidInput, NotFound, PermissionDenied):
         raise  # the request is wrong, not the index: the caller must see why
     except Exception as exc:  # the index is another system (Qdrant, the embedder): it being down is the fallback
@@ -81,3 +98,4 @@ def search_content(*, session: Session, actor: Principal | None, settings: Setti
         return SearchOutcome(hits=[], unavailable=(
             f"The search index is unavailable ({reason}); retry in a minute, or ask an operator to rebuild it "
             "(`learnloop demo` indexes the catalog)"))
+    return SearchOutcome(hits=hits, readable=_readable(session, actor, {h.course_id for h in hits}))

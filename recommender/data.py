@@ -35,7 +35,10 @@ class ContentItem:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One ranked result: the fused score and its two components (min-max normalised over the candidates)."""
+    """One ranked result: the fused score and its two components (min-max normalised over the query's candidates,
+    so they order the hits of one query), and two absolute signals: ``similarity``, the cosine of the query's and
+    the item's embeddings (None when the dense retriever did not return it), and ``lexical_match`` (the item shares
+    a word with the query)."""
 
     item_id: str
     course_id: str
@@ -44,6 +47,8 @@ class SearchHit:
     bm25_score: float
     dense_score: float
     url: str | None = None
+    similarity: float | None = None
+    lexical_match: bool = False
 
 
 class Variant(StrEnum):

@@ -92,9 +92,13 @@ def test_content_of_courses_the_learner_cannot_see_never_appears(search_platform
     hits = response.json()["data"]
     assert hits, "the visible courses hold matching items"
     assert {h["course_id"] for h in hits} == {ids["public"], ids["private_enrolled"]}
+    # The public course's hits are discoveries: the learner opens them after enrolling, and each hit says so.
+    access = {h["course_id"]: h["access"] for h in hits}
+    assert access == {ids["public"]: "enroll", ids["private_enrolled"]: "open"}
     # Staff of the courses see all of them: the filter, not the index, hid the rest from the learner.
     staff = _search(search_platform, courses["instructor"], q=query, limit=100).json()["data"]
     assert {h["course_id"] for h in staff} == set(ids.values())
+    assert {h["access"] for h in staff} == {"open"}
 
 
 def test_course_filter_and_refusals(search_platform, courses):
