@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from learnloop.errors import LearnloopError
@@ -69,6 +69,7 @@ pages = APIRouter(prefix=_web.PREFIX, include_in_schema=False)
 
 STATUS_LABELS = {"open": "Open", "action_taken": "Action taken", "dismissed": "Dismissed",
                  "not_useful": "Not useful", "superseded": "Superseded by a newer alert"}
+ALL = "all"  # the page's filter value for every status
 ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content": "Recommended content",
                  "extend_deadline": "Extended a deadline", "other": "Other action"}
 
@@ -78,12 +79,17 @@ ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content":
 
 @pages.get("/courses/{course_id}/alerts", response_class=HTMLResponse)
 def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
-                status: AlertStatus | None = AlertStatus.open, done: str | None = None) -> Any:
+                status: Annotated[str, Query(max_length=32)] = AlertStatus.open.value, done: str | None = None) -> Any:
+    """``status``: one alert status, or ``all`` (an unknown value is an error page saying which exist)."""
     actor = _web.page_principal(request, session)
     if actor is None:
         return _web.to_login(request)
     try:
-        views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=status,
+        if status not in (*AlertStatus.__members__, ALL):
+            raise _web.InvalidForm(f"Unknown alert status {status[:32]!r}: choose one of "
+                                   f"{', '.join(STATUS_LABELS.values())} or all")
+        chosen = None if status == ALL else AlertStatus(status)
+        views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=chosen,
                                                   limit=200, offset=0)
         summary = _alerts.report(session=session, actor=actor, course_id=course_id)
         course = _courses.get_course(session=session, actor=actor, course_id=course_id)
@@ -91,7 +97,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
         return _web.error_page(request, exc, actor.user)
     return _web.render(request, "alerts.html", {
         "actor": actor.user, "course": course, "alerts": views, "count": count, "report": summary,
-        "status": status.value if status else "", "statuses": STATUS_LABELS, "action_labels": ACTION_LABELS,
+        "status": status, "all": ALL, "statuses": STATUS_LABELS, "action_labels": ACTION_LABELS,
         "done": done if done in STATUS_LABELS else None})
 
 

@@ -59,6 +59,12 @@ def test_instructor_signs_in_and_acts_on_an_alert(served_platform, interventions
         assert "Saved: alert marked “Action taken”" in page.locator("#status-message").inner_text()
         assert page.locator("#alerts").count() == 0  # the open list is empty now
         page.screenshot(path=str(shots / "alerts-page-after.png"), full_page=True)
+        page.get_by_role("link", name="All", exact=True).click()  # every status: the one just acted on is there
+        page.wait_for_url("**status=all**")
+        assert "Action taken" in page.locator("#alerts tbody tr").first.inner_text()
+        page.goto(f"{served_platform}/staff/courses/{world.course_b}/alerts?status=bogus")
+        assert "Unknown alert status" in page.locator("main").inner_text()  # a page, not a JSON 422
+        page.goto(f"{served_platform}/staff/courses/{world.course_b}/alerts")
 
         # The same sign-in opens the course's grading queue (/grading) and the staff home with the counts.
         page.get_by_role("link", name="Grading queue of this course").click()
