@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learnloop.errors import Conflict, InvalidInput, LearnloopError, NotFound, PermissionDenied, Unavailable
@@ -63,14 +63,32 @@ def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
     return f"The request is invalid ({summary}); fix these fields and retry", clean
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+PAGE_ROOTS = ("/staff", "/grading", "/operator")  # server-rendered pages: a browser gets an error page there
+
+
+def _page_error(request: Request, status: int, message: str) -> Response | None:
+    """The HTML error page for a browser on one of the pages (``app.state.page_error``, set by the app), else None
+    (the JSON error)."""
+    render = getattr(request.app.state, "page_error", None)
+    path = request.url.path
+    if (render is None or status < 400 or "text/html" not in request.headers.get("accept", "")
+            or not any(path == root or path.startswith(root + "/") for root in PAGE_ROOTS)):
+        return None
+    return render(request, status, message)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     message, details = _describe(list(exc.errors()))
-    return error_response(request, 422, "invalid_input", message, details)
+    return _page_error(request, 422, message) or error_response(request, 422, "invalid_input", message, details)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     messages = {404: "No such endpoint; see /docs for the API", 405: "Method not allowed on this endpoint"}
     message = messages.get(exc.status_code, str(exc.detail))
+    if exc.status_code == 404:
+        page = _page_error(request, 404, "No such page; go back to your courses")
+        if page is not None:
+            return page
     return error_response(request, exc.status_code, f"http_{exc.status_code}", message,
                           headers=getattr(exc, "headers", None))
 

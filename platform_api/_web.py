@@ -119,6 +119,13 @@ def error_page(request: Request, exc: LearnloopError, user: User | None = None) 
                   status_code=status)
 
 
+def page_error(request: Request, status: int, message: str) -> HTMLResponse:
+    """The error page for a request the routes never saw (a malformed id in a page's URL, an unknown page): set as
+    ``app.state.page_error`` for ``_errors``."""
+    return render(request, "staff_error.html", {"status": status, "message": message, "user": None},
+                  status_code=status)
+
+
 def check_same_origin(request: Request) -> None:
     """Refuse a state-changing form post that another site made the browser send."""
     source = request.headers.get("origin") or request.headers.get("referer")

@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.add_middleware(GatewayMiddleware, settings=settings, limiter=limiter, metrics=metrics,
                        per_user_per_minute=per_user, per_ip_per_minute=per_ip)
     _errors.install(app)
+    app.state.page_error = _web.page_error  # browsers on the pages get an HTML error page
 
     for module in (auth, users, courses, plan, content, assessments, events, risk, search, recommendations):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -138,3 +138,16 @@ def test_a_decision_posted_after_the_sign_in_expired_is_saved_after_signing_in_a
     plain = client.post("/staff/login", data={"email": instructor.email, "password": PASSWORD,
                                               "resume_action": "https://evil.example/x", "resume.score": "1"})
     assert plain.status_code == 303 and plain.headers["location"] == "/staff/courses"
+
+
+def test_a_browser_on_a_page_gets_an_error_page_for_a_malformed_or_unknown_address(web):
+    client = web[0]
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    bad = client.get("/staff/courses/not-a-course-id/alerts", headers=html)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "course_id" in bad.text and "<h1>Cannot do that</h1>" in bad.text
+    missing = client.get("/grading/no-such-page", headers=html)
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
+    # Scripts (no HTML in Accept) and the JSON API keep the JSON errors.
+    assert client.get("/staff/courses/not-a-course-id/alerts").json()["error"]["code"] == "invalid_input"
+    assert client.get("/api/v1/courses/not-an-id", headers=html).headers["content-type"] == "application/json"
