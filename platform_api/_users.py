@@ -116,6 +116,20 @@ def list_users(*, session: Session, actor: Principal | None, role: UserRole | No
     return paginate(session, statement, limit=limit, offset=offset)
 
 
+def _with_admin_managed_keys(*, current: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a user may write about themself: ``requested`` with the access-relevant keys
+    (``policy.ADMIN_MANAGED_USER_METADATA``) kept as stored. Leaving such a key out keeps it; setting it to
+    another value is refused, naming the key."""
+    merged = dict(requested)
+    for key, why in policy.ADMIN_MANAGED_USER_METADATA.items():
+        if key in requested and requested[key] != current.get(key):
+            raise PermissionDenied(f"Only an administrator may set metadata.{key} ({why}); leave it out of your "
+                                   "update or ask an administrator", details={"field": f"metadata.{key}"})
+        if key in current:
+            merged[key] = current[key]
+    return merged
+
+
 def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID, data: UserUpdate) -> User:
     user = get_or_not_found(session, User, user_id, "User")
     is_self = actor is not None and actor.id == user_id
@@ -125,6 +139,8 @@ def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if ("status" in changes or "role" in changes) and not may_administer:
         raise PermissionDenied("Only an administrator may change a user's status or role")
+    if "metadata" in changes and not may_administer:
+        changes["metadata"] = _with_admin_managed_keys(current=user.metadata_ or {}, requested=changes["metadata"])
     if "email" in changes and _email_taken(session, changes["email"], except_id=user.id):
         raise Conflict(f"A user with email {changes['email']} already exists", details={"field": "email"})
     for field, value in changes.items():

@@ -97,6 +97,18 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 }
 KNOWN_ROLES = frozenset(ROLE_PERMISSIONS)
 
+# Keys of ``users.metadata`` that decide what the user may read, and why. Only an administrator (or the trusted
+# system) may set, change or remove them: a value the user writes themself must never grant access.
+ADMIN_MANAGED_USER_METADATA: dict[str, str] = {
+    "institution_id": "it decides which institution-visible courses the account may see",
+    "id_student": "it links the account to a learner's records in the risk model",
+}
+
+
+def institution_of(user: User) -> str | None:
+    """The institution the account belongs to (admin-managed ``metadata.institution_id``), or None."""
+    return (user.metadata_ or {}).get("institution_id")
+
 
 @dataclass(frozen=True)
 class Scope:
