@@ -30,6 +30,7 @@ from platform_api._schemas import RoleGrantCreate, TokenPair, UserCreate, UserUp
 from platform_api._security import (
     TokenType,
     Unauthenticated,
+    check_password_stamp,
     decode_token,
     hash_password,
     issue_token,
@@ -72,9 +73,10 @@ def create_user(*, session: Session, actor: Principal | None, data: UserCreate) 
 def _tokens(*, session: Session, settings: Settings, user: User) -> TokenPair:
     principal = policy.load_principal(session, user)
     access, expires = issue_token(settings=settings, user_id=user.id, token_type=TokenType.access,
-                                  roles=principal.role_labels(),
+                                  password_hash=user.password_hash, roles=principal.role_labels(),
                                   permissions=sorted(p.value for p in principal.global_permissions()))
-    refresh, _ = issue_token(settings=settings, user_id=user.id, token_type=TokenType.refresh)
+    refresh, _ = issue_token(settings=settings, user_id=user.id, token_type=TokenType.refresh,
+                             password_hash=user.password_hash)
     return TokenPair(access_token=access, refresh_token=refresh, expires_at=expires, user_id=user.id)
 
 
@@ -90,11 +92,23 @@ def login(*, session: Session, settings: Settings, email: str, password: str) ->
     return _tokens(session=session, settings=settings, user=user)
 
 
-def refresh(*, session: Session, settings: Settings, refresh_token: str) -> TokenPair:
-    claims = decode_token(settings=settings, token=refresh_token, expected=TokenType.refresh)
-    user = session.get(User, uuid.UUID(claims["sub"]))
+def authenticate(*, session: Session, settings: Settings, token: str, expected: TokenType) -> User:
+    """The active user a token names, unless the token was issued before their password changed or the account
+    was erased or deactivated (then Unauthenticated). Bearer tokens, page cookies and refresh all come here."""
+    claims = decode_token(settings=settings, token=token, expected=expected)
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:
+        raise Unauthenticated("The token names no valid user; log in again") from exc
+    user = session.get(User, user_id)
     if user is None or user.status is not UserStatus.active:
-        raise Unauthenticated("This account no longer exists or is not active; log in again")
+        raise Unauthenticated("This account no longer exists or is not active; contact an administrator")
+    check_password_stamp(settings=settings, claims=claims, password_hash=user.password_hash)
+    return user
+
+
+def refresh(*, session: Session, settings: Settings, refresh_token: str) -> TokenPair:
+    user = authenticate(session=session, settings=settings, token=refresh_token, expected=TokenType.refresh)
     return _tokens(session=session, settings=settings, user=user)
 
 

@@ -3,6 +3,12 @@ grant is stored once, canonically, so it applies."""
 
 from __future__ import annotations
 
+import uuid
+
+from platform_fixtures import PASSWORD
+
+from platform_api import _web
+
 
 # --- access-relevant metadata ---------------------------------------------------------------------------
 def test_a_learner_cannot_declare_their_own_institution(platform):
@@ -38,3 +44,67 @@ def test_a_learner_cannot_declare_their_own_institution(platform):
     moved = client.put(f"/api/v1/users/{learner_id}", headers=learner, json={"metadata": {"institution_id": "ou"}})
     assert moved.status_code == 403 and "institution_id" in moved.json()["error"]["message"]
     assert client.get(f"/api/v1/users/{learner_id}", headers=learner).json()["metadata"]["institution_id"] == "mit"
+
+
+# --- sessions end with the password ---------------------------------------------------------------------
+def _sign_in(platform, role: str = "student") -> tuple[str, dict]:
+    """A new user and their token pair (the fixture's ``user`` keeps only the access token)."""
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.org"
+    created = platform.client.post("/api/v1/users", headers=platform.admin_headers,
+                                   json={"email": email, "name": "Sam Session", "password": PASSWORD, "role": role})
+    assert created.status_code == 201, created.text
+    pair = platform.client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert pair.status_code == 200, pair.text
+    return email, pair.json()
+
+
+def _bearer(pair: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+def test_changing_the_password_ends_every_earlier_session(platform):
+    client = platform.client
+    email, pair = _sign_in(platform)
+    user_id = pair["user_id"]
+    # a second session of the same account (another device), signed in before the change
+    other = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+
+    changed = client.put(f"/api/v1/users/{user_id}", headers=_bearer(pair), json={"password": "a-new-passphrase-456"})
+    assert changed.status_code == 200, changed.text
+
+    for old in (pair, other):
+        denied = client.get(f"/api/v1/users/{user_id}", headers=_bearer(old))
+        assert denied.status_code == 401 and "password" in denied.json()["error"]["message"]
+        renewed = client.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
+        assert renewed.status_code == 401 and "password" in renewed.json()["error"]["message"]
+    # The signed-in pages read the same token: the cookie session ends too.
+    page = client.get("/grading/my-grades", cookies={_web.COOKIE: pair["access_token"]},
+                      follow_redirects=False)
+    assert page.status_code == 303 and "/staff/login" in page.headers["location"]
+
+    fresh = client.post("/api/v1/auth/login", json={"email": email, "password": "a-new-passphrase-456"}).json()
+    assert client.get(f"/api/v1/users/{user_id}", headers=_bearer(fresh)).status_code == 200
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]}).status_code == 200
+
+
+def test_an_admin_password_reset_and_deactivation_end_sessions_too(platform):
+    client = platform.client
+    _, pair = _sign_in(platform)
+    reset = client.put(f"/api/v1/users/{pair['user_id']}", headers=platform.admin_headers,
+                       json={"password": "reset-by-admin-789"})
+    assert reset.status_code == 200
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+
+    email, pair = _sign_in(platform)
+    assert client.put(f"/api/v1/users/{pair['user_id']}", headers=platform.admin_headers,
+                      json={"status": "suspended"}).status_code == 200
+    assert client.get("/api/v1/courses", headers=_bearer(pair)).status_code == 401
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    # Reactivated, the account's earlier tokens work again: suspension is not a password change.
+    assert client.put(f"/api/v1/users/{pair['user_id']}", headers=platform.admin_headers,
+                      json={"status": "active"}).status_code == 200
+    assert client.get("/api/v1/courses", headers=_bearer(pair)).status_code == 200
+
+    _, pair = _sign_in(platform)
+    assert client.delete(f"/api/v1/users/{pair['user_id']}", headers=platform.admin_headers).status_code == 204
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
