@@ -176,9 +176,20 @@ def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
     return user
 
 
+def _existing_grant(session: Session, *, user_id: uuid.UUID, role_name: str, scope_type: ScopeType,
+                    scope_id: str | None) -> uuid.UUID | None:
+    return session.scalar(select(UserRoleGrant.id).where(
+        UserRoleGrant.user_id == user_id, UserRoleGrant.role_name == role_name, UserRoleGrant.scope_type == scope_type,
+        UserRoleGrant.scope_id.is_(None) if scope_id is None else UserRoleGrant.scope_id == scope_id))
+
+
 def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID,
                 data: RoleGrantCreate) -> UserRoleGrant:
+    """Grant a role in a scope. A course grant's ``scope_id`` is stored as the canonical course id (lower-case,
+    dashed), whatever UUID spelling was sent, so it applies and duplicates are found. A grant the user already
+    holds is a Conflict (409), also when two identical requests race (the database's unique indexes decide)."""
     get_or_not_found(session, User, user_id, "User")
+    scope_id = data.scope_id
     if data.scope_type is ScopeType.course:
         try:
             course_id = uuid.UUID(data.scope_id or "")
@@ -186,6 +197,7 @@ def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID
             raise InvalidInput("scope_id of a course grant must be a course id (UUID)",
                                details={"field": "scope_id"}) from exc
         course = get_or_not_found(session, Course, course_id, "Course")
+        scope_id = str(course.id)
         # A course's instructor may staff their own course (TAs, co-instructors, invited students).
         if not (actor is None or Permission.roles_assign in actor.global_permissions()):
             policy.authorize(session, actor, Permission.enrollments_manage, Scope.of_course(course),
@@ -194,23 +206,28 @@ def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID
                 raise PermissionDenied("Only an administrator may grant the admin role")
     else:
         policy.require_global(actor, Permission.roles_assign)
-    exists = session.scalar(select(UserRoleGrant.id).where(
-        UserRoleGrant.user_id == user_id, UserRoleGrant.role_name == data.role_name,
-        UserRoleGrant.scope_type == data.scope_type,
-        UserRoleGrant.scope_id.is_(None) if data.scope_id is None else UserRoleGrant.scope_id == data.scope_id))
-    if exists is not None:
-        raise Conflict(f"User {user_id} already has role {data.role_name} in that scope")
-    grant = UserRoleGrant(user_id=user_id, role_name=data.role_name, scope_type=data.scope_type,
-                          scope_id=data.scope_id)
+    duplicate = Conflict(f"User {user_id} already has role {data.role_name} in that scope")
+    if _existing_grant(session, user_id=user_id, role_name=data.role_name, scope_type=data.scope_type,
+                       scope_id=scope_id) is not None:
+        raise duplicate
+    grant = UserRoleGrant(user_id=user_id, role_name=data.role_name, scope_type=data.scope_type, scope_id=scope_id)
     session.add(grant)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # an identical request committed between the check and this insert
+        session.rollback()
+        raise duplicate from exc
     emit(session, event_type="user.role_granted", user_id=user_id,
-         course_id=data.scope_id if data.scope_type is ScopeType.course else None,
-         payload={"role_name": data.role_name, "scope_type": data.scope_type.value, "scope_id": data.scope_id})
+         course_id=scope_id if data.scope_type is ScopeType.course else None,
+         payload={"role_name": data.role_name, "scope_type": data.scope_type.value, "scope_id": scope_id})
     _audit.record(session, actor_id=actor.id if actor else None, action="role.grant", resource_type="user",
                   resource_id=user_id, details={"role_name": data.role_name, "scope_type": data.scope_type.value,
-                                                "scope_id": data.scope_id})
-    session.commit()
+                                                "scope_id": scope_id})
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise duplicate from exc
     return grant
 
 

@@ -130,6 +130,13 @@ class Scope:
 GLOBAL = Scope()
 
 
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Grant:
     role_name: str
@@ -141,7 +148,7 @@ class Grant:
             case ScopeType.global_:
                 return True
             case ScopeType.course:
-                return scope.course_id is not None and str(scope.course_id) == self.scope_id
+                return scope.course_id is not None and _as_uuid(self.scope_id) == scope.course_id
             case ScopeType.institution:
                 return scope.institution_id is not None and scope.institution_id == self.scope_id
             case ScopeType.group:

@@ -4,10 +4,14 @@ grant is stored once, canonically, so it applies."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from platform_fixtures import PASSWORD
+from sqlalchemy import func, select
 
-from platform_api import _web
+from platform_api import _users, _web
+from platform_api._models import UserRoleGrant
 
 
 # --- access-relevant metadata ---------------------------------------------------------------------------
@@ -108,3 +112,60 @@ def test_an_admin_password_reset_and_deactivation_end_sessions_too(platform):
     _, pair = _sign_in(platform)
     assert client.delete(f"/api/v1/users/{pair['user_id']}", headers=platform.admin_headers).status_code == 204
     assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+
+
+# --- role grants ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spelling", [str.upper, lambda c: c.replace("-", ""), lambda c: f"urn:uuid:{c}"],
+                         ids=["upper-case", "hex", "urn"])
+def test_a_course_grant_applies_whatever_the_uuid_spelling(platform, spelling):
+    client = platform.client
+    _, instructor = platform.user("instructor")
+    course_id = platform.course(instructor)
+    ta_id, ta = platform.user()
+    assert client.get(f"/api/v1/courses/{course_id}/enrollments", headers=ta).status_code == 403
+
+    granted = client.post(f"/api/v1/users/{ta_id}/roles", headers=instructor, json={
+        "role_name": "teaching_assistant", "scope_type": "course", "scope_id": spelling(course_id)})
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["scope_id"] == course_id
+    assert client.get(f"/api/v1/courses/{course_id}/enrollments", headers=ta).status_code == 200
+    again = client.post(f"/api/v1/users/{ta_id}/roles", headers=instructor, json={
+        "role_name": "teaching_assistant", "scope_type": "course", "scope_id": course_id})
+    assert again.status_code == 409
+
+
+def test_a_course_grant_needs_a_course_uuid(platform):
+    user_id, _ = platform.user()
+    response = platform.client.post(f"/api/v1/users/{user_id}/roles", headers=platform.admin_headers, json={
+        "role_name": "teaching_assistant", "scope_type": "course", "scope_id": "not-a-course"})
+    assert response.status_code == 422 and response.json()["error"]["details"] == {"field": "scope_id"}
+
+
+def _grants_of(platform, user_id: str) -> int:
+    with platform.app.state.sessions() as session:
+        return session.scalar(select(func.count()).select_from(UserRoleGrant)
+                              .where(UserRoleGrant.user_id == uuid.UUID(user_id)))
+
+
+def test_a_global_grant_raced_past_the_check_is_refused_by_the_database(platform, monkeypatch):
+    user_id, _ = platform.user()
+    url = f"/api/v1/users/{user_id}/roles"
+    assert platform.client.post(url, headers=platform.admin_headers, json={"role_name": "operator"}).status_code == 201
+    # A concurrent identical request saw no grant yet: the insert itself must fail, as a 409.
+    monkeypatch.setattr(_users, "_existing_grant", lambda *args, **kwargs: None)
+    raced = platform.client.post(url, headers=platform.admin_headers, json={"role_name": "operator"})
+    assert raced.status_code == 409, raced.text
+    assert _grants_of(platform, user_id) == 1
+
+
+def test_concurrent_identical_global_grants_make_one_grant(platform):
+    user_id, _ = platform.user()
+
+    def grant(_):
+        return platform.client.post(f"/api/v1/users/{user_id}/roles", headers=platform.admin_headers,
+                                    json={"role_name": "operator"}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(grant, range(8)))
+    assert statuses == [201] + [409] * 7
+    assert _grants_of(platform, user_id) == 1
