@@ -272,8 +272,31 @@ def erase_user(*, session: Session, settings: Settings, actor: Principal | None,
     session.commit()
 
 
+# What the product shows only to staff about a learner, left out of the learner's export: the AI's grading work
+# (suggestions, essays it could not grade) until staff decide, and at-risk alerts with their outcomes.
+STAFF_ONLY_EVENTS = frozenset({"grade.suggested", "grade.needs_manual_grading", "enrollment.alert_raised",
+                               "enrollment.alert_outcome", "enrollment.alert_superseded"})
+# AI working notes a staff decision keeps (the suggestion's score and id, the queue state before the decision).
+_AI_NOTES = frozenset({"ai_score", "ai_grade_id", "previous_status"})
+
+
+def _without_ai_notes(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in _AI_NOTES}
+
+
+def _learner_event(envelope: dict[str, Any]) -> dict[str, Any]:
+    if envelope.get("event_type") != "submission.graded":
+        return envelope
+    return {**envelope, "payload": _without_ai_notes(envelope.get("payload") or {})}
+
+
 def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID) -> dict[str, Any]:
-    """Everything the platform holds about a user, as JSON-ready data (GDPR access/portability)."""
+    """Everything the platform holds about a user, as JSON-ready data (GDPR access/portability).
+
+    It is the data subject's view, whoever asks (the user or an administrator on their behalf): what the product
+    hides from learners stays out — AI grading suggestions and their notes (``STAFF_ONLY_EVENTS``), at-risk alerts
+    and their outcomes, and a submission the AI has suggested a grade for reads ``queued_for_ai_grading`` until
+    staff decide. Staff see those through the grading queue and the alerts API, not through this export."""
     user = get_or_not_found(session, User, user_id, "User")
     if not (actor is None or actor.id == user_id or Permission.users_export in actor.global_permissions()):
         raise PermissionDenied("Only the user themself or an administrator may export an account")
@@ -284,12 +307,14 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
                                       .order_by(Submission.submitted_at)):
         # The learner's own export shows final grades only; AI suggestions are staff working notes.
         final = session.scalars(select(Grade).where(Grade.submission_id == submission.id, Grade.is_final)).all()
+        graded = submission.status is SubmissionStatus.graded
         submissions.append({
             "id": str(submission.id), "assessment_id": str(submission.assessment_id),
-            "course_id": str(submission.course_id), "status": submission.status.value,
+            "course_id": str(submission.course_id),
+            "status": (submission.status if graded else SubmissionStatus.queued_for_ai_grading).value,
             "answers": submission.answers, "submitted_at": submission.submitted_at.isoformat(),
-            "grades": [GradePublic.model_validate(g).model_dump(mode="json") for g in final]
-            if submission.status is SubmissionStatus.graded else [],
+            "grades": [{**public, "details": _without_ai_notes(public["details"])} for public in
+                       (GradePublic.model_validate(g).model_dump(mode="json") for g in final)] if graded else [],
         })
     return {
         "user": UserPublic.model_validate(user).model_dump(mode="json"),
@@ -298,8 +323,9 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
         "enrollments": [EnrollmentPublic.model_validate(e).model_dump(mode="json") for e in
                         session.scalars(select(Enrollment).where(Enrollment.user_id == user_id))],
         "submissions": submissions,
-        "events": [row.envelope for row in session.scalars(
-            select(OutboxEvent).where(OutboxEvent.user_id == str(user_id)).order_by(OutboxEvent.id))],
+        "events": [_learner_event(row.envelope) for row in session.scalars(
+            select(OutboxEvent).where(OutboxEvent.user_id == str(user_id),
+                                      OutboxEvent.event_type.not_in(STAFF_ONLY_EVENTS)).order_by(OutboxEvent.id))],
         "audit": [{"action": a.action, "resource_type": a.resource_type, "resource_id": a.resource_id,
                    "created_at": a.created_at.isoformat()} for a in
                   session.scalars(select(AuditLog).where(AuditLog.actor_id == user_id).order_by(AuditLog.id))],
