@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column
@@ -97,6 +98,9 @@ class UserRoleGrant(Base):
     __tablename__ = "user_roles"
     __table_args__ = (
         UniqueConstraint("user_id", "role_name", "scope_type", "scope_id", name="uq_user_roles_grant"),
+        # NULLs are distinct in a unique constraint, so global grants (no scope_id) need their own unique index.
+        Index("uq_user_roles_unscoped_grant", "user_id", "role_name", "scope_type", unique=True,
+              sqlite_where=text("scope_id IS NULL"), postgresql_where=text("scope_id IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

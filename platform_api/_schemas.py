@@ -160,8 +160,11 @@ class UserCreate(UserBase):
 class UserUpdate(InputModel):
     email: Email | None = None
     name: Name | None = None
-    metadata: JsonObject | None = None
-    password: Password | None = None
+    metadata: JsonObject | None = Field(default=None, description=(
+        "Replaces the metadata. The access-relevant keys institution_id and id_student are set by admins only: "
+        "a user's own update keeps them as stored and may not change them (403)."))
+    password: Password | None = Field(default=None, description=(
+        "Ends every session of the user: tokens issued before the change are refused (401); sign in again."))
     status: UserStatus | None = Field(default=None, description="Only admins may change status.")
     role: UserRole | None = Field(default=None, description="Only admins may change the account role.")
 

@@ -45,7 +45,7 @@ def visible_course_ids(*, session: Session, actor: Principal | None) -> list[uui
         Enrollment.status.in_((EnrollmentStatus.enrolled, EnrollmentStatus.completed))))
     candidates = mine | (published & enrolled)
     scoped = [g for g in actor.grants if g.scope_type is not ScopeType.global_]
-    if scoped or (actor.user.metadata_ or {}).get("institution_id"):
+    if scoped or policy.institution_of(actor.user):
         # Institution-visible courses and scoped grants depend on course metadata: decide those per course.
         candidates = candidates | (Course.visibility != CourseVisibility.public)
     for course in session.scalars(select(Course).where(candidates)):

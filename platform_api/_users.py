@@ -30,6 +30,7 @@ from platform_api._schemas import RoleGrantCreate, TokenPair, UserCreate, UserUp
 from platform_api._security import (
     TokenType,
     Unauthenticated,
+    check_password_stamp,
     decode_token,
     hash_password,
     issue_token,
@@ -72,9 +73,10 @@ def create_user(*, session: Session, actor: Principal | None, data: UserCreate) 
 def _tokens(*, session: Session, settings: Settings, user: User) -> TokenPair:
     principal = policy.load_principal(session, user)
     access, expires = issue_token(settings=settings, user_id=user.id, token_type=TokenType.access,
-                                  roles=principal.role_labels(),
+                                  password_hash=user.password_hash, roles=principal.role_labels(),
                                   permissions=sorted(p.value for p in principal.global_permissions()))
-    refresh, _ = issue_token(settings=settings, user_id=user.id, token_type=TokenType.refresh)
+    refresh, _ = issue_token(settings=settings, user_id=user.id, token_type=TokenType.refresh,
+                             password_hash=user.password_hash)
     return TokenPair(access_token=access, refresh_token=refresh, expires_at=expires, user_id=user.id)
 
 
@@ -90,11 +92,23 @@ def login(*, session: Session, settings: Settings, email: str, password: str) ->
     return _tokens(session=session, settings=settings, user=user)
 
 
-def refresh(*, session: Session, settings: Settings, refresh_token: str) -> TokenPair:
-    claims = decode_token(settings=settings, token=refresh_token, expected=TokenType.refresh)
-    user = session.get(User, uuid.UUID(claims["sub"]))
+def authenticate(*, session: Session, settings: Settings, token: str, expected: TokenType) -> User:
+    """The active user a token names, unless the token was issued before their password changed or the account
+    was erased or deactivated (then Unauthenticated). Bearer tokens, page cookies and refresh all come here."""
+    claims = decode_token(settings=settings, token=token, expected=expected)
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:
+        raise Unauthenticated("The token names no valid user; log in again") from exc
+    user = session.get(User, user_id)
     if user is None or user.status is not UserStatus.active:
-        raise Unauthenticated("This account no longer exists or is not active; log in again")
+        raise Unauthenticated("This account no longer exists or is not active; contact an administrator")
+    check_password_stamp(settings=settings, claims=claims, password_hash=user.password_hash)
+    return user
+
+
+def refresh(*, session: Session, settings: Settings, refresh_token: str) -> TokenPair:
+    user = authenticate(session=session, settings=settings, token=refresh_token, expected=TokenType.refresh)
     return _tokens(session=session, settings=settings, user=user)
 
 
@@ -116,6 +130,20 @@ def list_users(*, session: Session, actor: Principal | None, role: UserRole | No
     return paginate(session, statement, limit=limit, offset=offset)
 
 
+def _with_admin_managed_keys(*, current: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a user may write about themself: ``requested`` with the access-relevant keys
+    (``policy.ADMIN_MANAGED_USER_METADATA``) kept as stored. Leaving such a key out keeps it; setting it to
+    another value is refused, naming the key."""
+    merged = dict(requested)
+    for key, why in policy.ADMIN_MANAGED_USER_METADATA.items():
+        if key in requested and requested[key] != current.get(key):
+            raise PermissionDenied(f"Only an administrator may set metadata.{key} ({why}); leave it out of your "
+                                   "update or ask an administrator", details={"field": f"metadata.{key}"})
+        if key in current:
+            merged[key] = current[key]
+    return merged
+
+
 def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID, data: UserUpdate) -> User:
     user = get_or_not_found(session, User, user_id, "User")
     is_self = actor is not None and actor.id == user_id
@@ -125,6 +153,8 @@ def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if ("status" in changes or "role" in changes) and not may_administer:
         raise PermissionDenied("Only an administrator may change a user's status or role")
+    if "metadata" in changes and not may_administer:
+        changes["metadata"] = _with_admin_managed_keys(current=user.metadata_ or {}, requested=changes["metadata"])
     if "email" in changes and _email_taken(session, changes["email"], except_id=user.id):
         raise Conflict(f"A user with email {changes['email']} already exists", details={"field": "email"})
     for field, value in changes.items():
@@ -146,9 +176,20 @@ def update_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
     return user
 
 
+def _existing_grant(session: Session, *, user_id: uuid.UUID, role_name: str, scope_type: ScopeType,
+                    scope_id: str | None) -> uuid.UUID | None:
+    return session.scalar(select(UserRoleGrant.id).where(
+        UserRoleGrant.user_id == user_id, UserRoleGrant.role_name == role_name, UserRoleGrant.scope_type == scope_type,
+        UserRoleGrant.scope_id.is_(None) if scope_id is None else UserRoleGrant.scope_id == scope_id))
+
+
 def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID,
                 data: RoleGrantCreate) -> UserRoleGrant:
+    """Grant a role in a scope. A course grant's ``scope_id`` is stored as the canonical course id (lower-case,
+    dashed), whatever UUID spelling was sent, so it applies and duplicates are found. A grant the user already
+    holds is a Conflict (409), also when two identical requests race (the database's unique indexes decide)."""
     get_or_not_found(session, User, user_id, "User")
+    scope_id = data.scope_id
     if data.scope_type is ScopeType.course:
         try:
             course_id = uuid.UUID(data.scope_id or "")
@@ -156,6 +197,7 @@ def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID
             raise InvalidInput("scope_id of a course grant must be a course id (UUID)",
                                details={"field": "scope_id"}) from exc
         course = get_or_not_found(session, Course, course_id, "Course")
+        scope_id = str(course.id)
         # A course's instructor may staff their own course (TAs, co-instructors, invited students).
         if not (actor is None or Permission.roles_assign in actor.global_permissions()):
             policy.authorize(session, actor, Permission.enrollments_manage, Scope.of_course(course),
@@ -164,23 +206,28 @@ def assign_role(*, session: Session, actor: Principal | None, user_id: uuid.UUID
                 raise PermissionDenied("Only an administrator may grant the admin role")
     else:
         policy.require_global(actor, Permission.roles_assign)
-    exists = session.scalar(select(UserRoleGrant.id).where(
-        UserRoleGrant.user_id == user_id, UserRoleGrant.role_name == data.role_name,
-        UserRoleGrant.scope_type == data.scope_type,
-        UserRoleGrant.scope_id.is_(None) if data.scope_id is None else UserRoleGrant.scope_id == data.scope_id))
-    if exists is not None:
-        raise Conflict(f"User {user_id} already has role {data.role_name} in that scope")
-    grant = UserRoleGrant(user_id=user_id, role_name=data.role_name, scope_type=data.scope_type,
-                          scope_id=data.scope_id)
+    duplicate = Conflict(f"User {user_id} already has role {data.role_name} in that scope")
+    if _existing_grant(session, user_id=user_id, role_name=data.role_name, scope_type=data.scope_type,
+                       scope_id=scope_id) is not None:
+        raise duplicate
+    grant = UserRoleGrant(user_id=user_id, role_name=data.role_name, scope_type=data.scope_type, scope_id=scope_id)
     session.add(grant)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # an identical request committed between the check and this insert
+        session.rollback()
+        raise duplicate from exc
     emit(session, event_type="user.role_granted", user_id=user_id,
-         course_id=data.scope_id if data.scope_type is ScopeType.course else None,
-         payload={"role_name": data.role_name, "scope_type": data.scope_type.value, "scope_id": data.scope_id})
+         course_id=scope_id if data.scope_type is ScopeType.course else None,
+         payload={"role_name": data.role_name, "scope_type": data.scope_type.value, "scope_id": scope_id})
     _audit.record(session, actor_id=actor.id if actor else None, action="role.grant", resource_type="user",
                   resource_id=user_id, details={"role_name": data.role_name, "scope_type": data.scope_type.value,
-                                                "scope_id": data.scope_id})
-    session.commit()
+                                                "scope_id": scope_id})
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise duplicate from exc
     return grant
 
 
@@ -225,8 +272,31 @@ def erase_user(*, session: Session, settings: Settings, actor: Principal | None,
     session.commit()
 
 
+# What the product shows only to staff about a learner, left out of the learner's export: the AI's grading work
+# (suggestions, essays it could not grade) until staff decide, and at-risk alerts with their outcomes.
+STAFF_ONLY_EVENTS = frozenset({"grade.suggested", "grade.needs_manual_grading", "enrollment.alert_raised",
+                               "enrollment.alert_outcome", "enrollment.alert_superseded"})
+# AI working notes a staff decision keeps (the suggestion's score and id, the queue state before the decision).
+_AI_NOTES = frozenset({"ai_score", "ai_grade_id", "previous_status"})
+
+
+def _without_ai_notes(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in _AI_NOTES}
+
+
+def _learner_event(envelope: dict[str, Any]) -> dict[str, Any]:
+    if envelope.get("event_type") != "submission.graded":
+        return envelope
+    return {**envelope, "payload": _without_ai_notes(envelope.get("payload") or {})}
+
+
 def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID) -> dict[str, Any]:
-    """Everything the platform holds about a user, as JSON-ready data (GDPR access/portability)."""
+    """Everything the platform holds about a user, as JSON-ready data (GDPR access/portability).
+
+    It is the data subject's view, whoever asks (the user or an administrator on their behalf): what the product
+    hides from learners stays out — AI grading suggestions and their notes (``STAFF_ONLY_EVENTS``), at-risk alerts
+    and their outcomes, and a submission the AI has suggested a grade for reads ``queued_for_ai_grading`` until
+    staff decide. Staff see those through the grading queue and the alerts API, not through this export."""
     user = get_or_not_found(session, User, user_id, "User")
     if not (actor is None or actor.id == user_id or Permission.users_export in actor.global_permissions()):
         raise PermissionDenied("Only the user themself or an administrator may export an account")
@@ -237,12 +307,14 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
                                       .order_by(Submission.submitted_at)):
         # The learner's own export shows final grades only; AI suggestions are staff working notes.
         final = session.scalars(select(Grade).where(Grade.submission_id == submission.id, Grade.is_final)).all()
+        graded = submission.status is SubmissionStatus.graded
         submissions.append({
             "id": str(submission.id), "assessment_id": str(submission.assessment_id),
-            "course_id": str(submission.course_id), "status": submission.status.value,
+            "course_id": str(submission.course_id),
+            "status": (submission.status if graded else SubmissionStatus.queued_for_ai_grading).value,
             "answers": submission.answers, "submitted_at": submission.submitted_at.isoformat(),
-            "grades": [GradePublic.model_validate(g).model_dump(mode="json") for g in final]
-            if submission.status is SubmissionStatus.graded else [],
+            "grades": [{**public, "details": _without_ai_notes(public["details"])} for public in
+                       (GradePublic.model_validate(g).model_dump(mode="json") for g in final)] if graded else [],
         })
     return {
         "user": UserPublic.model_validate(user).model_dump(mode="json"),
@@ -251,8 +323,9 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
         "enrollments": [EnrollmentPublic.model_validate(e).model_dump(mode="json") for e in
                         session.scalars(select(Enrollment).where(Enrollment.user_id == user_id))],
         "submissions": submissions,
-        "events": [row.envelope for row in session.scalars(
-            select(OutboxEvent).where(OutboxEvent.user_id == str(user_id)).order_by(OutboxEvent.id))],
+        "events": [_learner_event(row.envelope) for row in session.scalars(
+            select(OutboxEvent).where(OutboxEvent.user_id == str(user_id),
+                                      OutboxEvent.event_type.not_in(STAFF_ONLY_EVENTS)).order_by(OutboxEvent.id))],
         "audit": [{"action": a.action, "resource_type": a.resource_type, "resource_id": a.resource_id,
                    "created_at": a.created_at.isoformat()} for a in
                   session.scalars(select(AuditLog).where(AuditLog.actor_id == user_id).order_by(AuditLog.id))],

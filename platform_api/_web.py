@@ -31,7 +31,7 @@ from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
 from platform_api import _alerts, _errors, _grading_review, _users, policy
 from platform_api._models import Course, Submission, User
 from platform_api._security import TokenType, decode_token
-from platform_api.data import CourseStatus, ScopeType, UserRole, UserStatus
+from platform_api.data import CourseStatus, ScopeType, UserRole
 from platform_api.deps import SessionDep, SettingsDep
 from platform_api.policy import Permission, Principal, Scope
 
@@ -58,11 +58,9 @@ def page_principal(request: Request, session: Session) -> Principal | None:
     if not token:
         return None
     try:
-        claims = decode_token(settings=request.app.state.settings, token=token, expected=TokenType.access)
-        user = session.get(User, uuid.UUID(str(claims["sub"])))
-    except (LearnloopError, ValueError, KeyError):
-        return None
-    if user is None or user.status is not UserStatus.active:
+        user = _users.authenticate(session=session, settings=request.app.state.settings, token=token,
+                                   expected=TokenType.access)
+    except LearnloopError:
         return None
     return policy.load_principal(session, user)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,10 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from learnloop.settings import Settings
-from platform_api import policy
-from platform_api._models import User
-from platform_api._security import TokenType, Unauthenticated, decode_token
-from platform_api.data import UserStatus
+from platform_api import _users, policy
+from platform_api._security import TokenType, Unauthenticated
 from platform_api.policy import Permission, Principal
 
 
@@ -44,14 +41,8 @@ def get_current_principal(request: Request, session: SessionDep, settings: Setti
                                                  Depends(bearer_credentials)]) -> Principal:
     if credentials is None:
         raise Unauthenticated("Log in with POST /api/v1/auth/login and send 'Authorization: Bearer <access_token>'")
-    claims = decode_token(settings=settings, token=credentials.credentials, expected=TokenType.access)
-    try:
-        user_id = uuid.UUID(str(claims["sub"]))
-    except ValueError as exc:
-        raise Unauthenticated("The token names no valid user; log in again") from exc
-    user = session.get(User, user_id)
-    if user is None or user.status is not UserStatus.active:
-        raise Unauthenticated("This account no longer exists or is not active; contact an administrator")
+    user = _users.authenticate(session=session, settings=settings, token=credentials.credentials,
+                               expected=TokenType.access)
     return policy.load_principal(session, user)
 
 

@@ -97,6 +97,18 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 }
 KNOWN_ROLES = frozenset(ROLE_PERMISSIONS)
 
+# Keys of ``users.metadata`` that decide what the user may read, and why. Only an administrator (or the trusted
+# system) may set, change or remove them: a value the user writes themself must never grant access.
+ADMIN_MANAGED_USER_METADATA: dict[str, str] = {
+    "institution_id": "it decides which institution-visible courses the account may see",
+    "id_student": "it links the account to a learner's records in the risk model",
+}
+
+
+def institution_of(user: User) -> str | None:
+    """The institution the account belongs to (admin-managed ``metadata.institution_id``), or None."""
+    return (user.metadata_ or {}).get("institution_id")
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -118,6 +130,13 @@ class Scope:
 GLOBAL = Scope()
 
 
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Grant:
     role_name: str
@@ -129,7 +148,7 @@ class Grant:
             case ScopeType.global_:
                 return True
             case ScopeType.course:
-                return scope.course_id is not None and str(scope.course_id) == self.scope_id
+                return scope.course_id is not None and _as_uuid(self.scope_id) == scope.course_id
             case ScopeType.institution:
                 return scope.institution_id is not None and scope.institution_id == self.scope_id
             case ScopeType.group:

@@ -46,6 +46,12 @@ def get_user(user_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> Any
 
 @router.put("/{user_id}", response_model=UserPublic)
 def update_user(user_id: uuid.UUID, body: UserUpdate, session: SessionDep, actor: CurrentUser) -> Any:
+    """Update a profile (yourself, or anyone as an admin).
+
+    A new `password` ends every session of the user, this one included: all access and refresh tokens issued
+    before the change are refused with 401, and the response carries no new tokens — sign in again with
+    `POST /api/v1/auth/login`. `metadata` keys that decide access (`institution_id`, `id_student`) are set by
+    admins only: a user's own update keeps them as stored, and changing them is refused with 403."""
     return _users.update_user(session=session, actor=actor, user_id=user_id, data=body)
 
 

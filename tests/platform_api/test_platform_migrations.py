@@ -120,3 +120,62 @@ def test_imported_presentations_get_their_start_from_metadata(tmp_path):
             assert str(starts["imported"]).startswith("2014-10-01 00:00:00") and starts["odd"] is None
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identical_role_grants_are_merged_and_then_impossible(backend, tmp_path):
+    """0008: global grants (scope_id NULL) slipped past uq_user_roles_grant and course grants spelled as another
+    UUID format never applied. The oldest of identical grants stays, course ids become canonical, and a new
+    identical global grant is refused by the database."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from platform_api._models import UserRoleGrant
+    from platform_api.api import create_courses, create_users
+    from platform_api.data import NewCourse, NewUser
+
+    grants = UserRoleGrant.__table__
+    for url in fresh_database_url(backend, tmp_path):
+        engine = make_engine(url)
+        try:
+            _migrate.upgrade(engine, "0007")
+            with Session(engine) as session:
+                user, other = create_users(session=session, users=[NewUser(email="g@example.org", name="G"),
+                                                                   NewUser(email="h@example.org", name="H")])
+                (course,) = create_courses(session=session, courses=[NewCourse(title="C", instructor_id=user)])
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            rows = [  # (user, role, scope type, scope id); created in this order
+                (user, "operator", "global", None), (user, "operator", "global", None),
+                (user, "operator", "global", None), (other, "operator", "global", None),
+                (user, "teaching_assistant", "course", str(course).upper()),
+                (user, "teaching_assistant", "course", str(course)),
+                (user, "creator", "course", course.hex), (user, "instructor", "institution", "ou"),
+            ]
+            ids = [uuid.uuid4() for _ in rows]
+            with engine.begin() as connection:
+                connection.execute(insert(grants), [
+                    {"id": grant_id, "user_id": who, "role_name": role, "scope_type": kind, "scope_id": scope,
+                     "created_at": start + timedelta(minutes=i)}
+                    for i, (grant_id, (who, role, kind, scope)) in enumerate(zip(ids, rows, strict=True))])
+
+            _migrate.upgrade(engine)
+            with engine.connect() as connection:
+                left = {row.id: (row.user_id, row.role_name, row.scope_type, row.scope_id) for row in
+                        connection.execute(select(grants.c.id, grants.c.user_id, grants.c.role_name,
+                                                  grants.c.scope_type, grants.c.scope_id))}
+            assert left == {
+                ids[0]: (user, "operator", "global", None), ids[3]: (other, "operator", "global", None),
+                ids[4]: (user, "teaching_assistant", "course", str(course)),
+                ids[6]: (user, "creator", "course", str(course)), ids[7]: (user, "instructor", "institution", "ou")}
+            with pytest.raises(IntegrityError), engine.begin() as connection:
+                connection.execute(insert(grants).values(id=uuid.uuid4(), user_id=user, role_name="operator",
+                                                         scope_type="global", scope_id=None, created_at=start))
+            _migrate.downgrade(engine, "0007")  # and back: the index goes, the merged rows stay
+            with engine.connect() as connection:
+                assert len(connection.execute(select(grants.c.id)).all()) == 5
+        finally:
+            engine.dispose()

@@ -69,3 +69,67 @@ def test_learner_cannot_erase_others(platform):
     response = platform.client.delete(f"/api/v1/users/{victim_id}", headers=attacker)
     assert response.status_code == 403
     assert platform.client.get(f"/api/v1/users/{victim_id}", headers=platform.admin_headers).json()["status"] == "active"
+
+
+def test_the_learners_export_holds_nothing_learners_are_not_shown(platform):
+    """An AI suggestion stays invisible until staff decide, and learners see nothing of at-risk alerts: their own
+    data export (also when an admin downloads it for them) leaves out both and the notes staff keep about them."""
+    import json
+    import uuid
+
+    from platform_api.data import NewAlert
+
+    client = platform.client
+    _, instructor = platform.user("instructor")
+    course_id = platform.course(instructor)
+    essay = client.post("/api/v1/questions", headers=instructor, json={
+        "kind": "essay", "course_id": course_id, "prompt": "Why?",
+        "rubric": {"criteria": [{"name": "argument", "points": 10}]}}).json()
+    task = client.post("/api/v1/assessments", headers=instructor, json={
+        "course_id": course_id, "title": "Essay", "kind": "assignment", "question_ids": [essay["id"]]}).json()
+    user_id, learner = platform.user(name="Lee Learner")
+    enrollment_id = platform.enroll(course_id, learner)
+    submission = client.post("/api/v1/submissions", headers=learner,
+                             json={"assessment_id": task["id"], "answers": {essay["id"]: "Because."}}).json()
+    with platform.app.state.sessions() as session:
+        api.record_ai_grade(session=session, submission_id=uuid.UUID(submission["id"]), score=7.25,
+                            model_name="essay_grader_p1", model_version="3", confidence=0.41)
+        (alert_id,) = api.record_alerts(session=session, alerts=[NewAlert(
+            enrollment_id=uuid.UUID(enrollment_id), risk_score=0.875, threshold=0.7, model_name="risk",
+            model_version="5", drivers=[{"key": "inactivity", "text": "No activity for 3 weeks",
+                                         "contribution": 0.4}])])
+    noted = client.post(f"/api/v1/alerts/{alert_id}/outcome", headers=instructor,
+                        json={"outcome": "action_taken", "action": "message_learner", "note": "staff-only note"})
+    assert noted.status_code == 200, noted.text
+
+    hidden = {"grade.suggested", "enrollment.alert_raised", "enrollment.alert_outcome"}
+    for headers in (learner, platform.admin_headers):
+        export = client.get(f"/api/v1/users/{user_id}/export", headers=headers).json()
+        assert {e["event_type"] for e in export["events"]} & hidden == set()
+        assert {"submission.created", "enrollment.created"} <= {e["event_type"] for e in export["events"]}
+        (own,) = export["submissions"]
+        assert own["status"] == "queued_for_ai_grading" and own["grades"] == []
+        assert _keys(export) & {"risk_score", "drivers", "ai_score", "confidence"} == set()
+        text = json.dumps(export)
+        for secret in ("ai_suggested", "essay_grader_p1", "inactivity", "staff-only note", str(alert_id)):
+            assert secret not in text, secret
+
+    # Staff override the suggestion: the learner gets the final grade, not the AI score it replaced.
+    overridden = client.put(f"/api/v1/submissions/{submission['id']}/grade", headers=instructor,
+                            json={"score": 6, "feedback": "Argue more."})
+    assert overridden.status_code == 200, overridden.text
+    export = client.get(f"/api/v1/users/{user_id}/export", headers=learner).json()
+    (own,) = export["submissions"]
+    assert own["status"] == "graded" and [g["score"] for g in own["grades"]] == [6.0]
+    assert "submission.graded" in {e["event_type"] for e in export["events"]}
+    assert _keys(export) & {"ai_score", "ai_grade_id", "previous_status"} == set()
+    assert "ai_suggested" not in json.dumps(export)
+
+
+def _keys(value) -> set[str]:
+    """Every key of every JSON object inside ``value``."""
+    if isinstance(value, dict):
+        return set(value).union(*(_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_keys(v) for v in value))
+    return set()
