@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from platform_api import _audit, policy
 from platform_api._db import get_or_not_found, paginate
-from platform_api._models import Course, Enrollment, User
+from platform_api._models import ContentItem, Course, Enrollment, User
 from platform_api._outbox import emit
 from platform_api._schemas import CourseCreate, CourseUpdate, ProgressUpdate
 from platform_api.data import (
@@ -143,6 +143,8 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
         if actor is not None and not actor.is_admin:
             raise PermissionDenied("Only an administrator may hand a course to another instructor")
         _check_instructor(session, changes["instructor_id"])
+    if changes.get("duration_weeks") is not None and changes["duration_weeks"] != course.duration_weeks:
+        _check_planned_within(session, course, changes["duration_weeks"])
     for field, value in changes.items():
         setattr(course, "metadata_" if field == "metadata" else field, value)
     event_type = "course.updated"
@@ -162,6 +164,17 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
                   resource_id=course.id, details={"fields": sorted(changes)})
     session.commit()
     return course
+
+
+def _check_planned_within(session: Session, course: Course, duration_weeks: int) -> None:
+    """Refuse a duration that leaves content planned after the course's last week (the plan could not be saved)."""
+    later, latest = session.execute(select(func.count(), func.max(ContentItem.planned_week)).where(
+        ContentItem.course_id == course.id, ContentItem.planned_week > duration_weeks)).one()
+    if later:
+        raise Conflict(f"Course {course.id} has {later} content item{'s' if later != 1 else ''} planned after week "
+                       f"{duration_weeks} (the latest in week {latest}); move them to week {duration_weeks} or "
+                       f"earlier in the plan (PUT /api/v1/courses/{course.id}/plan) before shortening the course",
+                       details={"field": "duration_weeks", "items_planned_later": later, "latest_planned_week": latest})
 
 
 def enroll(*, session: Session, actor: Principal | None, course_id: uuid.UUID,
