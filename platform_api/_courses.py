@@ -202,17 +202,26 @@ def enroll(*, session: Session, actor: Principal | None, course_id: uuid.UUID,
     if target.status is not UserStatus.active:
         raise Conflict(f"User {target_id} is {target.status.value}; reactivate the account first")
     existing = session.scalar(select(Enrollment).where(Enrollment.user_id == target_id,
-                                                       Enrollment.course_id == course.id))
-    if existing is not None:
+                                                       Enrollment.course_id == course.id).with_for_update())
+    if existing is not None and existing.status is not EnrollmentStatus.dropped:
         raise Conflict(f"User {target_id} is already enrolled in course {course.id} ({existing.status.value})",
                        details={"enrollment_id": str(existing.id)})
-    enrollment = Enrollment(user_id=target_id, course_id=course.id, status=EnrollmentStatus.enrolled)
-    session.add(enrollment)
-    session.flush()
-    emit(session, event_type="enrollment.created", user_id=target_id, course_id=course.id,
-         payload={"enrollment_id": str(enrollment.id), "by": str(_actor_id(actor)) if by_staff else "self"})
+    if existing is None:
+        enrollment = Enrollment(user_id=target_id, course_id=course.id, status=EnrollmentStatus.enrolled)
+        session.add(enrollment)
+        session.flush()
+    else:
+        # A learner who dropped out comes back to the same enrollment (one per user and course): their progress,
+        # start and submissions stay; it is active again, so it is announced as an enrollment again.
+        enrollment = existing
+        enrollment.status = EnrollmentStatus.enrolled
+        enrollment.completed_at = None
+    payload = {"enrollment_id": str(enrollment.id), "by": str(_actor_id(actor)) if by_staff else "self"}
+    if existing is not None:
+        payload |= {"reenrolled": True, "progress": enrollment.progress}
+    emit(session, event_type="enrollment.created", user_id=target_id, course_id=course.id, payload=payload)
     _audit.record(session, actor_id=_actor_id(actor), action="enrollment.create", resource_type="enrollment",
-                  resource_id=enrollment.id)
+                  resource_id=enrollment.id, details={"reenrolled": True} if existing is not None else None)
     try:
         session.commit()
     except IntegrityError as exc:
@@ -257,9 +266,13 @@ def update_progress(*, session: Session, actor: Principal | None, enrollment_id:
     if actor is not None and actor.id != enrollment.user_id:
         policy.authorize(session, actor, Permission.enrollments_manage, Scope.of_course(course),
                          what="another learner's progress")
-    if enrollment.status in (EnrollmentStatus.dropped, EnrollmentStatus.suspended):
-        raise Conflict(f"Enrollment {enrollment.id} is {enrollment.status.value}; re-enroll before recording "
-                       "progress")
+    if enrollment.status is EnrollmentStatus.dropped:
+        raise Conflict(f"Enrollment {enrollment.id} is dropped; re-enroll before recording progress "
+                       f"(POST /api/v1/courses/{enrollment.course_id}/enrollments)",
+                       details={"status": enrollment.status.value, "course_id": str(enrollment.course_id)})
+    if enrollment.status is EnrollmentStatus.suspended:
+        raise Conflict(f"Enrollment {enrollment.id} is suspended; ask the course's instructor before recording "
+                       "progress", details={"status": enrollment.status.value})
     enrollment.progress = data.progress
     event_type = "enrollment.progress_updated"
     if data.status is EnrollmentStatus.dropped:
