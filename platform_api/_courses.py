@@ -54,7 +54,7 @@ def _may_see(session: Session, actor: Principal | None, course: Course) -> bool:
         case CourseVisibility.public:
             return Permission.courses_read in actor.global_permissions()
         case CourseVisibility.institution:
-            mine = (actor.user.metadata_ or {}).get("institution_id")
+            mine = policy.institution_of(actor.user.metadata_)
             return (mine is not None and mine == scope.institution_id) or \
                 policy.has_permission(session, actor, Permission.content_read, scope)
         case _:  # private: only people with a role in it (enrolled learners, staff)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import Settings
-from platform_api import _courses
+from platform_api import _courses, policy
 from platform_api._models import Course, Enrollment
 from platform_api.data import CourseStatus, CourseVisibility, EnrollmentStatus, ScopeType
 from platform_api.policy import Permission, Principal
@@ -42,7 +42,7 @@ def visible_course_ids(*, session: Session, actor: Principal | None) -> list[uui
         Enrollment.status.in_((EnrollmentStatus.enrolled, EnrollmentStatus.completed))))
     candidates = mine | (published & enrolled)
     scoped = [g for g in actor.grants if g.scope_type is not ScopeType.global_]
-    if scoped or (actor.user.metadata_ or {}).get("institution_id"):
+    if scoped or policy.institution_of(actor.user.metadata_) is not None:
         # Institution-visible courses and scoped grants depend on course metadata: decide those per course.
         candidates = candidates | (Course.visibility != CourseVisibility.public)
     for course in session.scalars(select(Course).where(candidates)):

@@ -109,10 +109,29 @@ class Scope:
     @classmethod
     def of_course(cls, course: Course) -> Scope:
         # Institution and groups are course metadata: the schema has no institution table.
-        meta = course.metadata_ or {}
-        groups = meta.get("group_ids") or []
-        return cls(course_id=course.id, institution_id=meta.get("institution_id"),
-                   group_ids=frozenset(str(g) for g in groups if isinstance(g, str | int)))
+        groups = _metadata(course.metadata_).get("group_ids")
+        if not isinstance(groups, list):
+            groups = []  # malformed (a number, a string, an object): no groups, never a crash
+        return cls(course_id=course.id, institution_id=institution_of(course.metadata_),
+                   group_ids=frozenset(key for key in map(_key, groups) if key is not None))
+
+
+def _metadata(metadata: object) -> dict:
+    """Stored metadata as a mapping: rows written before input was validated may hold anything."""
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _key(value: object) -> str | None:
+    """A metadata id as a grant's ``scope_id`` spells it (text or a whole number), else None (malformed)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value) or None
+
+
+def institution_of(metadata: object) -> str | None:
+    """``metadata.institution_id`` of a course or a user, None when absent or malformed (a list, an object, …):
+    access is decided on stored rows, which may predate input validation, so a bad value grants nothing."""
+    return _key(_metadata(metadata).get("institution_id"))
 
 
 GLOBAL = Scope()

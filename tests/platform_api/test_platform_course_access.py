@@ -3,10 +3,14 @@ who dropped out can come back, and course metadata written before input was vali
 
 from __future__ import annotations
 
-from platform_fixtures import Platform
+import uuid
+
+import pytest
+from platform_fixtures import PASSWORD, Platform
 
 from learnloop.events import Topic
-from platform_api import api
+from platform_api import api, policy
+from platform_api._models import Course, User
 
 
 def _enrollment_events(p: Platform, after: int) -> list:
@@ -71,3 +75,69 @@ def test_staff_re_enroll_a_dropped_learner_of_a_closed_course(platform):
     assert (by_staff.json()["id"], by_staff.json()["status"], by_staff.json()["progress"]) == (
         enrollment_id, "enrolled", 30)
     assert [e.payload["by"] for e in _enrollment_events(p, before)] == [instructor_id]
+
+
+# --------------------------------------------------------------------------- malformed stored metadata
+@pytest.mark.parametrize(("metadata", "institution", "groups"), [
+    ({"group_ids": 5}, None, set()),
+    ({"group_ids": "g1"}, None, set()),  # a string is not a list of one-letter groups
+    ({"group_ids": {"g1": True}, "institution_id": ["ou"]}, None, set()),
+    ({"group_ids": ["g1", 7, True, None, ["g2"], {"g3": 1}, ""], "institution_id": "ou"}, "ou", {"g1", "7"}),
+    ({"institution_id": {"name": "ou"}}, None, set()),
+    ({"institution_id": True}, None, set()),
+    ({"institution_id": ""}, None, set()),
+    ({"institution_id": 42}, "42", set()),  # a whole number is an id, spelled as a grant's scope_id
+    ([1, 2], None, set()),
+    (None, None, set()),
+])
+def test_a_malformed_metadata_value_counts_as_absent(metadata, institution, groups):
+    course = Course(id=uuid.uuid4(), metadata_=metadata)
+
+    scope = policy.Scope.of_course(course)
+
+    assert (scope.institution_id, scope.group_ids) == (institution, frozenset(groups))
+    assert policy.institution_of(metadata) == institution
+
+
+def _store_metadata(p: Platform, model: type, row_id: str, metadata) -> None:
+    """Write metadata past the API's validation, as rows stored before it was added may hold."""
+    with p.app.state.sessions() as session:
+        session.get(model, uuid.UUID(row_id)).metadata_ = metadata
+        session.commit()
+
+
+@pytest.mark.parametrize("metadata", [{"group_ids": 5}, {"group_ids": "g1", "institution_id": ["ou"]},
+                                      {"institution_id": {"name": "ou"}, "group_ids": [{"g": 1}]}])
+def test_malformed_course_metadata_never_breaks_a_request(platform, metadata):
+    p = platform
+    instructor_id, instructor = p.user("instructor")
+    course_id = p.course(instructor, visibility="institution", metadata={"institution_id": "ou", "group_ids": ["g1"]})
+    _store_metadata(p, Course, course_id, metadata)
+    assistant_id, assistant = p.user()
+    for scope_type, scope_id in (("course", course_id), ("group", "g1"), ("institution", "ou")):
+        granted = p.client.post(f"/api/v1/users/{assistant_id}/roles", headers=p.admin_headers, json={
+            "role_name": "teaching_assistant", "scope_type": scope_type, "scope_id": scope_id})
+        assert granted.status_code == 201, granted.text
+    member_id, member = p.user()
+    _store_metadata(p, User, member_id, {"institution_id": ["ou"]})
+
+    assert p.client.get(f"/api/v1/courses/{course_id}", headers=instructor).status_code == 200
+    assert p.client.put(f"/api/v1/courses/{course_id}", headers=instructor,
+                        json={"description": "still editable"}).status_code == 200
+    assert p.client.post("/api/v1/content", headers=instructor,
+                         json={"course_id": course_id, "title": "Week 1"}).status_code == 201
+    assert p.client.get(f"/api/v1/courses/{course_id}", headers=assistant).status_code == 200
+    assert p.client.get(f"/api/v1/courses/{course_id}", headers=member).status_code == 404
+    for headers in (assistant, member):
+        assert p.client.get("/api/v1/search?q=week", headers=headers).status_code == 200
+        assert p.client.get("/api/v1/courses", headers=headers).status_code == 200
+    p.client.cookies.clear()
+    try:
+        email = p.client.get(f"/api/v1/users/{instructor_id}", headers=p.admin_headers).json()["email"]
+        signed_in = p.client.post("/staff/login", data={"email": email, "password": PASSWORD},
+                                  follow_redirects=False)
+        assert signed_in.status_code == 303, signed_in.text
+        home = p.client.get("/staff/courses")
+        assert home.status_code == 200 and course_id in home.text
+    finally:
+        p.client.cookies.clear()
