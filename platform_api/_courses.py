@@ -20,6 +20,7 @@ from platform_api.data import (
     CourseVisibility,
     EnrollmentStatus,
     EnrollmentType,
+    ScopeType,
     UserRole,
     UserStatus,
 )
@@ -48,6 +49,9 @@ def _may_see(session: Session, actor: Principal | None, course: Course) -> bool:
     scope = Scope.of_course(course)
     if policy.has_permission(session, actor, Permission.courses_read_unpublished, scope):
         return True
+    if course.status is CourseStatus.archived:
+        # Its learners keep reading a course they took (policy.LEARNER_COURSE_STATUSES); it is gone for the rest.
+        return policy.has_permission(session, actor, Permission.content_read, scope)
     if course.status is not CourseStatus.published:
         return False
     match course.visibility:
@@ -79,9 +83,38 @@ def list_courses(*, session: Session, actor: Principal | None, status: CourseSta
     if actor is not None and Permission.courses_read_unpublished not in actor.global_permissions():
         visible = (Course.status == CourseStatus.published) & (Course.visibility == CourseVisibility.public)
         mine = or_(Course.instructor_id == actor.id, Course.created_by == actor.id)
-        enrolled = Course.id.in_(select(Enrollment.course_id).where(Enrollment.user_id == actor.id))
-        statement = statement.where(or_(visible, mine, (Course.status == CourseStatus.published) & enrolled))
+        enrolled = Course.status.in_(sorted(policy.LEARNER_COURSE_STATUSES)) & Course.id.in_(
+            select(Enrollment.course_id).where(Enrollment.user_id == actor.id,
+                                               Enrollment.status.in_(sorted(policy.LEARNER_ENROLLMENT_STATUSES))))
+        statement = statement.where(or_(visible, mine, enrolled,
+                                        Course.id.in_(_visible_through_metadata(session, actor))))
     return paginate(session, statement, limit=limit, offset=offset)
+
+
+def _visible_through_metadata(session: Session, actor: Principal) -> list[uuid.UUID]:
+    """Courses the caller sees through a course-, institution- or group-scoped grant or through their institution:
+    these depend on grants and course metadata, so :func:`_may_see` decides them one course at a time (the rule of
+    get_course)."""
+    granted = sorted({uuid.UUID(g.scope_id) for g in actor.grants
+                      if g.scope_type is ScopeType.course and g.scope_id and _is_uuid(g.scope_id)}, key=str)
+    candidates = [Course.id.in_(granted)] if granted else []
+    if any(g.scope_type in (ScopeType.institution, ScopeType.group) for g in actor.grants):
+        candidates.append((Course.visibility != CourseVisibility.public) | (Course.status != CourseStatus.published))
+    elif policy.institution_of(actor.user.metadata_) is not None:
+        candidates.append((Course.visibility == CourseVisibility.institution)
+                          & (Course.status == CourseStatus.published))
+    if not candidates:  # the common case: no query
+        return []
+    return [course.id for course in session.scalars(select(Course).where(or_(*candidates)))
+            if _may_see(session, actor, course)]
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_instructor(session: Session, instructor_id: uuid.UUID) -> None:

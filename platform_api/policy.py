@@ -7,7 +7,8 @@ A user's permissions in a scope come from three sources:
 2. explicit grants in ``user_roles`` (role name + scope global/institution/course/group), which grant
    ``ROLE_PERMISSIONS[role]`` wherever the scope matches the resource;
 3. relationships, treated as implicit course-scoped grants: the course's ``instructor_id``/``created_by``
-   is its ``instructor``; an active enrollment makes the user its ``student``.
+   is its ``instructor``; an active enrollment makes the user its ``student`` while the course is published or
+   archived (not when it is moved back to draft or review).
 
 So an instructor of course A holds ``submissions:grade`` in A only, and grading in B is refused.
 Routes use :func:`require` (global gates) through ``deps.require``; services call :func:`authorize`
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import PermissionDenied
 from platform_api._models import Course, Enrollment, User, UserRoleGrant
-from platform_api.data import EnrollmentStatus, ScopeType, UserRole, UserStatus
+from platform_api.data import CourseStatus, EnrollmentStatus, ScopeType, UserRole, UserStatus
 
 
 class Permission(StrEnum):
@@ -96,6 +97,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "operator": frozenset({P.operator_read}),
 }
 KNOWN_ROLES = frozenset(ROLE_PERMISSIONS)
+# An enrollment in one of these states, in a course in one of those, makes the user its "student".
+LEARNER_ENROLLMENT_STATUSES = frozenset({EnrollmentStatus.enrolled, EnrollmentStatus.completed})
+LEARNER_COURSE_STATUSES = frozenset({CourseStatus.published, CourseStatus.archived})
 
 
 @dataclass(frozen=True)
@@ -200,10 +204,13 @@ def _relationship_roles(session: Session, principal: Principal, course_id: uuid.
     course = session.get(Course, course_id)
     if course is not None and principal.id in (course.instructor_id, course.created_by):
         roles.add("instructor")
-    enrolled = session.scalar(select(Enrollment.status).where(
-        Enrollment.user_id == principal.id, Enrollment.course_id == course_id))
-    if enrolled in (EnrollmentStatus.enrolled, EnrollmentStatus.completed):
-        roles.add("student")
+    # A learner's role lasts while the course is published and after it is archived (they keep reading what they
+    # took); a course moved back to draft or review is hidden from its learners, as GET /courses/{id} hides it.
+    if course is not None and course.status in LEARNER_COURSE_STATUSES:
+        enrolled = session.scalar(select(Enrollment.status).where(
+            Enrollment.user_id == principal.id, Enrollment.course_id == course_id))
+        if enrolled in LEARNER_ENROLLMENT_STATUSES:
+            roles.add("student")
     principal._course_roles[course_id] = frozenset(roles)
     return principal._course_roles[course_id]
 

@@ -24,6 +24,12 @@ def _outbox_end(p: Platform) -> int:
     return rows[-1][0] if rows else 0
 
 
+def _listed(p: Platform, headers: dict[str, str], instructor_id: str, query: str = "") -> set[str]:
+    response = p.client.get(f"/api/v1/courses?instructor_id={instructor_id}&limit=100{query}", headers=headers)
+    assert response.status_code == 200, response.text
+    return {course["id"] for course in response.json()["data"]}
+
+
 # --------------------------------------------------------------------------- re-enrolling after dropping out
 def test_a_dropped_learner_re_enrolls_and_keeps_their_progress(platform):
     p = platform
@@ -77,6 +83,100 @@ def test_staff_re_enroll_a_dropped_learner_of_a_closed_course(platform):
     assert [e.payload["by"] for e in _enrollment_events(p, before)] == [instructor_id]
 
 
+# --------------------------------------------------------------------------- listing agrees with reading
+def test_assistants_list_the_courses_they_are_granted(platform):
+    p = platform
+    instructor_id, instructor = p.user("instructor")
+    private = p.course(instructor, visibility="private")
+    draft = p.course(instructor, publish=False)
+    not_granted = p.course(instructor, publish=False)
+    ta_id, ta = p.user()
+    for course_id in (private, draft):
+        granted = p.client.post(f"/api/v1/users/{ta_id}/roles", headers=instructor, json={
+            "role_name": "teaching_assistant", "scope_type": "course", "scope_id": course_id})
+        assert granted.status_code == 201, granted.text
+
+    assert _listed(p, ta, instructor_id) == {private, draft}
+    assert _listed(p, ta, instructor_id, "&status=draft") == {draft}
+    assert all(p.client.get(f"/api/v1/courses/{c}", headers=ta).status_code == 200 for c in (private, draft))
+    assert p.client.get(f"/api/v1/courses/{not_granted}", headers=ta).status_code == 404
+
+
+def test_a_learner_who_dropped_a_private_course_no_longer_lists_it(platform):
+    p = platform
+    instructor_id, instructor = p.user("instructor")
+    private = p.course(instructor, visibility="private")
+    learner_id, learner = p.user()
+    enrolled = p.client.post(f"/api/v1/courses/{private}/enrollments", headers=instructor,
+                             json={"user_id": learner_id})
+    assert enrolled.status_code == 201, enrolled.text
+    enrollment_id = enrolled.json()["id"]
+    assert _listed(p, learner, instructor_id) == {private}
+
+    assert p.client.put(f"/api/v1/enrollments/{enrollment_id}/progress", headers=learner,
+                        json={"progress": 5, "status": "dropped"}).status_code == 200
+
+    assert _listed(p, learner, instructor_id) == set()
+    assert p.client.get(f"/api/v1/courses/{private}", headers=learner).status_code == 404
+
+
+def test_learners_keep_an_archived_course_and_lose_it_back_in_draft(platform):
+    p = platform
+    instructor_id, instructor = p.user("instructor")
+    course_id = p.course(instructor)
+    item = p.client.post("/api/v1/content", headers=instructor, json={"course_id": course_id, "title": "Week 1"})
+    assert item.status_code == 201, item.text
+    _, learner = p.user()
+    _, outsider = p.user()
+    p.enroll(course_id, learner)
+    reads = (f"/api/v1/courses/{course_id}", f"/api/v1/courses/{course_id}/content",
+             f"/api/v1/content/{item.json()['id']}")
+
+    def move(status: str) -> None:
+        response = p.client.put(f"/api/v1/courses/{course_id}", headers=instructor, json={"status": status})
+        assert response.status_code == 200, response.text
+
+    move("archived")  # what they took stays readable to them, and the course is gone for everyone else
+    assert [p.client.get(path, headers=learner).status_code for path in reads] == [200, 200, 200]
+    assert _listed(p, learner, instructor_id) == {course_id}
+    assert p.client.get(reads[0], headers=outsider).status_code == 404
+    assert _listed(p, outsider, instructor_id) == set()
+
+    move("draft")  # being reworked: hidden from its learners until it is published again
+    assert [p.client.get(path, headers=learner).status_code for path in reads] == [404, 403, 403]
+    assert _listed(p, learner, instructor_id) == set()
+    assert [p.client.get(path, headers=instructor).status_code for path in reads] == [200, 200, 200]
+
+
+def test_search_covers_the_courses_their_readers_see(platform):
+    """Search is restricted to the courses GET /courses/{id} shows: an assistant's draft, a learner's archived
+    course, and not a course moved back to draft."""
+    from platform_api import _search
+
+    p = platform
+    _, instructor = p.user("instructor")
+    assisted_draft = p.course(instructor, publish=False)
+    archived, redrafted = p.course(instructor), p.course(instructor)
+    assistant_id, _ = p.user()
+    learner_id, learner = p.user()
+    granted = p.client.post(f"/api/v1/users/{assistant_id}/roles", headers=instructor, json={
+        "role_name": "teaching_assistant", "scope_type": "course", "scope_id": assisted_draft})
+    assert granted.status_code == 201, granted.text
+    for course_id, moves in ((archived, ["archived"]), (redrafted, ["archived", "draft"])):
+        p.enroll(course_id, learner)
+        for status in moves:
+            assert p.client.put(f"/api/v1/courses/{course_id}", headers=instructor,
+                                json={"status": status}).status_code == 200
+
+    with p.app.state.sessions() as session:
+        def searchable(user_id: str) -> set[str]:
+            actor = policy.load_principal(session, session.get(User, uuid.UUID(user_id)))
+            return {str(c) for c in _search.visible_course_ids(session=session, actor=actor)}
+
+        assert assisted_draft in searchable(assistant_id)
+        assert archived in searchable(learner_id) and redrafted not in searchable(learner_id)
+
+
 # --------------------------------------------------------------------------- malformed stored metadata
 @pytest.mark.parametrize(("metadata", "institution", "groups"), [
     ({"group_ids": 5}, None, set()),
@@ -127,6 +227,7 @@ def test_malformed_course_metadata_never_breaks_a_request(platform, metadata):
     assert p.client.post("/api/v1/content", headers=instructor,
                          json={"course_id": course_id, "title": "Week 1"}).status_code == 201
     assert p.client.get(f"/api/v1/courses/{course_id}", headers=assistant).status_code == 200
+    assert _listed(p, assistant, instructor_id) == {course_id}  # through the course grant; the others match nothing
     assert p.client.get(f"/api/v1/courses/{course_id}", headers=member).status_code == 404
     for headers in (assistant, member):
         assert p.client.get("/api/v1/search?q=week", headers=headers).status_code == 200
