@@ -177,6 +177,22 @@ def test_search_covers_the_courses_their_readers_see(platform):
         assert archived in searchable(learner_id) and redrafted not in searchable(learner_id)
 
 
+def test_permissions_in_a_course_the_caller_may_not_see_are_not_found(platform):
+    p = platform
+    _, instructor = p.user("instructor")
+    hidden = p.course(instructor, visibility="private")
+    public = p.course(instructor)
+    learner_id, learner = p.user()
+    path = f"/api/v1/users/{learner_id}/permissions?course_id="
+
+    refused = p.client.get(path + hidden, headers=learner)
+
+    course = p.client.get(f"/api/v1/courses/{hidden}", headers=learner)
+    assert (refused.status_code, refused.json()["error"]["message"]) == (404, course.json()["error"]["message"])
+    assert p.client.get(path + public, headers=learner).status_code == 200
+    assert p.client.get(path + hidden, headers=p.admin_headers).status_code == 200
+
+
 # --------------------------------------------------------------------------- malformed stored metadata
 @pytest.mark.parametrize(("metadata", "institution", "groups"), [
     ({"group_ids": 5}, None, set()),
