@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from platform_api import _audit, policy
 from platform_api._db import get_or_not_found, paginate
-from platform_api._models import Course, Enrollment, User
+from platform_api._models import ContentItem, Course, Enrollment, User
 from platform_api._outbox import emit
 from platform_api._schemas import CourseCreate, CourseUpdate, ProgressUpdate
 from platform_api.data import (
@@ -20,6 +20,7 @@ from platform_api.data import (
     CourseVisibility,
     EnrollmentStatus,
     EnrollmentType,
+    ScopeType,
     UserRole,
     UserStatus,
 )
@@ -48,13 +49,16 @@ def _may_see(session: Session, actor: Principal | None, course: Course) -> bool:
     scope = Scope.of_course(course)
     if policy.has_permission(session, actor, Permission.courses_read_unpublished, scope):
         return True
+    if course.status is CourseStatus.archived:
+        # Its learners keep reading a course they took (policy.LEARNER_COURSE_STATUSES); it is gone for the rest.
+        return policy.has_permission(session, actor, Permission.content_read, scope)
     if course.status is not CourseStatus.published:
         return False
     match course.visibility:
         case CourseVisibility.public:
             return Permission.courses_read in actor.global_permissions()
         case CourseVisibility.institution:
-            mine = policy.institution_of(actor.user)  # admin-managed: users cannot declare their own
+            mine = policy.institution_of(actor.user.metadata_)  # admin-managed: users cannot declare their own
             return (mine is not None and mine == scope.institution_id) or \
                 policy.has_permission(session, actor, Permission.content_read, scope)
         case _:  # private: only people with a role in it (enrolled learners, staff)
@@ -79,9 +83,38 @@ def list_courses(*, session: Session, actor: Principal | None, status: CourseSta
     if actor is not None and Permission.courses_read_unpublished not in actor.global_permissions():
         visible = (Course.status == CourseStatus.published) & (Course.visibility == CourseVisibility.public)
         mine = or_(Course.instructor_id == actor.id, Course.created_by == actor.id)
-        enrolled = Course.id.in_(select(Enrollment.course_id).where(Enrollment.user_id == actor.id))
-        statement = statement.where(or_(visible, mine, (Course.status == CourseStatus.published) & enrolled))
+        enrolled = Course.status.in_(sorted(policy.LEARNER_COURSE_STATUSES)) & Course.id.in_(
+            select(Enrollment.course_id).where(Enrollment.user_id == actor.id,
+                                               Enrollment.status.in_(sorted(policy.LEARNER_ENROLLMENT_STATUSES))))
+        statement = statement.where(or_(visible, mine, enrolled,
+                                        Course.id.in_(_visible_through_metadata(session, actor))))
     return paginate(session, statement, limit=limit, offset=offset)
+
+
+def _visible_through_metadata(session: Session, actor: Principal) -> list[uuid.UUID]:
+    """Courses the caller sees through a course-, institution- or group-scoped grant or through their institution:
+    these depend on grants and course metadata, so :func:`_may_see` decides them one course at a time (the rule of
+    get_course)."""
+    granted = sorted({uuid.UUID(g.scope_id) for g in actor.grants
+                      if g.scope_type is ScopeType.course and g.scope_id and _is_uuid(g.scope_id)}, key=str)
+    candidates = [Course.id.in_(granted)] if granted else []
+    if any(g.scope_type in (ScopeType.institution, ScopeType.group) for g in actor.grants):
+        candidates.append((Course.visibility != CourseVisibility.public) | (Course.status != CourseStatus.published))
+    elif policy.institution_of(actor.user.metadata_) is not None:
+        candidates.append((Course.visibility == CourseVisibility.institution)
+                          & (Course.status == CourseStatus.published))
+    if not candidates:  # the common case: no query
+        return []
+    return [course.id for course in session.scalars(select(Course).where(or_(*candidates)))
+            if _may_see(session, actor, course)]
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_instructor(session: Session, instructor_id: uuid.UUID) -> None:
@@ -143,6 +176,8 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
         if actor is not None and not actor.is_admin:
             raise PermissionDenied("Only an administrator may hand a course to another instructor")
         _check_instructor(session, changes["instructor_id"])
+    if changes.get("duration_weeks") is not None and changes["duration_weeks"] != course.duration_weeks:
+        _check_planned_within(session, course, changes["duration_weeks"])
     for field, value in changes.items():
         setattr(course, "metadata_" if field == "metadata" else field, value)
     event_type = "course.updated"
@@ -162,6 +197,17 @@ def update_course(*, session: Session, actor: Principal | None, course_id: uuid.
                   resource_id=course.id, details={"fields": sorted(changes)})
     session.commit()
     return course
+
+
+def _check_planned_within(session: Session, course: Course, duration_weeks: int) -> None:
+    """Refuse a duration that leaves content planned after the course's last week (the plan could not be saved)."""
+    later, latest = session.execute(select(func.count(), func.max(ContentItem.planned_week)).where(
+        ContentItem.course_id == course.id, ContentItem.planned_week > duration_weeks)).one()
+    if later:
+        raise Conflict(f"Course {course.id} has {later} content item{'s' if later != 1 else ''} planned after week "
+                       f"{duration_weeks} (the latest in week {latest}); move them to week {duration_weeks} or "
+                       f"earlier in the plan (PUT /api/v1/courses/{course.id}/plan) before shortening the course",
+                       details={"field": "duration_weeks", "items_planned_later": later, "latest_planned_week": latest})
 
 
 def enroll(*, session: Session, actor: Principal | None, course_id: uuid.UUID,
@@ -189,17 +235,26 @@ def enroll(*, session: Session, actor: Principal | None, course_id: uuid.UUID,
     if target.status is not UserStatus.active:
         raise Conflict(f"User {target_id} is {target.status.value}; reactivate the account first")
     existing = session.scalar(select(Enrollment).where(Enrollment.user_id == target_id,
-                                                       Enrollment.course_id == course.id))
-    if existing is not None:
+                                                       Enrollment.course_id == course.id).with_for_update())
+    if existing is not None and existing.status is not EnrollmentStatus.dropped:
         raise Conflict(f"User {target_id} is already enrolled in course {course.id} ({existing.status.value})",
                        details={"enrollment_id": str(existing.id)})
-    enrollment = Enrollment(user_id=target_id, course_id=course.id, status=EnrollmentStatus.enrolled)
-    session.add(enrollment)
-    session.flush()
-    emit(session, event_type="enrollment.created", user_id=target_id, course_id=course.id,
-         payload={"enrollment_id": str(enrollment.id), "by": str(_actor_id(actor)) if by_staff else "self"})
+    if existing is None:
+        enrollment = Enrollment(user_id=target_id, course_id=course.id, status=EnrollmentStatus.enrolled)
+        session.add(enrollment)
+        session.flush()
+    else:
+        # A learner who dropped out comes back to the same enrollment (one per user and course): their progress,
+        # start and submissions stay; it is active again, so it is announced as an enrollment again.
+        enrollment = existing
+        enrollment.status = EnrollmentStatus.enrolled
+        enrollment.completed_at = None
+    payload = {"enrollment_id": str(enrollment.id), "by": str(_actor_id(actor)) if by_staff else "self"}
+    if existing is not None:
+        payload |= {"reenrolled": True, "progress": enrollment.progress}
+    emit(session, event_type="enrollment.created", user_id=target_id, course_id=course.id, payload=payload)
     _audit.record(session, actor_id=_actor_id(actor), action="enrollment.create", resource_type="enrollment",
-                  resource_id=enrollment.id)
+                  resource_id=enrollment.id, details={"reenrolled": True} if existing is not None else None)
     try:
         session.commit()
     except IntegrityError as exc:
@@ -244,9 +299,13 @@ def update_progress(*, session: Session, actor: Principal | None, enrollment_id:
     if actor is not None and actor.id != enrollment.user_id:
         policy.authorize(session, actor, Permission.enrollments_manage, Scope.of_course(course),
                          what="another learner's progress")
-    if enrollment.status in (EnrollmentStatus.dropped, EnrollmentStatus.suspended):
-        raise Conflict(f"Enrollment {enrollment.id} is {enrollment.status.value}; re-enroll before recording "
-                       "progress")
+    if enrollment.status is EnrollmentStatus.dropped:
+        raise Conflict(f"Enrollment {enrollment.id} is dropped; re-enroll before recording progress "
+                       f"(POST /api/v1/courses/{enrollment.course_id}/enrollments)",
+                       details={"status": enrollment.status.value, "course_id": str(enrollment.course_id)})
+    if enrollment.status is EnrollmentStatus.suspended:
+        raise Conflict(f"Enrollment {enrollment.id} is suspended; ask the course's instructor before recording "
+                       "progress", details={"status": enrollment.status.value})
     enrollment.progress = data.progress
     event_type = "enrollment.progress_updated"
     if data.status is EnrollmentStatus.dropped:

@@ -21,7 +21,7 @@ from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailab
 from learnloop.settings import Settings
 from platform_api import _courses, policy
 from platform_api._models import Course, Enrollment
-from platform_api.data import CourseStatus, CourseVisibility, EnrollmentStatus, ScopeType
+from platform_api.data import CourseStatus, CourseVisibility, ScopeType
 from platform_api.policy import Permission, Principal, Scope
 
 log = logging.getLogger("platform_api.search")
@@ -41,12 +41,13 @@ def visible_course_ids(*, session: Session, actor: Principal | None) -> list[uui
         ids.update(session.scalars(select(Course.id).where(published, Course.visibility == CourseVisibility.public)))
     mine = or_(Course.instructor_id == actor.id, Course.created_by == actor.id)
     enrolled = Course.id.in_(select(Enrollment.course_id).where(
-        Enrollment.user_id == actor.id,
-        Enrollment.status.in_((EnrollmentStatus.enrolled, EnrollmentStatus.completed))))
-    candidates = mine | (published & enrolled)
+        Enrollment.user_id == actor.id, Enrollment.status.in_(sorted(policy.LEARNER_ENROLLMENT_STATUSES))))
+    candidates = mine | (Course.status.in_(sorted(policy.LEARNER_COURSE_STATUSES)) & enrolled)
     scoped = [g for g in actor.grants if g.scope_type is not ScopeType.global_]
-    if scoped or policy.institution_of(actor.user):
-        # Institution-visible courses and scoped grants depend on course metadata: decide those per course.
+    # Institution-visible courses and scoped grants depend on course metadata: decide those per course.
+    if scoped:  # a grant may open an unpublished course too (an assistant's draft)
+        candidates = candidates | (Course.visibility != CourseVisibility.public) | ~published
+    elif policy.institution_of(actor.user.metadata_) is not None:
         candidates = candidates | (Course.visibility != CourseVisibility.public)
     for course in session.scalars(select(Course).where(candidates)):
         if course.id not in ids and _courses._may_see(session, actor, course):

@@ -7,7 +7,8 @@ A user's permissions in a scope come from three sources:
 2. explicit grants in ``user_roles`` (role name + scope global/institution/course/group), which grant
    ``ROLE_PERMISSIONS[role]`` wherever the scope matches the resource;
 3. relationships, treated as implicit course-scoped grants: the course's ``instructor_id``/``created_by``
-   is its ``instructor``; an active enrollment makes the user its ``student``.
+   is its ``instructor``; an active enrollment makes the user its ``student`` while the course is published or
+   archived (not when it is moved back to draft or review).
 
 So an instructor of course A holds ``submissions:grade`` in A only, and grading in B is refused.
 Routes use :func:`require` (global gates) through ``deps.require``; services call :func:`authorize`
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import PermissionDenied
 from platform_api._models import Course, Enrollment, User, UserRoleGrant
-from platform_api.data import EnrollmentStatus, ScopeType, UserRole, UserStatus
+from platform_api.data import CourseStatus, EnrollmentStatus, ScopeType, UserRole, UserStatus
 
 
 class Permission(StrEnum):
@@ -96,6 +97,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "operator": frozenset({P.operator_read}),
 }
 KNOWN_ROLES = frozenset(ROLE_PERMISSIONS)
+# An enrollment in one of these states, in a course in one of those, makes the user its "student".
+LEARNER_ENROLLMENT_STATUSES = frozenset({EnrollmentStatus.enrolled, EnrollmentStatus.completed})
+LEARNER_COURSE_STATUSES = frozenset({CourseStatus.published, CourseStatus.archived})
 
 # Keys of ``users.metadata`` that decide what the user may read, and why. Only an administrator (or the trusted
 # system) may set, change or remove them: a value the user writes themself must never grant access.
@@ -103,11 +107,6 @@ ADMIN_MANAGED_USER_METADATA: dict[str, str] = {
     "institution_id": "it decides which institution-visible courses the account may see",
     "id_student": "it links the account to a learner's records in the risk model",
 }
-
-
-def institution_of(user: User) -> str | None:
-    """The institution the account belongs to (admin-managed ``metadata.institution_id``), or None."""
-    return (user.metadata_ or {}).get("institution_id")
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,30 @@ class Scope:
     @classmethod
     def of_course(cls, course: Course) -> Scope:
         # Institution and groups are course metadata: the schema has no institution table.
-        meta = course.metadata_ or {}
-        groups = meta.get("group_ids") or []
-        return cls(course_id=course.id, institution_id=meta.get("institution_id"),
-                   group_ids=frozenset(str(g) for g in groups if isinstance(g, str | int)))
+        groups = _metadata(course.metadata_).get("group_ids")
+        if not isinstance(groups, list):
+            groups = []  # malformed (a number, a string, an object): no groups, never a crash
+        return cls(course_id=course.id, institution_id=institution_of(course.metadata_),
+                   group_ids=frozenset(key for key in map(_key, groups) if key is not None))
+
+
+def _metadata(metadata: object) -> dict:
+    """Stored metadata as a mapping: rows written before input was validated may hold anything."""
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _key(value: object) -> str | None:
+    """A metadata id as a grant's ``scope_id`` spells it (text or a whole number), else None (malformed)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value) or None
+
+
+def institution_of(metadata: object) -> str | None:
+    """``metadata.institution_id`` of a course or a user (for a user admin-managed: see
+    ``ADMIN_MANAGED_USER_METADATA``), None when absent or malformed (a list, an object, …): access is decided on
+    stored rows, which may predate input validation, so a bad value grants nothing."""
+    return _key(_metadata(metadata).get("institution_id"))
 
 
 GLOBAL = Scope()
@@ -200,10 +219,13 @@ def _relationship_roles(session: Session, principal: Principal, course_id: uuid.
     course = session.get(Course, course_id)
     if course is not None and principal.id in (course.instructor_id, course.created_by):
         roles.add("instructor")
-    enrolled = session.scalar(select(Enrollment.status).where(
-        Enrollment.user_id == principal.id, Enrollment.course_id == course_id))
-    if enrolled in (EnrollmentStatus.enrolled, EnrollmentStatus.completed):
-        roles.add("student")
+    # A learner's role lasts while the course is published and after it is archived (they keep reading what they
+    # took); a course moved back to draft or review is hidden from its learners, as GET /courses/{id} hides it.
+    if course is not None and course.status in LEARNER_COURSE_STATUSES:
+        enrolled = session.scalar(select(Enrollment.status).where(
+            Enrollment.user_id == principal.id, Enrollment.course_id == course_id))
+        if enrolled in LEARNER_ENROLLMENT_STATUSES:
+            roles.add("student")
     principal._course_roles[course_id] = frozenset(roles)
     return principal._course_roles[course_id]
 

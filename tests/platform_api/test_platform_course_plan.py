@@ -290,3 +290,47 @@ def test_a_content_editor_finds_the_plan_on_the_staff_home(platform, planned):
         assert p.client.get(f"/staff/courses/{planned['id']}/plan").status_code == 200
     finally:
         p.client.cookies.clear()
+
+
+def test_a_course_is_not_shortened_before_its_planned_weeks(platform, planned):
+    """Items planned after the new last week would make the plan unsavable (each week field is capped at the
+    course's duration): the instructor re-plans them first."""
+    p, url = platform, f"/api/v1/courses/{planned['id']}"
+    for weeks, message in ((4, "1 content item planned after week 4 (the latest in week 5)"),
+                           (1, "2 content items planned after week 1 (the latest in week 5)")):
+        response = p.client.put(url, headers=planned["instructor"], json={"duration_weeks": weeks})
+        assert response.status_code == 409, response.text
+        assert message in response.json()["error"]["message"] and "/plan" in response.json()["error"]["message"]
+    assert response.json()["error"]["details"] == {"field": "duration_weeks", "items_planned_later": 2,
+                                                   "latest_planned_week": 5}
+    assert p.client.get(url, headers=planned["instructor"]).json()["duration_weeks"] == 6  # nothing changed
+
+    assert p.client.put(url, headers=planned["instructor"], json={"duration_weeks": 5}).status_code == 200
+    moved = p.client.put(f"{url}/plan", headers=planned["instructor"], json={
+        "items": [{"content_id": planned["items"]["week 5 notes"], "planned_week": 2}]})
+    assert moved.status_code == 200, moved.text
+    shortened = p.client.put(url, headers=planned["instructor"], json={"duration_weeks": 2})
+    assert shortened.status_code == 200 and shortened.json()["duration_weeks"] == 2
+
+
+def test_the_page_lets_an_item_keep_a_week_after_a_stored_shorter_duration(platform, planned):
+    """A course stored shorter than its plan (before shortening was refused) still saves: the field of such an item
+    allows its own week, so the browser does not block the whole form."""
+    import uuid
+
+    from platform_api._models import Course
+
+    p, items = platform, planned["items"]
+    with p.app.state.sessions() as session:
+        session.get(Course, uuid.UUID(planned["id"])).duration_weeks = 4
+        session.commit()
+    p.client.cookies.clear()
+    _sign_in(p, planned["emails"]["instructor"])
+    try:
+        html = p.client.get(f"/staff/courses/{planned['id']}/plan").text
+        field = html[html.index(f'name="week-{items["week 5 notes"]}"'):]
+        assert 'max="5"' in field[:field.index(">")]
+        other = html[html.index(f'name="week-{items["week 2 video"]}"'):]
+        assert 'max="4"' in other[:other.index(">")]
+    finally:
+        p.client.cookies.clear()
