@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from learnloop.settings import Settings
-from platform_api import _audit, policy
+from platform_api import _audit, _courses, policy
 from platform_api._db import get_or_not_found, paginate
 from platform_api._models import (
     AuditLog,
@@ -237,7 +237,8 @@ def user_permissions(*, session: Session, actor: Principal | None, user_id: uuid
     target = policy.load_principal(session, user)
     scope = policy.GLOBAL
     if course_id is not None:
-        scope = Scope.of_course(get_or_not_found(session, Course, course_id, "Course"))
+        # 404 for a course the caller may not see, as GET /courses/{id}: the answer must not reveal it exists.
+        scope = Scope.of_course(_courses.get_course(session=session, actor=actor, course_id=course_id))
     permissions = policy.permissions_in(session, target, scope)
     return {"user_id": user.id, "role": user.role, "roles": target.role_labels(),
             "permissions": sorted(p.value for p in permissions), "course_id": course_id}
