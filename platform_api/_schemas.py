@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -59,6 +59,22 @@ def _sane_year(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_year)]
+
+EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the server clock a client's event time may be
+
+
+def _not_in_the_future(value: datetime) -> datetime:
+    # A future event would count as an open for years to come, and analytics (pandas) cannot hold dates after 2262.
+    now = datetime.now(UTC)
+    if value > now + EVENT_CLOCK_SKEW:
+        raise ValueError(f"an event's timestamp may be at most {EVENT_CLOCK_SKEW.seconds // 60} minutes ahead of "
+                         f"the server clock (now {now:%Y-%m-%dT%H:%M:%SZ}); send when it happened, "
+                         "or leave it out for now")
+    return value
+
+
+EventTimestamp = Annotated[Timestamp, AfterValidator(_not_in_the_future)]
+
 JsonObject = Annotated[dict[str, Any], Field(max_length=100)]
 
 
@@ -690,7 +706,8 @@ class ActivityEventCreate(InputModel):
     course_id: uuid.UUID | None = None
     content_id: uuid.UUID | None = None
     session_id: Annotated[str, StringConstraints(max_length=100)] | None = None
-    timestamp: Timestamp | None = Field(default=None, description="When it happened (defaults to now).")
+    timestamp: EventTimestamp | None = Field(
+        default=None, description="When it happened (defaults to now); at most 5 minutes ahead of the server clock.")
     payload: JsonObject = Field(default_factory=dict, examples=[{"position_s": 93.5}])
 
 
