@@ -6,6 +6,7 @@ that no request body can reach the database in a shape it would reject (which wo
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -75,27 +76,58 @@ def _not_in_the_future(value: datetime) -> datetime:
 
 EventTimestamp = Annotated[Timestamp, AfterValidator(_not_in_the_future)]
 
-JsonObject = Annotated[dict[str, Any], Field(max_length=100)]
+# Metadata and payloads are free-form JSON, within limits: every reader (the API's responses, exports, JSON
+# columns, pandas) must be able to walk them, and Python's JSON encoder fails on deep nesting.
+JSON_MAX_DEPTH = 16
+JSON_MAX_BYTES = 64 * 1024
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    stack = [(value, 1)]
+    while stack:  # iterative: a recursive walk is what deep nesting breaks
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > JSON_MAX_DEPTH:
+                    raise ValueError(f"JSON may nest at most {JSON_MAX_DEPTH} levels of objects and lists; "
+                                     "flatten it")
+                stack.append((child, depth + 1))
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+    if size > JSON_MAX_BYTES:
+        raise ValueError(f"JSON may be at most {JSON_MAX_BYTES // 1024} KiB ({size:,} bytes sent); store large "
+                         "data as content or media instead")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], Field(max_length=100), AfterValidator(_bounded_json)]
+
+
+# A request body's own structure (lists of items, answers) adds a few levels on top of a metadata field's.
+BODY_MAX_DEPTH = JSON_MAX_DEPTH + 4
 
 
 def _reject_unstorable(value: Any) -> None:
-    """NUL characters and non-finite numbers cannot be stored (PostgreSQL text/JSON refuse them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL (\\u0000) characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are valid JSON but not storable text
-            raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_unstorable(key)
-            _reject_unstorable(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_unstorable(item)
+    """NUL characters and non-finite numbers cannot be stored (PostgreSQL text/JSON refuse them); nesting deeper
+    than any field allows is refused before anything walks it recursively."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text must not contain NUL (\\u0000) characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are valid JSON but not storable text
+                raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
+        elif isinstance(item, dict | list | tuple):
+            if depth >= BODY_MAX_DEPTH:
+                raise ValueError(f"the body nests objects and lists more than {BODY_MAX_DEPTH} levels deep; "
+                                 f"metadata and payloads may nest at most {JSON_MAX_DEPTH} levels")
+            children = [part for pair in item.items() for part in pair] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 class InputModel(BaseModel):

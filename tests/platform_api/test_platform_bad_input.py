@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -116,8 +117,6 @@ def test_grading_outside_scope_and_over_maximum(platform, setup):
 def test_invalid_requests(platform, setup, method, path, body, status, words):
     kwargs = {}
     if body is not None:
-        import json
-
         # inf/NaN are not JSON; send them raw the way a sloppy client would.
         kwargs["content"] = json.dumps(body).encode()
         kwargs["headers"] = {**platform.admin_headers, "content-type": "application/json"}
@@ -163,3 +162,48 @@ def test_suspended_user_is_locked_out(platform):
     assert platform.client.put(f"/api/v1/users/{user_id}", headers=platform.admin_headers,
                                json={"status": "suspended"}).json()["status"] == "suspended"
     _error(platform.client.get("/api/v1/courses", headers=headers), 401, "not active")
+
+
+def _nested(depth: int) -> str:
+    """JSON of a list nested ``depth`` levels (as text: the client's own encoder gives up around 1,000)."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [16, 400, 5000])
+def test_deeply_nested_metadata_is_refused_and_nothing_is_stored(platform, setup, depth):
+    """Metadata nested 400 deep was committed and then every read of it (the user, the user list, the export, the
+    course list) was a 500. Every free-form JSON field refuses nesting beyond 16 levels (the object itself is the
+    first), before anything is stored."""
+    client, deep = platform.client, f'{{"x": {_nested(depth)}}}'
+    course_title = f"deep-{uuid.uuid4().hex[:8]}"
+    requests = [
+        ("PUT", f"/users/{setup['student_id']}", setup["student"], f'{{"metadata": {deep}}}'),
+        ("POST", "/courses", setup["instructor"], f'{{"title": "{course_title}", "metadata": {deep}}}'),
+        ("POST", "/assessments", setup["instructor"],
+         f'{{"course_id": "{setup["course_id"]}", "title": "t", "metadata": {deep}}}'),
+        ("POST", "/events", setup["student"], f'{{"event_type": "page_view", "payload": {deep}}}'),
+    ]
+    for method, path, headers, body in requests:
+        response = client.request(method, "/api/v1" + path, content=body.encode(),
+                                  headers={**headers, "content-type": "application/json"})
+        if depth > 1000:  # deeper than the JSON parser goes: the body is unreadable, a 400
+            _error(response, 400, "parsing the body")
+        else:
+            _error(response, 422, "16 levels")
+    for path in (f"/users/{setup['student_id']}", "/users", f"/users/{setup['student_id']}/export", "/courses"):
+        assert client.get("/api/v1" + path, headers=platform.admin_headers).status_code == 200, path
+    me = client.get(f"/api/v1/users/{setup['student_id']}", headers=setup["student"]).json()
+    assert "x" not in me["metadata"]
+    titles = [c["title"] for c in client.get("/api/v1/courses", headers=platform.admin_headers,
+                                             params={"limit": 200}).json()["data"]]
+    assert course_title not in titles
+
+
+def test_metadata_within_the_limits_is_kept_and_too_large_metadata_is_refused(platform, setup):
+    client = platform.client
+    fine = {"x": json.loads(_nested(15)), "note": "é" * 1000}
+    response = client.put(f"/api/v1/users/{setup['student_id']}", headers=setup["student"], json={"metadata": fine})
+    assert response.status_code == 200 and response.json()["metadata"] == fine
+    huge = {"notes": ["x" * 1000] * 70}
+    _error(client.put(f"/api/v1/users/{setup['student_id']}", headers=setup["student"], json={"metadata": huge}),
+           422, "64 KiB")
