@@ -118,13 +118,25 @@ class EssaySuggestion:
     score_range: tuple[int, int]
 
 
+def _parse_prompt_id(value: Any) -> int | None:
+    """A stored prompt reference as an id: an int or a string of ASCII digits; anything else (``"²"`` passes
+    ``str.isdigit`` but not ``int``) links no prompt."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+    return None
+
+
 def essay_prompt_of(question: Question, assessment: Assessment) -> int | None:
-    """The ASAP prompt id grading ``question``: rubric ``essay_set``, else assessment ``metadata.essay_prompt``."""
+    """The ASAP prompt id grading ``question``: rubric ``essay_set``, else assessment ``metadata.essay_prompt``.
+    An unreadable value links no prompt: the essay needs manual grading (the worker says why)."""
     for value in ((question.rubric or {}).get("essay_set"), (assessment.metadata_ or {}).get("essay_prompt")):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
+        found = _parse_prompt_id(value)
+        if found is not None:
+            return found
     return None
 
 

@@ -569,7 +569,24 @@ class AssessmentCreate(InputModel):
     due_at: Timestamp | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     question_ids: list[uuid.UUID] = Field(default_factory=list, max_length=200)
-    metadata: JsonObject = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict, description="Free-form; `essay_prompt` names the ASAP prompt "
+                                                                   "whose model grades the essays whose rubric names "
+                                                                   "none.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _known_essay_prompt(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        from learnloop.datasets.asap import PROMPT_SCORE_RANGES
+
+        value = metadata.get("essay_prompt")
+        if value is None:
+            return metadata
+        known = sorted(PROMPT_SCORE_RANGES)
+        text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+        if not (text.isascii() and text.isdigit() and int(text) in PROMPT_SCORE_RANGES):
+            raise ValueError(f"essay_prompt {value!r} is not an ASAP prompt the AI grader knows; use one of "
+                             f"{', '.join(map(str, known))} (or leave it out to grade by hand)")
+        return {**metadata, "essay_prompt": int(text)}
 
 
 class AssessmentPublic(OutputModel):
