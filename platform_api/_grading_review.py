@@ -382,6 +382,10 @@ def override_ai_grade(*, session: Session, actor: Principal | None, submission_i
     """Give the final score yourself. Overriding an AI suggestion with a different score needs a comment: it
     tells the learner why and becomes a labelled example for the next training run."""
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    # Authorize before comparing with the suggestion: otherwise which scores need a comment tells anyone the
+    # hidden AI score (the learner included).
+    policy.authorize(session, actor, Permission.submissions_grade, Scope.of_course(_course(session,
+                     submission.course_id)), what="grading this submission")
     ai = _latest_ai(session, submission.id) if submission.status is SubmissionStatus.ai_suggested else None
     if ai is not None and not math.isclose(ai.score, data.score) and not data.comment.strip():
         raise InvalidInput("Overriding the AI suggestion needs a comment for the learner (why this score?)",

@@ -187,3 +187,28 @@ def test_a_claim_is_leased_so_two_workers_never_grade_one_submission(api, review
         # The first worker died: the lease runs out and the job is taken again (a second attempt).
         again = claim_grading_tasks(session=session, now=now + timedelta(seconds=61))
         assert [t.submission_id for t in again] == [first[0].submission_id] and again[0].attempt == 2
+
+
+def test_who_may_not_decide_learns_nothing_about_the_hidden_ai_score(api, review_settings):
+    """Overriding checked "needs a comment" before authorization: a learner (or another course's instructor) got a
+    422 for every score but the AI's own, which alone got the 403."""
+    instructor = api.person("instructor", "Ina")
+    stranger = api.person("instructor", "Other Instructor")
+    course = api.essay_course(instructor)
+    learner = api.person("student", "Lee")
+    submission = api.submit(learner, course, essay(0.6, seed=21)).json()["id"]
+    assert grade_pending_essays(settings=review_settings)["suggested"] == 1
+    for person in (learner, stranger):
+        answers = set()
+        for score in (0, 1, 2, 3, 0.5, 4, 1000):
+            for comment in ("", "why"):
+                response = api.client.post(f"/api/v1/submissions/{submission}/ai-grade/override",
+                                           headers=person.headers, json={"score": score, "comment": comment})
+                answers.add((response.status_code, response.json()["error"]["code"]))
+        accept = api.client.post(f"/api/v1/submissions/{submission}/ai-grade/accept", headers=person.headers, json={})
+        put = api.client.put(f"/api/v1/submissions/{submission}/grade", headers=person.headers,
+                             json={"score": 1000})
+        answers |= {(accept.status_code, accept.json()["error"]["code"]), (put.status_code, put.json()["error"]["code"])}
+        assert answers == {(403, "permission_denied")}, person.email
+    seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
+    assert seen["status"] == "ai_suggested" and seen["score"] is None
