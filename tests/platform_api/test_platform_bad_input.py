@@ -207,3 +207,81 @@ def test_metadata_within_the_limits_is_kept_and_too_large_metadata_is_refused(pl
     huge = {"notes": ["x" * 1000] * 70}
     _error(client.put(f"/api/v1/users/{setup['student_id']}", headers=setup["student"], json={"metadata": huge}),
            422, "64 KiB")
+
+
+def _one_attempt_quiz(platform, setup) -> tuple[str, str]:
+    client = platform.client
+    question = client.post("/api/v1/questions", headers=setup["instructor"], json={
+        "kind": "multiple_choice", "course_id": setup["course_id"], "prompt": "?", "options": ["a", "b"],
+        "correct": [0]}).json()
+    task = client.post("/api/v1/assessments", headers=setup["instructor"], json={
+        "course_id": setup["course_id"], "title": "Once", "question_ids": [question["id"]], "max_attempts": 1})
+    assert task.status_code == 201, task.text
+    return task.json()["id"], question["id"]
+
+
+def test_concurrent_submissions_get_one_attempt_and_409s(platform, setup):
+    """Eight simultaneous submissions to a one-attempt quiz all counted zero earlier attempts and were all stored as
+    attempt 1. The database now holds one row per attempt; the others answer 409, none 500."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    task, question = _one_attempt_quiz(platform, setup)
+    learner_id, learner = platform.user()
+    platform.enroll(setup["course_id"], learner)
+    start = threading.Barrier(8)
+
+    def submit(_):
+        start.wait()
+        return platform.client.post("/api/v1/submissions", headers=learner,
+                                    json={"assessment_id": task, "answers": {question: 0}})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(submit, range(8)))
+    assert sorted(r.status_code for r in answers) == [201] + [409] * 7, [r.text for r in answers]
+    listed = platform.client.get(f"/api/v1/users/{learner_id}/assessments", headers=learner).json()
+    assert [row["status"] for row in listed["data"] if row["assessment_id"] == task] == ["graded"]
+
+
+def test_a_submission_that_loses_the_race_for_its_attempt_is_a_409(platform, setup, monkeypatch):
+    """The race made reproducible: the second request counted the attempts before the first committed."""
+    from platform_api import _assessments
+
+    task, question = _one_attempt_quiz(platform, setup)
+    _, learner = platform.user()
+    platform.enroll(setup["course_id"], learner)
+    body = {"assessment_id": task, "answers": {question: 1}}
+    assert platform.client.post("/api/v1/submissions", headers=learner, json=body).status_code == 201
+    counted = _assessments._attempts_so_far
+    stale = iter([(0, 0)])
+    monkeypatch.setattr(_assessments, "_attempts_so_far", lambda *args: next(stale, None) or counted(*args))
+    _error(platform.client.post("/api/v1/submissions", headers=learner, json=body), 409, "attempts")
+    unlimited = platform.client.post("/api/v1/assessments", headers=setup["instructor"], json={
+        "course_id": setup["course_id"], "title": "Again", "question_ids": [question]}).json()["id"]
+    body = {"assessment_id": unlimited, "answers": {question: 1}}
+    assert platform.client.post("/api/v1/submissions", headers=learner, json=body).json()["attempt"] == 1
+    stale = iter([(0, 0)])  # without a limit the loser of the race simply becomes the next attempt
+    second = platform.client.post("/api/v1/submissions", headers=learner, json=body)
+    assert second.status_code == 201 and second.json()["attempt"] == 2
+
+
+def test_imported_submissions_of_one_learner_are_numbered_as_attempts(platform, setup):
+    """Imports wrote attempt 1 for every row; with one row per attempt a learner's second one must be attempt 2."""
+    from sqlalchemy import select
+
+    from platform_api._models import Submission
+    from platform_api.api import import_records, record_submissions
+    from platform_api.data import NewSubmission
+
+    task, _ = _one_attempt_quiz(platform, setup)
+    learner_id, _ = platform.user()
+    learner = uuid.UUID(learner_id)
+    with platform.app.state.sessions() as session:
+        record_submissions(session=session, submissions=[NewSubmission(assessment_id=uuid.UUID(task),
+                                                                       user_id=learner, score=1)] * 2)
+        imported = [NewSubmission(assessment_id=uuid.UUID(task), user_id=learner, score=0, id=uuid.uuid4())
+                    for _ in range(2)]
+        assert import_records(session=session, submissions=imported)["submissions"] == 2
+        assert import_records(session=session, submissions=imported)["submissions"] == 0  # re-run adds nothing
+        attempts = session.scalars(select(Submission.attempt).where(Submission.user_id == learner)).all()
+    assert sorted(attempts) == [1, 2, 3, 4]
