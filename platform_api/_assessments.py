@@ -181,6 +181,19 @@ def _check_answer(question: Question, answer: Any) -> None:
         raise InvalidInput(f"Question {question.id} is {question.kind.value}: answer with text", details=where)
 
 
+def _check_length(question: Question, answer: Any) -> None:
+    """An essay shorter than the question's ``min_words`` (an unanswered one included) is refused."""
+    minimum = (question.spec or {}).get("min_words") if question.kind is QuestionKind.essay else None
+    if not isinstance(minimum, int) or isinstance(minimum, bool):
+        return
+    words = len(answer.split()) if isinstance(answer, str) else 0
+    if words < minimum:
+        prompt = question.prompt if len(question.prompt) <= 60 else question.prompt[:57] + "..."
+        raise InvalidInput(f"The essay for question {question.id} ('{prompt}') needs at least {minimum} words; "
+                           f"yours has {words}. Write more, then submit again",
+                           details={"field": f"answers.{question.id}", "min_words": minimum, "words": words})
+
+
 def last_attempts(session: Session, assessment_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
     """(assessment id, user id) → the highest attempt number stored, for the given assessments."""
     wanted = set(assessment_ids)
@@ -248,6 +261,8 @@ def _submit_once(*, session: Session, actor: Principal | None, data: SubmissionC
                            details={"field": "answers", "unknown": unknown})
     for question_id, answer in data.answers.items():
         _check_answer(questions[question_id], answer)
+    for question in questions.values():
+        _check_length(question, data.answers.get(question.id))
     attempts, last_attempt = _attempts_so_far(session, assessment.id, learner_id)
     if assessment.max_attempts is not None and attempts >= assessment.max_attempts:
         raise Conflict(f"All {assessment.max_attempts} attempts of assessment {assessment.id} are used")

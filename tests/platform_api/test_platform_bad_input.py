@@ -285,3 +285,21 @@ def test_imported_submissions_of_one_learner_are_numbered_as_attempts(platform, 
         assert import_records(session=session, submissions=imported)["submissions"] == 0  # re-run adds nothing
         attempts = session.scalars(select(Submission.attempt).where(Submission.user_id == learner)).all()
     assert sorted(attempts) == [1, 2, 3, 4]
+
+
+def test_an_essay_shorter_than_min_words_is_refused(platform, setup):
+    client = platform.client
+    question = client.post("/api/v1/questions", headers=setup["instructor"], json={
+        "kind": "essay", "course_id": setup["course_id"], "prompt": "Describe the water cycle.", "min_words": 5,
+        "rubric": {"criteria": [{"name": "Ideas", "points": 2}]}}).json()
+    task = client.post("/api/v1/assessments", headers=setup["instructor"], json={
+        "course_id": setup["course_id"], "title": "Essay", "question_ids": [question["id"]], "max_attempts": 1})
+    task = task.json()["id"]
+    for answers in ({question["id"]: "Evaporation."}, {question["id"]: "one two three\nfour  "}, {}):
+        body = _error(client.post("/api/v1/submissions", headers=setup["student"],
+                                  json={"assessment_id": task, "answers": answers}),
+                      422, "at least 5 words", "Describe the water cycle", question["id"])
+        assert body["error"]["details"]["field"] == f"answers.{question['id']}"
+    accepted = client.post("/api/v1/submissions", headers=setup["student"], json={
+        "assessment_id": task, "answers": {question["id"]: "Water evaporates, condenses, then falls."}})
+    assert accepted.status_code == 201 and accepted.json()["attempt"] == 1  # refused ones used no attempt
