@@ -11,10 +11,12 @@ and AI-vs-instructor agreement.
   else the assessment's ``metadata.essay_prompt``. Without either, the essay needs manual grading.
 * **Scale.** The AI scores on the prompt's own scale (e.g. 0–3); the suggestion in assessment points is
   ``score × question points / prompt maximum`` (identity when the rubric's points equal the prompt maximum).
-* **Decisions.** Accept or override (override of an AI suggestion needs a comment the learner reads). Each
-  decision is a labelled example (:func:`labelled_examples`) and a line in the prediction log that
-  ``pipelines.monitoring`` reads (model ``essay_grader_p<prompt>``, ``output`` = AI score, ``label`` = staff
-  score), so QWK drift of the graders is monitored; :func:`agreement` is the rolling QWK the queue shows.
+* **Decisions.** Accept, override (override of an AI suggestion needs a comment the learner reads) or
+  ``PUT /submissions/{id}/grade``. The final one is a labelled example (:func:`labelled_examples`); each is a
+  line in the prediction log that ``pipelines.monitoring`` reads (model ``essay_grader_p<prompt>``, ``output`` =
+  AI score, ``label`` = staff score, keyed by ``entity.submission_id``: the reader keeps a submission's latest
+  line), so QWK drift of the graders counts each essay once, with its final grade; :func:`agreement` is the
+  rolling QWK the queue shows.
 """
 
 from __future__ import annotations
@@ -396,6 +398,15 @@ def override_ai_grade(*, session: Session, actor: Principal | None, submission_i
     return result
 
 
+def set_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID, data: GradeUpdate,
+              settings: Settings | None = None) -> SubmissionPublic:
+    """``PUT /submissions/{id}/grade``: staff set the final grade (a score, or ``accept_ai``). On an AI-graded essay
+    it is a decision like accept and override, so monitoring sees it too."""
+    result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id, data=data)
+    _after_decision(session, submission_id, settings)
+    return result
+
+
 def _after_decision(session: Session, submission_id: uuid.UUID, settings: Settings | None) -> None:
     examples = [e for e in _examples(session, submission_ids=[submission_id]) if e.ai_score is not None]
     if not examples:
@@ -408,6 +419,8 @@ def _after_decision(session: Session, submission_id: uuid.UUID, settings: Settin
 
 
 def _log_for_monitoring(settings: Settings, examples: list[LabelledEssay]) -> None:
+    # One line per decision, keyed by entity.submission_id: when staff decide again (accept, then override, then
+    # PUT /grade), monitoring's reader keeps only the latest line of the submission, the final grade.
     folder = settings.data_path.joinpath(*PREDICTION_LOG_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -556,4 +569,4 @@ def my_submissions(*, session: Session, actor: Principal, limit: int = 100) -> l
 __all__ = ["AGREEMENT_WINDOW", "MAX_ATTEMPTS", "EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay",
            "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_queue",
            "labelled_examples", "my_submissions", "override_ai_grade", "record_ai_suggestion",
-           "record_grading_failure", "record_manual_grading", "staff_courses"]
+           "record_grading_failure", "record_manual_grading", "set_grade", "staff_courses"]

@@ -212,3 +212,27 @@ def test_who_may_not_decide_learns_nothing_about_the_hidden_ai_score(api, review
         assert answers == {(403, "permission_denied")}, person.email
     seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
     assert seen["status"] == "ai_suggested" and seen["score"] is None
+
+
+def test_deciding_an_essay_again_leaves_monitoring_one_line_with_the_final_grade(api, review_settings):
+    """Accept, override, then PUT /grade: three decisions. PUT /grade was not logged at all and the other two were
+    both read, so drift QWK counted the essay twice, with the overridden label."""
+    from pipelines.monitoring.api import read_prediction_log
+
+    instructor = api.person("instructor", "Ina")
+    course = api.essay_course(instructor)
+    learner = api.person("student", "Lee")
+    submission = api.submit(learner, course, essay(0.5, seed=31)).json()["id"]
+    assert grade_pending_essays(settings=review_settings)["suggested"] == 1
+    url = f"/api/v1/submissions/{submission}"
+    assert api.client.post(f"{url}/ai-grade/accept", headers=instructor.headers, json={}).status_code == 200
+    assert api.client.post(f"{url}/ai-grade/override", headers=instructor.headers,
+                           json={"score": 0, "comment": "Off topic."}).status_code == 200
+    assert api.client.put(f"{url}/grade", headers=instructor.headers, json={"score": 3}).status_code == 200
+
+    folder = review_settings.data_path / "predictions" / "essay_grader"
+    lines = [line for path in folder.glob("*.jsonl") for line in path.read_text().splitlines() if submission in line]
+    assert len(lines) == 3  # every decision is logged ...
+    log = read_prediction_log(model_name=f"essay_grader_p{PROMPT}", settings=review_settings)
+    mine = log[log["submission_id"] == submission]
+    assert len(mine) == 1 and mine["label"].item() == 3  # ... and monitoring reads the final one
