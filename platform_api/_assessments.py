@@ -28,6 +28,7 @@ from platform_api._models import (
     Grade,
     Question,
     Submission,
+    User,
 )
 from platform_api._outbox import emit
 from platform_api._schemas import (
@@ -409,6 +410,7 @@ def record_ai_grade(*, session: Session, submission_id: uuid.UUID, score: float,
 
 def list_user_assessments(*, session: Session, actor: Principal | None, user_id: uuid.UUID, limit: int,
                           offset: int) -> tuple[list[UserAssessmentPublic], int]:
+    get_or_not_found(session, User, user_id, "User")  # as for the user's enrollments: unknown is 404, not []
     course_ids = list(session.scalars(select(Enrollment.course_id).where(Enrollment.user_id == user_id)))
     if actor is not None and actor.id != user_id and Permission.users_read not in actor.global_permissions():
         course_ids = [c for c in course_ids

@@ -93,6 +93,8 @@ def test_grading_outside_scope_and_over_maximum(platform, setup):
 @pytest.mark.parametrize(("method", "path", "body", "status", "words"), [
     ("GET", "/courses/not-a-uuid", None, 422, ["course_id"]),
     ("GET", f"/courses/{uuid.uuid4()}", None, 404, ["does not exist"]),
+    ("GET", f"/users/{uuid.uuid4()}/assessments", None, 404, ["does not exist"]),
+    ("GET", f"/users/{uuid.uuid4()}/enrollments", None, 404, ["does not exist"]),
     ("GET", "/courses?limit=0", None, 422, ["limit"]),
     ("GET", "/courses?limit=100000", None, 422, ["limit"]),
     ("POST", "/courses", {"title": ""}, 422, ["title"]),

@@ -60,3 +60,11 @@ def test_every_link_of_the_page_resolves(platform, drift_snapshot):
     assert "evidently report" in report.text
     missing = platform.client.get("/operator/reports/risk/..%2Fstate.json", headers=platform.admin_headers)
     assert missing.status_code == 404
+
+
+def test_the_metrics_openapi_says_what_the_route_serves(platform, drift_snapshot):
+    """The OpenAPI said application/json for the Prometheus text the route serves."""
+    served = platform.client.get("/operator/metrics", headers=platform.admin_headers)
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/plain")
+    documented = platform.client.get("/openapi.json").json()["paths"]["/operator/metrics"]["get"]["responses"]["200"]
+    assert list(documented["content"]) == ["text/plain"]
