@@ -41,6 +41,8 @@ class QuarantineReason(StrEnum):
 
 OULAD_IMPORT_SOURCE = "oulad_import"  # source_service of the events `learnloop data import oulad` writes
 
+FUTURE_SLACK = pd.Timedelta(days=1)  # clock skew tolerated between the event's producer and this ingestion
+
 CLICK_COLUMNS = ["event_id", "id_student", "course", "id_site", "date", "sum_click", "event_timestamp",
                  "ingested_at"]
 
@@ -135,6 +137,11 @@ def validate_events(raw_events: list[dict | str | Event], *, registrations: pd.D
             continue
         stamp = pd.Timestamp(event.timestamp)
         stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+        if stamp > now + FUTURE_SLACK:
+            # The platform stored such times before it refused them (e.g. 2300, beyond what pandas holds in ns)
+            reject(raw_out, QuarantineReason.malformed_timestamp,
+                   f"timestamp {event.timestamp.isoformat()} is after the ingestion time {now.isoformat()}", event_id)
+            continue
         day = int(np.floor((stamp - starts[event.course_id]) / pd.Timedelta(days=1)))
         accepted.append({"event_id": event_id, "id_student": int(str(event.user_id)), "course": event.course_id,
                          "id_site": site, "date": day, "sum_click": int(clicks), "event_timestamp": stamp,

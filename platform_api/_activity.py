@@ -66,6 +66,7 @@ class _CourseOpens:
 
     SETTLE = timedelta(seconds=60)
     VERIFY_EVERY = timedelta(seconds=10)
+    FUTURE_SLACK = timedelta(days=1)  # opens stamped later than this after now are skipped (clock skew of imports)
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -107,10 +108,14 @@ class _CourseOpens:
             settled = fresh["settled"].astype(bool).to_numpy()
             # stable: the leading run of settled rows (ids in order); the rest is read again next time
             cut = len(settled) if settled.all() else int(np.argmin(settled))
-            usable = (fresh["user_id"].notna() & fresh["item_id"].notna()).to_numpy()
+            # An open in the future (stored before the API refused such times), at a time pandas cannot hold (after
+            # 2262) or unparsable is no usable open: skipped, never a crash of every recommendation of the course.
+            at = pd.to_datetime(fresh["timestamp"], utc=True, format="ISO8601", errors="coerce")
+            usable = (fresh["user_id"].notna() & fresh["item_id"].notna() & at.notna()
+                      & (at <= pd.Timestamp(now + self.FUTURE_SLACK))).to_numpy()
             opens = pd.DataFrame({  # ids as categories: a 300,000-open course holds ~5 MB, not ~50
                 "user_id": fresh["user_id"].astype("category"), "item_id": fresh["item_id"].astype("category"),
-                "at": pd.to_datetime(fresh["timestamp"], utc=True, format="ISO8601")})
+                "at": at})
             if cut:
                 self.stable = _concat(self.stable, opens.iloc[:cut][usable[:cut]])
                 self.stable_id = int(fresh["id"].iloc[cut - 1])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, PermissionDenied
@@ -26,6 +28,7 @@ from platform_api._models import (
     Grade,
     Question,
     Submission,
+    User,
 )
 from platform_api._outbox import emit
 from platform_api._schemas import (
@@ -179,8 +182,64 @@ def _check_answer(question: Question, answer: Any) -> None:
         raise InvalidInput(f"Question {question.id} is {question.kind.value}: answer with text", details=where)
 
 
+def _check_length(question: Question, answer: Any) -> None:
+    """An essay shorter than the question's ``min_words`` (an unanswered one included) is refused."""
+    minimum = (question.spec or {}).get("min_words") if question.kind is QuestionKind.essay else None
+    if not isinstance(minimum, int) or isinstance(minimum, bool):
+        return
+    words = len(answer.split()) if isinstance(answer, str) else 0
+    if words < minimum:
+        prompt = question.prompt if len(question.prompt) <= 60 else question.prompt[:57] + "..."
+        raise InvalidInput(f"The essay for question {question.id} ('{prompt}') needs at least {minimum} words; "
+                           f"yours has {words}. Write more, then submit again",
+                           details={"field": f"answers.{question.id}", "min_words": minimum, "words": words})
+
+
+def last_attempts(session: Session, assessment_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    """(assessment id, user id) → the highest attempt number stored, for the given assessments."""
+    wanted = set(assessment_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(select(Submission.assessment_id, Submission.user_id, func.max(Submission.attempt))
+                           .where(Submission.assessment_id.in_(wanted))
+                           .group_by(Submission.assessment_id, Submission.user_id)).all()
+    return {(assessment_id, user_id): int(last) for assessment_id, user_id, last in rows}
+
+
+def _attempts_so_far(session: Session, assessment_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
+    """How many attempts the learner made, and the highest attempt number (what the next one follows)."""
+    count, last = session.execute(select(func.count(), func.max(Submission.attempt)).where(
+        Submission.assessment_id == assessment_id, Submission.user_id == user_id)).one()
+    return int(count or 0), int(last or 0)
+
+
+SUBMIT_TRIES = 3  # a concurrent submission took the attempt number: count again and retry (or refuse)
+
+
 def submit(*, session: Session, actor: Principal | None, data: SubmissionCreate,
            user_id: uuid.UUID | None = None) -> Submission:
+    """Store a submission as the learner's next attempt. The unique (assessment, user, attempt) makes concurrent
+    submissions of one learner queue up: the one that loses the race counts again, so ``max_attempts`` holds."""
+    for _ in range(SUBMIT_TRIES):
+        try:
+            return _submit_once(session=session, actor=actor, data=data, user_id=user_id)
+        except IntegrityError as exc:
+            session.rollback()
+            if not _is_attempt_clash(exc):
+                raise
+            clash = exc
+    raise Conflict(f"Other submissions to assessment {data.assessment_id} were saved at the same moment; look at "
+                   "your submissions, then submit again if attempts are left") from clash
+
+
+def _is_attempt_clash(exc: IntegrityError) -> bool:
+    # SQLite names the columns, PostgreSQL the constraint
+    text = str(exc.orig)
+    return "uq_submissions_assessment_user_attempt" in text or "submissions.attempt" in text
+
+
+def _submit_once(*, session: Session, actor: Principal | None, data: SubmissionCreate,
+                 user_id: uuid.UUID | None) -> Submission:
     assessment = get_or_not_found(session, Assessment, data.assessment_id, "Assessment")
     course = _course(session, assessment.course_id)
     learner_id = user_id or _actor_id(actor)
@@ -203,8 +262,9 @@ def submit(*, session: Session, actor: Principal | None, data: SubmissionCreate,
                            details={"field": "answers", "unknown": unknown})
     for question_id, answer in data.answers.items():
         _check_answer(questions[question_id], answer)
-    attempts = session.scalar(select(func.count()).select_from(Submission).where(
-        Submission.assessment_id == assessment.id, Submission.user_id == learner_id)) or 0
+    for question in questions.values():
+        _check_length(question, data.answers.get(question.id))
+    attempts, last_attempt = _attempts_so_far(session, assessment.id, learner_id)
     if assessment.max_attempts is not None and attempts >= assessment.max_attempts:
         raise Conflict(f"All {assessment.max_attempts} attempts of assessment {assessment.id} are used")
 
@@ -218,7 +278,7 @@ def submit(*, session: Session, actor: Principal | None, data: SubmissionCreate,
     has_essay = any(q.kind is QuestionKind.essay for q in questions.values())
     max_score = float(sum(q.points for q in questions.values()))
     submission = Submission(assessment_id=assessment.id, user_id=learner_id, course_id=course.id,
-                            answers={str(k): v for k, v in data.answers.items()}, attempt=attempts + 1,
+                            answers={str(k): v for k, v in data.answers.items()}, attempt=last_attempt + 1,
                             status=SubmissionStatus.queued_for_ai_grading if has_essay else SubmissionStatus.graded,
                             metadata_={"auto_scores": per_question})
     session.add(submission)
@@ -350,6 +410,7 @@ def record_ai_grade(*, session: Session, submission_id: uuid.UUID, score: float,
 
 def list_user_assessments(*, session: Session, actor: Principal | None, user_id: uuid.UUID, limit: int,
                           offset: int) -> tuple[list[UserAssessmentPublic], int]:
+    get_or_not_found(session, User, user_id, "User")  # as for the user's enrollments: unknown is 404, not []
     course_ids = list(session.scalars(select(Enrollment.course_id).where(Enrollment.user_id == user_id)))
     if actor is not None and actor.id != user_id and Permission.users_read not in actor.global_permissions():
         course_ids = [c for c in course_ids

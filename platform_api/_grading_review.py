@@ -11,10 +11,12 @@ and AI-vs-instructor agreement.
   else the assessment's ``metadata.essay_prompt``. Without either, the essay needs manual grading.
 * **Scale.** The AI scores on the prompt's own scale (e.g. 0–3); the suggestion in assessment points is
   ``score × question points / prompt maximum`` (identity when the rubric's points equal the prompt maximum).
-* **Decisions.** Accept or override (override of an AI suggestion needs a comment the learner reads). Each
-  decision is a labelled example (:func:`labelled_examples`) and a line in the prediction log that
-  ``pipelines.monitoring`` reads (model ``essay_grader_p<prompt>``, ``output`` = AI score, ``label`` = staff
-  score), so QWK drift of the graders is monitored; :func:`agreement` is the rolling QWK the queue shows.
+* **Decisions.** Accept, override (override of an AI suggestion needs a comment the learner reads) or
+  ``PUT /submissions/{id}/grade``. The final one is a labelled example (:func:`labelled_examples`); each is a
+  line in the prediction log that ``pipelines.monitoring`` reads (model ``essay_grader_p<prompt>``, ``output`` =
+  AI score, ``label`` = staff score, keyed by ``entity.submission_id``: the reader keeps a submission's latest
+  line), so QWK drift of the graders counts each essay once, with its final grade; :func:`agreement` is the
+  rolling QWK the queue shows.
 """
 
 from __future__ import annotations
@@ -118,13 +120,25 @@ class EssaySuggestion:
     score_range: tuple[int, int]
 
 
+def _parse_prompt_id(value: Any) -> int | None:
+    """A stored prompt reference as an id: an int or a string of ASCII digits; anything else (``"²"`` passes
+    ``str.isdigit`` but not ``int``) links no prompt."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+    return None
+
+
 def essay_prompt_of(question: Question, assessment: Assessment) -> int | None:
-    """The ASAP prompt id grading ``question``: rubric ``essay_set``, else assessment ``metadata.essay_prompt``."""
+    """The ASAP prompt id grading ``question``: rubric ``essay_set``, else assessment ``metadata.essay_prompt``.
+    An unreadable value links no prompt: the essay needs manual grading (the worker says why)."""
     for value in ((question.rubric or {}).get("essay_set"), (assessment.metadata_ or {}).get("essay_prompt")):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
+        found = _parse_prompt_id(value)
+        if found is not None:
+            return found
     return None
 
 
@@ -370,12 +384,25 @@ def override_ai_grade(*, session: Session, actor: Principal | None, submission_i
     """Give the final score yourself. Overriding an AI suggestion with a different score needs a comment: it
     tells the learner why and becomes a labelled example for the next training run."""
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    # Authorize before comparing with the suggestion: otherwise which scores need a comment tells anyone the
+    # hidden AI score (the learner included).
+    policy.authorize(session, actor, Permission.submissions_grade, Scope.of_course(_course(session,
+                     submission.course_id)), what="grading this submission")
     ai = _latest_ai(session, submission.id) if submission.status is SubmissionStatus.ai_suggested else None
     if ai is not None and not math.isclose(ai.score, data.score) and not data.comment.strip():
         raise InvalidInput("Overriding the AI suggestion needs a comment for the learner (why this score?)",
                            details={"field": "comment"})
     result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id,
                                            data=GradeUpdate(score=data.score, feedback=data.comment))
+    _after_decision(session, submission_id, settings)
+    return result
+
+
+def set_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID, data: GradeUpdate,
+              settings: Settings | None = None) -> SubmissionPublic:
+    """``PUT /submissions/{id}/grade``: staff set the final grade (a score, or ``accept_ai``). On an AI-graded essay
+    it is a decision like accept and override, so monitoring sees it too."""
+    result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id, data=data)
     _after_decision(session, submission_id, settings)
     return result
 
@@ -392,6 +419,8 @@ def _after_decision(session: Session, submission_id: uuid.UUID, settings: Settin
 
 
 def _log_for_monitoring(settings: Settings, examples: list[LabelledEssay]) -> None:
+    # One line per decision, keyed by entity.submission_id: when staff decide again (accept, then override, then
+    # PUT /grade), monitoring's reader keeps only the latest line of the submission, the final grade.
     folder = settings.data_path.joinpath(*PREDICTION_LOG_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -540,4 +569,4 @@ def my_submissions(*, session: Session, actor: Principal, limit: int = 100) -> l
 __all__ = ["AGREEMENT_WINDOW", "MAX_ATTEMPTS", "EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay",
            "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_queue",
            "labelled_examples", "my_submissions", "override_ai_grade", "record_ai_suggestion",
-           "record_grading_failure", "record_manual_grading", "staff_courses"]
+           "record_grading_failure", "record_manual_grading", "set_grade", "staff_courses"]

@@ -262,7 +262,11 @@ class AssessmentQuestion(Base):
 
 class Submission(Base):
     __tablename__ = "submissions"
-    __table_args__ = (Index("ix_submissions_assessment_user", "assessment_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_submissions_assessment_user", "assessment_id", "user_id"),
+        # Two concurrent submissions both counted the same earlier attempts: the database keeps only one.
+        UniqueConstraint("assessment_id", "user_id", "attempt", name="uq_submissions_assessment_user_attempt"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     assessment_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assessments.id", ondelete="CASCADE"))

@@ -6,9 +6,10 @@ that no request body can reach the database in a shape it would reject (which wo
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -59,27 +60,74 @@ def _sane_year(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_year)]
-JsonObject = Annotated[dict[str, Any], Field(max_length=100)]
+
+EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the server clock a client's event time may be
+
+
+def _not_in_the_future(value: datetime) -> datetime:
+    # A future event would count as an open for years to come, and analytics (pandas) cannot hold dates after 2262.
+    now = datetime.now(UTC)
+    if value > now + EVENT_CLOCK_SKEW:
+        raise ValueError(f"an event's timestamp may be at most {EVENT_CLOCK_SKEW.seconds // 60} minutes ahead of "
+                         f"the server clock (now {now:%Y-%m-%dT%H:%M:%SZ}); send when it happened, "
+                         "or leave it out for now")
+    return value
+
+
+EventTimestamp = Annotated[Timestamp, AfterValidator(_not_in_the_future)]
+
+# Metadata and payloads are free-form JSON, within limits: every reader (the API's responses, exports, JSON
+# columns, pandas) must be able to walk them, and Python's JSON encoder fails on deep nesting.
+JSON_MAX_DEPTH = 16
+JSON_MAX_BYTES = 64 * 1024
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    stack = [(value, 1)]
+    while stack:  # iterative: a recursive walk is what deep nesting breaks
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > JSON_MAX_DEPTH:
+                    raise ValueError(f"JSON may nest at most {JSON_MAX_DEPTH} levels of objects and lists; "
+                                     "flatten it")
+                stack.append((child, depth + 1))
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+    if size > JSON_MAX_BYTES:
+        raise ValueError(f"JSON may be at most {JSON_MAX_BYTES // 1024} KiB ({size:,} bytes sent); store large "
+                         "data as content or media instead")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], Field(max_length=100), AfterValidator(_bounded_json)]
+
+
+# A request body's own structure (lists of items, answers) adds a few levels on top of a metadata field's.
+BODY_MAX_DEPTH = JSON_MAX_DEPTH + 4
 
 
 def _reject_unstorable(value: Any) -> None:
-    """NUL characters and non-finite numbers cannot be stored (PostgreSQL text/JSON refuse them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL (\\u0000) characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are valid JSON but not storable text
-            raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_unstorable(key)
-            _reject_unstorable(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_unstorable(item)
+    """NUL characters and non-finite numbers cannot be stored (PostgreSQL text/JSON refuse them); nesting deeper
+    than any field allows is refused before anything walks it recursively."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text must not contain NUL (\\u0000) characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are valid JSON but not storable text
+                raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
+        elif isinstance(item, dict | list | tuple):
+            if depth >= BODY_MAX_DEPTH:
+                raise ValueError(f"the body nests objects and lists more than {BODY_MAX_DEPTH} levels deep; "
+                                 f"metadata and payloads may nest at most {JSON_MAX_DEPTH} levels")
+            children = [part for pair in item.items() for part in pair] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 class InputModel(BaseModel):
@@ -524,7 +572,24 @@ class AssessmentCreate(InputModel):
     due_at: Timestamp | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     question_ids: list[uuid.UUID] = Field(default_factory=list, max_length=200)
-    metadata: JsonObject = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict, description="Free-form; `essay_prompt` names the ASAP prompt "
+                                                                   "whose model grades the essays whose rubric names "
+                                                                   "none.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _known_essay_prompt(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        from learnloop.datasets.asap import PROMPT_SCORE_RANGES
+
+        value = metadata.get("essay_prompt")
+        if value is None:
+            return metadata
+        known = sorted(PROMPT_SCORE_RANGES)
+        text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+        if not (text.isascii() and text.isdigit() and int(text) in PROMPT_SCORE_RANGES):
+            raise ValueError(f"essay_prompt {value!r} is not an ASAP prompt the AI grader knows; use one of "
+                             f"{', '.join(map(str, known))} (or leave it out to grade by hand)")
+        return {**metadata, "essay_prompt": int(text)}
 
 
 class AssessmentPublic(OutputModel):
@@ -693,7 +758,8 @@ class ActivityEventCreate(InputModel):
     course_id: uuid.UUID | None = None
     content_id: uuid.UUID | None = None
     session_id: Annotated[str, StringConstraints(max_length=100)] | None = None
-    timestamp: Timestamp | None = Field(default=None, description="When it happened (defaults to now).")
+    timestamp: EventTimestamp | None = Field(
+        default=None, description="When it happened (defaults to now); at most 5 minutes ahead of the server clock.")
     payload: JsonObject = Field(default_factory=dict, examples=[{"position_s": 93.5}])
 
 

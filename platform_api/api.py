@@ -212,6 +212,9 @@ def record_submissions(*, session: Session, submissions: Iterable[NewSubmission]
                        graded_by: GradedBy = GradedBy.instructor) -> list[uuid.UUID]:
     """Insert already-graded submissions (``score`` set) or ungraded ones (``score=None`` → queued)."""
     course_of: dict[uuid.UUID, uuid.UUID] = {}
+    submissions = list(submissions)
+    # Each is the learner's next attempt (one row per assessment, learner and attempt).
+    last = _assessments.last_attempts(session, {s.assessment_id for s in submissions})
     ids = []
     for s in submissions:
         if s.assessment_id not in course_of:
@@ -219,8 +222,9 @@ def record_submissions(*, session: Session, submissions: Iterable[NewSubmission]
         if s.score is not None and not 0 <= s.score <= s.max_score:
             raise InvalidInput(f"score {s.score} must be within 0..{s.max_score}")
         status = SubmissionStatus.graded if s.score is not None else SubmissionStatus.queued_for_ai_grading
+        attempt = last[s.assessment_id, s.user_id] = last.get((s.assessment_id, s.user_id), 0) + 1
         row = Submission(assessment_id=s.assessment_id, user_id=s.user_id, course_id=course_of[s.assessment_id],
-                         answers=dict(s.answers), status=status, attempt=1, metadata_=dict(s.metadata))
+                         answers=dict(s.answers), status=status, attempt=attempt, metadata_=dict(s.metadata))
         session.add(row)
         session.flush()
         if s.score is not None:
@@ -496,6 +500,13 @@ def import_records(*, session: Session, users: Iterable[NewUser] = (), courses: 
     if missing_course:
         course_of = dict(session.execute(select(Assessment.id, Assessment.course_id).where(
             Assessment.id.in_({s.assessment_id for s in missing_course}))).all())
+    attempts: dict[uuid.UUID, int] = {}
+    if submissions:
+        # A learner's second submission to an assessment is attempt 2 (one row per assessment, learner and
+        # attempt). Rows already imported (same id) are skipped by the insert whatever number they get here.
+        last = _assessments.last_attempts(session, {s.assessment_id for s in submissions})
+        for s in submissions:
+            attempts[s.id] = last[s.assessment_id, s.user_id] = last.get((s.assessment_id, s.user_id), 0) + 1
     for s in submissions:
         if s.score is not None and not 0 <= s.score <= s.max_score:
             raise InvalidInput(f"score {s.score} must be within 0..{s.max_score}")
@@ -503,7 +514,8 @@ def import_records(*, session: Session, users: Iterable[NewUser] = (), courses: 
         {"id": s.id, "assessment_id": s.assessment_id, "user_id": s.user_id,
          "course_id": s.course_id or course_of[s.assessment_id], "answers": dict(s.answers),
          "status": SubmissionStatus.graded if s.score is not None else SubmissionStatus.queued_for_ai_grading,
-         "attempt": 1, "metadata": dict(s.metadata), "submitted_at": s.submitted_at or now, "updated_at": now}
+         "attempt": attempts[s.id], "metadata": dict(s.metadata), "submitted_at": s.submitted_at or now,
+         "updated_at": now}
         for s in submissions])
     _insert_missing(session, Grade.__table__, [
         {"id": uuid.uuid5(s.id, "grade"), "submission_id": s.id, "score": s.score, "max_score": s.max_score,

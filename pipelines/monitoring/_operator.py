@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -123,7 +123,10 @@ def operator_router(*, settings: Settings | None = None, list_models: Callable[[
             raise HTTPException(status_code=404, detail="no such report")
         return FileResponse(path)
 
-    @router.get("/metrics", summary="Prometheus metrics of drift checks, retraining and predictions")
+    # The Prometheus text format, and so in the OpenAPI too (not the default application/json).
+    @router.get("/metrics", summary="Prometheus metrics of drift checks, retraining and predictions",
+                response_class=PlainTextResponse,
+                responses={200: {"description": f"Prometheus text exposition format ({CONTENT_TYPE_LATEST})"}})
     def metrics() -> Response:
         data_path = current().data_path
         registry = collectors.get(data_path)

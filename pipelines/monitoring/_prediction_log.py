@@ -12,6 +12,10 @@ Schema this reader expects (agreed with serving; one JSON object per line, files
      "latency_ms": 4.2}
 
 Keys absent from a line read as missing values; a line that is not JSON is skipped and counted.
+
+A line whose ``entity`` has a ``submission_id`` is a staff decision on a graded essay (the platform logs each one,
+``label`` = the staff score): a later decision on the same submission replaces the earlier one, so a re-graded
+essay counts once, with its final grade.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def read_log_files(paths: list[Path], *, model_name: str | None = None, since: d
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
     frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
     frame["prediction"] = pd.to_numeric(frame["prediction"], errors="coerce")
+    frame = _latest_decisions(frame.sort_values("ts", kind="stable"))
     if since is not None:
         frame = frame[frame["ts"] >= pd.Timestamp(since)]
     if until is not None:
@@ -100,6 +105,15 @@ def read_log_files(paths: list[Path], *, model_name: str | None = None, since: d
     frame.attrs["feature_columns"] = list(feature_columns)
     frame.attrs["entity_columns"] = [name for name in entity_columns if name not in feature_columns]
     return frame
+
+
+def _latest_decisions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the latest line per (model, submission) among staff decisions (see the module docstring)."""
+    if "submission_id" not in frame.columns:
+        return frame
+    decision = frame["submission_id"].notna()
+    superseded = decision & frame.duplicated(["model_name", "submission_id"], keep="last")
+    return frame[~superseded]
 
 
 def _lines(paths: list[Path]) -> Iterator[str]:

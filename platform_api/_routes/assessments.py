@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from platform_api import _assessments
+from platform_api import _assessments, _grading_review
 from platform_api._schemas import (
     AssessmentCreate,
     AssessmentPublic,
@@ -15,7 +15,7 @@ from platform_api._schemas import (
     SubmissionCreate,
     SubmissionPublic,
 )
-from platform_api.deps import CurrentUser, SessionDep
+from platform_api.deps import CurrentUser, SessionDep, SettingsDep
 
 router = APIRouter(tags=["assessments"])
 
@@ -58,6 +58,8 @@ def get_submission(submission_id: uuid.UUID, session: SessionDep, actor: Current
 
 
 @router.put("/submissions/{submission_id}/grade", response_model=SubmissionPublic)
-def grade_submission(submission_id: uuid.UUID, body: GradeUpdate, session: SessionDep, actor: CurrentUser) -> Any:
+def grade_submission(submission_id: uuid.UUID, body: GradeUpdate, session: SessionDep, actor: CurrentUser,
+                     settings: SettingsDep) -> Any:
     """Course staff set the final grade: a score (override) or `accept_ai: true`."""
-    return _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id, data=body)
+    return _grading_review.set_grade(session=session, actor=actor, submission_id=submission_id, data=body,
+                                     settings=settings)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,16 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+FUTURE_SLACK = timedelta(days=1)  # as the platform: an open stamped later than this after now is no open
+
+
+def _plausible_open(event: Event, now: datetime) -> bool:
+    """False for an open stamped in the future (the platform stored some before it refused them) or beyond the
+    dates pandas holds: the platform's recommendations skip it, and so does training."""
+    when = _utc(event.timestamp)
+    return pd.Timestamp.min.year < when.year < pd.Timestamp.max.year and when <= now + FUTURE_SLACK
+
+
 def course_starts(events: Iterable) -> dict[str, datetime]:
     """Course id → when its week 1 begins, as the platform counts it when it serves: the latest ``start`` carried by
     the course's events (its ``starts_at``), else the time of its ``course.created`` event (its creation)."""
@@ -102,11 +112,12 @@ def interactions(events: Iterable) -> pd.DataFrame:
     """Content opens as ``course_id, user_id, item_id, day, timestamp, event_type`` rows (see module doc)."""
     envelopes = parse_events(events)
     rows = []
+    now = datetime.now(UTC)
     for event in envelopes:
         if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES:
             continue
         item = (event.payload or {}).get("content_id")
-        if not item or not event.user_id or not event.course_id:
+        if not item or not event.user_id or not event.course_id or not _plausible_open(event, now):
             continue
         rows.append((str(event.course_id), str(event.user_id), str(item), _utc(event.timestamp), event.event_type))
     frame = pd.DataFrame(rows, columns=["course_id", "user_id", "item_id", "timestamp", "event_type"])
@@ -126,12 +137,13 @@ def feedback(events: Iterable) -> pd.DataFrame:
     envelopes = sorted(parse_events(events), key=lambda e: _utc(e.timestamp))
     latest: dict[tuple[str, str], Event] = {}
     rows = []
+    now = datetime.now(UTC)
     for event in envelopes:
         key = (str(event.course_id), str(event.user_id))
         if event.event_type == SERVED_TYPE:
             latest[key] = event
             continue
-        if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES:
+        if event.topic is not Topic.analytics or event.event_type not in OPEN_TYPES or not _plausible_open(event, now):
             continue
         served = latest.get(key)
         item = str((event.payload or {}).get("content_id") or "")

@@ -187,3 +187,52 @@ def test_a_claim_is_leased_so_two_workers_never_grade_one_submission(api, review
         # The first worker died: the lease runs out and the job is taken again (a second attempt).
         again = claim_grading_tasks(session=session, now=now + timedelta(seconds=61))
         assert [t.submission_id for t in again] == [first[0].submission_id] and again[0].attempt == 2
+
+
+def test_who_may_not_decide_learns_nothing_about_the_hidden_ai_score(api, review_settings):
+    """Overriding checked "needs a comment" before authorization: a learner (or another course's instructor) got a
+    422 for every score but the AI's own, which alone got the 403."""
+    instructor = api.person("instructor", "Ina")
+    stranger = api.person("instructor", "Other Instructor")
+    course = api.essay_course(instructor)
+    learner = api.person("student", "Lee")
+    submission = api.submit(learner, course, essay(0.6, seed=21)).json()["id"]
+    assert grade_pending_essays(settings=review_settings)["suggested"] == 1
+    for person in (learner, stranger):
+        answers = set()
+        for score in (0, 1, 2, 3, 0.5, 4, 1000):
+            for comment in ("", "why"):
+                response = api.client.post(f"/api/v1/submissions/{submission}/ai-grade/override",
+                                           headers=person.headers, json={"score": score, "comment": comment})
+                answers.add((response.status_code, response.json()["error"]["code"]))
+        accept = api.client.post(f"/api/v1/submissions/{submission}/ai-grade/accept", headers=person.headers, json={})
+        put = api.client.put(f"/api/v1/submissions/{submission}/grade", headers=person.headers,
+                             json={"score": 1000})
+        answers |= {(accept.status_code, accept.json()["error"]["code"]), (put.status_code, put.json()["error"]["code"])}
+        assert answers == {(403, "permission_denied")}, person.email
+    seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
+    assert seen["status"] == "ai_suggested" and seen["score"] is None
+
+
+def test_deciding_an_essay_again_leaves_monitoring_one_line_with_the_final_grade(api, review_settings):
+    """Accept, override, then PUT /grade: three decisions. PUT /grade was not logged at all and the other two were
+    both read, so drift QWK counted the essay twice, with the overridden label."""
+    from pipelines.monitoring.api import read_prediction_log
+
+    instructor = api.person("instructor", "Ina")
+    course = api.essay_course(instructor)
+    learner = api.person("student", "Lee")
+    submission = api.submit(learner, course, essay(0.5, seed=31)).json()["id"]
+    assert grade_pending_essays(settings=review_settings)["suggested"] == 1
+    url = f"/api/v1/submissions/{submission}"
+    assert api.client.post(f"{url}/ai-grade/accept", headers=instructor.headers, json={}).status_code == 200
+    assert api.client.post(f"{url}/ai-grade/override", headers=instructor.headers,
+                           json={"score": 0, "comment": "Off topic."}).status_code == 200
+    assert api.client.put(f"{url}/grade", headers=instructor.headers, json={"score": 3}).status_code == 200
+
+    folder = review_settings.data_path / "predictions" / "essay_grader"
+    lines = [line for path in folder.glob("*.jsonl") for line in path.read_text().splitlines() if submission in line]
+    assert len(lines) == 3  # every decision is logged ...
+    log = read_prediction_log(model_name=f"essay_grader_p{PROMPT}", settings=review_settings)
+    mine = log[log["submission_id"] == submission]
+    assert len(mine) == 1 and mine["label"].item() == 3  # ... and monitoring reads the final one

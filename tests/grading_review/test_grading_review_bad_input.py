@@ -131,3 +131,36 @@ def test_override_scores_that_are_not_numbers_or_out_of_range_are_refused(api, r
     assert missing.status_code == 404
     seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
     assert seen["status"] == "ai_suggested" and seen["score"] is None
+
+
+def test_an_unreadable_essay_prompt_is_refused_and_one_already_stored_means_manual_grading(api, review_settings):
+    """``"²".isdigit()`` is true but ``int("²")`` fails: one assessment with that essay_prompt stopped the grading
+    worker for every course and made its grading queue a 500."""
+    from sqlalchemy import update
+
+    from platform_api._models import Assessment
+
+    instructor = api.person("instructor", "Ina")
+    course = api.essay_course(instructor, rubric_prompt=None)
+    for bad in ("²", 99, True, "3.0", [3]):
+        response = api.client.post("/api/v1/assessments", headers=instructor.headers, json={
+            "course_id": course.id, "title": "Essay 2", "question_ids": [course.question_id],
+            "metadata": {"essay_prompt": bad}})
+        assert response.status_code == 422, (bad, response.text)
+        assert "use one of 1, 2, 3, 4, 5, 6, 7, 8" in response.json()["error"]["message"]
+    named = api.client.post("/api/v1/assessments", headers=instructor.headers, json={
+        "course_id": course.id, "title": "Essay 3", "question_ids": [course.question_id],
+        "metadata": {"essay_prompt": " 3"}})
+    assert named.status_code == 201 and named.json()["metadata"]["essay_prompt"] == 3
+
+    with open_session(review_settings) as session:  # what the API accepted before it checked
+        session.execute(update(Assessment).where(Assessment.id == uuid.UUID(course.assessment_id))
+                        .values(metadata_={"essay_prompt": "²"}))
+        session.commit()
+    learner = api.person("student", "Lee")
+    assert api.submit(learner, course, essay(0.7, seed=12)).status_code == 201
+    assert api.queue(instructor, course).status_code == 200
+    assert grade_pending_essays(settings=review_settings)["needs_manual_grading"] == 1
+    item = _only_item(api, instructor, course)
+    assert item["review_state"] == "needs_manual_grading" and item["essays"][0]["prompt_id"] is None
+    assert "linked to no AI grading model" in item["reasons"][0]

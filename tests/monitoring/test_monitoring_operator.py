@@ -54,6 +54,29 @@ def test_prediction_log_reader_flattens_entities_features_and_output(settings):
     assert read_prediction_log(since=later, settings=settings).empty
 
 
+def test_a_re_decided_submission_counts_once_with_its_latest_decision(settings):
+    """The platform logs every staff decision on an essay; accepting, overriding and re-grading one submission must
+    not weigh it three times in the QWK, and the final grade is the label."""
+    folder = settings.data_path / "predictions" / "essay_grader"
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    decisions = [("s1", 2, 2), ("s2", 1, 1), ("s1", 2, 0), ("s1", 2, 3)]  # s1: accepted, overridden, re-graded
+    with (folder / f"{start:%Y-%m-%d}-platform.jsonl").open("w") as out:
+        for minute, (submission, ai, staff) in enumerate(decisions):
+            out.write(json.dumps({"ts": (start + timedelta(minutes=minute)).isoformat(),
+                                  "model_name": "essay_grader_p3", "model_version": "v1", "request_id": submission,
+                                  "entity": {"submission_id": submission, "label": staff},
+                                  "features": {"n_words": 100}, "output": ai}) + "\n")
+            out.write(json.dumps({"ts": (start + timedelta(minutes=minute)).isoformat(),  # not decisions: all kept
+                                  "model_name": "essay_grader", "model_version": "v1", "request_id": submission,
+                                  "entity": {"prompt_id": 3}, "features": {"n_words": 100}, "output": ai}) + "\n")
+
+    frame = read_prediction_log(model_name="essay_grader_p3", settings=settings)
+
+    assert list(zip(frame["submission_id"], frame["label"], strict=True)) == [("s2", 1), ("s1", 3)]
+    assert len(read_prediction_log(model_name="essay_grader", settings=settings)) == 4
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, reference_window, drifted_window):
     # One drift check + retrain for the module: every test here only reads the resulting state.

@@ -97,3 +97,22 @@ def test_replaying_the_oulad_import_clicks_counts_nothing_twice(oulad_offline) -
     assert report["accepted"] == 0 and report["already_ingested"] == len(imported)
     assert report["quarantined_total"] == 0
     assert _cum_clicks(settings, key, 70) == before
+
+
+def test_events_stamped_in_the_future_are_quarantined(oulad_offline) -> None:
+    """The platform stored opens stamped 2300 before it refused them: they are garbage, not clicks on day 104,000."""
+    from datetime import UTC, datetime
+
+    settings, tables = oulad_offline
+    regs = pd.read_parquet(settings.feast_dir / "data" / "registrations.parquet")
+    reg = regs[(regs["course"] == "AAA-2013J") & ~(regs["date_registration"] > 0)].iloc[2]
+    site = int(tables.vle[(tables.vle["code_module"] == "AAA")]["id_site"].iloc[0])
+    before = _cum_clicks(settings, reg["student_course"], 14)
+    later = [_click(int(reg["id_student"]), "AAA-2013J", site, day=10, event_id=str(uuid.uuid4()),
+                    timestamp=when) for when in ("2300-01-01T00:00:00Z", (datetime.now(UTC) + timedelta(days=7))
+                                                 .isoformat())]
+    report = ingest_events([*later, _click(int(reg["id_student"]), "AAA-2013J", site, day=10, clicks=2)],
+                           tables=tables, settings=settings)
+    assert report["accepted"] == 1 and report["quarantined"] == {"malformed_timestamp": 2}
+    assert read_quarantine(settings.feast_dir)["detail"].str.contains("after the ingestion time").all()
+    assert _cum_clicks(settings, reg["student_course"], 14) == before + 2

@@ -147,3 +147,36 @@ def test_an_erasure_committed_out_of_order_still_rebuilds(platform, opened, monk
             envelope={"event_type": "user.erased", "user_id": "erased-alias", "payload": {}},
             created_at=datetime.now(UTC))
     assert first[0] not in set(_opens(p, opened["course"], items, start)["user_id"])
+
+
+def test_an_event_from_the_future_is_refused_and_one_already_stored_breaks_nothing(platform, opened, monkeypatch):
+    """pandas holds dates only up to 2262: one learner's open stamped 2300 made every recommendation and the plan of
+    the course a 500. The API refuses times ahead of its clock; opens stored before that are skipped."""
+    from platform_api._outbox import emit
+
+    monkeypatch.setattr(_activity._CourseOpens, "SETTLE", timedelta(0))
+    p, items, (first, second) = platform, opened["items"], opened["learners"]
+    course = str(opened["course"])
+    for when in ("2300-01-01T00:00:00Z", (datetime.now(UTC) + timedelta(hours=1)).isoformat()):
+        refused = p.client.post("/api/v1/events", headers=first[1],
+                                json={"event_type": "page_view", "course_id": course, "timestamp": when})
+        assert refused.status_code == 422, refused.text
+        assert "ahead of the server clock" in refused.json()["error"]["message"]
+    _open(p, first[1], items[0], when=datetime.now(UTC) + timedelta(minutes=1))  # a client clock a little fast
+    old = p.client.post("/api/v1/events", headers=first[1],
+                        json={"event_type": "page_view", "course_id": course, "timestamp": "1969-12-31T23:59:59Z"})
+    assert old.status_code == 422 and "1970" in old.json()["error"]["message"]
+
+    with p.app.state.sessions() as session:  # what the API accepted before it refused them
+        for year in (2300, 2200):
+            emit(session, event_type="content_view", user_id=second[0], course_id=course,
+                 timestamp=datetime(year, 1, 1, tzinfo=UTC), payload={"content_id": items[1]})
+        session.commit()
+    start = datetime.now(UTC) - timedelta(days=10)
+    frame = _opens(p, opened["course"], items, start)
+    assert list(frame["item_id"]) == [items[0]]
+    plan = p.client.get(f"/api/v1/courses/{course}/plan", headers=p.admin_headers)
+    assert plan.status_code == 200, plan.text
+    listed = p.client.get(f"/api/v1/users/{second[0]}/recommendations", params={"course_id": course},
+                          headers=second[1])
+    assert listed.status_code == 200, listed.text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -37,6 +40,8 @@ def test_upgrade_downgrade_roundtrip(backend, tmp_path):
             assert fks[0]["referred_table"] == "users" and fks[0]["options"].get("ondelete") == "CASCADE"
             uniques = inspect(engine).get_unique_constraints("enrollments")
             assert any(set(u["column_names"]) == {"user_id", "course_id"} for u in uniques)
+            uniques = inspect(engine).get_unique_constraints("submissions")
+            assert any(set(u["column_names"]) == {"assessment_id", "user_id", "attempt"} for u in uniques)
 
             _migrate.downgrade(engine, "base")
             assert set(inspect(engine).get_table_names()) & EXPECTED_TABLES == set()
@@ -177,5 +182,46 @@ def test_identical_role_grants_are_merged_and_then_impossible(backend, tmp_path)
             _migrate.downgrade(engine, "0007")  # and back: the index goes, the merged rows stay
             with engine.connect() as connection:
                 assert len(connection.execute(select(grants.c.id)).all()) == 5
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_submissions_sharing_an_attempt_number_are_renumbered(backend, tmp_path):
+    """0009 makes (assessment, learner, attempt) unique; rows that raced past the attempt count before it (or were
+    imported as attempt 1 each) become attempts 1, 2, … in submission order, none is dropped."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, text
+    from sqlalchemy.orm import Session
+
+    from platform_api._models import Submission
+    from platform_api.api import create_assessments, create_courses, create_users
+    from platform_api.data import NewAssessment, NewCourse, NewUser, SubmissionStatus
+
+    for url in fresh_database_url(backend, tmp_path):
+        engine = make_engine(url)
+        try:
+            _migrate.upgrade(engine)
+            with Session(engine) as session:
+                learner, other = create_users(session=session, users=[NewUser(email="l@example.org", name="L"),
+                                                                      NewUser(email="o@example.org", name="O")])
+                (course,) = create_courses(session=session, courses=[NewCourse(title="C", instructor_id=learner)])
+                (task,) = create_assessments(session=session, assessments=[NewAssessment(course_id=course,
+                                                                                         title="T")])
+            _migrate.downgrade(engine, "0008")
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            rows = [(learner, 1, 3), (learner, 1, 1), (learner, 1, 2), (other, 1, 0), (other, 2, 5)]
+            with engine.begin() as connection:
+                connection.execute(insert(Submission.__table__), [
+                    {"id": uuid.uuid4(), "assessment_id": task, "user_id": user, "course_id": course, "answers": {},
+                     "status": SubmissionStatus.graded, "attempt": attempt, "metadata": {"order": minutes},
+                     "submitted_at": start + timedelta(minutes=minutes), "updated_at": start}
+                    for user, attempt, minutes in rows])
+            _migrate.upgrade(engine)
+            with engine.connect() as connection:
+                found = connection.execute(text("SELECT user_id, attempt, metadata FROM submissions")).all()
+            by_order = {json.loads(m)["order"] if isinstance(m, str) else m["order"]: a for _, a, m in found}
+            assert by_order == {1: 1, 2: 2, 3: 3, 0: 1, 5: 2}
         finally:
             engine.dispose()

@@ -111,3 +111,11 @@ def test_an_operator_opens_the_page_in_a_browser_with_the_staff_sign_in(platform
         assert 'href="/operator"' not in client.get("/staff/courses").text
     finally:
         client.cookies.clear()
+
+
+def test_the_metrics_openapi_says_what_the_route_serves(platform, drift_snapshot):
+    """The OpenAPI said application/json for the Prometheus text the route serves."""
+    served = platform.client.get("/operator/metrics", headers=platform.admin_headers)
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/plain")
+    documented = platform.client.get("/openapi.json").json()["paths"]["/operator/metrics"]["get"]["responses"]["200"]
+    assert list(documented["content"]) == ["text/plain"]

@@ -249,3 +249,17 @@ def test_training_counts_platform_days_from_the_course_start_as_serving_does():
     assert platform_events.interactions([*cleared, *opens])["day"].tolist() == [2, 8]
     too_late = [course_event("course.created", 0, start="3000-01-01T00:00:00+00:00")]
     assert platform_events.interactions([*too_late, *opens])["day"].tolist() == [2, 8]
+
+
+def test_opens_stamped_in_the_future_are_no_training_data():
+    """The platform stored opens stamped 2300 before it refused them: training skips them (as serving does) instead
+    of failing on a date pandas cannot hold."""
+    opens = [_event("content_view", "u1", 0, content_id="a"), _event("content_view", "u1", 60, content_id="b")]
+    future = [opens[0].model_copy(update={"timestamp": datetime(2300, 1, 1, tzinfo=UTC), "payload": {"content_id": "c"}}),
+              opens[0].model_copy(update={"timestamp": datetime.now(UTC) + timedelta(days=30),
+                                          "payload": {"content_id": "d"}})]
+    served = _event("recommendations.served", "u1", -1, experiment="recommender-v1", variant="treatment",
+                    items=["a", "c", "d"])
+    rows = platform_events.interactions([*opens, *future])
+    assert rows["item_id"].tolist() == ["a", "b"] and rows["day"].tolist() == [0, 0]
+    assert platform_events.feedback([served, *opens, *future])["item_id"].tolist() == ["a"]
