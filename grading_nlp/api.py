@@ -29,6 +29,7 @@ __all__ = [
     "run_grading_worker",
     "start_grading_worker",
     "train_essay_models",
+    "trained_essay_models",
 ]
 
 MAX_ESSAY_CHARS = 50_000  # ~10x the longest ASAP essay; longer texts are not essays this model knows
@@ -169,10 +170,12 @@ def train_essay_models(
     from grading_nlp._evaluate import score_range_for
     from grading_nlp._features import normalise_text
     from grading_nlp._model import fit_prompt_model
-    from learnloop.datasets import PROMPT_SCORE_RANGES, load_essays
+    from learnloop.datasets import PROMPT_SCORE_RANGES, dataset_dir, load_essays
 
     settings = settings or get_settings()
     essays = load_essays(path)
+    # Recorded in meta.json so drift monitoring rebuilds its reference from the essays this model learned from.
+    essays_path = str(Path(path).resolve() if path is not None else dataset_dir("asap_aes") / "essays.tsv")
     summaries = []
     for prompt in sorted(int(p) for p in essays["essay_set"].unique()):
         if prompts is not None and prompt not in prompts:
@@ -193,7 +196,8 @@ def train_essay_models(
         held_out = model.dense(texts[:200])[0]
         onnx_bytes, parity = _store.export_head_onnx(model, held_out)
         meta = {"prompt": prompt, "model_version": model.model_version, "kind": model.kind.value,
-                "score_range": list(score_range), "n_train": model.n_train, "dev_qwk": model.dev_qwk,
+                "score_range": list(score_range), "n_train": model.n_train, "essays_path": essays_path,
+                "dev_qwk": model.dev_qwk,
                 "onnx_parity_max_abs_diff": parity, "conformal_quantile": model.conformal_quantile}
         meta["interval_coverage_gap"] = model.extra["interval_coverage_gap"]
         meta["threshold_rule"] = model.extra.get("threshold_rule")
@@ -202,6 +206,20 @@ def train_essay_models(
         _store.save_model(settings, model, onnx_bytes, meta)
         summaries.append(meta)
     return summaries
+
+
+def trained_essay_models(*, settings: Settings | None = None) -> list[dict]:
+    """The ``meta.json`` of every prompt's saved grader (what ``grade_essay`` serves), by prompt: ``prompt``,
+    ``model_version``, ``kind``, ``score_range``, ``n_train`` and, for graders trained since it was recorded,
+    ``essays_path`` (the ASAP-format TSV it learned from)."""
+    import json
+
+    from grading_nlp import _store
+
+    folder = _store.models_dir(settings or get_settings())
+    metas = [json.loads(path.read_text()) for path in folder.glob(f"prompt-*/{_store.META_FILE}")
+             if (path.parent / _store.MODEL_FILE).is_file()] if folder.is_dir() else []
+    return sorted(metas, key=lambda meta: int(meta["prompt"]))
 
 
 def _register(model, onnx_bytes: bytes, parity: float, frame, dev_mask, meta: dict, settings: Settings) -> str:

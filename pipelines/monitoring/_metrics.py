@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from pipelines.monitoring import _state
 from pipelines.monitoring._prediction_log import log_files, read_log_files
+from pipelines.monitoring.data import CheckOutcome
 
 # Latency buckets (seconds) around the serving budget: single-row ONNX is sub-ms, the p99 target is tens of ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -51,11 +52,16 @@ class MonitoringCollector(Collector):
             if perf.get("current") is not None:
                 performance.add_metric([model, perf["metric"]], float(perf["current"]))
             last_check.add_metric([model], _epoch(summary["checked_at"]))
-        yield from (share, detected, prediction, performance, last_check)
+        failing = GaugeMetricFamily("learnloop_drift_check_failed", "1 when a model's latest drift check failed "
+                                    "(no report; see drift status for the reason)", labels=["model"])
+        for model, check in sorted(state.get("checks", {}).items()):
+            failing.add_metric([model], float(check["outcome"] == CheckOutcome.failed))
+        yield from (share, detected, prediction, performance, last_check, failing)
 
         counters = state.get("counters", {})
         for name, help_text, labels in (
             ("drift_checks", "Drift checks run", ["model"]),
+            ("drift_check_failures", "Drift checks that failed to produce a report", ["model"]),
             ("drift_detected", "Drift checks that found dataset drift", ["model"]),
             ("retrain_triggers", "Retraining runs started by drift or a performance drop", ["model"]),
             ("gate_decisions", "Promotion gate decisions on drift-triggered challengers", ["model", "outcome"]),

@@ -47,7 +47,8 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
         registry_at = registry.get("at")
     predictions = read_prediction_log(settings.data_path, since=now - timedelta(days=VOLUME_DAYS))
     volume = _volume(predictions, now)
-    names = sorted({m["name"] for m in models} | set(state.get("models", {})) | set(volume))
+    checks = state.get("checks", {})  # how each model's latest check ended (a failure keeps the last report)
+    names = sorted({m["name"] for m in models} | set(state.get("models", {})) | set(checks) | set(volume))
     by_name = {m["name"]: m for m in models}
     rows = []
     for name in names:
@@ -57,6 +58,7 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
                      "report_json_url": report_url(Path(drift["report_json"]))}
         rows.append({"name": name, "aliases": by_name.get(name, {}).get("aliases", {}),
                      "versions": by_name.get(name, {}).get("versions", []), "drift": drift,
+                     "check": checks.get(name),
                      "predictions": volume.get(name)})
     return {
         "generated_at": now.isoformat(timespec="seconds"),

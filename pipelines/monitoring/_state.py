@@ -3,7 +3,8 @@
 Drift checks run from the CLI or a scheduler, the operator page and ``/metrics`` are served by another process,
 so the latest result per model and every counter live on disk, never only in process memory:
 
-* ``state.json`` — latest drift summary per model, cumulative counters, the last registry snapshot.
+* ``state.json`` — latest drift summary per model, how each model's latest check ended (``checks``: checked,
+  skipped or failed, when and why), cumulative counters, the last registry snapshot.
 * ``retrain_log.jsonl`` — one line per triggered retraining (reasons, challenger, gate decision).
 * ``operator_alerts.jsonl`` — one line per alert operators must act on (gate refused, retraining failed).
 """
@@ -32,7 +33,7 @@ def monitoring_dir(data_path: Path) -> Path:
 def read_state(data_path: Path) -> dict[str, Any]:
     path = monitoring_dir(data_path) / STATE_FILE
     if not path.is_file():
-        return {"models": {}, "counters": {}, "registry": None}
+        return {"models": {}, "checks": {}, "counters": {}, "registry": None}
     return json.loads(path.read_text())
 
 

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.monitoring import _state
-from pipelines.monitoring.data import DriftResult, GateDecision, GateOutcome, RetrainOutcome, TriggerReason
+from pipelines.monitoring.data import (
+    CheckOutcome,
+    DriftResult,
+    GateDecision,
+    GateOutcome,
+    RetrainOutcome,
+    TriggerReason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +32,29 @@ def record_check(data_path: Path, result: DriftResult) -> None:
 
     def change(state: dict) -> None:
         state.setdefault("models", {})[result.model_name] = result.summary()
+        state.setdefault("checks", {})[result.model_name] = {
+            "outcome": CheckOutcome.checked.value, "at": result.checked_at, "reason": None}
         _state.bump(state, "drift_checks", result.model_name)
         if result.drift_detected:
             _state.bump(state, "drift_detected", result.model_name)
 
     _state.update_state(data_path, change)
+
+
+def record_unchecked(data_path: Path, model_name: str, outcome: CheckOutcome, reason: str) -> None:
+    """Remember a check that produced no report (skipped or failed) and why; the last report stays as it was."""
+    if outcome is CheckOutcome.checked:
+        raise ValueError("a completed check is recorded with its result (record_check)")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def change(state: dict) -> None:
+        state.setdefault("checks", {})[model_name] = {"outcome": outcome.value, "at": at, "reason": reason}
+        if outcome is CheckOutcome.failed:
+            _state.bump(state, "drift_check_failures", model_name)
+
+    _state.update_state(data_path, change)
+    if outcome is CheckOutcome.failed:
+        log.error("drift check of %s failed: %s", model_name, reason)
 
 
 def handle_result(result: DriftResult, *, retrain: RetrainFn, promote: PromoteFn, data_path: Path) -> RetrainOutcome | None:

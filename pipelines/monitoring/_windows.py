@@ -1,12 +1,23 @@
-"""Where the two windows of a drift check come from.
+"""Where the two windows of a drift check come from, and which models are checked.
 
-* **reference** — the champion's training data: ``pipelines.api.build_risk_training_set`` over the presentations
-  and weeks the champion was trained on: its training run's params ``train_presentations``/``train_weeks``
-  (as ``training.api.train_risk`` logs them) or model-version tags ``train.presentations``/``train.weeks``
-  (tags win) — comma-separated ``2013J`` or ``AAA-2013J`` tokens; without them every presentation and the
-  default weeks, with a warning.
+* **reference** — the served model's training data, rebuilt from what the model records about itself (never
+  assumed from its name):
+
+  - a registered champion recording a Feast FeatureService (model-version tag ``feature_service``, set by
+    ``training.api.register_onnx_model`` from the model schema; its run param of that name otherwise):
+    ``pipelines.api.build_risk_training_set(service=…)`` over the presentations and weeks it was trained on —
+    its run params ``train_presentations``/``train_weeks`` or version tags ``train.presentations``/``train.weeks``
+    (tags win), comma-separated ``2013J`` or ``AAA-2013J`` tokens; without them every presentation and the
+    default weeks, with a warning — scored by the champion;
+  - an essay grader ``essay_grader_p<prompt>`` (served from ``<data_dir>/grading``, not from the registry): the
+    prompt's graded essays it learned from (``essays_path`` in its ``meta.json``; the configured data sets for
+    graders saved before that was recorded), graded by it: ``n_words`` and ``confidence`` (what the platform logs
+    with each instructor decision), its score as ``prediction``, the essay's score as ``label``.
+
+  Any other model has no reference and its check fails saying so.
 * **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
-  ``student_course`` where final results exist.
+  ``student_course`` where final results exist. No predictions, or log lines holding neither model inputs nor
+  scores (the recommender logs the served item ids only), raise :class:`NothingToCheck`: skipped, not failed.
 * **presentations** — any OULAD presentations (``2013J`` = every module of that presentation, or ``AAA-2013J``)
   built the same way, so drift between an early and a later cohort can be measured on real data today.
 """
@@ -14,21 +25,32 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from learnloop.errors import InvalidInput, NotFound, Unavailable
 from learnloop.settings import Settings
 
+if TYPE_CHECKING:
+    from training.api import ModelVersionInfo
+
 log = logging.getLogger(__name__)
 
 RISK_MODEL = "risk"
+_ESSAY_MODEL = re.compile(r"^essay_grader_p(?P<prompt>\d+)$")  # grading_nlp's name per prompt (serving logs it)
 # Subgroup/bookkeeping columns of a training set that are not model inputs.
 _NOT_FEATURES = {"student_course", "id_student", "code_module", "code_presentation", "week", "cutoff_day",
                  "active", "has_clicks", "label", "gender", "age_band", "disability", "imd_band"}
+
+
+class NothingToCheck(Unavailable):
+    """The current window has nothing a drift check could compare (no predictions, or no inputs or scores)."""
 
 
 @dataclass
@@ -36,6 +58,17 @@ class Window:
     frame: pd.DataFrame
     features: list[str]
     description: str
+
+
+def served_models(settings: Settings) -> list[str]:
+    """What ``learnloop drift check`` checks by default: every registered model with a champion and every essay
+    grader saved for serving (the demo does not register those)."""
+    from grading_nlp.api import trained_essay_models
+    from training.api import list_models
+
+    names = {v.name for v in list_models(settings=settings) if "champion" in v.aliases}
+    names |= {f"essay_grader_p{meta['prompt']}" for meta in trained_essay_models(settings=settings)}
+    return sorted(names)
 
 
 def presentation_keys(tokens: Sequence[str], settings: Settings) -> list[str]:
@@ -60,11 +93,14 @@ def presentation_keys(tokens: Sequence[str], settings: Settings) -> list[str]:
 
 def presentations_window(tokens: Sequence[str], *, weeks: Sequence[int | str], settings: Settings,
                          model_name: str = RISK_MODEL, score: bool = True) -> Window:
-    """Risk training rows of the given presentations, scored by the champion when one is registered."""
-    from pipelines.api import build_risk_training_set
+    """Risk training rows of the given presentations (the champion's FeatureService when one is registered),
+    scored by the champion."""
+    from pipelines.api import RISK_SERVICE, build_risk_training_set
 
+    champion = _champion(model_name, settings)
+    service = _feature_service(champion, settings) if champion is not None else RISK_SERVICE
     keys = presentation_keys(tokens, settings)
-    frame = build_risk_training_set(weeks=weeks, presentations=keys)
+    frame = build_risk_training_set(weeks=weeks, presentations=keys, service=service)
     if frame.empty:
         raise InvalidInput(f"no label rows for presentations {', '.join(tokens)} and weeks {list(weeks)}")
     features = [c for c in frame.columns if c not in _NOT_FEATURES]
@@ -74,13 +110,15 @@ def presentations_window(tokens: Sequence[str], *, weeks: Sequence[int | str], s
 
 
 def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[int | str]) -> Window:
-    """The champion's training data (see the module docstring for how its scope is found)."""
-    from training.api import list_models
-
-    champion = next((v for v in list_models(model_name, settings=settings) if "champion" in v.aliases), None)
+    """The served model's training data (see the module docstring for how it is found)."""
+    essay = _ESSAY_MODEL.match(model_name)
+    if essay is not None:
+        return _essay_reference(model_name, int(essay["prompt"]), settings)
+    champion = _champion(model_name, settings)
     if champion is None:
         raise NotFound(f"model {model_name} has no champion; train and promote one first "
                        f"(`learnloop train {model_name}` then `learnloop promote {model_name}`)")
+    service = _feature_service(champion, settings)
     scope = {**_run_params(champion.run_id, settings), **champion.tags}
     presentations = [p for p in (scope.get("train.presentations") or scope.get("train_presentations") or ""
                                  ).split(",") if p]
@@ -90,11 +128,58 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
                     model_name, champion.version)
     from pipelines.api import build_risk_training_set
 
-    frame = build_risk_training_set(weeks=tagged_weeks or weeks,
+    frame = build_risk_training_set(weeks=tagged_weeks or weeks, service=service,
                                     presentations=presentation_keys(presentations, settings) if presentations else None)
     features = [c for c in frame.columns if c not in _NOT_FEATURES]
     frame, features = _score_with_champion(frame, features, model_name, settings)
-    return Window(frame, features, f"{model_name} v{champion.version} training data")
+    return Window(frame, features, f"{model_name} v{champion.version} training data ({service})")
+
+
+def _champion(model_name: str, settings: Settings) -> ModelVersionInfo | None:
+    from training.api import list_models
+
+    return next((v for v in list_models(model_name, settings=settings) if "champion" in v.aliases), None)
+
+
+def _feature_service(champion: ModelVersionInfo, settings: Settings) -> str:
+    """The FeatureService the champion was trained on, as it recorded it (tag, else run param)."""
+    service = champion.tags.get("feature_service") or _run_params(champion.run_id, settings).get("feature_service")
+    if not service:
+        raise InvalidInput(f"{champion.name} v{champion.version} records no Feast FeatureService (no "
+                           "feature_service tag or param), so its training data cannot be rebuilt as the drift "
+                           "reference; monitoring has no reference for this model")
+    return service
+
+
+def _essay_reference(model_name: str, prompt: int, settings: Settings) -> Window:
+    from grading_nlp.api import grade_essays, trained_essay_models
+    from learnloop.datasets import load_essays
+
+    meta = next((m for m in trained_essay_models(settings=settings) if int(m["prompt"]) == prompt), None)
+    if meta is None:
+        raise NotFound(f"no essay grader is saved for prompt {prompt} under {settings.data_path / 'grading'}; "
+                       "train one first (`learnloop train essays`)")
+    path = meta.get("essays_path")
+    if path is None:
+        log.warning("%s (%s) does not record the essays it learned from; using the configured data sets",
+                    model_name, meta["model_version"])
+    essays = load_essays(Path(path) if path else None)
+    essays = essays[essays["essay_set"] == prompt].reset_index(drop=True)
+    if essays.empty:
+        raise InvalidInput(f"no graded essays of prompt {prompt} in {path or 'the configured data sets'}; "
+                           f"cannot rebuild the training data of {model_name}")
+    if len(essays) != meta.get("n_train"):
+        log.warning("%s learned from %s essays, the reference has %d", model_name, meta.get("n_train"), len(essays))
+    grades = grade_essays([(text, prompt) for text in essays["essay"].astype(str)], settings=settings)
+    frame = pd.DataFrame({
+        # The platform logs these two with each instructor decision (platform_api's grading review).
+        "n_words": [len(text.split()) for text in essays["essay"].astype(str)],
+        "confidence": [grade.confidence for grade in grades],
+        "prediction": [grade.score for grade in grades],
+        "label": essays["domain1_score"].astype(float),
+    })
+    frame = frame[frame["prediction"].notna()].reset_index(drop=True)  # the platform logs suggested grades only
+    return Window(frame, ["n_words", "confidence"], f"{model_name} ({meta['model_version']}) training essays")
 
 
 def _run_params(run_id: str | None, settings: Settings) -> dict[str, str]:
@@ -120,9 +205,13 @@ def prediction_log_window(model_name: str, *, settings: Settings, days: float,
     frame = read_prediction_log(settings.data_path, model_name=model_name, since=until - timedelta(days=days),
                                 until=until)
     if frame.empty:
-        raise Unavailable(f"no predictions of {model_name} logged in the last {days:g} days under "
-                          f"{settings.data_path / 'predictions'}; is serving running with the prediction log on?")
+        raise NothingToCheck(f"no predictions of {model_name} logged in the last {days:g} days under "
+                             f"{settings.data_path / 'predictions'}; is serving running with the prediction log on?")
     features = list(frame.attrs.get("feature_columns", []))
+    if not features and frame["prediction"].isna().all():
+        raise NothingToCheck(f"the {len(frame)} logged predictions of {model_name} hold no model inputs and no "
+                             "numeric score (only what was served), so there is nothing to compare with its "
+                             "training data")
     if "student_course" in frame.columns and "label" not in frame.columns:
         frame = _join_labels(frame, settings)
     return Window(frame, features, f"prediction log, last {days:g} days")

@@ -19,6 +19,7 @@ from pipelines.monitoring import _state, _trigger
 from pipelines.monitoring._drift import DEFAULT_DRIFT_SHARE, DEFAULT_MAX_ROWS, DEFAULT_PERFORMANCE_DROP
 from pipelines.monitoring._trigger import PromoteFn, RetrainFn
 from pipelines.monitoring.data import (
+    CheckOutcome,
     DriftResult,
     GateDecision,
     GateOutcome,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
 __all__ = [
+    "CheckOutcome",
     "DEFAULT_DRIFT_SHARE",
     "DEFAULT_PERFORMANCE_DROP",
     "DriftResult",
@@ -54,6 +56,7 @@ __all__ = [
     "raise_operator_alert",
     "read_prediction_log",
     "record_registry",
+    "record_unchecked",
     "retrain_history",
 ]
 
@@ -124,9 +127,21 @@ def record_registry(models: Sequence[ModelStatus], *, settings: Settings | None 
     _state.update_state((settings or get_settings()).data_path, lambda state: state.__setitem__("registry", payload))
 
 
+def record_unchecked(model_name: str, outcome: CheckOutcome, reason: str, *, settings: Settings | None = None) -> None:
+    """Record that the latest check of ``model_name`` produced no report: ``skipped`` (nothing to compare yet,
+    e.g. no predictions logged) or ``failed`` (counted, logged as an error). ``reason`` is shown to operators;
+    the model's last drift summary is kept. (A completed check is recorded by :func:`check_drift`.)"""
+    _trigger.record_unchecked((settings or get_settings()).data_path, model_name, outcome, reason)
+
+
 def latest_status(*, settings: Settings | None = None) -> dict[str, dict]:
-    """The latest drift summary per model (as printed by ``learnloop drift check --json``)."""
-    return _state.read_state((settings or get_settings()).data_path).get("models", {})
+    """The latest drift summary per model (as printed by ``learnloop drift check --json``) plus ``last_check``:
+    how its latest check ended (``outcome`` checked/skipped/failed, ``at``, ``reason``). A model whose checks
+    never completed has ``last_check`` only."""
+    state = _state.read_state((settings or get_settings()).data_path)
+    summaries, checks = state.get("models", {}), state.get("checks", {})
+    return {name: {**summaries.get(name, {}), "last_check": checks.get(name)}
+            for name in sorted(set(summaries) | set(checks))}
 
 
 def retrain_history(*, settings: Settings | None = None) -> list[dict]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+log = logging.getLogger(__name__)
 # Keys printed per model by `drift check --json` (the issue's contract first).
 _JSON_KEYS = ("drift_detected", "drifted_features", "share", "report_html", "report_json", "prediction_drift",
               "performance", "n_reference", "n_current", "skipped_features", "trigger_reasons")
@@ -20,7 +21,9 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
 
 
 def check(
-    model: list[str] = typer.Option(["risk"], "--model", "-m", help="Model(s) to check (repeat the option)."),
+    model: list[str] | None = typer.Option(
+        None, "--model", "-m", help="Model(s) to check (repeat the option). Default: every registered model with a "
+        "champion and every essay grader saved for serving."),
     reference_presentations: str | None = typer.Option(
         None, help="Compare OULAD presentations directly: reference, e.g. '2013J' or 'AAA-2013J,BBB-2013J'."),
     current_presentations: str | None = typer.Option(None, help="Current presentations, e.g. '2014J'."),
@@ -35,11 +38,14 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object to stdout."),
 ) -> None:
     """Compare each model's reference window (the champion's training data) with its current window (the
-    prediction log), save Evidently HTML/JSON reports and, on drift, retrain and run the promotion gate."""
+    prediction log), save Evidently HTML/JSON reports and, on drift, retrain and run the promotion gate.
+
+    Every model's outcome is recorded for `drift status` and /operator: checked, skipped (nothing logged to
+    compare yet) or failed with its reason. Exits with status 1 when any check failed, so a scheduler notices."""
     from rich.console import Console
 
-    from learnloop.errors import LearnloopError
     from learnloop.settings import get_settings
+    from pipelines.monitoring import _windows
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     err = Console(stderr=True)
@@ -49,26 +55,63 @@ def check(
     compare = reference_presentations is not None or current_presentations is not None
     if compare and not (reference_presentations and current_presentations):
         raise typer.BadParameter("give both --reference-presentations and --current-presentations")
+    if model:
+        names = list(model)
+    else:
+        try:
+            names = _windows.served_models(settings)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable or broken: say so and fail the run
+            log.exception("cannot list the served models")
+            err.print(f"[red]drift check: cannot list the models to check ({_reason(exc)}); "
+                      "name them with --model[/red]")
+            raise typer.Exit(code=1) from exc
     out: dict[str, Any] = {"models": {}}
     if compare:
         out["reference"] = reference_presentations
         out["current"] = current_presentations
-    for name in model:
-        try:
-            with err.status(f"drift check {name}…"):
-                out["models"][name] = _check_one(
-                    name, settings=settings, compare=compare, reference_presentations=reference_presentations,
-                    current_presentations=current_presentations, weeks=week_list, days=days,
-                    drift_share=drift_share, performance_drop=performance_drop, max_rows=max_rows,
-                    retrain=retrain and not compare)
-        except LearnloopError as exc:
-            out["models"][name] = {"error": exc.message}
+    for name in names:
+        out["models"][name] = _check_or_record(
+            name, settings=settings, err=err, compare=compare, reference_presentations=reference_presentations,
+            current_presentations=current_presentations, weeks=week_list, days=days, drift_share=drift_share,
+            performance_drop=performance_drop, max_rows=max_rows, retrain=retrain and not compare)
     if not compare:
         _record_registry(settings, err)
     if as_json:
         typer.echo(json.dumps(out, default=str))
     else:
         _print_table(out, err)
+    failed = [name for name, row in out["models"].items() if row["status"] == "failed"]
+    if failed:
+        err.print(f"[red]drift check failed for {', '.join(failed)}[/red]")
+        raise typer.Exit(code=1)
+
+
+def _check_or_record(name: str, *, settings, err, compare: bool, **options) -> dict[str, Any]:
+    """One model's check as its output row; a skipped or failed check is recorded (prediction-log mode: a
+    presentation comparison is an analysis, not the model's monitoring) with the reason operators need."""
+    from learnloop.errors import LearnloopError
+    from pipelines.monitoring._windows import NothingToCheck
+    from pipelines.monitoring.api import CheckOutcome, record_unchecked
+
+    try:
+        with err.status(f"drift check {name}…"):
+            return {"status": CheckOutcome.checked.value,
+                    **_check_one(name, settings=settings, compare=compare, **options)}
+    except NothingToCheck as exc:
+        outcome, row = CheckOutcome.skipped, {"status": CheckOutcome.skipped.value, "reason": exc.message}
+    except Exception as exc:  # noqa: BLE001 - one model's failure is recorded and reported; the others still run
+        if not isinstance(exc, LearnloopError):
+            log.exception("drift check of %s failed", name)
+        outcome, row = CheckOutcome.failed, {"status": CheckOutcome.failed.value, "error": _reason(exc)}
+    if not compare:
+        record_unchecked(name, outcome, row.get("reason") or row["error"], settings=settings)
+    return row
+
+
+def _reason(exc: Exception) -> str:
+    from learnloop.errors import LearnloopError
+
+    return exc.message if isinstance(exc, LearnloopError) else f"{type(exc).__name__}: {exc}"
 
 
 def _check_one(name: str, *, settings, compare: bool, reference_presentations, current_presentations, weeks,
@@ -82,8 +125,9 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
         current = _windows.presentations_window(current_presentations.split(","), weeks=weeks,
                                                 settings=settings, model_name=name)
     else:
-        reference = _windows.champion_reference(name, settings=settings, weeks=weeks)
+        # The log first: it is cheap, and a model with nothing logged is skipped before its reference is built.
         current = _windows.prediction_log_window(name, settings=settings, days=days)
+        reference = _windows.champion_reference(name, settings=settings, weeks=weeks)
     features = [f for f in reference.features if f in set(current.features)]
     result = check_drift(name, reference.frame, current.frame, features=features, drift_share=drift_share,
                          performance_drop=performance_drop, max_rows=max_rows, settings=settings)
@@ -109,12 +153,13 @@ def _record_registry(settings, err) -> None:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object to stdout.")) -> None:
-    """The latest drift status per model, as recorded by the last checks."""
+    """The latest drift status per model as recorded by the last checks: how the latest check ended (checked,
+    skipped or failed, when, why) and the last drift report."""
     from rich.console import Console
 
     from pipelines.monitoring.api import latest_status
 
-    models = {name: {key: summary.get(key) for key in (*_JSON_KEYS, "checked_at")}
+    models = {name: {key: summary.get(key) for key in (*_JSON_KEYS, "checked_at", "last_check")}
               for name, summary in latest_status().items()}
     if as_json:
         typer.echo(json.dumps({"models": models}, default=str))
@@ -126,12 +171,14 @@ def _print_table(out: dict[str, Any], console) -> None:
     from rich.table import Table
 
     table = Table(title="drift")
-    for column in ("model", "drift", "share", "drifted features", "prediction drift", "report"):
+    for column in ("model", "check", "reason", "drift", "share", "drifted features", "prediction drift", "report"):
         table.add_column(column)
     for name, row in out["models"].items():
-        if "error" in row:
-            table.add_row(name, "error", "", row["error"], "", "")
-            continue
-        table.add_row(name, str(row["drift_detected"]), f"{row['share']:.2f}", ", ".join(row["drifted_features"]),
-                      str(row["prediction_drift"]), str(row["report_html"]))
+        last = row.get("last_check") or {}  # `drift status` rows; `drift check` rows carry their own status
+        check = row.get("status") or f"{last.get('outcome', '')} {last.get('at', '')}".strip()
+        reason = row.get("error") or row.get("reason") or last.get("reason") or ""
+        report = [] if row.get("drift_detected") is None else [
+            str(row["drift_detected"]), f"{row['share']:.2f}", ", ".join(row["drifted_features"]),
+            str(row["prediction_drift"]), str(row["report_html"])]
+        table.add_row(name, check, reason, *(report or [""] * 5))
     console.print(table)

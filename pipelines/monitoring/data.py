@@ -23,6 +23,14 @@ class TriggerReason(StrEnum):
     performance_drop = "performance_drop"
 
 
+class CheckOutcome(StrEnum):
+    """How the latest drift check of a model ended (what ``drift status`` and the operator page show)."""
+
+    checked = "checked"  # reports computed; the drift summary is the model's latest status
+    skipped = "skipped"  # nothing to compare yet (no predictions logged, or the log holds no model inputs)
+    failed = "failed"  # the check could not run; ``learnloop drift check`` exits non-zero
+
+
 class GateOutcome(StrEnum):
     """What the promotion gate decided about the challenger trained after drift."""
 

@@ -44,3 +44,21 @@ def same_distribution_window() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def drifted_window() -> pd.DataFrame:
     return risk_window(600, seed=3, click_shift=0.3)
+
+
+@pytest.fixture(scope="session")
+def _migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory):
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def registry_settings(settings, _migrated_mlflow_db):
+    """``settings`` whose sqlite MLflow store already has its tables (its ~15 s schema migration paid once)."""
+    import shutil
+
+    shutil.copyfile(_migrated_mlflow_db, settings.data_path / "mlflow.db")
+    return settings

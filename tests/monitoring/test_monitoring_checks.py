@@ -1,0 +1,159 @@
+"""`learnloop drift check` on what a fresh demo leaves: a champion trained on ``student_risk_v2``, essay graders
+saved for serving (not registered), models with nothing logged yet. Every outcome is recorded; a failure fails
+the run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from pipelines.monitoring import cli
+
+TESTS = Path(__file__).parents[1]
+
+
+def _fixtures(name: str, folder: str):
+    # Loaded by path under their own names (test folders are not packages; conftest names collide).
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _app() -> typer.Typer:
+    groups = {"drift": typer.Typer()}
+    root = typer.Typer()
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["drift"], name="drift")
+    return root
+
+
+def _log(settings, model_name: str, lines: list[dict]) -> None:
+    folder = settings.data_path / "predictions" / model_name
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    with (folder / f"{now:%Y-%m-%d}-1.jsonl").open("a") as out:
+        for i, line in enumerate(lines):
+            out.write(json.dumps({"ts": (now - timedelta(minutes=len(lines) - i)).isoformat(),
+                                  "model_name": model_name, **line}) + "\n")
+
+
+def _essay_decisions(prompt: int, essays) -> list[dict]:
+    """What the platform logs when an instructor decides on an AI-graded essay (platform_api's grading review)."""
+    return [{"model_version": "v", "request_id": str(i), "entity": {"submission_id": str(i), "label": int(score)},
+             "features": {"n_words": len(text.split()), "confidence": 0.8}, "output": int(score)}
+            for i, (text, score) in enumerate(essays)]
+
+
+@pytest.mark.slow
+def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_settings):
+    """The demo's risk champion reads student_risk_v2: its reference must be built from v2, not the v1 default."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from features.api import feature_names
+    from models.api import ModelSchema, export_sklearn_classifier, infer_inputs, model_frame
+    from pipelines.api import build_risk_training_set
+    from training.api import promote, register_onnx_model
+
+    settings = registry_settings
+    feature_fixtures = _fixtures("feature_fixtures", "features")
+    feature_fixtures.build_store(settings, feature_fixtures.synthetic_oulad(n_students=20, seed=5))
+    service = "student_risk_v2"
+    frame = build_risk_training_set(weeks=[5, 10], service=service)
+    names = feature_names(service)
+    assert "due_weight" in names and "due_weight" not in feature_names("student_risk_v1")
+    train = frame[frame["code_presentation"].isin(["2013J", "2014B"])]
+    schema = ModelSchema(inputs=infer_inputs(train, names), feature_service=service, feature_service_version="2")
+    estimator = make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(),
+                              LogisticRegression(max_iter=500))
+    estimator.fit(model_frame(train, schema.inputs), train["label"])
+    register_onnx_model(name="risk", export=export_sklearn_classifier(estimator, train.head(50), schema),
+                        metrics={"auc": 0.7, "ece": 0.01}, params={"train_presentations": "2013J,2014B"},
+                        train_fingerprint="train", eval_fingerprint="eval", settings=settings)
+    promote("risk", force_reason="monitoring test", settings=settings)
+    served = frame[frame["code_presentation"] == "2014J"].head(40)
+    _log(settings, "risk", [
+        {"model_version": "1", "entity": {"student_course": row["student_course"]},
+         "features": {name: None if math.isnan(row[name]) else float(row[name]) for name in names},
+         "output": {"risk_score": 0.4, "status": "scored"}} for _, row in served.iterrows()])
+
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # every served model
+
+    assert out.exit_code == 0, out.output
+    risk = json.loads(out.stdout)["models"]["risk"]
+    assert risk.get("status") == "checked", risk
+    assert risk["windows"]["reference"] == f"risk v1 training data ({service})"
+    assert risk["n_current"] == len(served) and risk["n_reference"] > len(served)
+    # A v2-only input was compared (it is in Evidently's report), not reported missing.
+    assert "due_weight" not in risk["skipped_features"] and "due_weight" in Path(risk["report_json"]).read_text()
+
+
+def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings, tmp_path):
+    from grading_nlp.api import train_essay_models, trained_essay_models
+
+    grading_fixtures = _fixtures("grading_fixtures", "grading_nlp")
+    essays = grading_fixtures.synthetic_essays({1: 60}, seed=5)
+    path = grading_fixtures.write_tsv(essays, tmp_path / "essays.tsv")
+    train_essay_models(path, prompts=[1], settings=settings)
+    assert trained_essay_models(settings=settings)[0]["essays_path"] == str(path.resolve())
+    _log(settings, "essay_grader_p1", _essay_decisions(1, zip(essays["essay"][:30], essays["domain1_score"][:30],
+                                                              strict=True)))
+
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # finds the saved grader
+
+    assert out.exit_code == 0, out.output
+    grader = json.loads(out.stdout)["models"].get("essay_grader_p1", {})
+    assert grader.get("status") == "checked", grader
+    assert grader["n_reference"] == 60 and grader["n_current"] == 30
+    assert grader["performance"]["metric"] == "qwk" and grader["performance"]["reference"] is not None
+    assert "training essays" in grader["windows"]["reference"]
+
+
+def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
+    # essay_grader_p1: decisions logged but no grader saved (reference cannot be built) → failed;
+    # essay_grader_p2: nothing logged yet → skipped, which is not a failure.
+    from pipelines.monitoring.api import operator_router
+
+    _log(settings, "essay_grader_p1", _essay_decisions(1, [("a short essay about cars", 3)] * 5))
+
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "-m", "essay_grader_p1", "-m", "essay_grader_p2"])
+
+    assert out.exit_code == 1, out.output
+    models = json.loads(out.stdout)["models"]
+    assert models["essay_grader_p1"]["status"] == "failed"
+    assert "no essay grader is saved for prompt 1" in models["essay_grader_p1"]["error"]
+    assert models["essay_grader_p2"]["status"] == "skipped"
+    assert "no predictions of essay_grader_p2" in models["essay_grader_p2"]["reason"]
+
+    status = CliRunner().invoke(_app(), ["drift", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    last = {name: row["last_check"] for name, row in json.loads(status.stdout)["models"].items()}
+    assert last["essay_grader_p1"]["outcome"] == "failed" and last["essay_grader_p1"]["at"]
+    assert "no essay grader is saved" in last["essay_grader_p1"]["reason"]
+    assert last["essay_grader_p2"]["outcome"] == "skipped"
+
+    app = FastAPI()
+    app.include_router(operator_router(settings=settings))
+    with TestClient(app) as client:
+        html = client.get("/operator").text
+        metrics = client.get("/operator/metrics").text
+    row = html[html.index('data-model="essay_grader_p1"'):html.index('data-model="essay_grader_p2"')]
+    assert "check failed" in row and "no essay grader is saved for prompt 1" in row and "never checked" not in row
+    assert 'learnloop_drift_check_failed{model="essay_grader_p1"} 1.0' in metrics
+    assert 'learnloop_drift_check_failed{model="essay_grader_p2"} 0.0' in metrics
+    assert 'learnloop_drift_check_failures_total{model="essay_grader_p1"} 1.0' in metrics
