@@ -196,9 +196,15 @@ def _run_params(run_id: str | None, settings: Settings) -> dict[str, str]:
         return {}
 
 
+# Fewer logged predictions than this are not a window: two rows "drift" on almost every feature, and a drift
+# check that retrains would retrain on noise. Skipped with the count instead, until enough traffic was served.
+MIN_CURRENT_ROWS = 50
+
+
 def prediction_log_window(model_name: str, *, settings: Settings, days: float,
-                          now: datetime | None = None) -> Window:
-    """The last ``days`` days of the prediction log of ``model_name``, labels joined where known."""
+                          now: datetime | None = None, min_rows: int = MIN_CURRENT_ROWS) -> Window:
+    """The last ``days`` days of the prediction log of ``model_name``, labels joined where known (at least
+    ``min_rows`` predictions, else :class:`NothingToCheck`)."""
     from pipelines.monitoring._prediction_log import read_prediction_log
 
     until = now or datetime.now(UTC)
@@ -207,6 +213,10 @@ def prediction_log_window(model_name: str, *, settings: Settings, days: float,
     if frame.empty:
         raise NothingToCheck(f"no predictions of {model_name} logged in the last {days:g} days under "
                              f"{settings.data_path / 'predictions'}; is serving running with the prediction log on?")
+    if len(frame) < min_rows:
+        raise NothingToCheck(f"only {len(frame)} predictions of {model_name} logged in the last {days:g} days; a "
+                             f"drift check needs at least {min_rows} (fewer would flag noise as drift and retrain "
+                             "on it)")
     features = list(frame.attrs.get("feature_columns", []))
     if not features and frame["prediction"].isna().all():
         raise NothingToCheck(f"the {len(frame)} logged predictions of {model_name} hold no model inputs and no "

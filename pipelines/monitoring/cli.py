@@ -30,6 +30,8 @@ def check(
     weeks: str = typer.Option("5,10,15,end", help="Label weeks of the risk rows (presentation mode and the "
                               "reference fallback)."),
     days: float = typer.Option(7.0, help="Current window: the last N days of the prediction log."),
+    min_rows: int = typer.Option(50, min=1, help="Skip a model with fewer predictions logged in the window (a few "
+                                 "rows flag noise as drift)."),
     drift_share: float = typer.Option(0.5, help="Dataset drift when at least this share of features drifts."),
     performance_drop: float = typer.Option(0.05, help="Retrain when AUC/QWK fell by more than this."),
     max_rows: int = typer.Option(20_000, help="Sample each window down to this many rows."),
@@ -72,7 +74,8 @@ def check(
     for name in names:
         out["models"][name] = _check_or_record(
             name, settings=settings, err=err, compare=compare, reference_presentations=reference_presentations,
-            current_presentations=current_presentations, weeks=week_list, days=days, drift_share=drift_share,
+            current_presentations=current_presentations, weeks=week_list, days=days, min_rows=min_rows,
+            drift_share=drift_share,
             performance_drop=performance_drop, max_rows=max_rows, retrain=retrain and not compare)
     if not compare:
         _record_registry(settings, err)
@@ -115,7 +118,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _check_one(name: str, *, settings, compare: bool, reference_presentations, current_presentations, weeks,
-               days, drift_share, performance_drop, max_rows, retrain: bool) -> dict[str, Any]:
+               days, min_rows, drift_share, performance_drop, max_rows, retrain: bool) -> dict[str, Any]:
     from pipelines.monitoring import _loop, _windows
     from pipelines.monitoring.api import check_drift, handle_drift
 
@@ -126,7 +129,7 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
                                                 settings=settings, model_name=name)
     else:
         # The log first: it is cheap, and a model with nothing logged is skipped before its reference is built.
-        current = _windows.prediction_log_window(name, settings=settings, days=days)
+        current = _windows.prediction_log_window(name, settings=settings, days=days, min_rows=min_rows)
         reference = _windows.champion_reference(name, settings=settings, weeks=weeks)
     features = [f for f in reference.features if f in set(current.features)]
     result = check_drift(name, reference.frame, current.frame, features=features, drift_share=drift_share,

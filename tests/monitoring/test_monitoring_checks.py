@@ -92,7 +92,7 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
          "features": {name: None if math.isnan(row[name]) else float(row[name]) for name in names},
          "output": {"risk_score": 0.4, "status": "scored"}} for _, row in served.iterrows()])
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # every served model
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # every served model
 
     assert out.exit_code == 0, out.output
     risk = json.loads(out.stdout)["models"]["risk"]
@@ -114,7 +114,7 @@ def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings,
     _log(settings, "essay_grader_p1", _essay_decisions(1, zip(essays["essay"][:30], essays["domain1_score"][:30],
                                                               strict=True)))
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # finds the saved grader
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # finds the saved grader
 
     assert out.exit_code == 0, out.output
     grader = json.loads(out.stdout)["models"].get("essay_grader_p1", {})
@@ -131,7 +131,8 @@ def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
 
     _log(settings, "essay_grader_p1", _essay_decisions(1, [("a short essay about cars", 3)] * 5))
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "-m", "essay_grader_p1", "-m", "essay_grader_p2"])
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--min-rows", "1",
+                                                   "-m", "essay_grader_p1", "-m", "essay_grader_p2"])
 
     assert out.exit_code == 1, out.output
     models = json.loads(out.stdout)["models"]

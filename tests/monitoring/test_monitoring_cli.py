@@ -46,9 +46,12 @@ def test_current_window_is_the_recent_prediction_log(settings):
               "latency_ms": 1.0} for i, age in enumerate([10, 3, 1, 0.1])]
     (folder / "2026-11-25-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    window = _windows.prediction_log_window("risk", settings=settings, days=7, now=now)
+    window = _windows.prediction_log_window("risk", settings=settings, days=7, now=now, min_rows=3)
 
     assert window.features == ["n_missed", "score_mean"]
     assert list(window.frame["n_missed"]) == [1.0, 2.0, 3.0]  # the 10-day-old prediction is outside
+    # Three predictions are not a window by default: skipped (not drift, no retraining on noise).
+    with pytest.raises(_windows.NothingToCheck, match="only 3 predictions of risk .* needs at least 50"):
+        _windows.prediction_log_window("risk", settings=settings, days=7, now=now)
     with pytest.raises(Unavailable, match="no predictions of grader"):
         _windows.prediction_log_window("grader", settings=settings, days=7, now=now)
