@@ -161,6 +161,8 @@ def content_opens(session: Session, course_id: uuid.UUID, item_ids: Collection[s
     opens = cache.refresh(session, str(course_id))
     opens = opens[opens["item_id"].isin(set(item_ids))]
     seconds = (opens["at"] - pd.Timestamp(start)).dt.total_seconds().to_numpy()
-    # The ids stay categorical: comparing, counting and encoding them for the model service work on the codes.
-    return pd.DataFrame({"user_id": opens["user_id"].array, "item_id": opens["item_id"].array,
+    # The ids stay categorical (comparing, counting and encoding them for the model service work on the codes),
+    # with only the categories these opens use: the cache's include every content id ever posted.
+    return pd.DataFrame({"user_id": opens["user_id"].cat.remove_unused_categories().array,
+                         "item_id": opens["item_id"].cat.remove_unused_categories().array,
                          "day": np.maximum(0, np.floor(seconds / 86400)).astype("int64")})

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from learnloop.errors import InvalidInput, LearnloopError, PermissionDenied
 from platform_api import _alerts, _errors, _grading_review, _users, policy
@@ -97,6 +98,10 @@ def to_login(request: Request, form: list[tuple[str, str]] | None = None) -> Res
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if form is None:
         return RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
+    if not _posted_from_our_pages(request):
+        # Only a form our own page sent is carried: a post from another site (it never carries the SameSite
+        # cookie, so it always lands here) must not become a change the next person to sign in makes.
+        return RedirectResponse(LOGIN, status_code=303)
     return render(request, "staff_login.html", {
         "next": "", "email": "", "resume_action": target, "resume": form,
         "error": "Your sign-in has expired. Sign in again and your change is sent then; nothing was saved yet."},
@@ -122,6 +127,16 @@ def page_error(request: Request, status: int, message: str) -> HTMLResponse:
     ``app.state.page_error`` for ``_errors``."""
     return render(request, "staff_error.html", {"status": status, "message": message, "user": None},
                   status_code=status)
+
+
+def _posted_from_our_pages(request: Request) -> bool:
+    """The request says (``Origin``, else ``Referer``) that one of this site's pages sent it; an unknown source
+    is not."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return False
+    parsed = urlsplit(source)
+    return f"{parsed.scheme}://{parsed.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def check_same_origin(request: Request) -> None:
@@ -215,26 +230,41 @@ def login_page(request: Request, session: SessionDep, next: str | None = None) -
     return render(request, "staff_login.html", {"next": safe_next(next) or "", "error": None, "email": ""})
 
 
+# The sign-in form's own fields, with their limits (a longer value is refused like a wrong password).
+_LOGIN_FIELDS = {"email": 320, "password": 128, "next": 2000, "resume_action": 2000}
+# A carried form may be a whole course plan (two fields per item; platform_api._routes.plan.FORM_FIELDS).
+RESUME_MAX_FIELDS = 50_000 + len(_LOGIN_FIELDS)
+
+
 @router.post("/login")
-def login(request: Request, session: SessionDep, settings: SettingsDep, form: PostedForm,
-          email: Annotated[str, Form(max_length=320)] = "", password: Annotated[str, Form(max_length=128)] = "",
-          next: Annotated[str, Form(max_length=2000)] = "",
-          resume_action: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    target = safe_next(next)
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    # Read here, not through Form parameters: those parse with Starlette's default limit of 1,000 fields, and a
+    # carried course plan has more.
+    form = await request.form(max_fields=RESUME_MAX_FIELDS)
+    fields = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+    return await run_in_threadpool(_login, request, session, settings, fields)
+
+
+def _login(request: Request, session: Session, settings, fields: list[tuple[str, str]]) -> Response:
+    own = {name: value for name, value in fields if name in _LOGIN_FIELDS}
+    email, password = own.get("email", ""), own.get("password", "")
+    target = safe_next(own.get("next"))
     # A form posted while signed out (see to_login): sent again to its own page once signed in.
-    resume_to = safe_next(resume_action)
-    resume = [(name.removeprefix(RESUME_PREFIX), value) for name, value in form
+    resume_to = safe_next(own.get("resume_action"))
+    resume = [(name.removeprefix(RESUME_PREFIX), value) for name, value in fields
               if name.startswith(RESUME_PREFIX)] if resume_to else []
     try:
-        if resume_to:
-            check_same_origin(request)
+        if any(len(own.get(name, "")) > limit for name, limit in _LOGIN_FIELDS.items()):
+            raise InvalidInput("A field of the sign-in form is too long")
+        if resume_to and not _posted_from_our_pages(request):
+            raise PermissionDenied("This form must be sent from the learnloop pages")
         tokens = _users.login(session=session, settings=settings, email=email.strip().lower(), password=password)
         claims = decode_token(settings=settings, token=tokens.access_token, expected=TokenType.access)
         user = session.get(User, uuid.UUID(str(claims["sub"])))
     except LearnloopError as exc:
-        return render(request, "staff_login.html", {"next": target or "", "error": exc.message, "email": email,
-                                                    "resume_action": resume_to or "", "resume": resume},
-                      status_code=401)
+        return render(request, "staff_login.html", {"next": target or "", "error": exc.message,
+                                                    "email": email[:320], "resume_action": resume_to or "",
+                                                    "resume": resume}, status_code=401)
     if resume_to:
         response: Response = render(request, "staff_resume.html", {"user": user, "action": resume_to,
                                                                    "fields": resume})

@@ -344,6 +344,9 @@ def _dictionary(values) -> tuple:
     import pandas as pd
 
     if isinstance(values.dtype, pd.CategoricalDtype):
+        # Only the ids the opens use: a filtered frame keeps every category it ever had (an id no open points at
+        # would still be sent, and one the service cannot take would fail every request of the course).
+        values = values.cat.remove_unused_categories()
         index, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         index, uniques = pd.factorize(values.to_numpy(), sort=False)

@@ -127,11 +127,12 @@ class CourseCache:
             return entry
 
     def _refresh(self, key: tuple, old: _CourseEntry, build) -> None:
+        started = self._clock()
         try:
             entry = build()
             if old.state is not None:  # the course has treatment traffic: have its ranker state ready too
                 entry.course_state(int(key[1]))
-            self._store(key, entry)
+            self._store(key, entry, unless_newer_than=started)
             with self._lock:
                 self.refreshes += 1
         except Exception:  # the stale entry keeps answering; a later request tries again
@@ -140,9 +141,14 @@ class CourseCache:
             with self._lock:
                 self._refreshing.pop(key, None)
 
-    def _store(self, key: tuple, entry: _CourseEntry) -> _CourseEntry:
-        entry.created = self._clock()
+    def _store(self, key: tuple, entry: _CourseEntry, unless_newer_than: float | None = None) -> _CourseEntry:
+        """Keep ``entry`` for ``key``; a refresh (``unless_newer_than``: when it started) never replaces an entry
+        built after it started (e.g. in line, once the old one expired), which holds newer opens."""
         with self._lock:
+            current = self._entries.get(key)
+            if unless_newer_than is not None and current is not None and current.created > unless_newer_than:
+                return current
+            entry.created = self._clock()
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:

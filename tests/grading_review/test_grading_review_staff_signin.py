@@ -133,6 +133,25 @@ def test_a_decision_posted_after_the_sign_in_expired_is_saved_after_signing_in_a
     seen = client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
     assert (seen["status"], seen["score"]) == ("graded", 2.0)
 
+    # Another site's post (it never carries the SameSite cookie, so it always looks signed out) is not carried:
+    # otherwise the next staff member to sign in would post the attacker's grade from our own page.
+    client.cookies.clear()
+    forged = client.post(f"/grading/submissions/{submission}/override", data=form,
+                         headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 303 and forged.headers["location"] == "/staff/login"
+    unknown = client.post(f"/grading/submissions/{submission}/override", data=form)  # no Origin, no Referer
+    assert unknown.status_code == 303 and "resume" not in unknown.text
+    refused = client.post("/staff/login", headers={"Origin": "https://evil.example"}, data={
+        "email": instructor.email, "password": PASSWORD, "resume_action": f"/grading/submissions/{submission}/override",
+        **{f"resume.{name}": value for name, value in form.items()}})
+    assert refused.status_code == 401 and "learnloop_staff_token" not in client.cookies
+
+    # A whole course plan (two fields per item) is carried too: more than Starlette's default 1,000 fields.
+    big = {f"resume.week-{uuid.uuid4()}": "3" for _ in range(1500)}
+    carried = client.post("/staff/login", headers={"Origin": "http://testserver"}, data={
+        "email": instructor.email, "password": PASSWORD, "resume_action": f"/staff/courses/{course.id}/plan", **big})
+    assert carried.status_code == 200 and carried.text.count('type="hidden" name="week-') == 1500
+
     # A resume_action pointing off our pages is ignored: a plain sign-in, nothing posted anywhere.
     client.cookies.clear()
     plain = client.post("/staff/login", data={"email": instructor.email, "password": PASSWORD,

@@ -191,3 +191,36 @@ def test_cold_start_and_control_come_from_the_cached_popularity(course_input):
     assert _scores(cold) == _scores(uncached)
     entry = service.course_entry(course_id="C-1", interactions=interactions, items=items, day=DAY, cache=cache)
     assert entry.state is None  # popularity requests never build the ranker's course state
+
+
+def test_a_slow_refresh_never_replaces_an_entry_built_after_it_started(course_input):
+    """The refresh started; the entry then expired and a request rebuilt it in line from newer opens. When the
+    slow refresh finishes, the newer entry stays."""
+    import threading
+
+    interactions, items = course_input
+    now = [0.0]
+    cache = service.CourseCache(ttl_seconds=30.0, refresh_seconds=15.0, clock=lambda: now[0])
+    user = sorted(set(interactions["user_id"]))[7]
+    _serve(user, interactions, items, None, cache)
+    later = _new_activity(interactions, items, user, [])
+    build, release = service._build_course, threading.Event()
+
+    def slow(*args, **kwargs):
+        if threading.current_thread().name.startswith("course-refresh"):
+            release.wait(60)
+        return build(*args, **kwargs)
+
+    service._build_course = slow
+    try:
+        now[0] = 20.0
+        _serve(user, later, items, None, cache)  # starts the refresh (blocked)
+        newest = _new_activity(later, items, user, [])
+        now[0] = 40.0  # the entry expired: built in line from the newest opens
+        _serve(user, newest, items, None, cache)
+        release.set()
+        cache.wait_for_refreshes(timeout=60)
+    finally:
+        service._build_course = build
+    _serve(user, newest, items, None, cache)
+    assert cache.hits == 1  # still the in-line entry (built from `newest`), not the refresh's older one

@@ -175,3 +175,18 @@ def test_the_client_refuses_days_a_packed_column_cannot_hold():
 
     with pytest.raises(InvalidInput, match="within 0..100000"):
         encode_opens(pd.DataFrame({"user_id": ["u1"], "item_id": ["i"], "day": [2**32 + 5]}))
+
+
+def test_only_the_ids_the_opens_use_are_sent():
+    """The platform's opens are categorical and filtered to the course's items; the categories keep every id ever
+    posted (a 200-character junk content id, say). Sending those would make every request of the course a 422."""
+    from serving.api import encode_opens
+    from serving.data import Opens
+
+    posted = pd.DataFrame({"user_id": ["u1", "u2", "u1"], "item_id": ["i1", "x" * 200, "i2"], "day": [1, 2, 3]})
+    posted = posted.astype({"user_id": "category", "item_id": "category"})
+    course = posted[posted["item_id"].isin({"i1", "i2"})]
+    wire = encode_opens(course)
+    assert sorted(wire["items"]) == ["i1", "i2"] and wire["users"] == ["u1"]
+    frame = Opens.model_validate_json(json.dumps(wire)).frame()
+    assert list(frame["item_id"].astype(str)) == ["i1", "i2"]
