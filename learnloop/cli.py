@@ -87,8 +87,26 @@ def _quiet_third_parties() -> None:
 
 
 def main() -> None:
+    """The ``learnloop`` command. A user error that a command did not report itself (bad data, a missing file, a
+    refused request) is one line on stderr and exit status 1, not a traceback; anything else is a bug and keeps its
+    traceback."""
+    from learnloop.errors import LearnloopError
+
     _quiet_third_parties()
-    build_app()()
+    try:
+        build_app()()
+    except LearnloopError as exc:
+        _fail(exc.message)
+    except FileNotFoundError as exc:
+        _fail(f"no such file or folder: {exc.filename or exc}")
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

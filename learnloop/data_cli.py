@@ -37,6 +37,8 @@ def check(
             table.add_row(name, entry["status"], rows or entry.get("error", ""))
         Console().print(table)
     if not report["ok"]:
+        if "error" in report:
+            err.print(f"error: {report['error']}", highlight=False, soft_wrap=True)
         for entry in report["datasets"].values():
             if entry["status"] == "invalid":
                 err.print(f"error: {entry['error']}", highlight=False, soft_wrap=True)
@@ -45,7 +47,7 @@ def check(
 
 def synth(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <data dir>/synth)."),
-    students: int = typer.Option(120, help="Learners per module-presentation."),
+    students: int = typer.Option(120, min=10, help="Learners per module-presentation (at least 10)."),
     essays: int = typer.Option(160, help="Essays per prompt."),
     seed: int = typer.Option(7),
 ) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import io
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -56,8 +55,8 @@ def _use_datasets(ctx: DemoContext) -> str:
     ctx.settings = get_settings()
     report = check_datasets(ctx.datasets_root)
     if not report["ok"]:
-        bad = next(d for d in report["datasets"].values() if d["status"] == "invalid")
-        raise SystemExit(f"data check failed: {bad['error']}")
+        bad = next((d["error"] for d in report["datasets"].values() if d["status"] == "invalid"), report.get("error"))
+        raise SystemExit(f"data check failed: {bad}")
     found = [name for name, d in report["datasets"].items() if d["status"] == "ok"]
     kind = "synthetic" if ctx.synthetic else "real"
     return f"{kind} data in {ctx.datasets_root}: {', '.join(found)}"
@@ -349,24 +348,11 @@ def _stop_services(processes: list[subprocess.Popen]) -> None:
     stop_model_service(model_service)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (``kill``, a container or service manager stopping the demo) ends it like Ctrl-C does, so the model
-    service and the platform API, which run in sessions of their own, are stopped too rather than left serving."""
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the services' shutdown short
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_demo(*, serve: bool = True, synthetic: bool = False) -> None:
     """Run every step, printing a line each; then serve until Ctrl-C or SIGTERM (or, with serve=False, check and
     stop)."""
+    from learnloop.shutdown import sigterm_as_interrupt
+
     with sigterm_as_interrupt():
         _run_demo(serve=serve, synthetic=synthetic)
 

@@ -16,24 +16,46 @@ def serve_models(
     """Run the model service (BentoML + ONNX Runtime) serving every @champion; Ctrl-C stops it."""
     from learnloop.errors import Unavailable
     from learnloop.settings import get_settings
+    from learnloop.shutdown import sigterm_as_interrupt
     from serving.api import start_model_service, stop_model_service, wait_until_ready
 
     settings = get_settings()
     host = host or settings.serving_host
     port = port or settings.serving_port
-    process = start_model_service(settings=settings, host=host, port=port, workers=workers,
-                                  poll_seconds=poll_seconds)
-    try:
+    log_path = settings.data_path / "logs" / "model-service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with sigterm_as_interrupt():  # kill / a service manager stops the server too, like Ctrl-C
+        process = start_model_service(settings=settings, host=host, port=port, workers=workers,
+                                      poll_seconds=poll_seconds, log_path=log_path)
         try:
-            wait_until_ready(f"http://{host}:{port}", timeout=180, process=process)
-            typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /admin/reload)", err=True)
-        except Unavailable as exc:
-            typer.echo(f"warning: {exc}", err=True)
-        process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_model_service(process)
+            try:
+                wait_until_ready(f"http://{host}:{port}", timeout=180, process=process)
+                typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /admin/reload); "
+                           f"log: {log_path}", err=True)
+            except Unavailable as exc:
+                if process.poll() is not None:  # it exited: say why, and fail
+                    typer.echo(f"error: {exc}; the end of {log_path}:\n{_tail(log_path)}", err=True)
+                    raise typer.Exit(1) from exc
+                typer.echo(f"warning: {exc} (still starting; log: {log_path})", err=True)
+            process.wait()
+            if process.returncode:
+                typer.echo(f"error: the model service stopped (exit {process.returncode}); the end of "
+                           f"{log_path}:\n{_tail(log_path)}", err=True)
+                raise typer.Exit(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_model_service(process)
+
+
+def _tail(path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+BENCH_PATHS = ("bentoml", "mlflow", "api", "limit", "essay")  # what --only may name
 
 
 def bench_serve(
@@ -52,6 +74,10 @@ def bench_serve(
     from serving._bench import bench_serve as run_bench
 
     console = Console(stderr=True)
+    unknown = sorted(set(only) - set(BENCH_PATHS))
+    if unknown:
+        raise typer.BadParameter(f"unknown path(s) {', '.join(unknown)}; choose from {', '.join(BENCH_PATHS)}",
+                                 param_hint="--only")
     try:
         with console.status("bench serve") as status:
             result = run_bench(get_settings(), seconds=seconds, workers=workers, only=only or None,

@@ -39,6 +39,8 @@ def read_table(path: Path, columns: list[Column], *, sep: str = ",", quoting: in
         raise DataValidationError(path, "file not found")
     try:
         raw = _read_raw(path, sep=sep, quoting=quoting)
+    except pd.errors.EmptyDataError as exc:
+        raise DataValidationError(path, "is empty (no header, no rows)") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
         raise DataValidationError(path, f"cannot be parsed ({_first_line(exc)})") from exc
     missing = [c.name for c in columns if c.name not in raw.columns]

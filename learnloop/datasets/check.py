@@ -34,5 +34,9 @@ def check_datasets(root: Path) -> dict[str, Any]:
         except DataValidationError as exc:
             report["datasets"][name] = {"status": "invalid", "error": exc.message,
                                         "file": str(exc.path), "column": exc.column}
-    report["ok"] = all(d["status"] != "invalid" for d in report["datasets"].values())
+    found = sum(d["status"] != "absent" for d in report["datasets"].values())
+    report["ok"] = found > 0 and all(d["status"] != "invalid" for d in report["datasets"].values())
+    if not found:  # a mistyped --root or an empty folder is not "all fine"
+        report["error"] = (f"no data sets in {root}" + ("" if root.is_dir() else " (no such folder)") +
+                           f"; expected one of {', '.join(readers)} (or any BEIR folder), or `learnloop data synth`")
     return report

@@ -34,6 +34,11 @@ def bench_catalog_search(*, embedder, n_items: int = 1000, n_courses: int = 20, 
     from learnloop.datasets import load_catalog
 
     catalog = load_catalog().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    if len(catalog) <= n_items:  # the queries are the titles of catalog items left out of the index
+        from learnloop.errors import InvalidInput
+
+        raise InvalidInput(f"the course catalog holds {len(catalog):,} items: index fewer than that (--items "
+                           f"{max(len(catalog) * 3 // 4, 1)}, say) so the rest can be the queries")
     indexed, held_out = catalog.iloc[:n_items], catalog.iloc[n_items:]
     items = [
         ContentItem(

@@ -53,3 +53,33 @@ def test_help_lists_the_command_groups():
     result = run("--help")
     assert result.returncode == 0
     assert "data" in result.stdout and "demo" in result.stdout
+
+
+def test_user_errors_are_one_line_and_exit_1_not_a_traceback(tmp_path):
+    """A command that does not report a user error itself still never shows a traceback for one."""
+    missing = run("train", "risk", "--training-set", str(tmp_path / "nope.parquet"),
+                  env={"LEARNLOOP_DATA_DIR": str(tmp_path / "var")})
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "no such file or folder" in missing.stderr and "nope.parquet" in missing.stderr
+
+
+def test_data_check_finding_nothing_or_an_empty_file_fails_with_one_line(synth_root, tmp_path):
+    import shutil
+
+    nothing = run("data", "check", "--json", "--root", str(tmp_path / "mistyped"))
+    assert nothing.returncode == 1 and json.loads(nothing.stdout)["ok"] is False
+    assert "no data sets in" in nothing.stderr and "no such folder" in nothing.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_root / "oulad", copy / "oulad")
+    (copy / "oulad" / "courses.csv").write_text("")
+    empty = run("data", "check", "--root", str(copy))
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr
+    assert "courses.csv" in empty.stderr and "is empty" in empty.stderr
+
+
+def test_bench_arguments_that_cannot_work_are_refused_with_the_reason(synth_root):
+    search = run("bench", "search", "--json", "--items", "100000", env={"LEARNLOOP_DATASETS_DIR": str(synth_root)})
+    assert search.returncode != 0 and "Traceback" not in search.stderr
+    assert "index fewer than that" in search.stderr
+    serve = run("bench", "serve", "--only", "bogus")
+    assert serve.returncode == 2 and "choose from bentoml, mlflow, api, limit, essay" in serve.stderr

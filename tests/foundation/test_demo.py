@@ -41,7 +41,7 @@ def test_sigterm_stops_the_demo_like_ctrl_c():
     import signal
     import time
 
-    from learnloop.demo import sigterm_as_interrupt
+    from learnloop.shutdown import sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
