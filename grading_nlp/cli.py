@@ -54,6 +54,10 @@ def train_essays(
         task = progress.add_task("train essays", total=None)
         summaries = train_essay_models(data, prompts=prompt or None, register=register,
                                        advance=lambda what: progress.update(task, description=what))
+    if prompt and not summaries:  # asked for prompts the data does not hold: nothing was trained
+        typer.echo(f"error: no essays of prompt(s) {', '.join(map(str, prompt))} in the data; nothing was trained",
+                   err=True)
+        raise typer.Exit(1)
     if json_output:
         typer.echo(json.dumps({"models": summaries}))
         return

@@ -159,7 +159,7 @@ def features_materialize(
 
 def features_bench(
     service: str = typer.Option("student_risk_v1", "--service", help="FeatureService to read."),
-    repeats: int = typer.Option(2000, "--repeats", help="Reads per batch size."),
+    repeats: int = typer.Option(2000, "--repeats", min=1, help="Reads per batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Online read latency through the FeatureService: p50/p99 for 1 and 100 entities."""

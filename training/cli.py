@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from training.data import Learner
+
 
 def _progress():
     """A spinner on stderr; returns (context manager, callback taking a message)."""
@@ -31,7 +33,7 @@ def _exit_on_domain_error(exc: Exception) -> None:
 
 
 def train_risk(
-    learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
+    learner: Learner = typer.Option(Learner.hgb, help="hgb (HistGradientBoosting) or logreg (baseline)."),
     max_iter: int = typer.Option(300, help="Boosting iterations (hgb) with --fixed-capacity."),
     select_capacity: bool = typer.Option(True, "--select-capacity/--fixed-capacity",
                                          help="Choose the hgb capacity by leave-one-presentation-out on the "
@@ -43,7 +45,7 @@ def train_risk(
 ) -> None:
     """Train the at-risk model (train 2013B/2013J/2014B, hold out 2014J), log it and register it as challenger."""
     from learnloop.errors import LearnloopError
-    from training._risk import CAPACITY_GRID, Learner, RiskRecipe
+    from training._risk import CAPACITY_GRID, RiskRecipe
     from training.api import train_risk as run_training
 
     progress, say = _progress()
@@ -67,7 +69,7 @@ def train_risk(
 
 
 def eval_risk(
-    learner: str = typer.Option("hgb", help="hgb (HistGradientBoosting) or logreg (baseline)."),
+    learner: Learner = typer.Option(Learner.hgb, help="hgb (HistGradientBoosting) or logreg (baseline)."),
     training_set: Path | None = typer.Option(None, help="Parquet of a built risk training set (skips Feast)."),
     feature_service: str = typer.Option("student_risk_v2", help="FeatureService to evaluate (v1 for comparison)."),
     select_capacity: bool = typer.Option(True, "--select-capacity/--fixed-capacity",
@@ -77,7 +79,7 @@ def eval_risk(
 ) -> None:
     """The at-risk protocol on OULAD: AUC by week (all, active, with clicks on AAA 2014J) and Brier."""
     from learnloop.errors import LearnloopError
-    from training._risk import CAPACITY_GRID, Learner, RiskRecipe
+    from training._risk import CAPACITY_GRID, RiskRecipe
     from training.api import evaluate_risk
 
     progress, say = _progress()

@@ -84,3 +84,11 @@ def test_bench_arguments_that_cannot_work_are_refused_with_the_reason(synth_root
     serve = run("bench", "serve", "--only", "bogus")
     words = " ".join(serve.stderr.replace("│", " ").split())  # rich boxes and wraps the message
     assert serve.returncode == 2 and "choose from bentoml, mlflow, api, limit, essay" in words
+
+
+def test_training_options_that_cannot_work_are_refused(synth_root, tmp_path):
+    learner = run("train", "risk", "--learner", "foo", env={"LEARNLOOP_DATA_DIR": str(tmp_path / "var")})
+    assert learner.returncode == 2 and "Traceback" not in learner.stderr and "'hgb'" in learner.stderr
+    essays = run("train", "essays", "--prompt", "99", "--data", str(synth_root / "asap_aes" / "essays.tsv"),
+                 env={"LEARNLOOP_DATA_DIR": str(tmp_path / "var")})
+    assert essays.returncode == 1 and "no essays of prompt(s) 99" in essays.stderr
