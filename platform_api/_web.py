@@ -141,11 +141,9 @@ def _posted_from_our_pages(request: Request) -> bool:
 
 def check_same_origin(request: Request) -> None:
     """Refuse a state-changing form post that another site made the browser send."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if source is None:
+    if not (request.headers.get("origin") or request.headers.get("referer")):
         return  # SameSite=Strict already kept the cookie off cross-site requests
-    parsed = urlsplit(source)
-    if f"{parsed.scheme}://{parsed.netloc}" != f"{request.url.scheme}://{request.url.netloc}":
+    if not _posted_from_our_pages(request):
         raise PermissionDenied("This form must be sent from the learnloop pages")
 
 
