@@ -69,9 +69,16 @@ def _served_lines(models) -> list[str]:
         origin = f"@{model.alias}" if model.alias else (f"trained {model.trained_at}" if model.trained_at else "")
         inputs = f"{model.n_inputs} inputs" if model.n_inputs is not None else ""
         head = " ".join(part for part in (f"  {model.name:18s} {model.status.value:11s}",
-                                          f"v{model.version}" if model.version else "-", origin, inputs) if part)
+                                          _version(model.version), origin, inputs) if part)
         lines.append(head + (f" ({model.detail})" if model.detail else ""))
     return lines
+
+
+def _version(version: str | None) -> str:
+    """Registry versions are numbers (v3); an essay grader's version is a name of its own."""
+    if not version:
+        return "-"
+    return f"v{version}" if version.isdigit() else version
 
 
 def models_served(

@@ -148,6 +148,7 @@ def test_the_page_shows_what_the_model_service_serves_of_every_model(platform, d
     page = platform.client.get("/operator", headers=platform.admin_headers).text
     assert 'data-served="loaded"' in page and "88 inputs" in page and 'data-served="unavailable"' in page
     assert "trained 2026-11-25T19:00:00+00:00 on <code>/data/asap_aes/essays.tsv</code>" in page
+    assert "v3 <span" in page and "essay-p2-full-20261125T190000" in page and "vessay" not in page
 
     def down(**_):
         raise Unavailable("the model service at http://127.0.0.1:3000 does not answer /admin/models")
