@@ -7,6 +7,7 @@ Serving loads a prompt's model once per file version and runs the head with ONNX
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -137,7 +138,8 @@ def _head_inputs(directory: Path, loaded: LoadedModel | None) -> int | None:
     if key not in _HEAD_INPUTS:
         try:
             width = _head_session(head).get_inputs()[0].shape[-1]
-        except Exception:  # noqa: BLE001 - an unreadable head is reported by the load itself, not by this count
+        except Exception as exc:  # noqa: BLE001 - ORT's errors derive from Exception; the count is only shown
+            logging.getLogger(__name__).warning("cannot read the input shape of %s: %s", head, exc)
             return None
         if not isinstance(width, int):
             return None
