@@ -69,7 +69,8 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
         if drift is not None:
             drift = {**drift, "report_html_url": report_url(Path(drift["report_html"])),
                      "report_json_url": report_url(Path(drift["report_json"]))}
-        rows.append({"name": name, "aliases": by_name.get(name, {}).get("aliases", {}),
+        rows.append({"name": name, "in_registry_view": name in by_name,
+                     "aliases": by_name.get(name, {}).get("aliases", {}),
                      "versions": by_name.get(name, {}).get("versions", []), "drift": drift,
                      "check": checks.get(name), "served": served_by_name.get(name),
                      "predictions": volume.get(name)})
