@@ -12,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from grading_nlp.data import AiGrade, GradeStatus, ModelKind
+from grading_nlp.data import AiGrade, EssayGraderStatus, GradeStatus, ModelKind
 from learnloop.settings import Settings, get_settings
 
 __all__ = [
     "MAX_ESSAY_CHARS",
     "AiGrade",
+    "EssayGraderStatus",
     "GradeStatus",
     "ModelKind",
     "choose_model_kind",
+    "essay_grader_status",
     "evaluate_essays",
     "grade_essay",
     "grade_essays",
@@ -191,12 +193,13 @@ def train_essay_models(
         dev_mask = (frame["fold"] == 4).to_numpy() if "fold" in frame else None
         model = fit_prompt_model(texts, frame["domain1_score"].to_numpy(), score_range, prompt_id=prompt,
                                  dev_mask=dev_mask)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        model.model_version = f"essay-p{prompt}-{model.kind.value}-{stamp}"
+        trained_at = datetime.now(UTC)
+        model.model_version = f"essay-p{prompt}-{model.kind.value}-{trained_at.strftime('%Y%m%dT%H%M%S')}"
         held_out = model.dense(texts[:200])[0]
         onnx_bytes, parity = _store.export_head_onnx(model, held_out)
         meta = {"prompt": prompt, "model_version": model.model_version, "kind": model.kind.value,
                 "score_range": list(score_range), "n_train": model.n_train, "essays_path": essays_path,
+                "trained_at": trained_at.isoformat(timespec="seconds"), "n_inputs": len(model.feature_names),
                 "dev_qwk": model.dev_qwk,
                 "onnx_parity_max_abs_diff": parity, "conformal_quantile": model.conformal_quantile}
         meta["interval_coverage_gap"] = model.extra["interval_coverage_gap"]
@@ -210,8 +213,8 @@ def train_essay_models(
 
 def trained_essay_models(*, settings: Settings | None = None) -> list[dict]:
     """The ``meta.json`` of every prompt's saved grader (what ``grade_essay`` serves), by prompt: ``prompt``,
-    ``model_version``, ``kind``, ``score_range``, ``n_train`` and, for graders trained since it was recorded,
-    ``essays_path`` (the ASAP-format TSV it learned from)."""
+    ``model_version``, ``kind``, ``score_range``, ``n_train`` and, for graders trained since they were recorded,
+    ``essays_path`` (the ASAP-format TSV it learned from), ``trained_at`` and ``n_inputs`` (the head's features)."""
     import json
 
     from grading_nlp import _store
@@ -220,6 +223,17 @@ def trained_essay_models(*, settings: Settings | None = None) -> list[dict]:
     metas = [json.loads(path.read_text()) for path in folder.glob(f"prompt-*/{_store.META_FILE}")
              if (path.parent / _store.MODEL_FILE).is_file()] if folder.is_dir() else []
     return sorted(metas, key=lambda meta: int(meta["prompt"]))
+
+
+def essay_grader_status(*, settings: Settings | None = None) -> list[EssayGraderStatus]:
+    """Every prompt's saved grader as ``grade_essay`` serves it in this process, by prompt: its version, where it
+    came from (``trained_on``) and when it was trained, how many features its head takes, whether this process
+    has loaded it yet (graders load at their prompt's first essay) and what stops or degrades it (``problem``).
+    Nothing is loaded for serving to answer (a grader saved before its meta.json recorded ``n_inputs`` has its ONNX
+    head opened once to count them)."""
+    from grading_nlp import _store
+
+    return _store.grader_statuses(settings or get_settings())
 
 
 def _register(model, onnx_bytes: bytes, parity: float, frame, dev_mask, meta: dict, settings: Settings) -> str:

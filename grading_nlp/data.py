@@ -39,3 +39,31 @@ class AiGrade:
     prompt_id: int | None = None
     coverage: float | None = None
     score_range: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class EssayGraderStatus:
+    """One prompt's saved grader as ``grade_essay`` serves it from ``<data dir>/grading/prompt-<id>/``.
+
+    Graders are files, not registry aliases: ``location`` is the folder, ``trained_on`` the ASAP-format essays it
+    learned from, ``trained_at`` when (ISO 8601, UTC). ``loaded`` says whether this process holds the current file
+    version (a grader loads at its prompt's first essay); ``problem`` says why it cannot be served (no model file,
+    a load that failed) or what degrades it (no ONNX head: graded with the slower scikit-learn head).
+    """
+
+    prompt_id: int
+    location: str
+    model_version: str | None = None
+    kind: str | None = None
+    trained_on: str | None = None
+    trained_at: str | None = None
+    n_inputs: int | None = None
+    registered_version: str | None = None
+    loaded: bool = False
+    servable: bool = True
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name in the prediction log, drift monitoring and the registry."""
+        return f"essay_grader_p{self.prompt_id}"

@@ -114,8 +114,11 @@ def _recommender(ctx: DemoContext) -> str:
 
     report = train_and_promote(settings=ctx.settings)  # the OULAD folder of the chosen data sets
     metrics = report["metrics"]
+    gate = report["promotion"]
+    if any(failure.startswith("beats_fallback") for failure in report.get("gate_failures", ())):
+        gate += " (learners keep popularity within week until a ranker beats it)"
     return (f"recommender v{report['version']} (held-out {report['held_out']} NDCG@10 {metrics['ndcg_at_10']:.3f} "
-            f"vs popularity within week {metrics['ndcg_at_10_popularity_recent']:.3f}); gate: {report['promotion']}")
+            f"vs popularity within week {metrics['ndcg_at_10_popularity_recent']:.3f}); gate: {gate}")
 
 
 def _catalog_courses(ctx: DemoContext, sources: list[str]) -> dict[str, uuid.UUID]:

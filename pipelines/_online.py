@@ -36,9 +36,15 @@ def reader_for(store, service: str):
 
 
 def _open(store, service: str):
+    from feast.errors import FeatureServiceNotFoundException
+
     from serving.api import open_online_reader
 
-    registered = store.get_feature_service(service)
+    try:
+        registered = store.get_feature_service(service)
+    except FeatureServiceNotFoundException as exc:
+        raise Unavailable(f"FeatureService {service} is not registered in the feature store in "
+                          f"{store.config.repo_path}; run `learnloop features build` first") from exc
     in_registry = [f.name for projection in registered.feature_view_projections for f in projection.features]
     if in_registry != feature_names(service):
         raise Unavailable(f"{service} in the registry differs from features/_catalog.py; run `learnloop features "

@@ -94,21 +94,41 @@ def materialize(*, store: FeatureStore | None = None, end: datetime | None = Non
     then answers exactly what ``get_historical_features`` answers as of ``end`` (Feast's online read ignores
     TTL). Later runs start where the last one ended. ``progress(view, done, total)`` is called per view.
     Returns per-view intervals and seconds.
+
+    Raises ``Unavailable`` (saying to run ``learnloop features build``) when there is nothing to materialize from:
+    no feature views registered (the repo was never applied), a view's offline source missing, or sources without
+    a single row. Only a store that is already up to date reports every view ``skipped``.
     """
     from features.api import get_store
 
     store = store or get_store()
-    names = list(views) if views else [fv.name for fv in store.list_feature_views()]
+    registered = [fv.name for fv in store.list_feature_views()]
+    where = store.config.repo_path
+    if not registered:
+        raise Unavailable(f"the feature store in {where} has no feature views registered (it was never built); "
+                          "run `learnloop features build` first")
+    names = list(views) if views else registered
+    unknown = sorted(set(names) - set(registered))
+    if unknown:
+        raise Unavailable(f"feature view(s) {', '.join(unknown)} are not registered in the feature store in {where}; "
+                          "run `learnloop features build` first")
+    missing = [name for name in names if not _source_file(store, name).exists()]
+    if missing:
+        raise Unavailable(f"the offline sources of {', '.join(missing)} are missing in {where}; run `learnloop "
+                          "features build` first")
     end = end or latest_event(store, names)
-    report: dict[str, Any] = {"end": end.isoformat() if end else None}
+    if end is None:
+        raise Unavailable(f"the offline sources in {where} hold no rows to materialize; run `learnloop features "
+                          "build` first")
+    report: dict[str, Any] = {"end": end.isoformat()}
     for done, name in enumerate(names):
         if progress:
             progress(name, done, len(names))
         view = store.get_feature_view(name)
         start = view.most_recent_end_time
-        if start is None and end is not None:
+        if start is None:
             start = end - view.ttl
-        if end is None or start >= end:
+        if start >= end:  # already materialized up to the newest source row
             report[name] = {"skipped": True}
             continue
         started = time.perf_counter()
@@ -119,6 +139,12 @@ def materialize(*, store: FeatureStore | None = None, end: datetime | None = Non
     return report
 
 
+def _source_file(store: FeatureStore, view: str) -> Path:
+    """The parquet file behind a registered view (relative paths are under the store's repo dir)."""
+    path = Path(store.get_feature_view(view).batch_source.path)
+    return path if path.is_absolute() else Path(store.config.repo_path) / path
+
+
 def latest_event(store: FeatureStore, views: Sequence[str]) -> datetime | None:
     """The newest ``event_timestamp`` across the sources of ``views`` (None when all are empty)."""
     import pyarrow.compute as pc
@@ -126,9 +152,7 @@ def latest_event(store: FeatureStore, views: Sequence[str]) -> datetime | None:
 
     latest = None
     for name in views:
-        path = Path(store.get_feature_view(name).batch_source.path)
-        if not path.is_absolute():
-            path = Path(store.config.repo_path) / path
+        path = _source_file(store, name)
         if not path.exists():
             continue
         column = pq.read_table(path, columns=["event_timestamp"]).column(0)

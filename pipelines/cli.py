@@ -44,13 +44,22 @@ def _progress():
 def _materialize_with_progress(store) -> dict:
     from pipelines.api import materialize
 
-    with _progress() as bar, contextlib.redirect_stdout(sys.stderr):  # Feast prints; stdout stays JSON-only
-        task = bar.add_task("materialize", total=None)
+    bar = _progress()
+    task = None
 
-        def step(view: str, done: int, total: int) -> None:
-            bar.update(task, total=total, completed=done, description=f"materialize {view}".strip())
+    def step(view: str, done: int, total: int) -> None:
+        nonlocal task
+        if task is None:  # shown once materializing starts: a refusal (nothing built yet) is its one error line
+            bar.start()
+            task = bar.add_task("materialize", total=None)
+        bar.update(task, total=total, completed=done, description=f"materialize {view}".strip())
 
-        return materialize(store=store, progress=step)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Feast prints; stdout stays JSON-only
+            return materialize(store=store, progress=step)
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def _import_with_progress(*, presentations: list[str] | None, oulad_dir: Path | None = None) -> dict:
@@ -150,7 +159,8 @@ def features_build(
 def features_materialize(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Materialize source rows newer than the last run into the online store (incremental)."""
+    """Materialize source rows newer than the last run into the online store (incremental). Fails (exit 1) on a
+    store that was never built: run `learnloop features build` first."""
     from features.api import get_store
 
     report = _materialize_with_progress(get_store())

@@ -44,7 +44,13 @@ from platform_api._schemas import (
     SubmissionPublic,
     UserAssessmentPublic,
 )
-from platform_api.data import EnrollmentStatus, GradedBy, QuestionKind, SubmissionStatus
+from platform_api.data import (
+    EnrollmentStatus,
+    GradedBy,
+    QuestionKind,
+    SubmissionPublicStatus,
+    SubmissionStatus,
+)
 from platform_api.policy import Permission, Principal, Scope
 
 
@@ -326,6 +332,14 @@ def grade_label(grade: Grade | None) -> str | None:
     return "Instructor-graded"
 
 
+def public_status(status: SubmissionStatus, *, staff: bool) -> SubmissionPublicStatus:
+    """The status a viewer reads: staff the stored one; anyone else ``in_review`` until the grade is final, so a
+    learner never learns whether the AI has suggested a grade before staff decide."""
+    if staff or status is SubmissionStatus.graded:
+        return SubmissionPublicStatus(status.value)
+    return SubmissionPublicStatus.in_review
+
+
 def submission_public(session: Session, actor: Principal | None, submission: Submission,
                       course: Course) -> SubmissionPublic:
     staff = policy.is_course_staff(session, actor, course)
@@ -336,7 +350,8 @@ def submission_public(session: Session, actor: Principal | None, submission: Sub
             select(Grade).where(Grade.submission_id == submission.id).order_by(Grade.created_at))]
     return SubmissionPublic(
         id=submission.id, assessment_id=submission.assessment_id, user_id=submission.user_id,
-        course_id=submission.course_id, status=submission.status, attempt=submission.attempt,
+        course_id=submission.course_id, status=public_status(submission.status, staff=staff),
+        attempt=submission.attempt,
         answers=readable(submission.answers), submitted_at=submission.submitted_at,
         score=final.score if final else None, max_score=final.max_score if final else None,
         feedback=final.feedback if final else None, grade_label=grade_label(final), grades=grades)
@@ -421,7 +436,11 @@ def list_user_assessments(*, session: Session, actor: Principal | None, user_id:
                                                                                         Assessment.id)
     assessments, total = paginate(session, statement, limit=limit, offset=offset)
     rows = []
+    staff_of: dict[uuid.UUID, bool] = {}  # course → may the caller read its submissions' real status
     for assessment in assessments:
+        if assessment.course_id not in staff_of:
+            staff_of[assessment.course_id] = policy.is_course_staff(session, actor,
+                                                                     session.get(Course, assessment.course_id))
         latest = session.scalar(select(Submission).where(Submission.assessment_id == assessment.id,
                                                          Submission.user_id == user_id)
                                 .order_by(Submission.attempt.desc()))
@@ -429,7 +448,8 @@ def list_user_assessments(*, session: Session, actor: Principal | None, user_id:
         rows.append(UserAssessmentPublic(
             assessment_id=assessment.id, course_id=assessment.course_id, title=assessment.title,
             kind=assessment.kind, due_at=assessment.due_at, submission_id=latest.id if latest else None,
-            status=latest.status if latest else None, score=final.score if final else None,
+            status=public_status(latest.status, staff=staff_of[assessment.course_id]) if latest else None,
+            score=final.score if final else None,
             max_score=final.max_score if final else None, grade_label=grade_label(final)))
     return rows, total
 

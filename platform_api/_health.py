@@ -159,6 +159,15 @@ def _online_features(settings: Settings) -> ServiceHealth:
                          {"redis": address, "latency_ms": latency})
 
 
+def served_models(settings: Settings) -> list[dict[str, Any]]:
+    """What the model service serves, model by model (``POST /admin/models``), for the operator page: the risk
+    champion, the recommender's ranker and every essay grader with status, version and origin. Raises
+    ``learnloop.errors.Unavailable`` when the service does not answer (the page says so)."""
+    from serving.api import served_models as fetch
+
+    return [model.model_dump(mode="json") for model in fetch(settings=settings, timeout_s=2.0)]
+
+
 def _guarded(name: str, check: Callable[[], ServiceHealth]) -> ServiceHealth:
     try:
         return check()

@@ -36,7 +36,7 @@ from platform_api.data import (
     GradedBy,
     QuestionKind,
     ScopeType,
-    SubmissionStatus,
+    SubmissionPublicStatus,
     TranscodeStatus,
     UserRole,
     UserStatus,
@@ -637,7 +637,8 @@ class SubmissionPublic(OutputModel):
     assessment_id: uuid.UUID
     user_id: uuid.UUID
     course_id: uuid.UUID
-    status: SubmissionStatus
+    status: SubmissionPublicStatus = Field(description="Course staff read the stored status; the learner reads "
+                                           "`in_review` until staff decide (never whether the AI suggested a grade).")
     attempt: int
     answers: dict[str, Any]
     submitted_at: datetime
@@ -668,7 +669,8 @@ class UserAssessmentPublic(OutputModel):
     kind: AssessmentKind
     due_at: datetime | None
     submission_id: uuid.UUID | None
-    status: SubmissionStatus | None
+    status: SubmissionPublicStatus | None = Field(description="The latest submission's status (null: none yet); "
+                                                  "`in_review` for the learner until staff decide.")
     score: float | None
     max_score: float | None
     grade_label: GradeLabel | None = None

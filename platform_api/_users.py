@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from learnloop.settings import Settings
 from platform_api import _audit, _courses, policy
+from platform_api._assessments import public_status
 from platform_api._db import get_or_not_found, paginate
 from platform_api._models import (
     AuditLog,
@@ -286,9 +287,16 @@ def _without_ai_notes(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _learner_event(envelope: dict[str, Any]) -> dict[str, Any]:
-    if envelope.get("event_type") != "submission.graded":
-        return envelope
-    return {**envelope, "payload": _without_ai_notes(envelope.get("payload") or {})}
+    payload = envelope.get("payload") or {}
+    if envelope.get("event_type") == "submission.graded":
+        return {**envelope, "payload": _without_ai_notes(payload)}
+    if envelope.get("event_type") == "submission.created" and "status" in payload:
+        try:  # the status the learner reads (in_review until graded), as on the submission itself
+            status = public_status(SubmissionStatus(payload["status"]), staff=False).value
+        except ValueError:
+            return envelope
+        return {**envelope, "payload": {**payload, "status": status}}
+    return envelope
 
 
 def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID) -> dict[str, Any]:
@@ -296,8 +304,9 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
 
     It is the data subject's view, whoever asks (the user or an administrator on their behalf): what the product
     hides from learners stays out — AI grading suggestions and their notes (``STAFF_ONLY_EVENTS``), at-risk alerts
-    and their outcomes, and a submission the AI has suggested a grade for reads ``queued_for_ai_grading`` until
-    staff decide. Staff see those through the grading queue and the alerts API, not through this export."""
+    and their outcomes, and a submission that is not graded yet reads ``in_review`` (queued for the AI or with an
+    AI suggestion alike) until staff decide. Staff see those through the grading queue and the alerts API, not
+    through this export."""
     user = get_or_not_found(session, User, user_id, "User")
     if not (actor is None or actor.id == user_id or Permission.users_export in actor.global_permissions()):
         raise PermissionDenied("Only the user themself or an administrator may export an account")
@@ -312,7 +321,7 @@ def export_user(*, session: Session, actor: Principal | None, user_id: uuid.UUID
         submissions.append({
             "id": str(submission.id), "assessment_id": str(submission.assessment_id),
             "course_id": str(submission.course_id),
-            "status": (submission.status if graded else SubmissionStatus.queued_for_ai_grading).value,
+            "status": public_status(submission.status, staff=False).value,  # the data subject's view
             "answers": submission.answers, "submitted_at": submission.submitted_at.isoformat(),
             "grades": [{**public, "details": _without_ai_notes(public["details"])} for public in
                        (GradePublic.model_validate(g).model_dump(mode="json") for g in final)] if graded else [],

@@ -92,6 +92,18 @@ class SubmissionStatus(StrEnum):
     ai_suggested = "ai_suggested"  # the AI wrote a suggestion; invisible to the learner until staff decide
 
 
+class SubmissionPublicStatus(StrEnum):
+    """A submission's status as its viewer reads it. Course staff read the stored status (``graded``,
+    ``queued_for_ai_grading``, ``ai_suggested``); the learner, and anyone else who is not on the course's staff,
+    reads ``in_review`` until staff decide — whether the AI has suggested a grade yet is staff's working state, and
+    a learner must not learn that a suggestion exists before staff accept or override it."""
+
+    graded = "graded"  # final: the score is shown
+    queued_for_ai_grading = "queued_for_ai_grading"  # staff only: waiting for the AI grader
+    ai_suggested = "ai_suggested"  # staff only: an AI suggestion waits for staff to accept or override it
+    in_review = "in_review"  # what learners read instead of the two above: submitted, waiting for staff to grade it
+
+
 class GradedBy(StrEnum):
     auto = "auto"
     ai = "ai"

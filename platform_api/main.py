@@ -122,7 +122,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.include_router(grading.router, prefix=API_PREFIX)
     app.include_router(grading.pages)  # the server-rendered review page under /grading
     app.include_router(alerts.router, prefix=API_PREFIX)
-    app.include_router(operator.build_router(settings, services=lambda: [row.as_dict() for row in health_rows()]))
+    app.include_router(operator.build_router(settings, services=lambda: [row.as_dict() for row in health_rows()],
+                                             served=lambda: _health.served_models(settings)))
     # Server-rendered staff pages (cookie sign-in with the API's JWT): the instructor alerts page.
     app.include_router(_web.router)
     app.include_router(alerts.pages)

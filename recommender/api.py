@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from learnloop.errors import InvalidInput, PermissionDenied, Unavailable
 from learnloop.events import Event, Topic
 from learnloop.settings import Settings, get_settings
-from recommender.data import ContentChange, ContentItem, RecommendationList, SearchHit, Variant
+from recommender.data import ContentChange, ContentItem, RankerStatus, RecommendationList, SearchHit, Variant
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +34,7 @@ __all__ = [
     "feedback_from_events",
     "index_items",
     "interactions_from_events",
+    "ranker_status",
     "recommend",
     "remove_items",
     "reset_ranker_cache",
@@ -270,8 +271,9 @@ RANKER_REFRESH_SECONDS = 300.0  # how long a resolved champion (or its absence) 
 _RANKERS: dict[str, tuple[float, object, str | None]] = {}
 
 
-def _champion_ranker(settings: Settings | None = None):
-    """(the champion ``OnnxRanker`` or None, why not): one load per process and registry, refreshed lazily."""
+def _champion_ranker(settings: Settings | None = None, *, refresh: bool = False):
+    """(the champion ``OnnxRanker`` or None, why not): one load per process and registry, refreshed lazily
+    (``refresh``: look the alias up now; the loaded ranker is kept when the version did not move)."""
     import time
 
     from learnloop.errors import LearnloopError, NotFound
@@ -281,7 +283,7 @@ def _champion_ranker(settings: Settings | None = None):
     now = time.monotonic()
     with _LOCK:
         cached = _RANKERS.get(key)
-        if cached is not None and now - cached[0] < RANKER_REFRESH_SECONDS:
+        if cached is not None and now - cached[0] < RANKER_REFRESH_SECONDS and not refresh:
             return cached[1], cached[2]
     from models.api import load_champion_onnx
     from recommender._recommend.service import OnnxRanker
@@ -331,6 +333,25 @@ def content_weeks_from_events(events: Iterable) -> dict[str, int]:
     from recommender._recommend import platform_events
 
     return platform_events.content_weeks(events)
+
+
+def ranker_status(*, settings: Settings | None = None, resolve: bool = False) -> RankerStatus:
+    """The learned ranker as ``recommend`` uses it in this process: the champion's version and input count once
+    resolved (at the first treatment-arm list), or why treatment falls back to popularity. ``resolve`` looks the
+    alias up now (what an operator's reload does) instead of reporting what is cached."""
+    settings = settings or get_settings()
+    if resolve:
+        _champion_ranker(settings, refresh=True)
+    with _LOCK:
+        cached = _RANKERS.get(settings.mlflow_uri)
+    status = RankerStatus(model_name=RANKER_MODEL, alias="champion")
+    if cached is None:
+        return status
+    _, ranker, reason = cached
+    if ranker is None:
+        return RankerStatus(model_name=RANKER_MODEL, alias="champion", resolved=True, reason=reason)
+    return RankerStatus(model_name=RANKER_MODEL, alias="champion", resolved=True, version=ranker.version,
+                        n_inputs=ranker.n_inputs, loaded_at=ranker.loaded_at)
 
 
 def reset_ranker_cache() -> None:

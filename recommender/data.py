@@ -82,3 +82,20 @@ class RecommendationList:
     # Set when the treatment arm could not use the learned ranker (no champion registered, or it failed to load):
     # the list is popularity within course and week instead.
     fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class RankerStatus:
+    """The learned ranker as this process serves it (``recommender.api.ranker_status``).
+
+    The champion is looked up at the first treatment-arm list and again every few minutes: ``resolved`` is False
+    until then. ``version`` and ``n_inputs`` (the features it scores) describe the loaded champion; ``reason`` says
+    why treatment lists fall back to popularity instead (no champion registered, or it failed to load)."""
+
+    model_name: str
+    alias: str
+    resolved: bool = False
+    version: str | None = None
+    n_inputs: int | None = None
+    loaded_at: str | None = None
+    reason: str | None = None

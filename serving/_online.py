@@ -189,8 +189,8 @@ class OnlineFeatureReader(_ServiceLayout):
         present = {row[0] for row in self._connection().execute("SELECT name FROM sqlite_master WHERE type='table'")}
         missing = [v.table for v in self.views if v.table not in present]
         if missing:
-            raise Unavailable(f"the online store lacks tables {', '.join(missing)}; run `learnloop features apply` "
-                              "and materialize before serving")
+            raise Unavailable(f"the online store lacks tables {', '.join(missing)}; run `learnloop features build` "
+                              "(applies the repo and materializes) before serving")
 
     def read(self, *, student_id: int, course_id: str) -> OnlineRow:
         """Raw feature values (NaN = absent) and the views that had a row. Raises Unavailable when the store

@@ -27,6 +27,7 @@ import asyncio
 import gc
 import hashlib
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +41,10 @@ from pydantic import BaseModel, Field
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import get_settings
 from serving import _coalesce
+from serving._inventory import served_models
 from serving._plog import PredictionLog
 from serving._scorer import RISK_MODEL, ChampionWatcher, RiskRefused
-from serving.data import Opens, PredictionStatus
+from serving.data import Opens, PredictionStatus, ServedModel, ServedModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +118,21 @@ class RecommendResponse(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    versions: dict[str, str | None]
-    errors: dict[str, str]
+    """Every model this worker serves (``models``), and the same as ``versions`` / ``errors`` by name."""
+
+    models: list[ServedModel] = Field(default_factory=list, description="every served model, champions first")
+    versions: dict[str, str | None] = Field(description="model name -> version held (None: none loaded)")
+    errors: dict[str, str] = Field(description="model name -> why it is degraded or unavailable")
+    worker_pid: int = Field(default_factory=os.getpid, description="the worker that answered (each loads its own)")
     forbidden_modules_loaded: list[str] = Field(default_factory=list,
                                                 description="heavy modules this worker must never import")
+
+    @classmethod
+    def of(cls, models: list[ServedModel]) -> ModelsResponse:
+        troubled = (ServedModelStatus.degraded, ServedModelStatus.unavailable)
+        return cls(models=models, versions={m.name: m.version for m in models},
+                   errors={m.name: m.detail or m.status.value for m in models if m.status in troubled},
+                   forbidden_modules_loaded=_forbidden_loaded())
 
 
 FORBIDDEN_MODULES = ("torch", "feast", "training", "pipelines", "sentence_transformers")
@@ -310,17 +323,21 @@ class LearnloopModels:
 
     @bentoml.api(route="/admin/reload")
     async def reload(self) -> ModelsResponse:
-        """Operator hook: check every alias now and swap what moved (the poll does this every few seconds)."""
-        versions = await asyncio.to_thread(self.watcher.check)
-        return ModelsResponse(versions=versions, errors=dict(self.watcher.last_error),
-                              forbidden_modules_loaded=_forbidden_loaded())
+        """Operator hook: check every alias now and swap what moved (the poll does this every few seconds), look the
+        recommender's champion up now too, then list every model as ``/admin/models`` does."""
+        def reload_all() -> list[ServedModel]:
+            self.watcher.check()
+            return served_models(watcher=self.watcher, settings=self.settings, resolve=True)
+
+        return ModelsResponse.of(await asyncio.to_thread(reload_all))
 
     @bentoml.api(route="/admin/models")
     async def models(self) -> ModelsResponse:
-        """Which version of each model this worker serves."""
-        return ModelsResponse(versions={name: (m.version if (m := self.watcher.models.get(name)) else None)
-                                        for name in self.watcher.model_names},
-                              errors=dict(self.watcher.last_error), forbidden_modules_loaded=_forbidden_loaded())
+        """Every model this worker serves — the risk champion, the recommender's ranker and each prompt's essay
+        grader — with its version (alias, or for graders where and when it was trained), input schema size and
+        whether it is loaded, not loaded yet, degraded or unavailable."""
+        return ModelsResponse.of(await asyncio.to_thread(served_models, watcher=self.watcher,
+                                                         settings=self.settings))
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:

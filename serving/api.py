@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from learnloop.errors import InvalidInput, NotFound
 from learnloop.settings import Settings, get_settings
-from serving.data import PredictionStatus, RiskPrediction, RiskRefusal
+from serving.data import PredictionStatus, RiskPrediction, RiskRefusal, ServedModel, ServedModelStatus
 
 if TYPE_CHECKING:
     import subprocess
@@ -36,9 +36,12 @@ __all__ = [
     "RiskClient",
     "RiskPrediction",
     "RiskRefusal",
+    "ServedModel",
+    "ServedModelStatus",
     "encode_opens",
     "online_store_ping",
     "open_online_reader",
+    "served_models",
     "start_model_service",
     "stop_model_service",
     "wait_until_ready",
@@ -217,6 +220,28 @@ def online_store_ping(*, settings: Settings | None = None) -> float | None:
     except (redis.RedisError, OSError) as exc:
         raise Unavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def served_models(*, settings: Settings | None = None, base_url: str | None = None,
+                  timeout_s: float = 2.0) -> list[ServedModel]:
+    """Every model the model service serves, as one of its workers holds it (``POST /admin/models``): the risk
+    champion, the recommender's ranker and each prompt's essay grader, with version, alias or origin, input count
+    and status. Raises ``Unavailable`` when the service does not answer (or answers something else)."""
+    import httpx
+
+    from learnloop.errors import Unavailable
+
+    url = (base_url or (settings or get_settings()).serving_url).rstrip("/")
+    try:
+        response = httpx.post(f"{url}/admin/models", json={}, timeout=timeout_s)
+        response.raise_for_status()
+        return [ServedModel.model_validate(model) for model in response.json()["models"]]
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"the model service at {url} does not answer /admin/models ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); start it with `learnloop serve models`") from exc
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or an older service without "models"
+        raise Unavailable(f"the model service at {url} answered /admin/models without a model list; upgrade and "
+                          "restart it (`learnloop serve models`)") from exc
 
 
 def start_model_service(*, settings: Settings | None = None, host: str | None = None, port: int | None = None,

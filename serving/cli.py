@@ -30,8 +30,9 @@ def serve_models(
         try:
             try:
                 wait_until_ready(f"http://{host}:{port}", timeout=180, process=process)
-                typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /admin/reload); "
-                           f"log: {log_path}", err=True)
+                typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /grade_essay, "
+                           f"/recommend, /admin/models, /admin/reload); log: {log_path}", err=True)
+                _echo_served(f"http://{host}:{port}")
             except Unavailable as exc:
                 if process.poll() is not None:  # it exited: say why, and fail
                     typer.echo(f"error: {exc}; the end of {log_path}:\n{_tail(log_path)}", err=True)
@@ -46,6 +47,59 @@ def serve_models(
             pass
         finally:
             stop_model_service(process)
+
+
+def _echo_served(url: str) -> None:
+    """One line per served model on stderr once the service is ready (what a worker loaded, what is missing)."""
+    from learnloop.errors import Unavailable
+    from serving.api import served_models
+
+    try:
+        models = served_models(base_url=url, timeout_s=10.0)
+    except Unavailable as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        return
+    for line in _served_lines(models):
+        typer.echo(line, err=True)
+
+
+def _served_lines(models) -> list[str]:
+    lines = []
+    for model in models:
+        origin = f"@{model.alias}" if model.alias else (f"trained {model.trained_at}" if model.trained_at else "")
+        inputs = f"{model.n_inputs} inputs" if model.n_inputs is not None else ""
+        head = " ".join(part for part in (f"  {model.name:18s} {model.status.value:11s}",
+                                          _version(model.version), origin, inputs) if part)
+        lines.append(head + (f" ({model.detail})" if model.detail else ""))
+    return lines
+
+
+def _version(version: str | None) -> str:
+    """Registry versions are numbers (v3); an essay grader's version is a name of its own."""
+    if not version:
+        return "-"
+    return f"v{version}" if version.isdigit() else version
+
+
+def models_served(
+    url: str | None = typer.Option(None, "--url", help="The model service (default settings.serving_url)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Every model the running model service serves (risk champion, recommender ranker, essay graders): version,
+    alias or origin, input count, and whether it is loaded, not loaded yet, degraded or unavailable. Exit 1 when
+    the service does not answer or a model is unavailable or degraded."""
+    from serving.api import ServedModelStatus, served_models
+
+    models = served_models(base_url=url, timeout_s=10.0)
+    if as_json:
+        typer.echo(json.dumps({"models": [model.model_dump(mode="json") for model in models]}))
+    else:
+        for line in _served_lines(models):
+            typer.echo(line)
+    troubled = [m.name for m in models if m.status in (ServedModelStatus.degraded, ServedModelStatus.unavailable)]
+    if troubled:
+        typer.echo(f"error: not served as intended: {', '.join(troubled)}", err=True)
+        raise typer.Exit(1)
 
 
 def _tail(path, lines: int = 15) -> str:
@@ -103,6 +157,7 @@ def bench_serve(
 def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
     """Add this package's commands to the CLI groups (see ``learnloop.cli.GROUP_HELP``)."""
     groups["serve"].command("models")(serve_models)
+    groups["models"].command("served")(models_served)
     groups["bench"].command("serve")(bench_serve)
 
 

@@ -48,6 +48,32 @@ class RiskPrediction:
         return self.status is PredictionStatus.unavailable
 
 
+class ServedModelStatus(StrEnum):
+    """Whether the model service can use a model (``POST /admin/models``)."""
+
+    loaded = "loaded"  # in memory and answering
+    not_loaded = "not_loaded"  # ready to load at its first request (the ranker, an essay grader)
+    degraded = "degraded"  # answering, but not as intended (an older version kept, a slower path): see detail
+    unavailable = "unavailable"  # nothing to serve (no champion, no file, a load that failed): the route's fallback
+
+
+class ServedModel(BaseModel):
+    """One model the service serves, as the answering worker holds it (each worker loads its own copy)."""
+
+    name: str = Field(description="risk, recommender, essay_grader_p<prompt>: the name in the prediction log")
+    route: str = Field(description="the API that uses it")
+    status: ServedModelStatus
+    version: str | None = Field(None, description="the registry version (risk, recommender) or the grader's version")
+    alias: str | None = Field(None, description="the registry alias the service follows (champion); None for "
+                                                "essay graders, which are served from their folder")
+    source: str | None = Field(None, description="models:/<name>@<alias>, or the essay grader's folder")
+    trained_on: str | None = Field(None, description="essay graders: the essays they learned from")
+    trained_at: str | None = Field(None, description="essay graders: when they were trained (ISO 8601, UTC)")
+    n_inputs: int | None = Field(None, description="size of the input schema: the features the model takes")
+    loaded_at: str | None = Field(None, description="when this worker loaded it (ISO 8601, UTC)")
+    detail: str | None = Field(None, description="why it is degraded, unavailable or not loaded yet")
+
+
 MAX_OPENS = 2_000_000
 MAX_DAY = 100_000
 _Id = Annotated[str, Field(min_length=1, max_length=128)]

@@ -273,6 +273,9 @@ def evaluate_gate(
             f"(v{champion.version}); allowed loss {policy.tolerance}",
         ))
 
+    if policy.baseline_metric is not None:
+        checks.append(_baseline_check(policy, new, sign))
+
     if champion is not None and policy.require_same_eval_data:
         same = challenger.tags.get(TAG_EVAL_FINGERPRINT) == champion.tags.get(TAG_EVAL_FINGERPRINT)
         checks.append(GateCheck(
@@ -309,6 +312,20 @@ def evaluate_gate(
         f"max |native - onnx| = {parity} (bound {policy.max_parity_diff})",
     ))
     return checks
+
+
+def _baseline_check(policy: GatePolicy, new: dict[str, float], sign: float) -> GateCheck:
+    """The challenger against the rule served without a model, on its own held-out rows."""
+    value, baseline = new.get(policy.metric), new.get(policy.baseline_metric)
+    if value is None or baseline is None:
+        return GateCheck("beats_fallback", False,
+                         f"challenger logged no '{policy.metric}' or no '{policy.baseline_metric}' to compare")
+    margin = sign * (value - baseline)
+    return GateCheck(
+        "beats_fallback", margin >= policy.baseline_margin,
+        f"{policy.metric}: challenger {value:.4f} vs the fallback it replaces ({policy.baseline_metric}) "
+        f"{baseline:.4f}; required margin {policy.baseline_margin}",
+    )
 
 
 def _log_decision(client, run_id: str | None, decision: PromotionDecision) -> None:

@@ -20,6 +20,10 @@ class GatePolicy:
 
     ``subgroup_prefix`` selects per-subgroup metrics (e.g. ``subgroup_auc.gender:F``); a subgroup "collapses" when it
     falls below ``min_subgroup_value`` or drops more than ``max_subgroup_drop`` below the champion's value.
+
+    ``baseline_metric`` names the challenger's own metric for what is served without any model (the fallback rule,
+    scored on the same held-out rows): a model that does not beat it by ``baseline_margin`` would make the answers
+    worse than having no champion at all, even as the first version.
     """
 
     metric: str = "auc"
@@ -33,6 +37,8 @@ class GatePolicy:
     parity_metric: str = "onnx_parity_max_abs_diff"
     max_parity_diff: float = 1e-5
     require_same_eval_data: bool = True
+    baseline_metric: str | None = None
+    baseline_margin: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""The operator page: models with their aliases and versions, latest drift status with links to the Evidently
-reports, prediction volume and latency, retraining runs and operator alerts. Server-rendered (jinja2); the
-route only gathers the view model and renders it."""
+"""The operator page: models with their aliases and versions, what the model service serves of each, latest drift
+status with links to the Evidently reports, prediction volume and latency, retraining runs and operator alerts.
+Server-rendered (jinja2); the route only gathers the view model and renders it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from learnloop.errors import LearnloopError
 from learnloop.settings import Settings, get_settings
 from pipelines.monitoring import _state
 from pipelines.monitoring._metrics import MonitoringCollector
@@ -33,10 +34,20 @@ def _environment() -> Environment:
 
 def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelStatus]] | None,
                   report_url: Callable[[Path], str | None], now: datetime | None = None,
-                  services: Callable[[], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+                  services: Callable[[], list[dict[str, Any]]] | None = None,
+                  served: Callable[[], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Everything the page shows, as plain data (also served as JSON). ``services``: the health rows of the
-    platform's parts (``{"name", "status", "detail", "figures"}``), given by the process that mounts the page."""
+    platform's parts (``{"name", "status", "detail", "figures"}``), given by the process that mounts the page.
+    ``served``: what the model service serves, one dict per model (``serving.api.ServedModel``); it raises
+    ``LearnloopError`` when the service does not answer, which the page shows instead of the column."""
     now = now or datetime.now(UTC)
+    served_models: list[dict[str, Any]] = []
+    served_error = None
+    if served is not None:
+        try:
+            served_models = served()
+        except LearnloopError as exc:
+            served_error = exc.message
     state = _state.read_state(settings.data_path)
     if list_models is not None:
         models = [{"name": m.name, "aliases": m.aliases, "versions": m.latest_versions} for m in list_models()]
@@ -48,7 +59,9 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
     predictions = read_prediction_log(settings.data_path, since=now - timedelta(days=VOLUME_DAYS))
     volume = _volume(predictions, now)
     checks = state.get("checks", {})  # how each model's latest check ended (a failure keeps the last report)
-    names = sorted({m["name"] for m in models} | set(state.get("models", {})) | set(checks) | set(volume))
+    served_by_name = {m["name"]: m for m in served_models}
+    names = sorted({m["name"] for m in models} | set(state.get("models", {})) | set(checks) | set(volume)
+                   | set(served_by_name))
     by_name = {m["name"]: m for m in models}
     rows = []
     for name in names:
@@ -56,14 +69,17 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
         if drift is not None:
             drift = {**drift, "report_html_url": report_url(Path(drift["report_html"])),
                      "report_json_url": report_url(Path(drift["report_json"]))}
-        rows.append({"name": name, "aliases": by_name.get(name, {}).get("aliases", {}),
+        rows.append({"name": name, "in_registry_view": name in by_name,
+                     "aliases": by_name.get(name, {}).get("aliases", {}),
                      "versions": by_name.get(name, {}).get("versions", []), "drift": drift,
-                     "check": checks.get(name),
+                     "check": checks.get(name), "served": served_by_name.get(name),
                      "predictions": volume.get(name)})
     return {
         "generated_at": now.isoformat(timespec="seconds"),
         "services": services() if services is not None else [],
         "registry_at": registry_at,
+        "served_checked": served is not None,
+        "served_error": served_error,
         "models": rows,
         "retraining": list(reversed(_state.read_lines(settings.data_path, _state.RETRAIN_LOG)))[:20],
         "alerts": list(reversed(_state.read_lines(settings.data_path, _state.ALERTS_FILE)))[:20],
@@ -90,7 +106,8 @@ def _volume(frame, now: datetime) -> dict[str, dict[str, Any]]:
 
 def operator_router(*, settings: Settings | None = None, list_models: Callable[[], list[ModelStatus]] | None = None,
                     prefix: str = "/operator",
-                    services: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
+                    services: Callable[[], list[dict[str, Any]]] | None = None,
+                    served: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["operator"])
     template = _environment().get_template("operator.html")
     collectors: dict[Path, CollectorRegistry] = {}
@@ -108,13 +125,14 @@ def operator_router(*, settings: Settings | None = None, list_models: Callable[[
 
     @router.get("", response_class=HTMLResponse, summary="Operator page: models, drift, predictions")
     def page() -> HTMLResponse:
-        view = operator_view(settings=current(), list_models=list_models, report_url=report_url, services=services)
+        view = operator_view(settings=current(), list_models=list_models, report_url=report_url, services=services,
+                             served=served)
         return HTMLResponse(template.render(prefix=prefix, **view))
 
     @router.get("/status", summary="The operator page's data as JSON")
     def status() -> JSONResponse:
         return JSONResponse(operator_view(settings=current(), list_models=list_models, report_url=report_url,
-                                          services=services))
+                                          services=services, served=served))
 
     @router.get("/reports/{model}/{file_name}", summary="A saved Evidently drift report (HTML or JSON)")
     def report(model: str, file_name: str) -> FileResponse:

@@ -174,15 +174,19 @@ def metrics_text(*, settings: Settings | None = None) -> bytes:
 def operator_router(*, settings: Settings | None = None,
                     list_models: Callable[[], list[ModelStatus]] | None = None,
                     prefix: str = "/operator",
-                    services: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
+                    services: Callable[[], list[dict[str, Any]]] | None = None,
+                    served: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
     """A FastAPI router for the operator page: ``GET {prefix}`` (HTML), ``{prefix}/status`` (JSON),
     ``{prefix}/reports/{model}/{file}`` (saved Evidently reports) and ``{prefix}/metrics`` (Prometheus).
 
     ``list_models`` gives live registry state; without it the page shows the snapshot recorded by the last
     ``learnloop drift check`` (so the platform API needs no registry import). Settings are read per request
     unless given. ``services`` gives the health rows of the platform's parts (``{"name", "status", "detail",
-    "figures"}``) shown first. Mount with ``app.include_router(operator_router())`` behind operator authorization.
+    "figures"}``) shown first. ``served`` gives what the model service serves, one dict per model
+    (``serving.api.ServedModel``: name, status, version, alias or origin, input count), shown beside each model;
+    it raises ``LearnloopError`` when the service does not answer. Mount with
+    ``app.include_router(operator_router())`` behind operator authorization.
     """
     from pipelines.monitoring._operator import operator_router as _router
 
-    return _router(settings=settings, list_models=list_models, prefix=prefix, services=services)
+    return _router(settings=settings, list_models=list_models, prefix=prefix, services=services, served=served)

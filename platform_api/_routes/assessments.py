@@ -47,7 +47,7 @@ def get_assessment(assessment_id: uuid.UUID, session: SessionDep, actor: Current
 @router.post("/submissions", response_model=SubmissionPublic, status_code=status.HTTP_201_CREATED)
 def submit(body: SubmissionCreate, session: SessionDep, actor: CurrentUser) -> Any:
     """Multiple choice and fill-in answers are graded at once; with an essay the submission is
-    `queued_for_ai_grading` and its score stays hidden until staff grade it."""
+    `queued_for_ai_grading` (the learner reads `in_review`) and its score stays hidden until staff grade it."""
     submission = _assessments.submit(session=session, actor=actor, data=body)
     return _assessments.get_submission(session=session, actor=actor, submission_id=submission.id)
 

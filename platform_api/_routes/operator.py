@@ -37,14 +37,16 @@ def _operator(request: Request, session: SessionDep, settings: SettingsDep,
     return principal
 
 
-def build_router(settings: Settings, services: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
+def build_router(settings: Settings, services: Callable[[], list[dict[str, Any]]] | None = None,
+                 served: Callable[[], list[dict[str, Any]]] | None = None) -> APIRouter:
     """Every route of the page (HTML, JSON status, saved reports, metrics) needs ``operator:read``, from a bearer
     token or the staff pages' sign-in.
 
     The page links to ``/operator/...`` itself, so it is mounted at the root with that prefix, not under
     ``/api/v1``. Without a live registry callback the page shows the snapshot of the last ``learnloop drift
-    check`` (the platform API imports no registry). ``services`` gives the page's service health rows.
+    check`` (the platform API imports no registry). ``services`` gives the page's service health rows, ``served``
+    what the model service serves of each model (its ``/admin/models``).
     """
     router = APIRouter(dependencies=[Depends(_operator)])
-    router.include_router(operator_router(settings=settings, prefix=PREFIX, services=services))
+    router.include_router(operator_router(settings=settings, prefix=PREFIX, services=services, served=served))
     return router

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -319,6 +320,8 @@ class OnnxRanker:
                 f"{list(rankers.FEATURES)}; retrain with `learnloop train recommender`"
             )
         self.version = str(version)
+        self.n_inputs = len(schema.feature_names)
+        self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._model = OnnxClassifier(onnx_bytes, schema)
 
     def score(self, feats: np.ndarray) -> np.ndarray:

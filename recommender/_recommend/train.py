@@ -33,7 +33,9 @@ def _ece(probability: np.ndarray, label: np.ndarray, bins: int = 10) -> float:
 
 
 def gate_policy():
-    """Promotion gate of the ranker: held-out NDCG@10 (no loss beyond 0.005), per-course NDCG floor, ONNX parity.
+    """Promotion gate of the ranker: held-out NDCG@10 (no loss beyond 0.005), better than popularity within week
+    (the cold-start rule every learner gets without a champion) on the same lists, per-course NDCG floor, ONNX
+    parity.
 
     Calibration is logged (``ece``) but not gated: the ranker is fitted on subsampled negatives (10 %, then
     thinned to at most 150k rows), so its scores are only used to order a learner's items and are not
@@ -44,6 +46,7 @@ def gate_policy():
     return GatePolicy(
         metric="ndcg_at_10", tolerance=0.005, calibration_metric="ece", max_calibration_error=1.0,
         subgroup_prefix="ndcg_at_10.course.", max_subgroup_drop=0.05, min_subgroup_value=0.3,
+        baseline_metric="ndcg_at_10_popularity_recent",
     )
 
 
@@ -142,4 +145,5 @@ def train_ranker(
     if promote:
         decision = promote_model(learned.MODEL_NAME, settings=settings)
         result["promotion"] = decision.outcome.value if hasattr(decision.outcome, "value") else str(decision.outcome)
+        result["gate_failures"] = [f"{check.name}: {check.detail}" for check in decision.checks if not check.passed]
     return result

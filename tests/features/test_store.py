@@ -163,3 +163,35 @@ def test_features_bench_reports_the_serving_path(built) -> None:
             assert 0 < report[key][size]["p50"] <= report[key][size]["p99"]
     # The direct read is the cheap one: less CPU than Feast's generic get_online_features for one entity.
     assert report["online_cpu_ms"]["1"]["p50"] < report["feast_cpu_ms"]["1"]["p50"]
+
+
+def test_materializing_a_store_that_was_never_built_fails_and_says_what_to_run(tmp_path, built) -> None:
+    """It reported success: nothing registered (never applied), no offline sources, or sources without a row."""
+    from features.api import apply, get_store, view_names
+    from learnloop.errors import Unavailable
+    from pipelines.api import materialize
+
+    settings = Settings(data_dir=tmp_path / "var")
+    settings.ensure_dirs()
+    store = get_store(settings)
+    with pytest.raises(Unavailable, match=r"no feature views registered .*run `learnloop features build` first"):
+        materialize(store=store)
+    apply(store)
+    with pytest.raises(Unavailable, match=r"offline sources of .* are missing .*run `learnloop features build`"):
+        materialize(store=store)
+    for view in view_names():  # every source present, but empty
+        path = source_path(view, settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.read_parquet(source_path(view, built.settings)).iloc[0:0].to_parquet(path, index=False)
+    with pytest.raises(Unavailable, match=r"hold no rows to materialize; run `learnloop features build`"):
+        materialize(store=store)
+    with pytest.raises(Unavailable, match="not registered"):
+        materialize(store=store, views=["no_such_view"])
+
+
+def test_materializing_a_built_store_again_is_an_up_to_date_success(built) -> None:
+    from pipelines.api import materialize
+
+    report = materialize(store=built.store)
+    assert pd.Timestamp(report["end"]) == built.end
+    assert all(report[view] == {"skipped": True} for view in report if view != "end")

@@ -92,3 +92,17 @@ def test_training_options_that_cannot_work_are_refused(synth_root, tmp_path):
     essays = run("train", "essays", "--prompt", "99", "--data", str(synth_root / "asap_aes" / "essays.tsv"),
                  env={"LEARNLOOP_DATA_DIR": str(tmp_path / "var")})
     assert essays.returncode == 1 and "no essays of prompt(s) 99" in essays.stderr
+
+
+def test_features_commands_on_a_store_never_built_fail_with_what_to_run_first(tmp_path):
+    """`features materialize` reported success on a store never built; `features bench` printed a traceback."""
+    env = {"LEARNLOOP_DATA_DIR": str(tmp_path / "var")}
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    for args in (("features", "materialize", "--json"), ("features", "bench", "--json", "--repeats", "1"),
+                 ("features", "ingest", str(events), "--json")):
+        result = run(*args, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr[-2000:])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "run `learnloop features build` first" in errors[0], (args, result.stderr)
+        assert result.stdout == "", args

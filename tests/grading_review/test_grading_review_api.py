@@ -25,7 +25,7 @@ def test_ai_suggestion_is_reviewed_by_course_staff_only_and_learner_sees_final_g
     for i, (learner, quality) in enumerate(zip(learners, (0.9, 0.15, 0.5), strict=True)):
         response = api.submit(learner, course, essay(quality, seed=i))
         assert response.status_code == 201, response.text
-        assert response.json()["status"] == "queued_for_ai_grading"
+        assert response.json()["status"] == "in_review"  # what the learner reads until staff decide
         submissions.append(response.json()["id"])
 
     # Before the worker ran: staff see every submission waiting for the AI.
@@ -38,7 +38,7 @@ def test_ai_suggestion_is_reviewed_by_course_staff_only_and_learner_sees_final_g
     # The learner sees neither the queue nor the AI grade of their own submission.
     assert api.queue(learners[0], course).status_code == 403
     own = api.client.get(f"/api/v1/submissions/{submissions[0]}", headers=learners[0].headers).json()
-    assert own["status"] == "ai_suggested" and own["score"] is None and own["grades"] is None
+    assert own["status"] == "in_review" and own["score"] is None and own["grades"] is None
     assert own["grade_label"] is None
     # Another course's instructor can neither look nor act.
     assert api.queue(stranger, course).status_code == 403
@@ -211,7 +211,7 @@ def test_who_may_not_decide_learns_nothing_about_the_hidden_ai_score(api, review
         answers |= {(accept.status_code, accept.json()["error"]["code"]), (put.status_code, put.json()["error"]["code"])}
         assert answers == {(403, "permission_denied")}, person.email
     seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
-    assert seen["status"] == "ai_suggested" and seen["score"] is None
+    assert seen["status"] == "in_review" and seen["score"] is None
 
 
 def test_deciding_an_essay_again_leaves_monitoring_one_line_with_the_final_grade(api, review_settings):

@@ -23,7 +23,7 @@ def test_an_empty_essay_needs_manual_grading(api, review_settings):
     course = api.essay_course(instructor)
     learner = api.person("student", "Lee")
     response = api.submit(learner, course, "   ")
-    assert response.status_code == 201 and response.json()["status"] == "queued_for_ai_grading"
+    assert response.status_code == 201 and response.json()["status"] == "in_review"
     assert grade_pending_essays(settings=review_settings)["needs_manual_grading"] == 1
     item = _only_item(api, instructor, course)
     assert item["submission_id"] == response.json()["id"] and item["review_state"] == "needs_manual_grading"
@@ -130,7 +130,7 @@ def test_override_scores_that_are_not_numbers_or_out_of_range_are_refused(api, r
                               json={})
     assert missing.status_code == 404
     seen = api.client.get(f"/api/v1/submissions/{submission}", headers=learner.headers).json()
-    assert seen["status"] == "ai_suggested" and seen["score"] is None
+    assert seen["status"] == "in_review" and seen["score"] is None
 
 
 def test_an_unreadable_essay_prompt_is_refused_and_one_already_stored_means_manual_grading(api, review_settings):

@@ -113,6 +113,30 @@ def test_operator_page_lists_models_drift_reports_volume_and_alerts(client):
     assert report.status_code == 200 and "<html" in report.text[:2000].lower()
 
 
+def test_aliases_say_when_the_registry_was_not_read_rather_than_none(tmp_path):
+    """Right after `make demo` no drift check has snapshotted the registry: a served champion is not "none"."""
+    from learnloop.settings import Settings
+    from pipelines.monitoring.api import operator_router
+
+    settings = Settings(data_dir=tmp_path / "var")
+    served = [{"name": "risk", "status": "loaded", "version": "3", "alias": "champion", "n_inputs": 88,
+               "route": "/predict_risk"}, {"name": "essay_grader_p1", "status": "not_loaded"}]
+
+    def aliases_cells():
+        app = FastAPI()
+        app.include_router(operator_router(settings=settings, served=lambda: served))
+        with TestClient(app) as test_client:
+            html = test_client.get("/operator").text
+        return {name: html.split(f'data-model="{name}"')[1].split("<td>")[2].split("</td>")[0]
+                for name in ("risk", "essay_grader_p1")}
+
+    before = aliases_cells()
+    assert all("not read yet" in cell for cell in before.values()), before
+    record_registry([ModelStatus("risk", {"champion": "3"}, ["3"])], settings=settings)
+    after = aliases_cells()
+    assert "champion → v3" in after["risk"] and "not registered" in after["essay_grader_p1"], after
+
+
 def test_report_route_serves_only_saved_reports(client):
     assert client.get("/operator/reports/risk/..%2F..%2Fstate.json").status_code == 404
     assert client.get("/operator/reports/risk/missing.html").status_code == 404

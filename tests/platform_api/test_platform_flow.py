@@ -80,7 +80,7 @@ def test_end_to_end_flow(platform):
         essay_result = client.post("/api/v1/submissions", headers=student, json={
             "assessment_id": essay_task.json()["id"], "answers": {essay["id"]: "Variance measures spread."}})
         submission_id = essay_result.json()["id"]
-        assert essay_result.json()["status"] == "queued_for_ai_grading" and essay_result.json()["score"] is None
+        assert essay_result.json()["status"] == "in_review" and essay_result.json()["score"] is None
 
         # The grading engineer's side: read the queue, write a suggestion.
         with api.open_session(platform.settings, migrate_first=False) as session:
@@ -89,13 +89,14 @@ def test_end_to_end_flow(platform):
             api.record_ai_grade(session=session, submission_id=uuid.UUID(submission_id), score=4.0,
                                 model_name="essay_grader", model_version="3", confidence=0.8)
         as_student = client.get(f"/api/v1/submissions/{submission_id}", headers=student).json()
-        assert as_student["status"] == "ai_suggested"
+        assert as_student["status"] == "in_review"  # not "ai_suggested": the suggestion is staff's until decided
         assert as_student["score"] is None and as_student["grades"] is None  # invisible until staff decide
         as_staff = client.get(f"/api/v1/submissions/{submission_id}", headers=instructor).json()
         assert [g["graded_by"] for g in as_staff["grades"]] == ["ai"] and as_staff["grades"][0]["score"] == 4.0
+        assert as_staff["status"] == "ai_suggested"
         pending_row = [a for a in client.get(f"/api/v1/users/{student_id}/assessments", headers=student)
                        .json()["data"] if a["assessment_id"] == essay_task.json()["id"]][0]
-        assert pending_row["status"] == "ai_suggested" and pending_row["score"] is None
+        assert pending_row["status"] == "in_review" and pending_row["score"] is None
 
         graded = client.put(f"/api/v1/submissions/{submission_id}/grade", headers=instructor,
                             json={"score": 5, "feedback": "Good; define the formula next time."})

@@ -119,3 +119,41 @@ def test_the_metrics_openapi_says_what_the_route_serves(platform, drift_snapshot
     assert served.status_code == 200 and served.headers["content-type"].startswith("text/plain")
     documented = platform.client.get("/openapi.json").json()["paths"]["/operator/metrics"]["get"]["responses"]["200"]
     assert list(documented["content"]) == ["text/plain"]
+
+
+def test_the_page_shows_what_the_model_service_serves_of_every_model(platform, drift_snapshot, monkeypatch):
+    """The model service's /admin/models listed only the risk champion; the page showed nothing of it. Now each model
+    row says what the service serves (status, version, alias or origin, inputs), the ranker and graders included,
+    and a service that does not answer is a line on the page, not an error page."""
+    import serving.api
+    from learnloop.errors import Unavailable
+    from serving.api import ServedModel, ServedModelStatus
+
+    served = [
+        ServedModel(name="risk", route="/predict_risk", status=ServedModelStatus.loaded, version="3", alias="champion",
+                    source="models:/risk@champion", n_inputs=88),
+        ServedModel(name="recommender", route="/recommend", status=ServedModelStatus.unavailable, alias="champion",
+                    detail="no 'recommender' champion registered (train with `learnloop train recommender`)"),
+        ServedModel(name="essay_grader_p2", route="/grade_essay", status=ServedModelStatus.not_loaded,
+                    version="essay-p2-full-20261125T190000", source="var/grading/prompt-2",
+                    trained_on="/data/asap_aes/essays.tsv", trained_at="2026-11-25T19:00:00+00:00", n_inputs=57),
+    ]
+    monkeypatch.setattr(serving.api, "served_models", lambda **_: served)
+    status = platform.client.get("/operator/status", headers=platform.admin_headers).json()
+    rows = {row["name"]: row for row in status["models"]}
+    assert rows["risk"]["aliases"] == {"champion": "3"} and rows["risk"]["served"]["version"] == "3"
+    assert rows["recommender"]["served"]["status"] == "unavailable"
+    assert rows["essay_grader_p2"]["served"]["trained_on"] == "/data/asap_aes/essays.tsv"
+    assert status["served_error"] is None
+    page = platform.client.get("/operator", headers=platform.admin_headers).text
+    assert 'data-served="loaded"' in page and "88 inputs" in page and 'data-served="unavailable"' in page
+    assert "trained 2026-11-25T19:00:00+00:00 on <code>/data/asap_aes/essays.tsv</code>" in page
+    assert "v3 <span" in page and "essay-p2-full-20261125T190000" in page and "vessay" not in page
+
+    def down(**_):
+        raise Unavailable("the model service at http://127.0.0.1:3000 does not answer /admin/models")
+
+    monkeypatch.setattr(serving.api, "served_models", down)
+    page = platform.client.get("/operator", headers=platform.admin_headers)
+    assert page.status_code == 200 and "Model service: the model service at" in page.text
+    assert platform.client.get("/operator/status", headers=platform.admin_headers).json()["served_error"]

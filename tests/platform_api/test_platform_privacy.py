@@ -108,7 +108,7 @@ def test_the_learners_export_holds_nothing_learners_are_not_shown(platform):
         assert {e["event_type"] for e in export["events"]} & hidden == set()
         assert {"submission.created", "enrollment.created"} <= {e["event_type"] for e in export["events"]}
         (own,) = export["submissions"]
-        assert own["status"] == "queued_for_ai_grading" and own["grades"] == []
+        assert own["status"] == "in_review" and own["grades"] == []
         assert _keys(export) & {"risk_score", "drivers", "ai_score", "confidence"} == set()
         text = json.dumps(export)
         for secret in ("ai_suggested", "essay_grader_p1", "inactivity", "staff-only note", str(alert_id)):
@@ -133,3 +133,58 @@ def _keys(value) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_keys(v) for v in value))
     return set()
+
+
+def test_learners_read_in_review_until_staff_decide_and_staff_read_the_real_status(platform):
+    """A learner's own submission, their assessments list and their export said `ai_suggested` once the AI had
+    suggested a grade: they learnt a suggestion existed before staff decided. Learners now read `in_review` while
+    the essay waits (for the AI or for staff); staff keep reading the real status."""
+    import json
+    import uuid
+
+    client = platform.client
+    _, instructor = platform.user("instructor")
+    course_id = platform.course(instructor)
+    essay = client.post("/api/v1/questions", headers=instructor, json={
+        "kind": "essay", "course_id": course_id, "prompt": "Why?",
+        "rubric": {"criteria": [{"name": "argument", "points": 10}]}}).json()
+    task = client.post("/api/v1/assessments", headers=instructor, json={
+        "course_id": course_id, "title": "Essay", "kind": "assignment", "question_ids": [essay["id"]]}).json()
+    user_id, learner = platform.user(name="Rae Reader")
+    platform.enroll(course_id, learner)
+    created = client.post("/api/v1/submissions", headers=learner,
+                          json={"assessment_id": task["id"], "answers": {essay["id"]: "Because it matters."}})
+    assert created.status_code == 201 and created.json()["status"] == "in_review"
+    submission_id = created.json()["id"]
+
+    def statuses(headers) -> tuple[str, str]:
+        own = client.get(f"/api/v1/submissions/{submission_id}", headers=headers).json()["status"]
+        rows = client.get(f"/api/v1/users/{user_id}/assessments", headers=headers).json()["data"]
+        return own, next(row["status"] for row in rows if row["assessment_id"] == task["id"])
+
+    for stored in ("queued_for_ai_grading", "ai_suggested"):
+        if stored == "ai_suggested":
+            with platform.app.state.sessions() as session:
+                api.record_ai_grade(session=session, submission_id=uuid.UUID(submission_id), score=7.0,
+                                    model_name="essay_grader_p1", model_version="3", confidence=0.6)
+        assert statuses(learner) == ("in_review", "in_review"), stored
+        assert statuses(instructor) == (stored, stored)
+        for headers in (learner, platform.admin_headers):  # the export is the learner's view, whoever downloads it
+            export = client.get(f"/api/v1/users/{user_id}/export", headers=headers).json()
+            assert [s["status"] for s in export["submissions"]] == ["in_review"]
+            created_event = next(e for e in export["events"] if e["event_type"] == "submission.created")
+            assert created_event["payload"]["status"] == "in_review"
+            assert "ai_suggested" not in json.dumps(export) and "queued_for_ai_grading" not in json.dumps(export)
+
+    decided = client.post(f"/api/v1/submissions/{submission_id}/ai-grade/accept", headers=instructor, json={})
+    assert decided.status_code == 200, decided.text
+    assert statuses(learner) == ("graded", "graded") == statuses(instructor)
+
+    # The OpenAPI says so: the status enum has the learner-facing value, and the fields document it.
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    ref = schemas["SubmissionPublic"]["properties"]["status"]["$ref"].rsplit("/", 1)[-1]
+    assert set(schemas[ref]["enum"]) == {"graded", "queued_for_ai_grading", "ai_suggested", "in_review"}
+    assert "in_review" in schemas[ref]["description"]
+    assert "in_review" in schemas["SubmissionPublic"]["properties"]["status"]["description"]
+    nullable = schemas["UserAssessmentPublic"]["properties"]["status"]
+    assert {"$ref": f"#/components/schemas/{ref}"} in nullable["anyOf"] and "in_review" in nullable["description"]

@@ -80,6 +80,12 @@ def test_ranker_fits_exports_registers_and_is_served_from_the_champion(settings,
     served = [api.recommend(user_id=user, course_id="c", interactions=interactions, items=items, day=day,
                             treatment_share=1.0, settings=settings) for _ in range(3)]
     assert len(loads) == 1  # loaded once, then cached
+    # What the model service's /admin/models reports of the ranker: the loaded champion and its input count.
+    status = api.ranker_status(settings=settings)
+    assert (status.resolved, status.version, status.n_inputs) == (True, "1", len(rankers.FEATURES))
+    assert status.loaded_at and status.reason is None
+    api.ranker_status(settings=settings, resolve=True)  # an operator's reload: same version, nothing reloaded
+    assert len(loads) == 2 and api.ranker_status(settings=settings).loaded_at == status.loaded_at
     after = served[0]
     assert after.model_version == "1" and after.fallback is None
     assert all(r.reason == "learnloop ranker v1" for r in after.items)

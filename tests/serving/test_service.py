@@ -183,5 +183,5 @@ def test_operator_reload_reports_the_champion_it_serves(model_service: RunningSe
     from models.api import load_champion_onnx
 
     info = httpx.post(f"{model_service.url}/admin/reload", json={}, timeout=30).json()
-    assert info["errors"] == {}
+    assert "risk" not in info["errors"]  # (the recommender has no champion in this world: it is listed there)
     assert info["versions"]["risk"] == load_champion_onnx("risk", settings=serving_world.settings).version

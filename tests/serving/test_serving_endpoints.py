@@ -144,3 +144,38 @@ def test_workers_stay_torch_free_after_grading_and_recommending(model_service: R
         "opens": encode_opens(opens)}).raise_for_status()
     info = httpx.post(f"{model_service.url}/admin/models", json={}, timeout=10).json()
     assert info["forbidden_modules_loaded"] == []
+
+
+def test_admin_models_lists_every_model_the_service_serves(model_service: RunningService, serving_world: ServingWorld,
+                                                           essay_grader):
+    """It listed only the risk champion: the ranker and the essay graders the service also serves were missing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from serving.api import ServedModelStatus, served_models
+
+    _grade(model_service.url, synthetic_essay(0.5, np.random.default_rng(4)), ESSAY_PROMPT).raise_for_status()
+    reloaded = httpx.post(f"{model_service.url}/admin/reload", json={}, timeout=30).json()
+    assert "risk" not in reloaded["errors"] and "recommender" in reloaded["errors"]  # no ranker champion here
+    listed = {m.name: m for m in served_models(base_url=model_service.url, timeout_s=10)}
+    assert {"risk", "recommender", f"essay_grader_p{ESSAY_PROMPT}"} <= set(listed)
+    risk = listed["risk"]
+    assert risk.status is ServedModelStatus.loaded and risk.alias == "champion" and risk.version
+    assert risk.n_inputs == len(serving_world.feature_names)
+    ranker = listed["recommender"]
+    assert ranker.status is ServedModelStatus.unavailable and "learnloop train recommender" in ranker.detail
+    grader = listed[f"essay_grader_p{ESSAY_PROMPT}"]
+    assert grader.status is ServedModelStatus.loaded and grader.version.startswith(f"essay-p{ESSAY_PROMPT}-")
+    assert grader.trained_on.endswith("essays.tsv") and grader.trained_at and grader.n_inputs > 0
+    raw = httpx.post(f"{model_service.url}/admin/models", json={}, timeout=10).json()
+    assert raw["versions"][grader.name] == grader.version and raw["versions"]["risk"] == risk.version
+    assert raw["forbidden_modules_loaded"] == []  # looking the ranker up loaded nothing heavy
+
+    # The CLI an operator runs: the same list, and exit 1 because the ranker has no champion.
+    cli = subprocess.run([sys.executable, "-m", "learnloop.cli", "models", "served", "--json", "--url",
+                          model_service.url], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LEARNLOOP_DATA_DIR": str(serving_world.settings.data_path)})
+    assert cli.returncode == 1 and "not served as intended: recommender" in cli.stderr, cli.stderr[-2000:]
+    assert {m["name"]: m["status"] for m in json.loads(cli.stdout)["models"]}["risk"] == "loaded"

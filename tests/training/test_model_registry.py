@@ -121,6 +121,21 @@ def test_gate_checks_each_condition(registry_settings, toy_export):
             assert load_champion("toy").version == decision.challenger_version
 
 
+def test_a_first_version_that_does_not_beat_the_fallback_rule_is_refused(registry_settings, toy_export):
+    """With no champion, the served answer is the fallback rule: a model worse than it must not replace it."""
+    _, export = toy_export
+    policy = GatePolicy(tolerance=0.01, baseline_metric="auc_fallback")
+    _register(export, {**GOOD, "auc_fallback": 0.81})
+    decision = promote("toy", policy=policy)
+    assert decision.outcome is PromotionOutcome.refused and decision.champion_version is None
+    (check,) = [check for check in decision.checks if not check.passed]
+    assert check.name == "beats_fallback" and "0.8000" in check.detail and "0.8100" in check.detail
+    _register(export, GOOD)  # logged no fallback figure: nothing to show it beats the rule
+    assert promote("toy", policy=policy).outcome is PromotionOutcome.refused
+    _register(export, {**GOOD, "auc_fallback": 0.79})
+    assert promote("toy", policy=policy).outcome is PromotionOutcome.promoted
+
+
 def test_registration_refuses_an_export_without_parity(registry_settings, toy_export):
     from dataclasses import replace
 
