@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from learnloop.settings import Settings
+from learnloop.settings import FeastOnlineStore, Settings
 from platform_api._models import GradingJob, GradingJobState, OutboxEvent
 
 log = logging.getLogger("platform_api.health")
@@ -144,6 +144,21 @@ def _model_service(settings: Settings) -> ServiceHealth:
                          {"url": settings.serving_url, "latency_ms": latency})
 
 
+def _online_features(settings: Settings) -> ServiceHealth:
+    """The Redis online feature store the model service reads (only when it is Redis, not the embedded file)."""
+    from learnloop.errors import Unavailable
+    from serving.api import online_store_ping
+
+    address = settings.feast_redis_connection.split(",", 1)[0]  # options may carry a password: never shown
+    try:
+        latency = online_store_ping(settings=settings)
+    except Unavailable as exc:
+        return ServiceHealth("online features", DOWN, f"Redis at {address} does not answer ({exc.message}); risk "
+                             "scores answer their fallback", {"redis": address})
+    return ServiceHealth("online features", OK, f"Redis at {address}, PING in {latency} ms",
+                         {"redis": address, "latency_ms": latency})
+
+
 def served_models(settings: Settings) -> list[dict[str, Any]]:
     """What the model service serves, model by model (``POST /admin/models``), for the operator page: the risk
     champion, the recommender's ranker and every essay grader with status, version and origin. Raises
@@ -163,8 +178,9 @@ def _guarded(name: str, check: Callable[[], ServiceHealth]) -> ServiceHealth:
 
 def service_health(*, sessions: sessionmaker[Session], settings: Settings, relay: Any = None,
                    extra: Callable[[], list[dict[str, Any]]] | None = None) -> list[ServiceHealth]:
-    """One row per part: database, event stream, AI grading worker, redis, model service, then ``extra`` (parts
-    wired by the process that starts the API, e.g. the search index)."""
+    """One row per part: database, event stream, AI grading worker, redis, model service, the online feature
+    store when it is Redis, then ``extra`` (parts wired by the process that starts the API, e.g. the search
+    index)."""
     now = datetime.now(UTC)
 
     def in_session(check: Callable[[Session], ServiceHealth]) -> Callable[[], ServiceHealth]:
@@ -180,6 +196,8 @@ def service_health(*, sessions: sessionmaker[Session], settings: Settings, relay
         _guarded("redis", lambda: _redis(settings)),
         _guarded("model service", lambda: _model_service(settings)),
     ]
+    if settings.feast_online_store is FeastOnlineStore.redis:
+        rows.append(_guarded("online features", lambda: _online_features(settings)))
     if extra is not None:
         try:
             wired = extra()

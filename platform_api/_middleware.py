@@ -2,7 +2,9 @@
 
 Rate limits are fixed one-minute windows per user (from a verified JWT) and per client IP; a refused
 request gets 429 with ``Retry-After``. Counters live in memory, or in Redis when ``LEARNLOOP_REDIS_URL``
-is set so that several API processes share them.
+is set so that several API processes share them. When Redis does not answer, each process counts in memory
+until it does (limits per process, never none), and Redis is asked again only every few seconds, so an outage
+costs one timeout per few seconds, not one per request.
 """
 
 from __future__ import annotations
@@ -99,11 +101,16 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, *, window_s: int = 60) -> None:
+    """Counters in Redis, shared by every API process; the in-memory limiter of this process while Redis is down."""
+
+    def __init__(self, url: str, *, window_s: int = 60, retry_after_s: float = 5.0) -> None:
         self.url = url
         self.window_s = window_s
+        self.retry_after_s = retry_after_s  # how long Redis is left alone after it failed
         self._redis = None
         self._loop = None
+        self._fallback = MemoryRateLimiter(window_s=window_s)
+        self._down_until: float | None = None  # monotonic time before which Redis is not asked
 
     def _client(self):
         # An asyncio Redis connection belongs to one event loop; (re)create it on the loop serving us.
@@ -116,6 +123,8 @@ class RedisRateLimiter:
         return self._redis
 
     async def hit(self, limits: list[tuple[str, int]]) -> Decision:
+        if self._down_until is not None and time.monotonic() < self._down_until:
+            return await self._fallback.hit(limits)
         now = time.time()
         window = int(now // self.window_s)
         retry = max(1, math.ceil((window + 1) * self.window_s - now))
@@ -126,9 +135,17 @@ class RedisRateLimiter:
                 pipe.incr(redis_key)
                 pipe.expire(redis_key, self.window_s + 5)
             results = await pipe.execute()
-        except (RedisError, OSError):  # Redis down: serve rather than refuse everyone (fail open), but say so
-            access_log.warning("rate limiter: redis unavailable; not limiting", exc_info=True)
-            return Decision(True)
+        except (RedisError, OSError) as exc:
+            # Redis down: limit per process rather than not at all, and leave Redis alone for a few seconds so
+            # a Redis that hangs does not add its timeout to every request. Said once per outage, not per request.
+            if self._down_until is None:
+                access_log.warning("rate limiter: redis unavailable (%s: %s); limiting per API process until it "
+                                   "answers", type(exc).__name__, exc)
+            self._down_until = time.monotonic() + self.retry_after_s
+            return await self._fallback.hit(limits)
+        if self._down_until is not None:
+            access_log.info("rate limiter: redis answers again; limits are shared again")
+            self._down_until = None
         for (key, limit), count in zip(limits, results[::2], strict=True):
             if int(count) > limit:
                 return Decision(False, retry, key)

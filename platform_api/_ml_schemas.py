@@ -43,8 +43,12 @@ class SearchResultsPublic(BaseModel):
     data: list[SearchHitPublic]
     count: int
     unavailable: str | None = Field(None, description="Set when the search index could not answer: the results are "
-                                    "the documented fallback (none) and the header X-Learnloop-Fallback is "
+                                    "the documented fallback (a plain word match over the courses' content, "
+                                    "`mode` 'lexical') and the header X-Learnloop-Fallback is "
                                     "'search-unavailable'; the text says what to do")
+    mode: Literal["hybrid", "lexical"] = Field("hybrid", description="'hybrid': BM25 + meaning (the search index); "
+                                               "'lexical': the index could not answer, the hits share words with "
+                                               "the query (content in the platform database only)")
 
 
 class RecommendedItemPublic(BaseModel):

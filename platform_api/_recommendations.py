@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
 from platform_api import _activity, _alerts, _courses, policy
 from platform_api._db import get_or_not_found
 from platform_api._models import ContentItem, Course, Enrollment, User
@@ -165,6 +165,9 @@ def recommendations(*, session: Session, actor: Principal | None, backend: Calla
                                                                else i.planned_week - 1 for i in items]}))
         except (InvalidInput, NotFound, PermissionDenied):
             raise
+        except Unavailable as exc:  # the model service down, slow or its breaker open: expected, one line each
+            log.warning("recommender unavailable: %s", exc.message)
+            fallback = f"recommender unavailable: {exc.message}"
         except Exception as exc:  # the recommender failing must not take the page down: popularity instead
             log.exception("recommender failed")
             fallback = f"recommender failed: {type(exc).__name__}"

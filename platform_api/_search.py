@@ -5,22 +5,29 @@ each hit says whether the caller may open it now (``access``: ``open``) or after
 
 The authorization decision is made here, in the query's ``allowed_course_ids``; the recommender never sees a
 course id the caller may not read, so no hit of another course can come back.
+
+When the search index cannot answer (Qdrant down or held by another process, the embedder unreadable, no index in
+this process), search degrades to a plain word match over the same courses' content in the platform database
+(``mode`` "lexical", ``unavailable`` says why): what the platform itself holds is still found by its words, not by
+meaning, and the catalog indexed from data sets (not platform content) is not.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from learnloop.settings import Settings
 from platform_api import _courses, policy
-from platform_api._models import Course, Enrollment
+from platform_api._models import ContentItem, Course, Enrollment
 from platform_api.data import CourseStatus, CourseVisibility, ScopeType
 from platform_api.policy import Permission, Principal, Scope
 
@@ -57,7 +64,8 @@ def visible_course_ids(*, session: Session, actor: Principal | None) -> list[uui
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """The hits, or (``unavailable`` set) the documented fallback: no hits and the reason, never a 5xx.
+    """The hits, or (``unavailable`` set) the documented fallback: the word matches of the platform's own content
+    (``mode`` "lexical") and the reason, never a 5xx.
 
     ``readable``: the hits' course ids whose content the caller may open; a hit in another course the caller may
     see (a public course's catalog) is a discovery, opened after enrolling."""
@@ -65,6 +73,57 @@ class SearchOutcome:
     hits: list
     unavailable: str | None = None
     readable: frozenset[str] = frozenset()
+    mode: str = "hybrid"
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    """A hit of the word-match fallback, shaped like the index's hits (no dense side: ``similarity`` None)."""
+
+    item_id: str
+    course_id: str
+    title: str
+    score: float
+    bm25_score: float
+    dense_score: float = 0.0
+    url: str | None = None
+    similarity: float | None = None
+    lexical_match: bool = True
+
+
+LEXICAL_CANDIDATES = 500  # content rows read for one fallback query (those sharing a word with it, newest first)
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def lexical_search(*, session: Session, course_ids: list[str], query: str, limit: int) -> list[LexicalHit]:
+    """Content of ``course_ids`` that shares words with ``query``, best first: more of the query's words, then the
+    words in the title, then how often they occur. Scores are relative to this query's best hit (1.0)."""
+    terms = list(dict.fromkeys(word for word in _words(query) if len(word) > 1))[:12]
+    if not terms or not course_ids:
+        return []
+    shares_a_word = or_(*(or_(func.lower(ContentItem.title).contains(term, autoescape=True),
+                              func.lower(ContentItem.body).contains(term, autoescape=True)) for term in terms))
+    rows = session.execute(
+        select(ContentItem.id, ContentItem.course_id, ContentItem.title, ContentItem.body)
+        .where(ContentItem.course_id.in_([uuid.UUID(c) for c in course_ids]), shares_a_word)
+        .order_by(ContentItem.updated_at.desc()).limit(LEXICAL_CANDIDATES)).all()
+    scored = []
+    for row in rows:
+        title, body = Counter(_words(row.title)), Counter(_words(row.body or ""))
+        matched = [t for t in terms if title[t] or body[t]]  # whole words: the LIKE prefilter also hit parts
+        if not matched:
+            continue
+        in_title = sum(1 for t in terms if title[t])
+        frequency = sum(title[t] + body[t] for t in matched)
+        scored.append((len(matched) + 0.5 * in_title + 0.01 * min(frequency, 50), row))
+    scored.sort(key=lambda pair: -pair[0])
+    best = scored[0][0] if scored else 1.0
+    return [LexicalHit(item_id=str(row.id), course_id=str(row.course_id), title=row.title, score=value / best,
+                       bm25_score=value / best) for value, row in scored[:limit]]
 
 
 def _readable(session: Session, actor: Principal | None, course_ids: set[str]) -> frozenset[str]:
@@ -85,7 +144,7 @@ def search_content(*, session: Session, actor: Principal | None, settings: Setti
         _courses.get_course(session=session, actor=actor, course_id=course_id)  # 404 when not visible
     allowed = [str(c) for c in visible_course_ids(session=session, actor=actor)]
     if backend is None:
-        return SearchOutcome(hits=[], unavailable=NOT_WIRED)
+        return _lexical_fallback(session, actor, allowed, query, course_id, limit, f"{NOT_WIRED}. {LEXICAL_NOTE}")
     if not allowed:
         return SearchOutcome(hits=[])
     try:
@@ -94,9 +153,24 @@ def search_content(*, session: Session, actor: Principal | None, settings: Setti
     except (InvalidInput, NotFound, PermissionDenied):
         raise  # the request is wrong, not the index: the caller must see why
     except Exception as exc:  # the index is another system (Qdrant, the embedder): it being down is the fallback
-        log.exception("search backend failed")
+        if isinstance(exc, Unavailable):  # expected while it is down: one line, not a traceback per query
+            log.warning("search index unavailable: %s", exc.message)
+        else:
+            log.exception("search backend failed")
         reason = exc.message if isinstance(exc, Unavailable) else f"{type(exc).__name__}: {str(exc)[:200]}"
-        return SearchOutcome(hits=[], unavailable=(
-            f"The search index is unavailable ({reason}); retry in a minute, or ask an operator to rebuild it "
-            "(`learnloop demo` indexes the catalog)"))
+        return _lexical_fallback(session, actor, allowed, query, course_id, limit, (
+            f"The search index is unavailable ({reason}). {LEXICAL_NOTE}; retry in a minute, or ask an operator "
+            "to rebuild it (`learnloop demo` indexes the catalog)"))
     return SearchOutcome(hits=hits, readable=_readable(session, actor, {h.course_id for h in hits}))
+
+
+LEXICAL_NOTE = ("Meanwhile the results are a plain word match over the courses' content (no search by meaning; "
+                "the catalog indexed from data sets is left out)")
+
+
+def _lexical_fallback(session: Session, actor: Principal | None, allowed: list[str], query: str,
+                      course_id: uuid.UUID | None, limit: int, note: str) -> SearchOutcome:
+    courses = [str(course_id)] if course_id is not None else allowed
+    hits = lexical_search(session=session, course_ids=courses, query=query, limit=limit)
+    return SearchOutcome(hits=hits, unavailable=note, mode="lexical",
+                         readable=_readable(session, actor, {h.course_id for h in hits}))

@@ -13,6 +13,7 @@ import atexit
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,11 @@ SEARCH_EMBEDDING_PRECISION = "int8"
 _INDEXES: dict[str, object] = {}
 _CLIENTS: dict[str, object] = {}
 _LOCK = threading.Lock()
+# After the index could not be opened (a Qdrant server down or hung, a local folder held by another process), it is
+# tried again only after this long: meanwhile searches answer Unavailable at once instead of each waiting for the
+# client's timeout in turn behind the lock (a hung server made N concurrent searches take 5 s x N).
+OPEN_RETRY_AFTER_S = 10.0
+_OPEN_FAILURES: dict[str, tuple[float, str]] = {}
 
 
 def _location(settings: Settings) -> str:
@@ -61,41 +67,62 @@ def _open_index(settings: Settings | None = None):
     """The process-wide search index for this data dir / Qdrant server (one Qdrant client per location)."""
     settings = settings or get_settings()
     key = _location(settings)
+    _raise_if_failed_recently(key)
     with _LOCK:
         index = _INDEXES.get(key)
         if index is None:
-            from qdrant_client import QdrantClient
-
-            from models.api import EmbeddingPrecision, get_text_embedder
-            from recommender._search.index import SearchIndex
-
-            if settings.qdrant_url:
-                client = QdrantClient(url=settings.qdrant_url)
-            else:
-                settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-                try:
-                    client = QdrantClient(path=str(settings.qdrant_path))
-                except RuntimeError as exc:  # local mode: one process per folder
-                    if "already accessed" not in str(exc):
-                        raise
-                    raise Unavailable(
-                        f"The search index in {settings.qdrant_path} is open in another process (local Qdrant "
-                        "allows one, e.g. the running platform API, whose indexer applies content changes "
-                        "itself); stop that process first, or use a Qdrant server (LEARNLOOP_QDRANT_URL)") from exc
+            _raise_if_failed_recently(key)  # another thread's try failed while this one waited for the lock
             try:
-                index = SearchIndex(
-                    client=client,
-                    embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
-                    server_mode=bool(settings.qdrant_url),
-                )
-            except BaseException:
-                client.close()  # or the folder stays locked by this process and the next try says "another process"
+                index = _INDEXES[key] = _build_index(settings, key)
+            except Exception as exc:
+                reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {str(exc)[:200]}"
+                _OPEN_FAILURES[key] = (time.monotonic(), reason)
                 raise
-            _CLIENTS[key] = client
-            _INDEXES[key] = index
+            _OPEN_FAILURES.pop(key, None)
             if len(_INDEXES) == 1:
                 atexit.register(_close_all)  # local mode flushes and unlocks its folder on close
         return index
+
+
+def _raise_if_failed_recently(key: str) -> None:
+    failed = _OPEN_FAILURES.get(key)
+    if failed is not None:
+        ago = time.monotonic() - failed[0]
+        if ago < OPEN_RETRY_AFTER_S:
+            raise Unavailable(f"{failed[1]}; tried {ago:.0f} s ago, next try in {OPEN_RETRY_AFTER_S - ago:.0f} s")
+
+
+def _build_index(settings: Settings, key: str):
+    """Open the Qdrant client of ``key`` and load the index from it (called under ``_LOCK``)."""
+    from qdrant_client import QdrantClient
+
+    from models.api import EmbeddingPrecision, get_text_embedder
+    from recommender._search.index import SearchIndex
+
+    if settings.qdrant_url:
+        client = QdrantClient(url=settings.qdrant_url)
+    else:
+        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(settings.qdrant_path))
+        except RuntimeError as exc:  # local mode: one process per folder
+            if "already accessed" not in str(exc):
+                raise
+            raise Unavailable(
+                f"The search index in {settings.qdrant_path} is open in another process (local Qdrant "
+                "allows one, e.g. the running platform API, whose indexer applies content changes "
+                "itself); stop that process first, or use a Qdrant server (LEARNLOOP_QDRANT_URL)") from exc
+    try:
+        index = SearchIndex(
+            client=client,
+            embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
+            server_mode=bool(settings.qdrant_url),
+        )
+    except BaseException:
+        client.close()  # or the folder stays locked by this process and the next try says "another process"
+        raise
+    _CLIENTS[key] = client
+    return index
 
 
 def _close_all() -> None:
@@ -110,6 +137,7 @@ def close_search_index(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     key = _location(settings)
     with _LOCK:
+        _OPEN_FAILURES.pop(key, None)  # the next use tries at once (e.g. after the other process let go)
         _INDEXES.pop(key, None)
         client = _CLIENTS.pop(key, None)
         if client is not None:

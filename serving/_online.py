@@ -9,7 +9,11 @@ reads the stores' own layouts directly:
   One entity is one prepared ``UNION ALL`` statement over the service's views; a batch is one
   ``IN (…)`` statement per view.
 * **Redis**: a hash per entity key (serialized key + project) holding ``mmh3("<view>:<feature>")`` →
-  ``ValueProto`` bytes and ``_ts:<view>`` (absent = the view has no row). One pipeline of ``HMGET``s.
+  ``ValueProto`` bytes and ``_ts:<view>`` (absent = the view has no row). One pipeline of ``HMGET``s. The read
+  runs on the model service's event loop, so a Redis that is down must fail fast: one immediate retry on a broken
+  connection (a restarted Redis), none on a timeout, no backoff, and after a failure the reader answers
+  ``Unavailable`` without asking Redis for ``REDIS_RETRY_AFTER_S`` (redis-py's default, three retries with
+  exponential backoff, held the loop 3-10 s per request and stalled every other route of the worker).
 
 Both build exactly Feast's keys and read exactly its rows; ``tests/features`` (every feature of every
 FeatureService, SQLite and the real Redis) and ``tests/serving`` check them against
@@ -25,6 +29,7 @@ import math
 import sqlite3
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,8 +263,16 @@ def _redis_client(connection: str):
             kwargs["ssl"] = value.lower() == "true"
         elif key == "db":
             kwargs["db"] = int(value)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # One immediate retry, on a dropped connection only (Redis restarted: the pooled socket is dead); a timeout is
+    # not retried. The default (3 retries, exponential backoff up to 10 s) blocked the caller for seconds.
     return redis.Redis(host=host or "127.0.0.1", port=int(port or 6379), socket_timeout=0.5,
-                       socket_connect_timeout=1.0, **kwargs)
+                       socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)), **kwargs)
+
+
+REDIS_RETRY_AFTER_S = 2.0  # after a failed read, answer Unavailable for this long without asking Redis
 
 
 class RedisFeatureReader(_ServiceLayout):
@@ -269,6 +282,7 @@ class RedisFeatureReader(_ServiceLayout):
         super().__init__(project=project, service=service)
         self._client = _redis_client(connection)
         self._project = project.encode()
+        self._failed: tuple[float, str] | None = None  # (monotonic time, error) of the last failed read
         # Per view: its hash fields (features in slot order, then the view's timestamp field).
         self._fields = []
         for view in self.views:
@@ -279,13 +293,20 @@ class RedisFeatureReader(_ServiceLayout):
     def _fetch(self, keyed: list[tuple[int, bytes]]) -> list[list[bytes | None]]:
         import redis
 
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < REDIS_RETRY_AFTER_S:
+            raise Unavailable(f"online feature read from Redis failed {time.monotonic() - failed[0]:.1f} s ago "
+                              f"({failed[1]}); retry shortly")
         pipe = self._client.pipeline(transaction=False)
         for view_index, key in keyed:
             pipe.hmget(key + self._project, self._fields[view_index][0])
         try:
-            return pipe.execute()
+            replies = pipe.execute()
         except redis.RedisError as exc:
+            self._failed = (time.monotonic(), str(exc))
             raise Unavailable(f"online feature read from Redis failed: {exc}; retry shortly") from exc
+        self._failed = None
+        return replies
 
     def read(self, *, student_id: int, course_id: str) -> OnlineRow:
         """Raw feature values (NaN = absent) and the views that had a row (``_ts:<view>`` present)."""

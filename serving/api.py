@@ -39,6 +39,7 @@ __all__ = [
     "ServedModel",
     "ServedModelStatus",
     "encode_opens",
+    "online_store_ping",
     "open_online_reader",
     "served_models",
     "start_model_service",
@@ -198,6 +199,27 @@ def open_online_reader(*, service: str, online_store: str, project: str, sqlite_
 
     return _open(service=service, online_store=online_store, project=project, sqlite_path=sqlite_path,
                  redis_connection=redis_connection)
+
+
+def online_store_ping(*, settings: Settings | None = None) -> float | None:
+    """Milliseconds for one PING of the online store the model service reads when it is a server (Redis: the
+    settings' ``feast_redis_connection``, with serving's timeouts); None for the embedded SQLite file. Raises
+    ``Unavailable`` when Redis does not answer (the operator page's row; risk answers its fallback meanwhile)."""
+    import redis
+
+    from learnloop.errors import Unavailable
+    from learnloop.settings import FeastOnlineStore
+    from serving._online import _redis_client
+
+    settings = settings or get_settings()
+    if settings.feast_online_store is not FeastOnlineStore.redis:
+        return None
+    started = time.perf_counter()
+    try:
+        _redis_client(settings.feast_redis_connection).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise Unavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 def served_models(*, settings: Settings | None = None, base_url: str | None = None,

@@ -23,7 +23,8 @@ def search(q: Annotated[str, Query(min_length=1, max_length=500, description="Wh
     ``access`` says whether you may open it now. A query with no answer gets no hits (an item that shares no word
     with it must be close in meaning), not the least bad ones.
 
-    When the search index is down the answer is still 200: no results, ``unavailable`` says why and what to do,
+    When the search index is down the answer is still 200: ``mode`` "lexical", the hits share words with the query
+    (the courses' content in the platform database, no search by meaning), ``unavailable`` says why and what to do,
     and the header ``X-Learnloop-Fallback: search-unavailable`` marks it."""
     outcome = _search.search_content(session=session, actor=actor, settings=settings,
                                   backend=request.app.state.ml.search, query=q, course_id=course_id, limit=limit)
@@ -34,4 +35,5 @@ def search(q: Annotated[str, Query(min_length=1, max_length=500, description="Wh
             for h in outcome.hits]
     if outcome.unavailable:
         response.headers[FALLBACK_HEADER] = "search-unavailable"
-    return SearchResultsPublic(query=q, data=data, count=len(data), unavailable=outcome.unavailable)
+    return SearchResultsPublic(query=q, data=data, count=len(data), unavailable=outcome.unavailable,
+                               mode=outcome.mode)

@@ -16,6 +16,10 @@ Querying, and why there are two paths:
   to the scores *before* top-k (the filter is part of the scoring, not a post-filter on a short list), and
   the exact same items come out, ~1 ms at 10k passages.
 
+When the Qdrant server fails a query (down, hung, restarting), the dense candidates come from the in-process
+scan instead (every process keeps the vectors for BM25's snapshot anyway): the same items, exactly scored, and the
+server is left alone for ``SERVER_RETRY_AFTER_S`` so a hung server costs one timeout per window, not one per query.
+
 In both paths BM25 is computed over allowed items only (the mask zeroes the rest before ranking), and a
 final check drops any hit whose course is not allowed — a learner never sees content of a course they may
 not see, whatever a retriever returned.
@@ -23,7 +27,9 @@ not see, whatever a retriever returned.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +42,10 @@ from recommender._search.chunking import passages
 from recommender._search.lexical import LexicalIndex
 from recommender.data import ContentItem, FusionMethod, SearchHit
 
+log = logging.getLogger(__name__)
+
 COLLECTION = "content"
+SERVER_RETRY_AFTER_S = 30.0  # after a failed server query, dense candidates come from the in-process scan this long
 _POINT_NAMESPACE = uuid.UUID("8f0f4f0e-3c2a-4f7e-9f57-0d1c2b7a9e11")
 DEFAULT_CANDIDATES = 100  # each retriever's top-k that enters fusion (also recall@100 in the evaluation)
 # A served hit that shares no word with the query must be at least this close in meaning (cosine of the MiniLM
@@ -136,6 +145,7 @@ class SearchIndex:
         self._items: dict[str, ContentItem] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._snapshot: _Snapshot | None = None
+        self._server_failed_at: float | None = None  # monotonic time of the last failed server query
         self._ensure_collection()
         self._load()
 
@@ -283,18 +293,40 @@ class SearchIndex:
             query_vector = self._embedder.encode_query(query)
         bm25_all = snap.lexical.scores(query)
         bm25_top = _top(bm25_all, mask & (bm25_all > 0), k)
-        if self._server_mode:
-            dense_top, dense_values = self._server_dense(query_vector, snap, mask, k)
-        else:
+        dense = self._server_dense_or_none(query_vector, snap, mask, k) if self._server_mode else None
+        if dense is None:
             dense_all = snap.dense_scores(query_vector)
             dense_top = _top(dense_all, mask, k)
             dense_values = dense_all[dense_top]
+        else:
+            dense_top, dense_values = dense
         positions = np.union1d(bm25_top, dense_top).astype(np.int64)
         bm25 = np.full(len(positions), np.nan)
         dense = np.full(len(positions), np.nan)
         bm25[np.searchsorted(positions, bm25_top)] = bm25_all[bm25_top]
         dense[np.searchsorted(positions, dense_top)] = dense_values
         return snap, Candidates(positions, bm25, dense)
+
+    def _server_dense_or_none(
+        self, query_vector: np.ndarray, snap: _Snapshot, mask: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The server's dense candidates, or None when it failed (now or within the retry window): the caller
+        scans the in-process vectors instead."""
+        failed_at = self._server_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < SERVER_RETRY_AFTER_S:
+            return None
+        try:
+            found = self._server_dense(query_vector, snap, mask, k)
+        except Exception as exc:  # noqa: BLE001 - any failure of the server: the in-process scan answers
+            if failed_at is None:
+                log.warning("Qdrant server query failed (%s: %s); dense candidates come from the in-process scan, "
+                            "the server is tried again every %.0f s", type(exc).__name__, exc, SERVER_RETRY_AFTER_S)
+            self._server_failed_at = time.monotonic()
+            return None
+        if failed_at is not None:
+            log.info("Qdrant server answers queries again")
+        self._server_failed_at = None
+        return found
 
     def _server_dense(
         self, query_vector: np.ndarray, snap: _Snapshot, mask: np.ndarray, k: int

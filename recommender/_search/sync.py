@@ -201,8 +201,8 @@ def _settle(consumer: _Consumer, anchors: dict[int, str]) -> None:
 
 def status(*, settings: Settings | None = None, stale_after: timedelta = timedelta(seconds=60)) -> dict:
     """The indexer as the operator page shows it: ``{"name", "status", "detail", "figures"}``; status ``ok``,
-    ``degraded`` (content changes waiting and no pass for ``stale_after``) or ``off`` (no indexer in this
-    process)."""
+    ``degraded`` (the last pass could not open the index, or content changes waiting and no pass for
+    ``stale_after``) or ``off`` (no indexer in this process)."""
     from platform_api import api as platform
     from recommender import api as recommender
 
@@ -232,6 +232,10 @@ def status(*, settings: Settings | None = None, stale_after: timedelta = timedel
         return {"name": "search index", "status": "off", "figures": figures,
                 "detail": f"no indexer in this API process (LEARNLOOP_SEARCH_INDEXER=0?); {waiting} content changes "
                           "not applied yet: run `learnloop search sync`"}
+    if consumer.last_error is not None:  # the last pass could not open the index: search cannot use it either
+        return {"name": "search index", "status": "degraded", "figures": figures,
+                "detail": f"the index cannot be opened ({consumer.last_error}); search answers a word match of the "
+                          f"platform's content meanwhile; {waiting} content changes waiting, nothing is lost"}
     stale = consumer.last_pass is None or datetime.now(UTC) - consumer.last_pass > stale_after
     if waiting and stale:
         reason = consumer.last_error or "the index or its embedder is failing (see the API log)"

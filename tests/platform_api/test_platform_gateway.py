@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -9,11 +10,12 @@ import time
 import uuid
 
 import pytest
+from down_services import SilentServer, closed_port
 from fastapi.testclient import TestClient
 from platform_fixtures import fresh_database_url, start_platform
 from service_checks import service_missing
 
-from platform_api._middleware import JsonFormatter
+from platform_api._middleware import JsonFormatter, RedisRateLimiter
 
 
 def _limited_platform(tmp_path, *, redis_url: str | None = None):
@@ -63,6 +65,32 @@ def test_rate_limits_in_redis(tmp_path):
         _assert_limits(platform)
         keys = redis.Redis.from_url("redis://127.0.0.1:6379/0").keys("learnloop:rl:user:*")
         assert keys, "the counters live in Redis"
+
+
+def test_rate_limits_hold_per_process_when_redis_is_down(tmp_path):
+    """Redis configured but not answering: the limits still hold, counted in this process's memory (they used to
+    be off altogether while Redis was down)."""
+    for platform in _limited_platform(tmp_path, redis_url=f"redis://127.0.0.1:{closed_port()}/0"):
+        _assert_limits(platform)
+
+
+def test_a_hung_redis_costs_one_timeout_per_few_seconds_not_one_per_request():
+    """A Redis that accepts connections and never answers: the first request waits for the timeout, the next ones
+    are limited in memory at once (before, each of them waited 0.5 s); the limit still holds."""
+    with SilentServer() as redis_server:
+        limiter = RedisRateLimiter(redis_server.url("redis", "/0"))
+
+        async def hits() -> list[bool]:
+            try:
+                return [(await limiter.hit([("ip:192.0.2.7", 15)])).allowed for _ in range(20)]
+            finally:
+                await limiter.close()
+
+        started = time.monotonic()
+        allowed = asyncio.run(hits())
+        elapsed = time.monotonic() - started
+    assert allowed == [True] * 15 + [False] * 5
+    assert redis_server.connections == 1 and elapsed < 3, (redis_server.connections, elapsed)
 
 
 def test_request_ids_logs_and_metrics(platform):

@@ -98,6 +98,35 @@ def test_redis_that_does_not_answer_is_down(tmp_path):
         platform.close()
 
 
+def _online_features_row(tmp_path, connection: str) -> dict:
+    database = fresh_database_url("sqlite", tmp_path)
+    platform = start_platform(next(database), tmp_path / "data", run_relay=False, settings_overrides={
+        "feast_online_store": "redis", "feast_redis_connection": connection})
+    p = next(platform)
+    try:
+        response = p.client.get("/operator/status", headers=p.admin_headers)
+        assert response.status_code == 200 and "s3cret-pw" not in response.text
+        return {row["name"]: row for row in response.json()["services"]}["online features"]
+    finally:
+        platform.close()
+
+
+def test_a_redis_online_store_that_does_not_answer_is_down(tmp_path):
+    """The online features live in Redis and it is down: every risk answer is the fallback, and the operator page
+    says why (it had no row for it, so everything looked ok)."""
+    from down_services import closed_port
+
+    row = _online_features_row(tmp_path, f"127.0.0.1:{closed_port()},password=s3cret-pw")
+    assert row["status"] == "down" and "fallback" in row["detail"] and "Redis at 127.0.0.1:" in row["detail"]
+
+
+@pytest.mark.integration
+def test_a_redis_online_store_that_answers_is_ok(tmp_path):
+    _redis_reachable()
+    row = _online_features_row(tmp_path, "127.0.0.1:6379")
+    assert row["status"] == "ok" and row["figures"]["latency_ms"] >= 0
+
+
 def test_prometheus_gets_the_same_health(stalled_platform):
     text = stalled_platform.client.get("/metrics").text
     assert 'learnloop_service_status{part="database"} 1.0' in text

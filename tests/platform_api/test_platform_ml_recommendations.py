@@ -136,6 +136,43 @@ def test_fallback_is_popularity_with_the_header(rec_platform, course):
         app.state.ml = wired
 
 
+def test_a_model_service_that_is_down_is_the_fallback_with_its_reason_and_no_traceback(rec_platform, course):
+    """The served platform's backend is the model service's client: while it is down every request gets the
+    popularity list saying why, and the log gets one line per request, not a traceback (it got both a traceback and
+    "recommender failed: Unavailable")."""
+    import logging
+
+    from down_services import closed_port
+
+    from serving.api import RecommendClient
+
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    app, wired = rec_platform.app, rec_platform.app.state.ml
+    user_id, headers = course["learners"]["active"]
+    client = RecommendClient(base_url=f"http://127.0.0.1:{closed_port()}", timeout_s=1.0)
+    handler = Collect()
+    logging.getLogger("platform_api.recommendations").addHandler(handler)
+    try:
+        app.state.ml = MLBackends(recommend=client)
+        for _ in range(7):  # past the breaker's threshold (5): "circuit open" is the reason after that
+            response = _recs(rec_platform, user_id, course["id"], headers)
+            assert response.status_code == 200
+            assert response.headers["X-Learnloop-Fallback"] == "recommendations-popularity"
+            assert response.json()["fallback"].startswith("recommender unavailable: ")
+            assert [i["item_id"] for i in response.json()["data"]] == course["items"][1:]
+        assert "circuit open" in response.json()["fallback"]
+    finally:
+        logging.getLogger("platform_api.recommendations").removeHandler(handler)
+        app.state.ml = wired
+        client.close()
+    assert len(records) == 7 and not any(r.exc_info for r in records)
+
+
 def test_opens_of_served_items_become_feedback_for_the_next_training_run(rec_platform, course):
     """What the platform emits (served lists + activity) is what `learnloop train recommender --events` reads."""
     from sqlalchemy import select

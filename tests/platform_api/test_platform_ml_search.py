@@ -396,3 +396,71 @@ def test_an_indexer_that_cannot_open_its_index_shows_as_degraded_with_the_reason
         assert row["figures"]["waiting"] >= 1
     finally:
         holder.close()
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+def test_a_down_index_degrades_to_a_word_match_of_the_platform_content(search_platform, courses):
+    """The search index cannot answer (no index in this process, a Qdrant server that is down): the platform's own
+    content of the courses the caller may see is still found by its words, marked lexical, with the reason. It used
+    to be no results at all. Authorization is the same as for the index: nothing of a course the caller cannot
+    see, and a public course's hit is a discovery."""
+    p, ids = search_platform, courses["ids"]
+    created = {}
+    for name in ("public", "private_enrolled", "private"):
+        response = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": ids[name], "title": f"Volcanoes ({name})",
+            "body": "Magma rises through the crust and erupts as lava."})
+        assert response.status_code == 201, response.text
+        created[name] = response.json()["id"]
+    p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": ids["public"], "title": "Deserts", "body": "Dunes of sand; magmatic rocks are elsewhere."})
+    app, wired = p.app, p.app.state.ml
+    dead = _search_with(lambda s: s.model_copy(update={"qdrant_url": "http://127.0.0.1:9"}))
+    try:
+        for backend in (MLBackends(), MLBackends(search=dead)):
+            app.state.ml = backend
+            response = _search(p, courses["learner"], q="magma lava", limit=10)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            hits = {h["item_id"]: h for h in body["data"]}
+            assert set(hits) == {created["public"], created["private_enrolled"]}  # whole words: not "magmatic"
+            assert response.headers["X-Learnloop-Fallback"] == "search-unavailable" and body["mode"] == "lexical"
+            assert "plain word match" in body["unavailable"]
+            assert hits[created["public"]]["access"] == "enroll" and hits[created["private_enrolled"]]["access"] == "open"
+            assert all(h["lexical_match"] and h["similarity"] is None for h in hits.values())
+            one = _search(p, courses["learner"], q="lava", course_id=ids["private_enrolled"]).json()
+            assert [h["item_id"] for h in one["data"]] == [created["private_enrolled"]]
+            assert _search(p, courses["learner"], q="zzqx unheard", limit=5).json()["data"] == []
+        staff = _search(p, courses["instructor"], q="volcanoes private", limit=10).json()["data"]
+        assert staff[0]["item_id"] == created["private"]  # more of the query's words ranks first
+    finally:
+        app.state.ml = wired
+    healthy = _search(p, courses["learner"], q="photosynthesis").json()
+    assert healthy["mode"] == "hybrid" and healthy["unavailable"] is None
+
+
+def test_an_index_that_cannot_be_opened_is_degraded_even_with_nothing_waiting(search_platform, embedder_dir,
+                                                                                tmp_path):
+    """An indexer that applied everything, then cannot open its index (another process holds the folder): the
+    operator page says so, though no content change is waiting (it said "ok" while search failed)."""
+    from qdrant_client import QdrantClient
+
+    from learnloop.errors import Unavailable
+    from recommender.api import close_search_index, search_index_status, sync_search_index
+
+    own = search_platform.settings.model_copy(update={"data_dir": tmp_path / "own"})
+    link = own.cache_dir / "onnx" / embedder_dir.name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(embedder_dir, target_is_directory=True)
+    sync_search_index(settings=own)
+    close_search_index(own)
+    holder = QdrantClient(path=str(own.qdrant_path))
+    try:
+        with pytest.raises(Unavailable):
+            sync_search_index(settings=own)
+        row = search_index_status(settings=own)
+        assert row["figures"]["waiting"] == 0
+        assert row["status"] == "degraded" and "open in another process" in row["detail"]
+    finally:
+        holder.close()
+        close_search_index(own)

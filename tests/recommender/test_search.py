@@ -189,3 +189,65 @@ def test_content_events_create_update_delete(indexed):
         api.apply_content_event(
             Event(event_type="content.updated", payload={"content_id": "x"}), settings=indexed
         )
+
+
+# -- a Qdrant server that is down ----------------------------------------------------------------------------------
+class _FailingQueries:
+    """A Qdrant client whose queries fail (the server went down after the index was opened); the rest passes."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.queries = 0
+
+    def query_points(self, *args, **kwargs):
+        self.queries += 1
+        raise ConnectionError("[Errno 111] Connection refused")
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_server_mode_answers_from_the_in_process_vectors_when_the_server_fails(search_settings):
+    """Qdrant server mode, the server stops answering queries: the dense candidates come from the vectors every
+    process keeps anyway, so the answer is the same (it used to be a failed search); the server is left alone for
+    a while instead of being asked (and waited for) on every query."""
+    from qdrant_client import QdrantClient
+
+    from models.api import EmbeddingPrecision, get_text_embedder
+    from recommender._search.index import SearchIndex
+
+    embedder = get_text_embedder(EmbeddingPrecision(api.SEARCH_EMBEDDING_PRECISION), settings=search_settings)
+    index = SearchIndex(client=QdrantClient(":memory:"), embedder=embedder, server_mode=True)
+    index.upsert(CATALOG)
+    allowed = ["course-a", "course-b"]
+    queries = ["how do while loops work in python", "energy production in cells", "Florentine frescoes"]
+    before = [[(h.item_id, round(h.score, 4)) for h in index.search(q, allowed_course_ids=allowed)] for q in queries]
+    failing = index._client = _FailingQueries(index._client)
+    after = [[(h.item_id, round(h.score, 4)) for h in index.search(q, allowed_course_ids=allowed)] for q in queries]
+    assert after == before and before[0][0][0] == "py-1"
+    assert failing.queries == 1  # asked once, then left alone for the retry window
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+def test_a_hung_qdrant_server_is_waited_for_once_per_retry_window(search_settings):
+    """A Qdrant server that accepts connections and never answers: the first search waits for the client's timeout
+    and fails (the platform then answers its fallback); the next ones fail at once, saying when it is tried next
+    (each used to wait for the timeout again, one after the other behind the index lock)."""
+    import time
+
+    from down_services import SilentServer
+
+    from learnloop.errors import Unavailable
+
+    with SilentServer() as qdrant:
+        settings = search_settings.model_copy(update={"qdrant_url": qdrant.url("http")})
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - whatever the client raises on its timeout
+                api.search("python loops", allowed_course_ids=["course-a"], settings=settings)
+            started = time.monotonic()
+            for _ in range(3):
+                with pytest.raises(Unavailable, match="next try in"):
+                    api.search("python loops", allowed_course_ids=["course-a"], settings=settings)
+            assert time.monotonic() - started < 1.0
+        finally:
+            api.close_search_index(settings)

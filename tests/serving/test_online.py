@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import socket
+import time
 
 import numpy as np
 import pytest
+from down_services import SilentServer, closed_port
+from service_checks import service_missing
 from serving_fixtures import COURSE, SERVICE, STUDENT_FULL, STUDENT_NEW, ServingWorld
 
 from serving._online import OnlineFeatureReader, decode_value, serialize_entity_key
@@ -109,3 +113,83 @@ def test_model_service_reads_the_configured_online_store(serving_world: ServingW
     get_settings.cache_clear()
     reader = ChampionWatcher(settings=get_settings())._reader(SERVICE)
     assert isinstance(reader, RedisFeatureReader)
+
+
+def test_redis_reader_fails_fast_when_redis_is_down():
+    """Nothing listens on the Redis port: the read is Unavailable at once (the model service answers 503 and the
+    platform its fallback). redis-py's default retries with backoff held the model service's event loop 3-10 s."""
+    from learnloop.errors import Unavailable
+    from serving._online import RedisFeatureReader
+
+    reader = RedisFeatureReader(connection=f"127.0.0.1:{closed_port()}", project="learnloop", service=SERVICE)
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="Redis"):
+            reader.read(student_id=STUDENT_FULL, course_id=COURSE)
+        assert time.monotonic() - started < 0.5
+
+
+def test_a_hung_redis_holds_one_read_per_retry_window():
+    """Redis accepts connections and never answers: one read waits for the socket timeout, the reads after it are
+    Unavailable at once until the retry window has passed (each used to wait for four timeouts and backoffs)."""
+    from learnloop.errors import Unavailable
+    from serving._online import RedisFeatureReader
+
+    with SilentServer() as redis_server:
+        reader = RedisFeatureReader(connection=f"127.0.0.1:{redis_server.port}", project="learnloop",
+                                    service=SERVICE)
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            reader.read(student_id=STUDENT_FULL, course_id=COURSE)
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(Unavailable, match="s ago"):
+                reader.read(student_id=STUDENT_FULL, course_id=COURSE)
+        assert time.monotonic() - started < 0.5  # well inside the retry window (2 s)
+        assert redis_server.connections == 1
+
+
+@pytest.mark.integration
+def test_redis_reader_reads_again_once_redis_is_back(tmp_path, monkeypatch):
+    """A Redis of our own is stopped and started again: reads are Unavailable while it is down and succeed once it
+    is back and the retry window has passed, on the same reader (no restart of the model service)."""
+    import shutil
+    import subprocess
+
+    from learnloop.errors import Unavailable
+    from serving import _online
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server is not installed (Debian package redis-server)")
+    monkeypatch.setattr(_online, "REDIS_RETRY_AFTER_S", 0.2, raising=False)
+    port = closed_port()
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", str(tmp_path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return process
+            time.sleep(0.05)
+        process.kill()
+        pytest.fail("redis-server did not start")
+
+    server = start()
+    try:
+        reader = _online.RedisFeatureReader(connection=f"127.0.0.1:{port}", project="learnloop", service=SERVICE)
+        assert reader.read(student_id=STUDENT_FULL, course_id=COURSE).views_found == frozenset()  # empty store
+        server.terminate()
+        server.wait(timeout=10)
+        with pytest.raises(Unavailable):
+            reader.read(student_id=STUDENT_FULL, course_id=COURSE)
+        server = start()
+        time.sleep(0.3)
+        assert reader.read(student_id=STUDENT_FULL, course_id=COURSE).views_found == frozenset()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
