@@ -123,8 +123,11 @@ class RedisRateLimiter:
         return self._redis
 
     async def hit(self, limits: list[tuple[str, int]]) -> Decision:
-        if self._down_until is not None and time.monotonic() < self._down_until:
-            return await self._fallback.hit(limits)
+        if self._down_until is not None:
+            if time.monotonic() < self._down_until:
+                return await self._fallback.hit(limits)
+            # This request asks Redis again; the ones arriving while it waits count in memory, not wait as well.
+            self._down_until = time.monotonic() + self.retry_after_s
         now = time.time()
         window = int(now // self.window_s)
         retry = max(1, math.ceil((window + 1) * self.window_s - now))

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from learnloop.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
@@ -91,12 +91,23 @@ class LexicalHit:
     lexical_match: bool = True
 
 
-LEXICAL_CANDIDATES = 500  # content rows read for one fallback query (those sharing a word with it, newest first)
+# Content rows read for one fallback query: those containing most of the query's words first, then the newest.
+LEXICAL_CANDIDATES = 500
 _WORD = re.compile(r"\w+")
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def _contains(term: str):
+    """Title or body contains ``term`` (lower case) in any case. SQL lower() folds only ASCII letters on SQLite (and
+    in PostgreSQL under a C locale), so a word with a non-ASCII capital ("Ökologie", "ФИЗИКА") is also looked for
+    as written capitalised and in capitals; the whole-word check after the query is exact."""
+    variants = sorted({term.capitalize(), term.upper()} - {term}) if not term.isascii() else []
+    return or_(*(condition for column in (ContentItem.title, ContentItem.body) for condition in (
+        func.lower(column).contains(term, autoescape=True),
+        *(column.contains(variant, autoescape=True) for variant in variants))))
 
 
 def lexical_search(*, session: Session, course_ids: list[str], query: str, limit: int) -> list[LexicalHit]:
@@ -105,12 +116,15 @@ def lexical_search(*, session: Session, course_ids: list[str], query: str, limit
     terms = list(dict.fromkeys(word for word in _words(query) if len(word) > 1))[:12]
     if not terms or not course_ids:
         return []
-    shares_a_word = or_(*(or_(func.lower(ContentItem.title).contains(term, autoescape=True),
-                              func.lower(ContentItem.body).contains(term, autoescape=True)) for term in terms))
+    contains = [_contains(term) for term in terms]
+    # Candidates containing more of the query's words first: a common word of the query ("in", "the") is in most
+    # rows, and the newest of those alone would crowd out an older item holding every word of the query.
+    words_contained = sum((case((condition, 1), else_=0) for condition in contains[1:]),
+                          case((contains[0], 1), else_=0))
     rows = session.execute(
         select(ContentItem.id, ContentItem.course_id, ContentItem.title, ContentItem.body)
-        .where(ContentItem.course_id.in_([uuid.UUID(c) for c in course_ids]), shares_a_word)
-        .order_by(ContentItem.updated_at.desc()).limit(LEXICAL_CANDIDATES)).all()
+        .where(ContentItem.course_id.in_([uuid.UUID(c) for c in course_ids]), or_(*contains))
+        .order_by(words_contained.desc(), ContentItem.updated_at.desc()).limit(LEXICAL_CANDIDATES)).all()
     scored = []
     for row in rows:
         title, body = Counter(_words(row.title)), Counter(_words(row.body or ""))

@@ -72,6 +72,9 @@ def _open_index(settings: Settings | None = None):
         index = _INDEXES.get(key)
         if index is None:
             _raise_if_failed_recently(key)  # another thread's try failed while this one waited for the lock
+            failed = _OPEN_FAILURES.get(key)
+            if failed is not None:  # a retry: searches meanwhile fail at once with the last reason, not queue behind it
+                _OPEN_FAILURES[key] = (time.monotonic(), failed[1])
             try:
                 index = _INDEXES[key] = _build_index(settings, key)
             except Exception as exc:

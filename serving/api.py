@@ -226,7 +226,8 @@ def served_models(*, settings: Settings | None = None, base_url: str | None = No
                   timeout_s: float = 2.0) -> list[ServedModel]:
     """Every model the model service serves, as one of its workers holds it (``POST /admin/models``): the risk
     champion, the recommender's ranker and each prompt's essay grader, with version, alias or origin, input count
-    and status. Raises ``Unavailable`` when the service does not answer (or answers something else)."""
+    and status. Raises ``Unavailable`` when the service does not answer (or answers something else), ``InvalidInput``
+    when ``base_url`` is not a URL."""
     import httpx
 
     from learnloop.errors import Unavailable
@@ -236,6 +237,9 @@ def served_models(*, settings: Settings | None = None, base_url: str | None = No
         response = httpx.post(f"{url}/admin/models", json={}, timeout=timeout_s)
         response.raise_for_status()
         return [ServedModel.model_validate(model) for model in response.json()["models"]]
+    except httpx.InvalidURL as exc:  # not an HTTPError: a malformed --url was a traceback
+        raise InvalidInput(f"{url} is not a valid URL of the model service ({exc}); pass e.g. "
+                           "http://127.0.0.1:3000") from exc
     except httpx.HTTPError as exc:
         raise Unavailable(f"the model service at {url} does not answer /admin/models ({type(exc).__name__}: "
                           f"{str(exc)[:200]}); start it with `learnloop serve models`") from exc

@@ -145,7 +145,8 @@ class SearchIndex:
         self._items: dict[str, ContentItem] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._snapshot: _Snapshot | None = None
-        self._server_failed_at: float | None = None  # monotonic time of the last failed server query
+        self._server_failed_at: float | None = None  # monotonic time of the last failed server query (or retry)
+        self._server_state = threading.Lock()
         self._ensure_collection()
         self._load()
 
@@ -312,9 +313,13 @@ class SearchIndex:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The server's dense candidates, or None when it failed (now or within the retry window): the caller
         scans the in-process vectors instead."""
-        failed_at = self._server_failed_at
-        if failed_at is not None and time.monotonic() - failed_at < SERVER_RETRY_AFTER_S:
-            return None
+        with self._server_state:
+            failed_at = self._server_failed_at
+            if failed_at is not None:
+                if time.monotonic() - failed_at < SERVER_RETRY_AFTER_S:
+                    return None
+                # This query tries the server again; the ones arriving while it waits scan in process meanwhile.
+                self._server_failed_at = time.monotonic()
         try:
             found = self._server_dense(query_vector, snap, mask, k)
         except Exception as exc:  # noqa: BLE001 - any failure of the server: the in-process scan answers

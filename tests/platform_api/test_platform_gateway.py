@@ -93,6 +93,30 @@ def test_a_hung_redis_costs_one_timeout_per_few_seconds_not_one_per_request():
     assert redis_server.connections == 1 and elapsed < 3, (redis_server.connections, elapsed)
 
 
+def test_requests_during_the_retry_of_a_hung_redis_do_not_wait_for_it():
+    """Once Redis has been left alone long enough, one request asks it again; the requests arriving while that one
+    waits for the timeout asked it too, each waiting 0.5 s on a connection of its own."""
+    with SilentServer() as redis_server:
+        limiter = RedisRateLimiter(redis_server.url("redis", "/0"), retry_after_s=0.3)
+
+        async def timed_hit() -> float:
+            started = time.monotonic()
+            assert (await limiter.hit([("ip:192.0.2.8", 100)])).allowed
+            return time.monotonic() - started
+
+        async def scenario() -> list[float]:
+            try:
+                await timed_hit()  # Redis fails: left alone for 0.3 s
+                await asyncio.sleep(0.35)
+                return await asyncio.gather(*(timed_hit() for _ in range(5)))
+            finally:
+                await limiter.close()
+
+        waits = sorted(asyncio.run(scenario()))
+    assert waits[-1] >= 0.4 and waits[-2] < 0.2, waits  # one request retried Redis; the rest counted in memory
+    assert redis_server.connections == 2, redis_server.connections
+
+
 def test_request_ids_logs_and_metrics(platform):
     client = platform.client
     records: list[dict] = []

@@ -464,3 +464,49 @@ def test_an_index_that_cannot_be_opened_is_degraded_even_with_nothing_waiting(se
     finally:
         holder.close()
         close_search_index(own)
+
+
+def _lexical(p: Platform, headers, q: str, course_id: str) -> list[str]:
+    body = p.client.get("/api/v1/search", params={"q": q, "course_id": course_id}, headers=headers).json()
+    assert body["mode"] == "lexical", body  # this app has no index wired: the word-match fallback answers
+    return [h["item_id"] for h in body["data"]]
+
+
+def test_the_word_match_fallback_finds_words_with_non_ascii_capitals_on_every_database(platform):
+    """SQLite's lower() folds only ASCII letters: the fallback found "Ökologie" or "ФИЗИКА" on PostgreSQL, and on
+    SQLite (the default database) nothing, however the query was written."""
+    _, instructor = platform.user("instructor")
+    course = platform.course(instructor)
+
+    def content(title: str, body: str) -> str:
+        response = platform.client.post("/api/v1/content", headers=instructor,
+                                         json={"course_id": course, "title": title, "body": body})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    ecology, physics, school = (content("Ökologie der Wälder", "Wald und Wiese"), content("ФИЗИКА", "Основы"),
+                                content("Notes", "Une visite à l'École normale"))
+    for query, found in (("ökologie", ecology), ("Ökologie", ecology), ("ÖKOLOGIE", ecology), ("физика", physics),
+                         ("Физика", physics), ("école", school), ("ÉCOLE", school)):
+        assert _lexical(platform, instructor, query, course) == [found], (platform.settings.database_url, query)
+
+
+def test_the_word_match_fallback_reads_the_items_holding_most_query_words_first(platform, monkeypatch):
+    """Candidates were the newest rows sharing any word: a common word of the query ("in") let newer items crowd
+    out an older one holding every word, which was then not returned at all."""
+    from platform_api import _search
+
+    _, instructor = platform.user("instructor")
+    course = platform.course(instructor)
+
+    def content(title: str, body: str) -> str:
+        response = platform.client.post("/api/v1/content", headers=instructor,
+                                         json={"course_id": course, "title": title, "body": body})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    target = content("Photosynthesis", "How plants turn light into sugar")
+    newer = [content(f"Week {n} notes", "Reading in the library") for n in range(4)]
+    monkeypatch.setattr(_search, "LEXICAL_CANDIDATES", 3)  # 500 in production: fewer rows than that here
+    found = _lexical(platform, instructor, "photosynthesis in plants", course)
+    assert found[0] == target and set(found[1:]) <= set(newer), found

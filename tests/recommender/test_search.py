@@ -251,3 +251,95 @@ def test_a_hung_qdrant_server_is_waited_for_once_per_retry_window(search_setting
             assert time.monotonic() - started < 1.0
         finally:
             api.close_search_index(settings)
+
+
+class _HungQueries(_FailingQueries):
+    """A Qdrant server that holds each query until the client's timeout, then fails."""
+
+    def __init__(self, client, hang_s: float) -> None:
+        super().__init__(client)
+        self.hang_s = hang_s
+
+    def query_points(self, *args, **kwargs):
+        import time
+
+        time.sleep(self.hang_s)
+        return super().query_points(*args, **kwargs)
+
+
+def _timed(call) -> tuple[str, float]:
+    import time
+
+    started = time.monotonic()
+    try:
+        call()
+        outcome = "answered"
+    except Exception as exc:  # noqa: BLE001 - the outcome is what the test compares
+        outcome = type(exc).__name__
+    return outcome, time.monotonic() - started
+
+
+def test_queries_during_the_retry_of_a_hung_server_do_not_wait_for_it(search_settings, monkeypatch):
+    """Once the retry window has passed, one query tries the server again; the queries arriving while it waits for
+    the timeout answered from the in-process vectors only after trying (and waiting for) the server themselves."""
+    import threading
+    import time
+
+    from qdrant_client import QdrantClient
+
+    from models.api import EmbeddingPrecision, get_text_embedder
+    from recommender._search import index as index_module
+    from recommender._search.index import SearchIndex
+
+    embedder = get_text_embedder(EmbeddingPrecision(api.SEARCH_EMBEDDING_PRECISION), settings=search_settings)
+    index = SearchIndex(client=QdrantClient(":memory:"), embedder=embedder, server_mode=True)
+    index.upsert(CATALOG)
+    hung = index._client = _HungQueries(index._client, hang_s=1.0)
+    query = "how do while loops work in python"
+    index.search(query, allowed_course_ids=["course-a"])  # warms the embedder; the server fails once
+    monkeypatch.setattr(index_module, "SERVER_RETRY_AFTER_S", 0.3)
+    time.sleep(0.4)  # the window has passed: the next query tries the server again
+    results: dict[str, tuple[str, float]] = {}
+    retry = threading.Thread(target=lambda: results.update(
+        retry=_timed(lambda: index.search(query, allowed_course_ids=["course-a"]))))
+    retry.start()
+    time.sleep(0.2)
+    results["meanwhile"] = _timed(lambda: index.search(query, allowed_course_ids=["course-a"]))
+    retry.join()
+    assert results["retry"][0] == results["meanwhile"][0] == "answered"
+    assert results["meanwhile"][1] < 0.5 and hung.queries == 2, (results, hung.queries)
+
+
+def test_searches_during_the_retry_of_an_index_that_did_not_open_fail_at_once(search_settings, monkeypatch):
+    """Once the retry window has passed, one search tries to open the index again (a hung Qdrant server: one client
+    timeout); the searches arriving meanwhile waited behind the index lock for that timeout, then failed."""
+    import threading
+    import time
+
+    from learnloop.errors import Unavailable
+
+    settings = search_settings.model_copy(update={"qdrant_url": "http://127.0.0.1:9"})
+    tries = []
+
+    def hung_open(settings, key):
+        tries.append(key)
+        time.sleep(1.0)
+        raise Unavailable("Qdrant at http://127.0.0.1:9 timed out")
+
+    monkeypatch.setattr(api, "_build_index", hung_open)
+    try:
+        assert _timed(lambda: api.search("loops", allowed_course_ids=["course-a"], settings=settings))[0] == \
+            "Unavailable"
+        monkeypatch.setattr(api, "OPEN_RETRY_AFTER_S", 0.3)
+        time.sleep(0.4)
+        results: dict[str, tuple[str, float]] = {}
+        retry = threading.Thread(target=lambda: results.update(retry=_timed(
+            lambda: api.search("loops", allowed_course_ids=["course-a"], settings=settings))))
+        retry.start()
+        time.sleep(0.2)
+        results["meanwhile"] = _timed(lambda: api.search("loops", allowed_course_ids=["course-a"], settings=settings))
+        retry.join()
+        assert results["retry"][0] == results["meanwhile"][0] == "Unavailable"
+        assert results["meanwhile"][1] < 0.3 and len(tries) == 2, (results, tries)
+    finally:
+        api.close_search_index(settings)

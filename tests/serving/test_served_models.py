@@ -92,3 +92,12 @@ def test_the_response_keeps_versions_and_errors_by_name_for_every_model(grader_s
     assert answer.versions["risk"] is None and answer.versions[f"essay_grader_p{ESSAY_PROMPT}"]
     assert "recommender" in answer.versions and set(answer.errors) >= {"risk"}
     assert [m.name for m in answer.models][:2] == ["risk", "recommender"]
+
+
+def test_a_malformed_service_url_is_refused_with_what_to_pass():
+    """`learnloop models served --url http://[::1` printed a traceback (httpx.InvalidURL is not an HTTPError)."""
+    from learnloop.errors import InvalidInput
+    from serving.api import served_models
+
+    with pytest.raises(InvalidInput, match="not a valid URL"):
+        served_models(base_url="http://[::1", timeout_s=1.0)
