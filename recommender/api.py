@@ -307,6 +307,10 @@ def _champion_ranker(settings: Settings | None = None, *, refresh: bool = False)
     except (LearnloopError, OSError, ValueError) as exc:  # registry down or a graph this code cannot feed
         logging.getLogger(__name__).warning("recommender model unavailable: %s", exc)
         reason = f"recommender model unavailable: {getattr(exc, 'message', exc)}"
+        previous = cached[1] if cached is not None else None
+        if previous is not None:  # a registry that cannot be read says nothing against the ranker already loaded
+            ranker = previous
+            reason = f"kept v{previous.version}: the registry could not be read ({getattr(exc, 'message', exc)})"
     with _LOCK:
         _RANKERS[key] = (now, ranker, reason)
     return ranker, reason
@@ -354,7 +358,7 @@ def ranker_status(*, settings: Settings | None = None, resolve: bool = False) ->
     if ranker is None:
         return RankerStatus(model_name=RANKER_MODEL, alias="champion", resolved=True, reason=reason)
     return RankerStatus(model_name=RANKER_MODEL, alias="champion", resolved=True, version=ranker.version,
-                        n_inputs=ranker.n_inputs, loaded_at=ranker.loaded_at)
+                        n_inputs=ranker.n_inputs, loaded_at=ranker.loaded_at, reason=reason)
 
 
 def reset_ranker_cache() -> None:

@@ -90,7 +90,8 @@ class RankerStatus:
 
     The champion is looked up at the first treatment-arm list and again every few minutes: ``resolved`` is False
     until then. ``version`` and ``n_inputs`` (the features it scores) describe the loaded champion; ``reason`` says
-    why treatment lists fall back to popularity instead (no champion registered, or it failed to load)."""
+    why treatment lists fall back to popularity instead (no champion registered, or it failed to load), or, beside
+    a ``version``, why the loaded ranker is kept without the registry's word (it could not be read)."""
 
     model_name: str
     alias: str

@@ -58,8 +58,9 @@ def ranker_model(settings: Settings, *, resolve: bool = False) -> ServedModel:
     if ranker.version is None:
         return ServedModel(**common, status=ServedModelStatus.unavailable,
                            detail=f"{ranker.reason}; treatment lists use popularity within course and week")
-    return ServedModel(**common, status=ServedModelStatus.loaded, version=ranker.version, n_inputs=ranker.n_inputs,
-                       loaded_at=ranker.loaded_at)
+    return ServedModel(**common, status=ServedModelStatus.degraded if ranker.reason else ServedModelStatus.loaded,
+                       version=ranker.version, n_inputs=ranker.n_inputs, loaded_at=ranker.loaded_at,
+                       detail=ranker.reason)
 
 
 def essay_graders(settings: Settings) -> list[ServedModel]:

@@ -101,3 +101,25 @@ def test_a_malformed_service_url_is_refused_with_what_to_pass():
 
     with pytest.raises(InvalidInput, match="not a valid URL"):
         served_models(base_url="http://[::1", timeout_s=1.0)
+
+
+def test_a_registry_that_cannot_be_read_keeps_the_loaded_ranker_shown_as_degraded(grader_settings, monkeypatch):
+    """A reload (or the 5-minute refresh) while the registry is down must not drop a working ranker to popularity."""
+    import models.api
+    from learnloop.errors import Unavailable
+    from recommender import api as recommender_api
+    from serving._inventory import ranker_model
+    from serving.data import ServedModelStatus
+
+    settings = grader_settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9/"})
+    loaded = SimpleNamespace(version="4", n_inputs=40, loaded_at="2026-11-26T10:00:00+00:00")
+    monkeypatch.setitem(recommender_api._RANKERS, settings.mlflow_uri, (0.0, loaded, None))
+
+    def registry_down(*_args, **_kwargs):
+        raise Unavailable("MLflow registry at http://127.0.0.1:9/ does not answer")
+
+    monkeypatch.setattr(models.api, "load_champion_onnx", registry_down)
+    assert recommender_api._champion_ranker(settings, refresh=True)[0] is loaded
+    shown = ranker_model(settings)
+    assert shown.status is ServedModelStatus.degraded and shown.version == "4"
+    assert "kept v4" in shown.detail and "does not answer" in shown.detail
