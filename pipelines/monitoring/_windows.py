@@ -9,6 +9,12 @@
     its run params ``train_presentations``/``train_weeks`` or version tags ``train.presentations``/``train.weeks``
     (tags win), comma-separated ``2013J`` or ``AAA-2013J`` tokens; without them every presentation and the
     default weeks, with a warning — scored by the champion;
+  - a registered champion whose version logged a sample of its training inputs (version tag ``drift_reference``,
+    set by ``training.api.register_onnx_model(reference_sample=…)``): that sample, read from the champion's run
+    (never "latest"), scored by the champion. The recommender's trainer logs one (``learnloop train recommender``:
+    5,000 of the ranker's (learner, not-yet-opened item) training rows, drawn the way serving samples the
+    candidates of a scored list; ``recommender._recommend.learned.reference_sample``). A recommender champion
+    registered before that has no reference: :class:`NothingToCheck` saying to retrain (skipped, not failed);
   - an essay grader ``essay_grader_p<prompt>`` (served from ``<data_dir>/grading``, not from the registry): the
     prompt's graded essays it learned from (``essays_path`` in its ``meta.json``; the configured data sets for
     graders saved before that was recorded), graded by it: ``n_words`` and ``confidence`` (what the platform logs
@@ -16,8 +22,11 @@
 
   Any other model has no reference and its check fails saying so.
 * **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
-  ``student_course`` where final results exist. No predictions, or log lines holding neither model inputs nor
-  scores (the recommender logs the served item ids only), raise :class:`NothingToCheck`: skipped, not failed.
+  ``student_course`` where final results exist. Lines whose model logged a sample of several input rows per answer
+  (``inputs``: the recommender's treatment lists carry the ranker's features for 8 uniformly drawn candidates)
+  give one row per sampled row, with the ranker's score as ``prediction``; at least ``min_rows`` such lists are
+  needed. No predictions, or log lines holding neither model inputs nor scores (control-arm and cold-start lists,
+  lists logged before serving logged the ranker's inputs), raise :class:`NothingToCheck`: skipped, not failed.
 * **presentations** — any OULAD presentations (``2013J`` = every module of that presentation, or ``AAA-2013J``)
   built the same way, so drift between an early and a later cohort can be measured on real data today.
 """
@@ -27,7 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RISK_MODEL = "risk"
+RECOMMENDER_MODEL = "recommender"  # recommender.api.RANKER_MODEL (its trainer logs a drift reference sample)
 _ESSAY_MODEL = re.compile(r"^essay_grader_p(?P<prompt>\d+)$")  # grading_nlp's name per prompt (serving logs it)
 # Subgroup/bookkeeping columns of a training set that are not model inputs.
 _NOT_FEATURES = {"student_course", "id_student", "code_module", "code_presentation", "week", "cutoff_day",
@@ -58,6 +68,7 @@ class Window:
     frame: pd.DataFrame
     features: list[str]
     description: str
+    categorical: list[str] = field(default_factory=list)  # features that are codes, not quantities
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -118,6 +129,9 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
     if champion is None:
         raise NotFound(f"model {model_name} has no champion; train and promote one first "
                        f"(`learnloop train {model_name}` then `learnloop promote {model_name}`)")
+    logged = _logged_reference(champion, settings)
+    if logged is not None:
+        return logged
     service = _feature_service(champion, settings)
     scope = {**_run_params(champion.run_id, settings), **champion.tags}
     presentations = [p for p in (scope.get("train.presentations") or scope.get("train_presentations") or ""
@@ -139,6 +153,26 @@ def _champion(model_name: str, settings: Settings) -> ModelVersionInfo | None:
     from training.api import list_models
 
     return next((v for v in list_models(model_name, settings=settings) if "champion" in v.aliases), None)
+
+
+def _logged_reference(champion: ModelVersionInfo, settings: Settings) -> Window | None:
+    """The training-input sample the champion's version logged, scored by the champion (None: it logged none and
+    is not the recommender, whose reference can only be that sample)."""
+    from training.api import drift_reference
+
+    frame = drift_reference(champion, settings=settings)
+    if frame is None:
+        if champion.name == RECOMMENDER_MODEL:
+            raise NothingToCheck(
+                f"{champion.name} v{champion.version} (the champion) was trained before training logged a sample of "
+                "the ranker's inputs with the model, so there is no reference to compare its served inputs with; "
+                "retrain it (`learnloop train recommender`, then `learnloop promote recommender`) to monitor it")
+        return None
+    features = [c for c in frame.columns if c not in _NOT_FEATURES and c not in ("course_id", "prediction")]
+    frame, features = _score_with_champion(frame, features, champion.name, settings)
+    categorical = [name for name in ("item_content_kind",) if name in features]  # the ranker's content-kind code
+    return Window(frame, features, f"{champion.name} v{champion.version} training sample "
+                  f"({len(frame):,} rows logged with the model)", categorical=categorical)
 
 
 def _feature_service(champion: ModelVersionInfo, settings: Settings) -> str:
@@ -219,12 +253,33 @@ def prediction_log_window(model_name: str, *, settings: Settings, days: float,
                              "on it)")
     features = list(frame.attrs.get("feature_columns", []))
     if not features and frame["prediction"].isna().all():
-        raise NothingToCheck(f"the {len(frame)} logged predictions of {model_name} hold no model inputs and no "
-                             "numeric score (only what was served), so there is nothing to compare with its "
-                             "training data")
+        return _sampled_inputs_window(model_name, n_lines=len(frame), settings=settings, days=days, until=until,
+                                      min_rows=min_rows)
     if "student_course" in frame.columns and "label" not in frame.columns:
         frame = _join_labels(frame, settings)
     return Window(frame, features, f"prediction log, last {days:g} days")
+
+
+def _sampled_inputs_window(model_name: str, *, n_lines: int, settings: Settings, days: float, until: datetime,
+                           min_rows: int) -> Window:
+    """The rows of the lines that carry a sample of their inputs (the recommender's scored lists)."""
+    from pipelines.monitoring._prediction_log import read_logged_inputs
+
+    frame = read_logged_inputs(settings.data_path, model_name=model_name, since=until - timedelta(days=days),
+                               until=until)
+    lists = int(frame.attrs.get("lines", 0))
+    if frame.empty:
+        raise NothingToCheck(f"the {n_lines} logged predictions of {model_name} hold no model inputs and no "
+                             "numeric score (only what was served: control-arm and cold-start lists, or lines "
+                             "logged before serving logged the ranker's inputs), so there is nothing to compare with "
+                             "its training data")
+    if lists < min_rows:
+        raise NothingToCheck(f"only {lists} of the {n_lines} predictions of {model_name} logged in the last "
+                             f"{days:g} days carry the model's inputs (lists the ranker scored); a drift check needs "
+                             f"at least {min_rows} (fewer would flag noise as drift and retrain on it)")
+    return Window(frame, list(frame.attrs["feature_columns"]),
+                  f"prediction log, last {days:g} days: the ranker's inputs for {len(frame):,} sampled candidates of "
+                  f"{lists:,} scored lists")
 
 
 def _join_labels(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:

@@ -132,7 +132,8 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
         current = _windows.prediction_log_window(name, settings=settings, days=days, min_rows=min_rows)
         reference = _windows.champion_reference(name, settings=settings, weeks=weeks)
     features = [f for f in reference.features if f in set(current.features)]
-    result = check_drift(name, reference.frame, current.frame, features=features, drift_share=drift_share,
+    result = check_drift(name, reference.frame, current.frame, features=features,
+                         categorical_features=reference.categorical, drift_share=drift_share,
                          performance_drop=performance_drop, max_rows=max_rows, settings=settings)
     summary = result.summary()
     payload: dict[str, Any] = {key: summary[key] for key in _JSON_KEYS}

@@ -97,6 +97,51 @@ class RowCache:
         return x, y, w
 
 
+REFERENCE_ROWS = 5000  # the training-row sample logged with the model as drift monitoring's reference
+
+
+def reference_sample(cache: RowCache, plan: Sequence[tuple[CourseClicks, int]], *, rows: int = REFERENCE_ROWS,
+                     seed: int = 0) -> pd.DataFrame | None:
+    """A sample of the planned cutoffs' training rows drawn the way serving samples what it scored, so drift
+    monitoring compares like with like: serving logs :data:`rankers.FEATURES` of up to
+    ``service.LOGGED_CANDIDATES`` candidates (items the learner has not opened) per scored list, drawn uniformly.
+
+    Training keeps every positive of a (learner, cutoff) list and :data:`NEGATIVE_SHARE` of its negatives, so a kept
+    negative stands for ``1 / NEGATIVE_SHARE`` candidates; and serving logs the same number of rows for every list
+    whatever its number of candidates ``c`` (a learner who opened little has many), so each candidate of a list is
+    logged with probability ``min(LOGGED_CANDIDATES, c) / c``. Rows are drawn (with replacement) in proportion to
+    both; ``c`` is the course's items minus the learner's (``learner_items``). Lists are those of learners who open
+    something in the week after the cutoff (the training rows) and opened something before it (serving answers a
+    learner without history with the cold-start rule, never with the ranker); the cap on training rows (``stack``)
+    does not apply. Columns: the features, then ``course_id``, ``cutoff_day`` and ``label``."""
+    from recommender._recommend.service import LOGGED_CANDIDATES
+
+    parts = [(course, day, part) for course, day in plan if (part := cache.get(course, day)) is not None]
+    if not parts:
+        return None
+    learner_items = rankers.FEATURES.index("learner_items")
+    weights = []
+    for course, _, (x, y, _) in parts:
+        opened = x[:, learner_items].astype(np.float64)
+        candidates = np.maximum(course.first_click.shape[1] - opened, 1.0)
+        weight = np.where(y, 1.0, 1.0 / NEGATIVE_SHARE) * np.minimum(LOGGED_CANDIDATES, candidates) / candidates
+        weights.append(np.where(opened > 0, weight, 0.0))  # no history: a cold start, never scored by the ranker
+    weight = np.concatenate(weights)
+    if not weight.sum():
+        return None
+    offsets = np.concatenate([[0], np.cumsum([len(part[1]) for _, _, part in parts])])
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(weight), size=rows, replace=True, p=weight / weight.sum()))
+    which = np.searchsorted(offsets, picked, side="right") - 1
+    local = picked - offsets[which]
+    frame = pd.DataFrame(np.stack([parts[p][2][0][i] for p, i in zip(which, local, strict=True)]).astype(np.float32),
+                         columns=list(rankers.FEATURES))
+    frame["course_id"] = [parts[p][0].course_id for p in which]
+    frame["cutoff_day"] = [parts[p][1] for p in which]
+    frame["label"] = np.asarray([parts[p][2][1][i] for p, i in zip(which, local, strict=True)], dtype=np.int8)
+    return frame
+
+
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, seed: int = 0):
     """A ``HistGradientBoostingClassifier`` on float32 features (the item kind code split as a number: ONNX
     export of native categorical splits is not supported by skl2onnx); ``w``: row weights (see :func:`rows_at`),
