@@ -12,9 +12,12 @@
   - a registered champion whose version logged a sample of its training inputs (version tag ``drift_reference``,
     set by ``training.api.register_onnx_model(reference_sample=…)``): that sample, read from the champion's run
     (never "latest"), scored by the champion. The recommender's trainer logs one (``learnloop train recommender``:
-    5,000 of the ranker's (learner, not-yet-opened item) training rows, drawn the way serving samples the
-    candidates of a scored list; ``recommender._recommend.learned.reference_sample``). A recommender champion
-    registered before that has no reference: :class:`NothingToCheck` saying to retrain (skipped, not failed);
+    10,000 of the ranker's (learner, not-yet-opened item) training rows, drawn the way serving samples the
+    candidates of a scored list; ``recommender._recommend.learned.reference_sample``), whose rows name their
+    course: :func:`match_course_mix` resamples it to the current window's courses, so each course's traffic is
+    compared with the rows of that course (courses differ far more than a course drifts) and a course the model
+    never learned from with the whole training mix. A recommender champion registered before that has no
+    reference: :class:`NothingToCheck` saying to retrain (skipped, not failed);
   - an essay grader ``essay_grader_p<prompt>`` (served from ``<data_dir>/grading``, not from the registry): the
     prompt's graded essays it learned from (``essays_path`` in its ``meta.json``; the configured data sets for
     graders saved before that was recorded), graded by it: ``n_words`` and ``confidence`` (what the platform logs
@@ -41,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from learnloop.errors import InvalidInput, NotFound, Unavailable
@@ -69,6 +73,9 @@ class Window:
     features: list[str]
     description: str
     categorical: list[str] = field(default_factory=list)  # features that are codes, not quantities
+    # A reference whose rows carry this column (the recommender's ``course_id``) is resampled to the current
+    # window's mix of it before the check (:func:`match_course_mix`).
+    match_on: str | None = None
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -168,11 +175,53 @@ def _logged_reference(champion: ModelVersionInfo, settings: Settings) -> Window 
                 "the ranker's inputs with the model, so there is no reference to compare its served inputs with; "
                 "retrain it (`learnloop train recommender`, then `learnloop promote recommender`) to monitor it")
         return None
-    features = [c for c in frame.columns if c not in _NOT_FEATURES and c not in ("course_id", "prediction")]
+    features = [c for c in frame.columns if c not in _NOT_FEATURES and c not in _SAMPLE_COLUMNS]
     frame, features = _score_with_champion(frame, features, champion.name, settings)
     categorical = [name for name in ("item_content_kind",) if name in features]  # the ranker's content-kind code
     return Window(frame, features, f"{champion.name} v{champion.version} training sample "
-                  f"({len(frame):,} rows logged with the model)", categorical=categorical)
+                  f"({len(frame):,} rows logged with the model)", categorical=categorical,
+                  match_on="course_id" if "course_id" in frame.columns else None)
+
+
+# Columns of a logged reference sample that describe its rows, not model inputs.
+_SAMPLE_COLUMNS = {"course_id", "prediction", "sample_weight"}
+# A course with fewer reference rows than this is compared with the whole reference (too few to stand for it).
+MIN_MATCHED_ROWS = 200
+
+
+def match_course_mix(reference: Window, current: Window, *, seed: int = 0) -> Window:
+    """``reference`` resampled (to its size) to the mix of ``reference.match_on`` values (courses) in ``current``:
+    each course's share of the current rows is drawn from that course's reference rows when it has at least
+    ``MIN_MATCHED_ROWS``, else from the whole reference in the training mix (``sample_weight``). So a course is
+    compared with what the model learned from it, and a course it never learned from with everything it learned
+    from. Unchanged when no current course is in the reference (the reference then is the training mix as is)."""
+    column = reference.match_on
+    if column is None or column not in current.frame.columns or column not in reference.frame.columns:
+        return reference
+    ref = reference.frame.reset_index(drop=True)
+    weight = ref["sample_weight"].to_numpy(dtype=float) if "sample_weight" in ref.columns else np.ones(len(ref))
+    pools = {str(key): rows for key, rows in ref.groupby(ref[column].astype(str)).indices.items()
+             if len(rows) >= MIN_MATCHED_ROWS}
+    shares = current.frame[column].astype(str).value_counts(normalize=True)
+    known = shares[shares.index.isin(list(pools))]
+    if known.empty:
+        if np.allclose(weight, weight[0], rtol=0.01):  # equal up to rounding: no course was topped up
+            return reference
+        known_share, picks = 0.0, [np.random.default_rng(seed).choice(len(ref), size=len(ref), p=weight / weight.sum())]
+    else:
+        rng = np.random.default_rng(seed)
+        known_share, picks = float(known.sum()), []
+        for course, share in shares.items():
+            size = int(round(len(ref) * share))
+            pool = pools.get(course)
+            if pool is None:
+                picks.append(rng.choice(len(ref), size=size, p=weight / weight.sum()))
+            else:
+                picks.append(rng.choice(pool, size=size, replace=size > len(pool)))
+    frame = ref.iloc[np.concatenate(picks)].reset_index(drop=True)
+    return Window(frame, reference.features,
+                  f"{reference.description}, matched to the current window's courses ({known_share:.0%} of its rows "
+                  "from courses the model learned from)", categorical=reference.categorical, match_on=None)
 
 
 def _feature_service(champion: ModelVersionInfo, settings: Settings) -> str:

@@ -82,19 +82,21 @@ def trained():
     return ranker, export
 
 
-@pytest.mark.slow  # MLflow registry, ONNX export, two Evidently reports over 40 features: ~45 s at load 7
+@pytest.mark.slow  # MLflow registry, ONNX export, two Evidently reports over 40 features: ~30-45 s
 def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts_when_learners_change(
         registry_settings):
     """Trained and registered as `learnloop train recommender` does, served in process as /recommend does: a new
-    presentation like the training ones is checked without drift; the same course with learners who open a third
-    as much is flagged, with the reasons that start retraining."""
+    presentation like the training ones is checked without drift (against the whole training sample); a course it
+    learned from, now with learners who open a third as much, is flagged (against that course's own rows), with the
+    reasons that start retraining."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
     from threadpoolctl import threadpool_limits
 
     from pipelines.monitoring.api import operator_router
     from recommender import api
-    from recommender._recommend import rankers
+    from recommender._recommend import learned, rankers
+    from recommender._recommend.service import COURSE_CACHE
     from recommender._recommend.train import train_ranker
     from training.api import drift_reference, list_models
 
@@ -105,17 +107,20 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
     (champion,) = list_models("recommender", settings=settings)
     assert champion.tags["drift_reference"] == "drift_reference/reference.parquet"
     reference = drift_reference(champion, settings=settings)
-    assert list(reference.columns[:len(rankers.FEATURES)]) == list(rankers.FEATURES) and len(reference) == 5000
+    assert list(reference.columns[:len(rankers.FEATURES)]) == list(rankers.FEATURES)
+    assert len(reference) == learned.REFERENCE_ROWS == 10_000
+    assert set(reference["course_id"]) == {"X-2013B", "X-2013J", "X-2014J"}
     api.reset_ranker_cache()
 
-    def serve(course_id: str, *, keep_share: float) -> tuple[int, int]:
+    def serve(course_id: str, *, seed: int, keep_share: float) -> tuple[int, int]:
         for path in (settings.data_path / "predictions").rglob("*.jsonl"):
             path.unlink()  # each window is its own week of traffic
-        course = recommend_fixtures.lockstep_course(n_learners=40, n_items=30, seed=4, course_id=course_id)
+        COURSE_CACHE.clear()
+        course = recommend_fixtures.lockstep_course(n_learners=40, n_items=30, seed=seed, course_id=course_id)
         return _serve(settings, course, keep_share=keep_share, recommend=lambda **request: api.recommend(
             **request, treatment_share=1.0, settings=settings))
 
-    scored, rows = serve("X-2015B", keep_share=1.0)
+    scored, rows = serve("X-2015B", seed=4, keep_share=1.0)
     assert scored >= 50
 
     out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # every served model
@@ -123,9 +128,9 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
     assert out.exit_code == 0, out.output
     checked = json.loads(out.stdout)["models"]["recommender"]
     assert checked["status"] == "checked", checked
-    assert checked["windows"]["reference"] == "recommender v1 training sample (5,000 rows logged with the model)"
+    assert checked["windows"]["reference"] == "recommender v1 training sample (10,000 rows logged with the model)"
     assert f"{scored:,} scored lists" in checked["windows"]["current"]
-    assert checked["n_reference"] == 5000 and checked["n_current"] == rows
+    assert checked["n_reference"] == 10_000 and checked["n_current"] == rows
     assert checked["drift_detected"] is False and checked["share"] < 0.4 and checked["trigger_reasons"] == []
     assert checked["prediction_drift"] is not None  # the ranker's scores are compared too
     # Evidently's report (JSON for machines, HTML for people) tests the ranker's features by name.
@@ -142,15 +147,44 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
         html = client.get("/operator").text
     assert 'data-model="recommender"' in html and Path(checked["report_html"]).name in html
 
-    serve("X-2015J", keep_share=0.3)  # the next presentation's learners open a third as much
+    serve("X-2014J", seed=3, keep_share=0.3)  # a course it learned from, whose learners now open a third as much
 
     out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "-m", "recommender"])
 
     assert out.exit_code == 0, out.output
     drifted = json.loads(out.stdout)["models"]["recommender"]
+    assert drifted["windows"]["reference"].endswith("matched to the current window's courses (100% of its rows "
+                                                    "from courses the model learned from)")
     assert drifted["drift_detected"] is True and drifted["share"] >= 0.6, drifted
     assert {"learner_items", "penetration", "trend_7d"} <= set(drifted["drifted_features"])
     assert "feature_drift" in drifted["trigger_reasons"]  # what makes `drift check` retrain (without --no-retrain)
+
+
+def test_each_course_is_compared_with_its_own_training_rows_and_a_new_course_with_the_training_mix():
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.monitoring import _windows
+
+    rng = np.random.default_rng(0)
+    # Course A: 9,000 rows of the mix; course B: 300 rows drawn for it, standing for 1,000 (weight 1000/300).
+    reference = pd.DataFrame({"x": np.r_[rng.normal(0, 1, 9000), rng.normal(5, 1, 300)],
+                              "course_id": ["A"] * 9000 + ["B"] * 300,
+                              "sample_weight": np.r_[np.ones(9000), np.full(300, 1000 / 300)]})
+    window = _windows.Window(reference, ["x"], "sample", match_on="course_id")
+
+    def matched(courses: list[str]) -> pd.DataFrame:
+        current = _windows.Window(pd.DataFrame({"course_id": courses}), ["x"], "log")
+        return _windows.match_course_mix(window, current).frame
+
+    only_b = matched(["B"] * 10)
+    assert len(only_b) == len(reference) and set(only_b["course_id"]) == {"B"}  # B's own rows, not the mix
+    half = matched(["A", "B"])
+    assert (half["course_id"] == "B").mean() == pytest.approx(0.5, abs=0.01)
+    new_course = matched(["C"] * 10)  # never learned from: the training mix, B at its weight (1,000 of 10,000)
+    assert (new_course["course_id"] == "B").mean() == pytest.approx(0.1, abs=0.02)
+    assert "matched to the current window's courses (0%" in _windows.match_course_mix(
+        window, _windows.Window(pd.DataFrame({"course_id": ["C"]}), ["x"], "log")).description
 
 
 def test_a_champion_registered_without_a_reference_is_skipped_saying_to_retrain(registry_settings, trained):
