@@ -147,13 +147,14 @@ def _read_events(path: Path) -> list[str]:
 
 
 def train_and_promote(
-    *, root: Path | None = None, events: list | None = None, register: bool = True, promote: bool = True,
-    settings=None, progress=None,
+    *, root: Path | None = None, events: list | None = None, platform: bool = False, register: bool = True,
+    promote: bool = True, settings=None, progress=None,
 ) -> dict:
     """Fit the ranker on the OULAD presentations with clicks (+ platform opens in ``events``: JSON lines, dicts or
-    ``Event`` objects), export ONNX (parity asserted), register ``recommender`` and run the gate. What ``learnloop train recommender`` and
-    the demo run; lives here, not in ``recommender.api``, because serving imports that and must stay
-    training-free."""
+    ``Event`` objects; + with ``platform`` the platform database's own events), export ONNX (parity asserted),
+    register ``recommender`` (with a sample of its training rows as drift monitoring's reference) and run the
+    gate. What ``learnloop train recommender``, the demo and drift-triggered retraining run; lives here, not in
+    ``recommender.api``, because serving imports that and must stay training-free."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenMP spinning threads crawl on a shared 2-core box
     from learnloop.datasets import load_oulad
     from learnloop.errors import Unavailable
@@ -166,6 +167,10 @@ def train_and_promote(
     courses = oulad_course_clicks(load_oulad(root), list(PRESENTATIONS))
     if not courses:
         raise Unavailable("no OULAD click data (studentVle) to train the recommender on")
+    if platform:
+        from learnloop.settings import get_settings
+
+        events = [*(events or []), *platform_events.from_platform(settings or get_settings(), progress=progress)]
     platform_courses, summary = [], None
     if events is not None:
         parsed = platform_events.parse_events(events)  # JSON lines → envelopes once for the reads below
@@ -196,14 +201,9 @@ def train_recommender(
     """Fit the learned ranker on OULAD clicks (+ platform opens), export ONNX, register and promote ``recommender``."""
 
     def work(update):
-        from learnloop.settings import get_settings
-        from recommender._recommend.platform_events import from_platform
-
-        extra = [] if events is None else _read_events(events)
-        if platform:
-            extra += from_platform(get_settings(), progress=update)
-        return train_and_promote(root=root, events=extra if (events is not None or platform) else None,
-                                 register=not no_register, promote=not no_promote, progress=update)
+        return train_and_promote(root=root, events=None if events is None else _read_events(events),
+                                 platform=platform, register=not no_register, promote=not no_promote,
+                                 progress=update)
 
     _run("training the recommender", work, as_json)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ContentChange(StrEnum):
@@ -67,6 +71,21 @@ class Recommendation:
     reason: str
 
 
+@dataclass(frozen=True, eq=False)
+class RankerInputs:
+    """What the learned ranker scored, for a uniform sample of one list's candidates (the items the learner has not
+    opened): the serving prediction log carries it so drift monitoring can compare served inputs with the ranker's
+    training rows. ``rows`` is float32 ``len(item_ids) × len(columns)`` exactly as fed to the ONNX graph,
+    ``columns`` the ranker's features in model-input order, ``scores`` the ranker's score of each row and
+    ``candidates`` how many candidates the sample was drawn from."""
+
+    columns: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    rows: np.ndarray
+    scores: np.ndarray
+    candidates: int
+
+
 @dataclass(frozen=True)
 class RecommendationList:
     """A served list; ``experiment``/``variant`` are logged with it so feedback can be attributed."""
@@ -82,6 +101,9 @@ class RecommendationList:
     # Set when the treatment arm could not use the learned ranker (no champion registered, or it failed to load):
     # the list is popularity within course and week instead.
     fallback: str | None = None
+    # Treatment lists the ranker scored: its inputs for a sample of the candidates (for the prediction log; a random
+    # sample, so not part of a list's identity).
+    ranker_inputs: RankerInputs | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

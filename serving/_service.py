@@ -314,11 +314,7 @@ class LearnloopModels:
             cold_start=served.cold_start, latency_ms=round(latency_ms, 3),
             model_version=getattr(served, "model_version", None), fallback=getattr(served, "fallback", None),
             items=[RecommendedItem(item_id=r.item_id, score=float(r.score), reason=r.reason) for r in served.items])
-        self.prediction_log.record(
-            model_name="recommender", model_version=served.experiment,
-            entity={"user_id": user_id, "course_id": course_id}, feature_names=_NO_FEATURES, features=_EMPTY,
-            output={"variant": answer.variant, "cold_start": answer.cold_start, "model_version": answer.model_version,
-                    "items": [item.item_id for item in answer.items]}, latency_ms=latency_ms)
+        self.prediction_log.record_recommendations(served, latency_ms=latency_ms)
         return _json(ctx, answer)
 
     @bentoml.api(route="/admin/reload")

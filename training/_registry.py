@@ -35,6 +35,11 @@ TAG_GATE_POLICY = "gate_policy"
 TAG_PROMOTED_FROM = "promoted_from"  # on a champion version: the champion it replaced (rollback target)
 TAG_NATIVE_MODEL_URI = "native_model_uri"  # on a version: the fitted native model logged on the same run
 NATIVE_MODEL_NAME = "native"
+# On a version: where its run holds a sample of its training inputs (parquet), drift monitoring's reference window.
+TAG_DRIFT_REFERENCE = "drift_reference"
+TAG_DRIFT_REFERENCE_ROWS = "drift_reference_rows"
+DRIFT_REFERENCE_ARTIFACT = "drift_reference/reference.parquet"
+MAX_DRIFT_REFERENCE_ROWS = 20_000  # a sample, not the training set: the drift check samples to this anyway
 
 
 # One definition of "a client on this registry" and "where an alias points", shared with serving's loader.
@@ -90,9 +95,14 @@ def register_onnx_model(
     tags: Mapping[str, str] | None = None,
     native_model: Any = None,
     native_input_example: pd.DataFrame | None = None,
+    reference_sample: pd.DataFrame | None = None,
     settings: Settings | None = None,
 ) -> ModelVersionInfo:
     """Log an ONNX export (parity ≤ 1e-5) with its evidence and register it as ``challenger``.
+
+    ``reference_sample`` (at most ``MAX_DRIFT_REFERENCE_ROWS`` rows holding every input of the schema) is a sample of
+    the training inputs for drift monitoring: logged on the run as ``drift_reference/reference.parquet`` and named by
+    the version's ``drift_reference`` tag (read back with :func:`drift_reference`).
 
     ``native_model`` (a fitted scikit-learn classifier taking ``native_input_example``-shaped frames, i.e.
     ``models.api.model_frame`` of the schema's inputs) is logged on the same run as ``native`` (pyfunc =
@@ -109,6 +119,14 @@ def register_onnx_model(
 
     if not export.parity_max_abs_diff <= 1e-5:
         raise InvalidInput(f"refusing to register '{name}': ONNX parity {export.parity_max_abs_diff:.3g} > 1e-5")
+    if reference_sample is not None:
+        missing = [f for f in export.schema.feature_names if f not in reference_sample.columns]
+        if missing or reference_sample.empty or len(reference_sample) > MAX_DRIFT_REFERENCE_ROWS:
+            raise InvalidInput(f"refusing to register '{name}': its drift reference sample must hold 1 to "
+                               f"{MAX_DRIFT_REFERENCE_ROWS:,} rows of every model input (it has "
+                               f"{len(reference_sample):,} rows; missing inputs {missing[:5]})")
+        extra_tags[TAG_DRIFT_REFERENCE] = DRIFT_REFERENCE_ARTIFACT
+        extra_tags[TAG_DRIFT_REFERENCE_ROWS] = str(len(reference_sample))
     client = _client(settings)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
@@ -140,6 +158,10 @@ def register_onnx_model(
             mlflow.log_dict(payload, artifact_file)
         mlflow.log_artifact(str(schema_path))
         mlflow.log_artifact(str(preprocessing_path))
+        if reference_sample is not None:
+            reference_path = scratch_dir / Path(DRIFT_REFERENCE_ARTIFACT).name
+            reference_sample.to_parquet(reference_path, index=False)
+            mlflow.log_artifact(str(reference_path), artifact_path=str(Path(DRIFT_REFERENCE_ARTIFACT).parent))
         info = mlflow.onnx.log_model(
             onnx.load_from_string(export.onnx_bytes),
             name="model",
@@ -161,6 +183,24 @@ def register_onnx_model(
         client.set_registered_model_tag(name, TAG_GATE_POLICY, json.dumps(asdict(gate_policy)))
     client.set_registered_model_alias(name, ModelAlias.challenger.value, version)
     return _version_info(client, name, version)
+
+
+def drift_reference(info: ModelVersionInfo, *, settings: Settings | None = None) -> pd.DataFrame | None:
+    """The training-input sample logged with version ``info`` (see ``register_onnx_model``), or None when the
+    version logged none (registered before it was logged, or by a trainer that logs none)."""
+    path = info.tags.get(TAG_DRIFT_REFERENCE)
+    if not path or not info.run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = _client(settings).download_artifacts(info.run_id, path, scratch)
+        except (MlflowException, OSError) as exc:
+            raise NotFound(f"{info.name} v{info.version} names a drift reference ({path}) its run "
+                           f"{info.run_id} does not hold: {exc}") from exc
+        return pd.read_parquet(local)
 
 
 def native_pip_requirements() -> list[str]:

@@ -3,8 +3,10 @@ the training pipelines (``train_risk``/``evaluate_risk``).
 
 Every registered version carries its ONNX graph, its input schema (features in model-input order), the fitted
 preprocessing (inside the graph, described in ``preprocessing.json``), metrics, the FeatureService name/version,
-fingerprints of its training and held-out data, and the git commit. The newest version is ``challenger``;
-``promote`` moves ``champion`` after a gate; serving loads ``models:/<name>@champion``.
+fingerprints of its training and held-out data, and the git commit; a trainer may add a sample of its training
+inputs (``reference_sample``: drift monitoring's reference, read back with :func:`drift_reference`; the
+recommender's trainer does, the risk model's reference is rebuilt from its FeatureService). The newest version is
+``challenger``; ``promote`` moves ``champion`` after a gate; serving loads ``models:/<name>@champion``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "PromotionOutcome",
     "RiskRecipe",
     "data_fingerprint",
+    "drift_reference",
     "evaluate_gate",
     "evaluate_risk",
     "list_models",
@@ -54,6 +57,12 @@ __all__ = [
 def data_fingerprint(frame: pd.DataFrame) -> str:
     """A short content hash of a frame (columns and values); logged for training and held-out data."""
     return _registry.data_fingerprint(frame)
+
+
+def drift_reference(info: ModelVersionInfo, *, settings: Settings | None = None) -> pd.DataFrame | None:
+    """The sample of its training inputs a version logged for drift monitoring (``register_onnx_model``'s
+    ``reference_sample``), or None when it logged none. ``NotFound`` when the version names one its run lacks."""
+    return _registry.drift_reference(info, settings=settings)
 
 
 def list_models(name: str | None = None, *, settings: Settings | None = None) -> list[ModelVersionInfo]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from learnloop.errors import Unavailable
 from learnloop.settings import Settings
@@ -52,7 +53,8 @@ def training_retrain(settings: Settings):
         from training import api as training_api
 
         # train_risk returns a RiskRun whose ``version`` is the registered ModelVersionInfo.
-        pipelines = {"risk": lambda: training_api.train_risk(settings=settings).version.version}
+        pipelines = {"risk": lambda: training_api.train_risk(settings=settings).version.version,
+                     "recommender": lambda: _retrain_recommender(settings)}
         if model_name not in pipelines:
             raise Unavailable(f"no automatic retraining for {model_name}; retrain it by hand "
                               f"(`learnloop train {model_name}`)")
@@ -60,3 +62,26 @@ def training_retrain(settings: Settings):
         return str(pipelines[model_name]())
 
     return retrain
+
+
+def _retrain_recommender(settings: Settings) -> str:
+    """``learnloop train recommender --no-promote`` (the gate is the trigger's next step), with ``--platform``
+    when this installation has a platform database: the drift was seen in the platform's traffic, so its own
+    courses' opens belong in the new ranker's training rows (and in its reference sample)."""
+    from recommender.cli import train_and_promote
+
+    platform = _has_platform_database(settings)
+    if not platform:
+        log.warning("retraining the recommender on OULAD only: no platform database at %s", settings.sqlalchemy_url)
+    report = train_and_promote(platform=platform, register=True, promote=False, settings=settings)
+    return str(report["version"])
+
+
+def _has_platform_database(settings: Settings) -> bool:
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        return bool(database) and database != ":memory:" and Path(database).is_file()
+    return True  # a server database: reading it is part of the run (a failure alerts operators)

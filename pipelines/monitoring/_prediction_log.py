@@ -13,6 +13,16 @@ Schema this reader expects (agreed with serving; one JSON object per line, files
 
 Keys absent from a line read as missing values; a line that is not JSON is skipped and counted.
 
+A line may also carry ``inputs``: a model's inputs for several rows of one answer (a recommendation list: the
+ranker's features for a uniform sample of the candidates it scored; format in ``serving/_plog.py``)::
+
+    "inputs": {"sample": "uniform_candidates", "candidates": 287, "columns": ["penetration", …],
+               "items": ["i12", …], "scores": [0.031, …], "rows": [[0.41, …], …]}
+
+:func:`read_prediction_log` keeps one row per line (volume and latency count answers) and ignores it;
+:func:`read_logged_inputs` reads one row per sampled input row (what a drift check compares). Lines without
+``inputs`` (older lines, lists the ranker did not score) are simply not in the latter.
+
 A line whose ``entity`` has a ``submission_id`` is a staff decision on a graded essay (the platform logs each one,
 ``label`` = the staff score): a later decision on the same submission replaces the earlier one, so a re-graded
 essay counts once, with its final grade.
@@ -27,6 +37,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -105,6 +116,62 @@ def read_log_files(paths: list[Path], *, model_name: str | None = None, since: d
     frame.attrs["feature_columns"] = list(feature_columns)
     frame.attrs["entity_columns"] = [name for name in entity_columns if name not in feature_columns]
     return frame
+
+
+def read_logged_inputs(data_path: Path, *, model_name: str, since: datetime | None = None,
+                       until: datetime | None = None) -> pd.DataFrame:
+    """The sampled input rows of ``model_name``'s lines in ``[since, until)`` that carry ``inputs``: one row per
+    sampled row with ``ts, model_name, model_version, request_id``, the line's entity keys, ``item_id``,
+    ``prediction`` (the row's score) and the input columns (their names, in logged order, in
+    ``frame.attrs["feature_columns"]``; ``frame.attrs["lines"]``: how many lines they came from)."""
+    lower = None if since is None else pd.Timestamp(since)
+    upper = None if until is None else pd.Timestamp(until)
+    heads: list[dict] = []
+    blocks: list[pd.DataFrame] = []
+    columns: dict[str, None] = {}
+    for line in _lines(log_files(data_path, since=since)):
+        if '"inputs"' not in line:  # cheap: most lines (other models, unscored lists) are never parsed here
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        inputs = entry.get("inputs")
+        if entry.get("model_name") != model_name or not isinstance(inputs, dict) or not inputs.get("rows"):
+            continue
+        ts = pd.Timestamp(entry.get("ts"))
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        if (lower is not None and ts < lower) or (upper is not None and ts >= upper):
+            continue
+        names = [str(name) for name in inputs.get("columns", [])]
+        rows = np.asarray([[np.nan if value is None else value for value in row] for row in inputs["rows"]],
+                          dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(names):
+            log.warning("prediction log: skipped %s inputs whose rows do not match their %d columns", model_name,
+                        len(names))
+            continue
+        columns.update(dict.fromkeys(names))
+        block = pd.DataFrame(rows, columns=names)
+        block["item_id"] = _per_row(inputs.get("items"), len(rows))
+        block["prediction"] = pd.to_numeric(pd.Series(_per_row(inputs.get("scores"), len(rows))), errors="coerce")
+        blocks.append(block)
+        heads.append({"ts": ts, "model_name": model_name,
+                      "model_version": None if entry.get("model_version") is None else str(entry["model_version"]),
+                      "request_id": entry.get("request_id"), **(entry.get("entity") or {})})
+    if not blocks:
+        frame = pd.DataFrame(columns=[*BASE_COLUMNS, "item_id"])
+    else:
+        head = pd.DataFrame.from_records(heads).loc[np.repeat(np.arange(len(heads)), [len(b) for b in blocks])]
+        frame = pd.concat([head.reset_index(drop=True), pd.concat(blocks, ignore_index=True)], axis=1)
+        frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.attrs["feature_columns"] = list(columns)
+    frame.attrs["lines"] = len(blocks)
+    return frame
+
+
+def _per_row(values, n: int) -> list:
+    return list(values) if isinstance(values, list) and len(values) == n else [None] * n
 
 
 def _latest_decisions(frame: pd.DataFrame) -> pd.DataFrame:

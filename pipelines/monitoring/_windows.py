@@ -9,6 +9,15 @@
     its run params ``train_presentations``/``train_weeks`` or version tags ``train.presentations``/``train.weeks``
     (tags win), comma-separated ``2013J`` or ``AAA-2013J`` tokens; without them every presentation and the
     default weeks, with a warning — scored by the champion;
+  - a registered champion whose version logged a sample of its training inputs (version tag ``drift_reference``,
+    set by ``training.api.register_onnx_model(reference_sample=…)``): that sample, read from the champion's run
+    (never "latest"), scored by the champion. The recommender's trainer logs one (``learnloop train recommender``:
+    10,000 of the ranker's (learner, not-yet-opened item) training rows, drawn the way serving samples the
+    candidates of a scored list; ``recommender._recommend.learned.reference_sample``), whose rows name their
+    course: :func:`match_course_mix` resamples it to the current window's courses, so each course's traffic is
+    compared with the rows of that course (courses differ far more than a course drifts) and a course the model
+    never learned from with the whole training mix. A recommender champion registered before that has no
+    reference: :class:`NothingToCheck` saying to retrain (skipped, not failed);
   - an essay grader ``essay_grader_p<prompt>`` (served from ``<data_dir>/grading``, not from the registry): the
     prompt's graded essays it learned from (``essays_path`` in its ``meta.json``; the configured data sets for
     graders saved before that was recorded), graded by it: ``n_words`` and ``confidence`` (what the platform logs
@@ -16,8 +25,11 @@
 
   Any other model has no reference and its check fails saying so.
 * **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
-  ``student_course`` where final results exist. No predictions, or log lines holding neither model inputs nor
-  scores (the recommender logs the served item ids only), raise :class:`NothingToCheck`: skipped, not failed.
+  ``student_course`` where final results exist. Lines whose model logged a sample of several input rows per answer
+  (``inputs``: the recommender's treatment lists carry the ranker's features for 8 uniformly drawn candidates)
+  give one row per sampled row, with the ranker's score as ``prediction``; at least ``min_rows`` such lists are
+  needed. No predictions, or log lines holding neither model inputs nor scores (control-arm and cold-start lists,
+  lists logged before serving logged the ranker's inputs), raise :class:`NothingToCheck`: skipped, not failed.
 * **presentations** — any OULAD presentations (``2013J`` = every module of that presentation, or ``AAA-2013J``)
   built the same way, so drift between an early and a later cohort can be measured on real data today.
 """
@@ -27,11 +39,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from learnloop.errors import InvalidInput, NotFound, Unavailable
@@ -43,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RISK_MODEL = "risk"
+RECOMMENDER_MODEL = "recommender"  # recommender.api.RANKER_MODEL (its trainer logs a drift reference sample)
 _ESSAY_MODEL = re.compile(r"^essay_grader_p(?P<prompt>\d+)$")  # grading_nlp's name per prompt (serving logs it)
 # Subgroup/bookkeeping columns of a training set that are not model inputs.
 _NOT_FEATURES = {"student_course", "id_student", "code_module", "code_presentation", "week", "cutoff_day",
@@ -58,6 +72,10 @@ class Window:
     frame: pd.DataFrame
     features: list[str]
     description: str
+    categorical: list[str] = field(default_factory=list)  # features that are codes, not quantities
+    # A reference whose rows carry this column (the recommender's ``course_id``) is resampled to the current
+    # window's mix of it before the check (:func:`match_course_mix`).
+    match_on: str | None = None
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -118,6 +136,9 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
     if champion is None:
         raise NotFound(f"model {model_name} has no champion; train and promote one first "
                        f"(`learnloop train {model_name}` then `learnloop promote {model_name}`)")
+    logged = _logged_reference(champion, settings)
+    if logged is not None:
+        return logged
     service = _feature_service(champion, settings)
     scope = {**_run_params(champion.run_id, settings), **champion.tags}
     presentations = [p for p in (scope.get("train.presentations") or scope.get("train_presentations") or ""
@@ -139,6 +160,68 @@ def _champion(model_name: str, settings: Settings) -> ModelVersionInfo | None:
     from training.api import list_models
 
     return next((v for v in list_models(model_name, settings=settings) if "champion" in v.aliases), None)
+
+
+def _logged_reference(champion: ModelVersionInfo, settings: Settings) -> Window | None:
+    """The training-input sample the champion's version logged, scored by the champion (None: it logged none and
+    is not the recommender, whose reference can only be that sample)."""
+    from training.api import drift_reference
+
+    frame = drift_reference(champion, settings=settings)
+    if frame is None:
+        if champion.name == RECOMMENDER_MODEL:
+            raise NothingToCheck(
+                f"{champion.name} v{champion.version} (the champion) was trained before training logged a sample of "
+                "the ranker's inputs with the model, so there is no reference to compare its served inputs with; "
+                "retrain it (`learnloop train recommender`, then `learnloop promote recommender`) to monitor it")
+        return None
+    features = [c for c in frame.columns if c not in _NOT_FEATURES and c not in _SAMPLE_COLUMNS]
+    frame, features = _score_with_champion(frame, features, champion.name, settings)
+    categorical = [name for name in ("item_content_kind",) if name in features]  # the ranker's content-kind code
+    return Window(frame, features, f"{champion.name} v{champion.version} training sample "
+                  f"({len(frame):,} rows logged with the model)", categorical=categorical,
+                  match_on="course_id" if "course_id" in frame.columns else None)
+
+
+# Columns of a logged reference sample that describe its rows, not model inputs.
+_SAMPLE_COLUMNS = {"course_id", "prediction", "sample_weight"}
+# A course with fewer reference rows than this is compared with the whole reference (too few to stand for it).
+MIN_MATCHED_ROWS = 200
+
+
+def match_course_mix(reference: Window, current: Window, *, seed: int = 0) -> Window:
+    """``reference`` resampled (to its size) to the mix of ``reference.match_on`` values (courses) in ``current``:
+    each course's share of the current rows is drawn from that course's reference rows when it has at least
+    ``MIN_MATCHED_ROWS``, else from the whole reference in the training mix (``sample_weight``). So a course is
+    compared with what the model learned from it, and a course it never learned from with everything it learned
+    from. Unchanged when no current course is in the reference (the reference then is the training mix as is)."""
+    column = reference.match_on
+    if column is None or column not in current.frame.columns or column not in reference.frame.columns:
+        return reference
+    ref = reference.frame.reset_index(drop=True)
+    weight = ref["sample_weight"].to_numpy(dtype=float) if "sample_weight" in ref.columns else np.ones(len(ref))
+    pools = {str(key): rows for key, rows in ref.groupby(ref[column].astype(str)).indices.items()
+             if len(rows) >= MIN_MATCHED_ROWS}
+    shares = current.frame[column].astype(str).value_counts(normalize=True)
+    known = shares[shares.index.isin(list(pools))]
+    if known.empty:
+        if np.allclose(weight, weight[0], rtol=0.01):  # equal up to rounding: no course was topped up
+            return reference
+        known_share, picks = 0.0, [np.random.default_rng(seed).choice(len(ref), size=len(ref), p=weight / weight.sum())]
+    else:
+        rng = np.random.default_rng(seed)
+        known_share, picks = float(known.sum()), []
+        for course, share in shares.items():
+            size = int(round(len(ref) * share))
+            pool = pools.get(course)
+            if pool is None:
+                picks.append(rng.choice(len(ref), size=size, p=weight / weight.sum()))
+            else:
+                picks.append(rng.choice(pool, size=size, replace=size > len(pool)))
+    frame = ref.iloc[np.concatenate(picks)].reset_index(drop=True)
+    return Window(frame, reference.features,
+                  f"{reference.description}, matched to the current window's courses ({known_share:.0%} of its rows "
+                  "from courses the model learned from)", categorical=reference.categorical, match_on=None)
 
 
 def _feature_service(champion: ModelVersionInfo, settings: Settings) -> str:
@@ -219,12 +302,33 @@ def prediction_log_window(model_name: str, *, settings: Settings, days: float,
                              "on it)")
     features = list(frame.attrs.get("feature_columns", []))
     if not features and frame["prediction"].isna().all():
-        raise NothingToCheck(f"the {len(frame)} logged predictions of {model_name} hold no model inputs and no "
-                             "numeric score (only what was served), so there is nothing to compare with its "
-                             "training data")
+        return _sampled_inputs_window(model_name, n_lines=len(frame), settings=settings, days=days, until=until,
+                                      min_rows=min_rows)
     if "student_course" in frame.columns and "label" not in frame.columns:
         frame = _join_labels(frame, settings)
     return Window(frame, features, f"prediction log, last {days:g} days")
+
+
+def _sampled_inputs_window(model_name: str, *, n_lines: int, settings: Settings, days: float, until: datetime,
+                           min_rows: int) -> Window:
+    """The rows of the lines that carry a sample of their inputs (the recommender's scored lists)."""
+    from pipelines.monitoring._prediction_log import read_logged_inputs
+
+    frame = read_logged_inputs(settings.data_path, model_name=model_name, since=until - timedelta(days=days),
+                               until=until)
+    lists = int(frame.attrs.get("lines", 0))
+    if frame.empty:
+        raise NothingToCheck(f"the {n_lines} logged predictions of {model_name} hold no model inputs and no "
+                             "numeric score (only what was served: control-arm and cold-start lists, or lines "
+                             "logged before serving logged the ranker's inputs), so there is nothing to compare with "
+                             "its training data")
+    if lists < min_rows:
+        raise NothingToCheck(f"only {lists} of the {n_lines} predictions of {model_name} logged in the last "
+                             f"{days:g} days carry the model's inputs (lists the ranker scored); a drift check needs "
+                             f"at least {min_rows} (fewer would flag noise as drift and retrain on it)")
+    return Window(frame, list(frame.attrs["feature_columns"]),
+                  f"prediction log, last {days:g} days: the ranker's inputs for {len(frame):,} sampled candidates of "
+                  f"{lists:,} scored lists")
 
 
 def _join_labels(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:

@@ -97,6 +97,75 @@ class RowCache:
         return x, y, w
 
 
+REFERENCE_ROWS = 10_000  # training rows logged with the model as drift monitoring's reference (in the training mix)
+REFERENCE_COURSE_ROWS = 500  # at least this many rows of every course (as it has), so its own traffic can be matched
+
+
+def reference_sample(cache: RowCache, plan: Sequence[tuple[CourseClicks, int]], *, rows: int = REFERENCE_ROWS,
+                     course_rows: int = REFERENCE_COURSE_ROWS, seed: int = 0) -> pd.DataFrame | None:
+    """A sample of the planned cutoffs' training rows drawn the way serving samples what it scored, so drift
+    monitoring compares like with like: serving logs :data:`rankers.FEATURES` of up to
+    ``service.LOGGED_CANDIDATES`` candidates (items the learner has not opened) per scored list, drawn uniformly.
+
+    Training keeps every positive of a (learner, cutoff) list and :data:`NEGATIVE_SHARE` of its negatives, so a kept
+    negative stands for ``1 / NEGATIVE_SHARE`` candidates; and serving logs the same number of rows for every list
+    whatever its number of candidates ``c`` (a learner who opened little has many), so each candidate of a list is
+    logged with probability ``min(LOGGED_CANDIDATES, c) / c``. Rows are drawn (with replacement) in proportion to
+    both; ``c`` is the course's items minus the learner's (``learner_items``). Lists are those of learners who open
+    something in the week after the cutoff (the training rows) and opened something before it (serving answers a
+    learner without history with the cold-start rule, never with the ranker); the cap on training rows (``stack``)
+    does not apply.
+
+    Courses' inputs differ far more than a course's inputs drift (on OULAD, one presentation's served lists against
+    all three presentations' rows differ on half the features, against its own on 10–15%), so monitoring compares
+    each course's traffic with that course's rows when it has them. ``rows`` rows follow the training mix; a course
+    with fewer than ``course_rows`` of them gets more (at most ``rows`` extra in all), and ``sample_weight`` (the
+    course's share in the mix over its share in the sample) restores the mix. Columns: the features, then
+    ``course_id`` (as serving names the course), ``cutoff_day``, ``label`` and ``sample_weight``."""
+    from recommender._recommend.platform_events import PLATFORM_COURSE_PREFIX
+    from recommender._recommend.service import LOGGED_CANDIDATES
+
+    parts = [(course, day, part) for course, day in plan if (part := cache.get(course, day)) is not None]
+    if not parts:
+        return None
+    learner_items = rankers.FEATURES.index("learner_items")
+    weights = []
+    for course, _, (x, y, _) in parts:
+        opened = x[:, learner_items].astype(np.float64)
+        candidates = np.maximum(course.first_click.shape[1] - opened, 1.0)
+        weight = np.where(y, 1.0, 1.0 / NEGATIVE_SHARE) * np.minimum(LOGGED_CANDIDATES, candidates) / candidates
+        weights.append(np.where(opened > 0, weight, 0.0))  # no history: a cold start, never scored by the ranker
+    weight = np.concatenate(weights)
+    if not weight.sum():
+        return None
+    names = sorted({course.course_id for course, _, _ in parts})
+    row_course = np.repeat([names.index(course.course_id) for course, _, _ in parts],
+                           [len(part[1]) for _, _, part in parts])
+    mass = np.bincount(row_course, weights=weight, minlength=len(names))
+    target = rows * mass / mass.sum()
+    in_mix = np.floor(target)  # largest remainders: exactly `rows` rows in the training mix
+    in_mix[np.argsort(in_mix - target)[:rows - int(in_mix.sum())]] += 1
+    extra = np.maximum(np.minimum(course_rows, np.bincount(row_course, weights=weight > 0, minlength=len(names)))
+                       - in_mix, 0)
+    if extra.sum() > rows:
+        extra = np.floor(extra * rows / extra.sum())
+    draws = (in_mix + extra).astype(int)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(row_course == c), size=n, replace=True,
+                   p=weight[row_course == c] / mass[c]) for c, n in enumerate(draws) if n and mass[c]]))
+    offsets = np.concatenate([[0], np.cumsum([len(part[1]) for _, _, part in parts])])
+    which = np.searchsorted(offsets, picked, side="right") - 1
+    local = picked - offsets[which]
+    frame = pd.DataFrame(np.stack([parts[p][2][0][i] for p, i in zip(which, local, strict=True)]).astype(np.float32),
+                         columns=list(rankers.FEATURES))
+    frame["course_id"] = [parts[p][0].course_id.removeprefix(PLATFORM_COURSE_PREFIX) for p in which]
+    frame["cutoff_day"] = [parts[p][1] for p in which]
+    frame["label"] = np.asarray([parts[p][2][1][i] for p, i in zip(which, local, strict=True)], dtype=np.int8)
+    frame["sample_weight"] = (target / np.maximum(draws, 1))[row_course[picked]]
+    return frame
+
+
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *, seed: int = 0):
     """A ``HistGradientBoostingClassifier`` on float32 features (the item kind code split as a number: ONNX
     export of native categorical splits is not supported by skl2onnx); ``w``: row weights (see :func:`rows_at`),

@@ -47,6 +47,9 @@ def parse_events(events: Iterable) -> list[Event]:
     return out
 
 
+PLATFORM_COURSE_PREFIX = "platform-"  # training's id of a platform course (serving names it by the course id alone)
+
+
 def from_platform(settings, *, batch: int = 20_000, progress=None) -> list[Event]:
     """The platform database's own events for training (what ``learnloop train recommender --platform`` reads):
     the topics in :data:`TRAINING_TOPICS`, each in outbox order. Imported activity (``payload.import``: OULAD clicks,
@@ -228,6 +231,6 @@ def courses_from_interactions(frame: pd.DataFrame, kinds: dict[str, str] | None 
         item_frame = pd.DataFrame({"id_site": np.arange(len(items)), "activity_type": item_kinds,
                                    "week_from": [weeks.get(item, np.nan) for item in items]})
         length = int(rows["day"].max()) + 1
-        out.append(course_clicks(clicks, item_frame, course_id=f"platform-{course_id}", length_days=length,
-                                 kinds=tuple(sorted(set(item_kinds)))))
+        out.append(course_clicks(clicks, item_frame, course_id=f"{PLATFORM_COURSE_PREFIX}{course_id}",
+                                 length_days=length, kinds=tuple(sorted(set(item_kinds)))))
     return out

@@ -16,9 +16,17 @@ import pandas as pd
 from learnloop.errors import InvalidInput
 from recommender._recommend import rankers
 from recommender._recommend.clicks import CourseClicks, course_clicks
-from recommender.data import Recommendation, RecommendationList, Variant
+from recommender.data import RankerInputs, Recommendation, RecommendationList, Variant
 
 _REQUIRED_INTERACTIONS = ("user_id", "item_id", "day")
+
+# A treatment list carries the ranker's inputs for this many of its candidates (the items the learner has not
+# opened), drawn uniformly, for the prediction log and drift monitoring. Not the listed items: the top of a ranking
+# is by construction unlike the ranker's training rows (every not-yet-opened item), so it would always "drift";
+# a uniform sample of what was scored is comparable with them. 8 rows cost ~17 µs here (the learner's feature matrix
+# is already computed) and ~0.1 ms of the log writer's thread; 50 logged lists already give 400 rows to compare.
+LOGGED_CANDIDATES = 8
+_SAMPLER = np.random.default_rng()
 
 
 # Course-level work (click matrix, item trends/hazards/similarities, learner-learner norms, course order) is cached
@@ -282,7 +290,7 @@ def recommend(
     opened = None if exact else _opened_now(interactions, str(user_id), entry, day)
     # A learner whose first opens came after the entry was built has no row yet: popularity, without those items.
     cold_start = row is None and (opened is None or not opened.any())
-    model_version = fallback = None
+    model_version = fallback = feats = None
     if row is None or variant is Variant.control or ranker is None:
         scores = entry.popularity
         seen = np.zeros(len(item_ids), dtype=bool) if row is None else course.first_click[row] < day
@@ -292,7 +300,8 @@ def recommend(
             if row is None and ranker is not None:
                 fallback = "the learner's first opens are newer than the course state (refreshing)"
     else:
-        scores = ranker.score(rankers.learner_features(entry.course_state(day), [row])[0])
+        feats = rankers.learner_features(entry.course_state(day), [row])[0]
+        scores = ranker.score(feats)
         seen = course.first_click[row] < day
         reason = f"learnloop ranker v{ranker.version}"
         model_version = ranker.version
@@ -304,8 +313,24 @@ def recommend(
     ranked = np.lexsort((-np.asarray(scores, dtype=float), entry.planned_later))
     order = [i for i in ranked if not seen[i]][:limit]
     picked = tuple(Recommendation(item_ids[course.items[i]], float(scores[i]), reason) for i in order)
+    inputs = None if feats is None else _logged_inputs(feats, scores, ~seen, item_ids, course.items)
     return RecommendationList(user_id, course_id, experiment, variant, picked, cold_start=cold_start,
-                              model_version=model_version, fallback=fallback)
+                              model_version=model_version, fallback=fallback, ranker_inputs=inputs)
+
+
+def _logged_inputs(feats: np.ndarray, scores, candidate: np.ndarray, item_ids: list[str],
+                   column_items: np.ndarray) -> RankerInputs | None:
+    """The ranker's rows and scores of up to ``LOGGED_CANDIDATES`` candidates drawn uniformly (see above);
+    ``column_items[i]`` is the position in ``item_ids`` of the matrix column ``i``."""
+    pool = np.flatnonzero(candidate)
+    n_candidates = len(pool)
+    if not n_candidates:
+        return None
+    if n_candidates > LOGGED_CANDIDATES:
+        pool = np.sort(_SAMPLER.choice(pool, size=LOGGED_CANDIDATES, replace=False))
+    return RankerInputs(columns=rankers.FEATURES, item_ids=tuple(item_ids[column_items[i]] for i in pool),
+                        rows=np.asarray(feats[pool], dtype=np.float32),
+                        scores=np.asarray(scores, dtype=np.float64)[pool], candidates=n_candidates)
 
 
 class OnnxRanker:

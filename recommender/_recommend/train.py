@@ -97,7 +97,8 @@ def train_ranker(
 
     everything = [*ordered, *platform_courses]
     say(f"refitting on {len(everything)} courses ({len(platform_courses)} from platform events)")
-    x_all, y_all, w_all = cache.stack([(c, d) for c in everything for d in learned.training_cutoffs(c)])
+    plan = [(c, d) for c in everything for d in learned.training_cutoffs(c)]
+    x_all, y_all, w_all = cache.stack(plan)
     model = learned.fit(x_all, y_all, w_all)
     frame = pd.DataFrame(held_x.astype(np.float32), columns=list(rankers.FEATURES))
     schema = ModelSchema(
@@ -139,7 +140,8 @@ def train_ranker(
         json_artifacts={"held_out.json": report, "feedback.json": feedback or {}},
         description=f"next-item ranker; held-out {held_out.course_id} NDCG@10 {metrics['ndcg_at_10']} "
         f"vs popularity within week {metrics['ndcg_at_10_popularity_recent']}",
-        gate_policy=policy, native_model=export.estimator, native_input_example=parity.head(5), settings=settings,
+        gate_policy=policy, native_model=export.estimator, native_input_example=parity.head(5),
+        reference_sample=learned.reference_sample(cache, plan), settings=settings,
     )
     result["version"] = str(version.version)
     if promote:
