@@ -23,7 +23,8 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
 def check(
     model: list[str] | None = typer.Option(
         None, "--model", "-m", help="Model(s) to check (repeat the option). Default: every registered model with a "
-        "champion and every essay grader saved for serving."),
+        "champion and every essay grader saved for serving; with presentations, the champions trained on a "
+        "FeatureService (risk)."),
     reference_presentations: str | None = typer.Option(
         None, help="Compare OULAD presentations directly: reference, e.g. '2013J' or 'AAA-2013J,BBB-2013J'."),
     current_presentations: str | None = typer.Option(None, help="Current presentations, e.g. '2014J'."),
@@ -61,7 +62,7 @@ def check(
         names = list(model)
     else:
         try:
-            names = _windows.served_models(settings)
+            names = _windows.presentation_models(settings) if compare else _windows.served_models(settings)
         except Exception as exc:  # noqa: BLE001 - registry unreachable or broken: say so and fail the run
             log.exception("cannot list the served models")
             err.print(f"[red]drift check: cannot list the models to check ({_reason(exc)}); "

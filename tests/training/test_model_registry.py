@@ -129,3 +129,15 @@ def test_registration_refuses_an_export_without_parity(registry_settings, toy_ex
         _register(replace(export, parity_max_abs_diff=1e-3), GOOD)
     with pytest.raises(NotFound):
         list_models("toy")
+
+
+def test_a_missing_model_names_the_command_that_trains_it(registry_settings):
+    """The hint used to be `learnloop train <name>`, which exists for risk and recommender only: an operator asking
+    for an essay grader was told to run `learnloop train essay_grader_p1`."""
+    from training.data import train_command
+
+    with pytest.raises(NotFound, match=r"`learnloop train essays --prompt 1 --register`"):
+        list_models("essay_grader_p1")
+    with pytest.raises(NotFound, match=r"`learnloop train risk`"):
+        promote("risk")
+    assert train_command("recommender") == "learnloop train recommender"
