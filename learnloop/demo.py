@@ -203,7 +203,9 @@ def _essay_review(ctx: DemoContext) -> str:
                 for i, uid in enumerate(learners)])
         except Conflict:
             session.rollback()
-            return "essay review course exists (instructor@learnloop.example, learner1..3@learnloop.example)"
+            readings = _essay_readings(session, course_id)
+            return ("essay review course exists (instructor@learnloop.example, learner1..3@learnloop.example)"
+                    + (f"; {readings} readings added" if readings else ""))
         create_courses(session=session, courses=[NewCourse(
             title="Essay writing (AI-assisted grading)", instructor_id=instructor, id=course_id,
             description="Persuasive essays graded by an AI model of ASAP prompt 1 and reviewed by the instructor")])
@@ -215,14 +217,46 @@ def _essay_review(ctx: DemoContext) -> str:
                 {"name": "Ideas and evidence", "description": "A clear position supported by reasons", "points": 6},
                 {"name": "Organisation and conventions", "description": "Structure, transitions, spelling",
                  "points": high - 6}])
+        readings = _essay_readings(session, course_id)
         record_submissions(session=session, submissions=[NewSubmission(
             assessment_id=assessment_id, user_id=uid, answers={str(question_id): str(text)})
             for uid, text in zip(learners, sample["essay"], strict=False)])
     from grading_nlp.api import grade_pending_essays
 
     report = grade_pending_essays(settings=ctx.settings)
-    return (f"essay course with {report['suggested']} AI-suggested grades ({low}-{high} scale) for "
-            "instructor@learnloop.example to review at /grading")
+    return (f"essay course with {readings} readings and {report['suggested']} AI-suggested grades ({low}-{high} "
+            "scale) for instructor@learnloop.example to review at /staff/courses")
+
+
+ESSAY_READINGS = (
+    ("How to structure a persuasive letter",
+     "Open with your position, give one reason per paragraph with an example, answer the strongest objection, "
+     "and close by asking the reader to act."),
+    ("Using evidence: facts, examples and reasons",
+     "A claim persuades when it is backed: a fact or figure, an example from experience, and the reason that "
+     "links them to your position."),
+    ("Transitions that guide the reader",
+     "Words such as first, moreover, however and in conclusion show how each paragraph relates to the last."),
+)
+
+
+def _essay_readings(session, course_id: uuid.UUID) -> int:
+    """Three readings in the essay course, so a demo learner has content to open, get recommendations for and
+    find by search (the content indexer beside the served API indexes them). Created once: returns how many were
+    added (0 when a previous run added them)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from platform_api.api import create_content_items
+    from platform_api.data import NewContent
+
+    items = [NewContent(course_id=course_id, title=title, body=body, id=uuid.uuid5(
+        uuid.NAMESPACE_URL, f"learnloop-demo/essay-reading/{i}")) for i, (title, body) in enumerate(ESSAY_READINGS)]
+    try:
+        create_content_items(session=session, items=items)
+    except IntegrityError:
+        session.rollback()
+        return 0
+    return len(items)
 
 
 def _interventions(ctx: DemoContext) -> str:
@@ -280,7 +314,7 @@ def _interventions(ctx: DemoContext) -> str:
     summary = run_interventions(settings=ctx.settings, course_id=course_id if imported_course else None,
                                 include_completed=imported_course)
     reused = (f"; reused {len(linked):,} already linked learners" if linked else "") + (
-        f" and the imported course {presentation}" if imported_course else "")
+        f" and the course already linked to {presentation}" if imported_course else "")
     return (f"{summary.scored:,} active enrollments scored with risk v{summary.model_version}, "
             f"{summary.alerts_raised:,} alerts raised (risk ≥ {summary.threshold}), "
             f"{summary.suppressed_by_cooldown:,} in cooldown{reused}; instructor@learnloop.example acts on them at "

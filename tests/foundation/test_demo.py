@@ -48,3 +48,26 @@ def test_sigterm_stops_the_demo_like_ctrl_c():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # not reached: the handler raises as soon as this thread runs Python again
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_demo_gives_its_learners_content_to_open_once(settings):
+    """The demo's courses held no content: a learner following the README could enroll and search the catalog but
+    had nothing to open and got empty recommendations. The essay course now has readings, added once."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from learnloop.demo import ESSAY_READINGS, _essay_readings
+    from platform_api._models import ContentItem
+    from platform_api.api import create_courses, create_users, open_session
+    from platform_api.data import NewCourse, NewUser, UserRole
+
+    instructor, course = uuid.uuid4(), uuid.uuid4()
+    with open_session(settings) as session:
+        create_users(session=session, users=[NewUser(email="i@example.org", name="I", role=UserRole.instructor,
+                                                     password="a-password-1", id=instructor)])
+        create_courses(session=session, courses=[NewCourse(title="Essays", instructor_id=instructor, id=course)])
+        assert _essay_readings(session, course) == len(ESSAY_READINGS)
+        assert _essay_readings(session, course) == 0  # a second demo run adds nothing
+        titles = session.scalars(select(ContentItem.title).where(ContentItem.course_id == course)).all()
+    assert sorted(titles) == sorted(title for title, _ in ESSAY_READINGS)
