@@ -167,6 +167,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
               for name, summary in latest_status().items()}
     if as_json:
         typer.echo(json.dumps({"models": models}, default=str))
+    elif not models:
+        Console(stderr=True).print("no drift check recorded yet: run `learnloop drift check` (or, before any "
+                                   "traffic, `learnloop drift check --reference-presentations 2013J "
+                                   "--current-presentations 2014J`)")
     else:
         _print_table({"models": models}, Console(stderr=True))
 

@@ -55,3 +55,11 @@ def test_current_window_is_the_recent_prediction_log(settings):
         _windows.prediction_log_window("risk", settings=settings, days=7, now=now)
     with pytest.raises(Unavailable, match="no predictions of grader"):
         _windows.prediction_log_window("grader", settings=settings, days=7, now=now)
+
+
+def test_drift_status_with_no_check_yet_says_what_to_run(settings):
+    """It printed an empty table; a newcomer could not tell whether anything was wrong."""
+    out = CliRunner().invoke(_app(), ["drift", "status"])
+
+    assert out.exit_code == 0, out.output
+    assert "no drift check recorded yet" in out.output and "learnloop drift check" in out.output
