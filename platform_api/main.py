@@ -1,4 +1,5 @@
-"""The ASGI app: ``platform_api.main:app`` (``learnloop serve api`` runs it on 127.0.0.1:8000).
+"""The ASGI app: ``platform_api.main:app`` without the ML backends; ``learnloop serve api`` and the demo serve
+``learnloop.asgi:create_platform_app`` (this app wired with search, recommendations and the workers) on 127.0.0.1:8000.
 
 ``create_app`` builds the app from settings; the database engine, the outbox relay and the broker
 connection are created in the lifespan, so importing this module connects to nothing.
