@@ -401,6 +401,9 @@ def _run_demo(*, serve: bool, synthetic: bool) -> None:
         with console.status(f"[bold]{name}[/bold] …"):
             summary = step(ctx)
         console.print(f"[green]✓[/green] [bold]{name}[/bold] ({time.perf_counter() - started:.1f} s): {summary}")
+    from pipelines.monitoring.cli import record_registry_snapshot
+
+    record_registry_snapshot(settings=ctx.settings)  # the operator page shows the champions the demo promoted
     console.print(f"[bold]loop set up in {time.perf_counter() - total:.0f} s[/bold]; starting the services …")
     processes = _start_services(ctx)
     api_url = f"http://{ctx.settings.api_host}:{ctx.settings.api_port}"

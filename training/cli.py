@@ -127,8 +127,21 @@ def promote(
             table.add_row(check.name, "yes" if check.passed else "NO", check.detail)
         Console().print(table)
         typer.echo(f"champion: v{decision.champion_version}")
+    _refresh_operator_page()
     if decision.outcome is PromotionOutcome.refused:
         raise typer.Exit(code=1)
+
+
+def _refresh_operator_page() -> None:
+    """The operator page shows the registry's aliases from a snapshot (the platform API does not read MLflow):
+    refresh it after an alias moved, or /operator keeps showing the old champion until the next drift check."""
+    try:
+        from pipelines.monitoring.cli import record_registry_snapshot
+
+        record_registry_snapshot()
+    except Exception as exc:  # noqa: BLE001 - the alias moved; only the page's copy is stale, and we say so
+        typer.echo(f"warning: the operator page's registry snapshot was not updated ({exc}); "
+                   "`learnloop drift check` updates it", err=True)
 
 
 def list_models(
@@ -178,6 +191,7 @@ def rollback(
         version = run_rollback(model, to_version=to)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)
+    _refresh_operator_page()
     typer.echo(f"{model}: champion is now v{version}")
 
 

@@ -147,13 +147,23 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
 
 def _record_registry(settings, err) -> None:
     from learnloop.errors import LearnloopError
+
+    try:
+        record_registry_snapshot(settings=settings)
+    except (LearnloopError, OSError) as exc:  # the check itself succeeded; the page keeps its older snapshot
+        err.print(f"[yellow]registry snapshot not updated: {exc}[/yellow]")
+
+
+def record_registry_snapshot(*, settings=None) -> None:
+    """Record the registry as it is now for the operator page, which shows aliases from this snapshot (the platform
+    API does not read MLflow): ``learnloop drift check``, ``learnloop promote``, ``learnloop models rollback`` and
+    the demo call it after reading or changing the registry, so /operator is not older than their last change."""
+    from learnloop.settings import get_settings
     from pipelines.monitoring import _loop
     from pipelines.monitoring.api import record_registry
 
-    try:
-        record_registry(_loop.registry_models(settings), settings=settings)
-    except (LearnloopError, OSError) as exc:  # the check itself succeeded; the page keeps its older snapshot
-        err.print(f"[yellow]registry snapshot not updated: {exc}[/yellow]")
+    settings = settings or get_settings()
+    record_registry(_loop.registry_models(settings), settings=settings)
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object to stdout.")) -> None:

@@ -141,3 +141,33 @@ def test_a_missing_model_names_the_command_that_trains_it(registry_settings):
     with pytest.raises(NotFound, match=r"`learnloop train risk`"):
         promote("risk")
     assert train_command("recommender") == "learnloop train recommender"
+
+
+def test_promote_and_rollback_commands_refresh_the_operator_page(registry_settings, toy_export):
+    """/operator shows aliases from a snapshot that only `learnloop drift check` took: after the demo, or after
+    `learnloop promote`, operators read "Aliases: none" or the previous champion."""
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines.monitoring._operator import operator_view
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["models"], name="models")
+
+    def aliases() -> dict:
+        view = operator_view(settings=registry_settings, list_models=None, report_url=lambda _path: None)
+        return {row["name"]: row["aliases"] for row in view["models"]}
+
+    _, export = toy_export
+    first = _register(export, GOOD)
+    assert CliRunner().invoke(root, ["promote", "toy"]).exit_code == 0
+    assert aliases()["toy"]["champion"] == first.version
+    second = _register(export, GOOD, eval_fingerprint="heldout-1")
+    assert CliRunner().invoke(root, ["promote", "toy"]).exit_code == 0
+    assert aliases()["toy"]["champion"] == second.version
+    out = CliRunner().invoke(root, ["models", "rollback", "toy"])
+    assert out.exit_code == 0, out.output
+    assert aliases()["toy"]["champion"] == first.version
