@@ -30,8 +30,8 @@ def serve_models(
         try:
             try:
                 wait_until_ready(f"http://{host}:{port}", timeout=180, process=process)
-                typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /admin/reload); "
-                           f"log: {log_path}", err=True)
+                typer.echo(f"model service ready on http://{host}:{port} (POST /predict_risk, /grade_essay, "
+                           f"/recommend, /admin/reload); log: {log_path}", err=True)
             except Unavailable as exc:
                 if process.poll() is not None:  # it exited: say why, and fail
                     typer.echo(f"error: {exc}; the end of {log_path}:\n{_tail(log_path)}", err=True)
