@@ -54,7 +54,21 @@ def build_app() -> typer.Typer:
     for name, group in groups.items():
         if group.registered_commands or group.registered_groups:
             app.add_typer(group, name=name)
+    _reflow_help(app)
     return app
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Command help comes from docstrings wrapped at 110 columns; the help screens keep their line breaks, so a
+    sentence broke in the middle of a line ("… its current window (the" / "prediction log), …"). Each paragraph
+    becomes one line and the terminal wraps it; blank lines still separate paragraphs."""
+    import inspect
+
+    for command in typer_app.registered_commands:
+        text = command.help or inspect.getdoc(command.callback) or ""
+        command.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n")) or None
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
 
 
 @app.command()

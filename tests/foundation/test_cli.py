@@ -92,3 +92,26 @@ def test_training_options_that_cannot_work_are_refused(synth_root, tmp_path):
     essays = run("train", "essays", "--prompt", "99", "--data", str(synth_root / "asap_aes" / "essays.tsv"),
                  env={"LEARNLOOP_DATA_DIR": str(tmp_path / "var")})
     assert essays.returncode == 1 and "no essays of prompt(s) 99" in essays.stderr
+
+
+def test_help_screens_wrap_sentences_where_the_terminal_ends():
+    """Docstrings are wrapped at 110 columns and the help screens kept those breaks: `learnloop drift --help`
+    read "… with its current window (the" / "prediction log), …". Every paragraph is now one line of help."""
+    import inspect
+
+    from learnloop.cli import build_app
+
+    def commands(typer_app):
+        yield from typer_app.registered_commands
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    found = list(commands(build_app()))
+    assert len(found) > 25
+    broken = [command.callback.__name__ for command in found
+              if any("\n" in paragraph for paragraph in
+                     (command.help or inspect.getdoc(command.callback) or "").split("\n\n"))]
+    assert broken == []
+    result = run("drift", "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0
+    assert [line for line in result.stdout.splitlines() if line.rstrip(" │").endswith("(the")] == []
