@@ -184,7 +184,8 @@ def test_json_bodies_of_the_curl_examples_are_accepted():
             except Exception as exc:  # noqa: BLE001 - reported below with the example
                 problems.append(f"{doc}: {method} {path} {body}: {exc}")
             checked += 1
-    assert checked >= 3 and problems == []
+    assert checked >= 3
+    assert problems == [], "\n".join(problems)
 
 
 def test_every_documented_setting_is_read():
