@@ -166,17 +166,25 @@ def list_models(
     from rich.table import Table
 
     table = Table(title="registered models")
-    for column in ("model", "version", "aliases", "created", "auc_active", "auc", "ece_active", "brier", "commit"):
+    for column in ("model", "version", "aliases", "created", "held-out quality", "calibration", "commit"):
         table.add_column(column)
 
-    def figure(metrics: dict, key: str) -> str:
-        return f"{metrics[key]:.4f}" if key in metrics else "—"
+    def figure(metrics: dict, keys: tuple[str, ...]) -> str:
+        """The first of ``keys`` the model logged, named: each kind of model has its own (risk, recommender,
+        essay graders), and a risk-only column showed '—' for the others."""
+        key = next((k for k in keys if k in metrics), None)
+        return "—" if key is None else f"{key} {metrics[key]:.4f}"
 
     for v in versions:
         table.add_row(v.name, v.version, ", ".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"),
-                      figure(v.metrics, "auc_active"), figure(v.metrics, "auc"), figure(v.metrics, "ece_active"),
-                      figure(v.metrics, "brier"), (v.tags.get("git_commit") or "")[:12])
+                      figure(v.metrics, QUALITY_METRICS), figure(v.metrics, CALIBRATION_METRICS),
+                      (v.tags.get("git_commit") or "")[:12])
     Console().print(table)
+
+
+# What `models list` shows per kind of model (the gate's metric first); --json has every metric.
+QUALITY_METRICS: tuple[str, ...] = ("auc_active", "ndcg_at_10", "qwk", "auc")
+CALIBRATION_METRICS: tuple[str, ...] = ("ece_active", "interval_coverage_gap", "ece", "brier")
 
 
 def rollback(

@@ -171,3 +171,27 @@ def test_promote_and_rollback_commands_refresh_the_operator_page(registry_settin
     out = CliRunner().invoke(root, ["models", "rollback", "toy"])
     assert out.exit_code == 0, out.output
     assert aliases()["toy"]["champion"] == first.version
+
+
+def test_models_list_shows_each_kind_of_model_its_own_metric(registry_settings, toy_export):
+    """The table had risk-only columns (auc_active, auc, ece_active, brier): the recommender and essay graders,
+    which log ndcg_at_10 and qwk, read '—' everywhere and could not be compared."""
+    import typer
+    from typer.testing import CliRunner
+
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["models"], name="models")
+    _, export = toy_export
+    _register(export, GOOD)
+    register_onnx_model(name="essay_grader_p9", export=export, metrics={"qwk": 0.71, "interval_coverage_gap": 0.02},
+                        params={}, train_fingerprint="t", eval_fingerprint="e")
+
+    out = CliRunner().invoke(root, ["models", "list"], env={"COLUMNS": "200"})
+
+    assert out.exit_code == 0, out.output
+    assert "qwk 0.7100" in out.output and "interval_coverage_gap 0.0200" in out.output
+    assert "auc 0.8000" in out.output and "ece 0.0200" in out.output
