@@ -334,9 +334,27 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
 ]
 
 
+def _require_free_ports(settings: Settings) -> None:
+    """Both addresses must be free before the services start: with another server there (another engineer's demo
+    on 8000), the readiness checks got its answers, and the demo reported 'started and answered' while its own API
+    had failed to bind."""
+    import socket
+
+    for host, port, variable in ((settings.serving_host, settings.serving_port, "LEARNLOOP_SERVING_PORT"),
+                                 (settings.api_host, settings.api_port, "LEARNLOOP_API_PORT")):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no owner
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise SystemExit(f"{host}:{port} is already in use ({exc.strerror}): stop what listens there, or "
+                                 f"choose another port with {variable}=…") from None
+
+
 def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:
     from serving.api import start_model_service, wait_until_ready
 
+    _require_free_ports(ctx.settings)
     logs = ctx.settings.data_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     model_service = start_model_service(settings=ctx.settings, log_path=logs / "model-service.log")

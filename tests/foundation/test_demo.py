@@ -71,3 +71,19 @@ def test_the_demo_gives_its_learners_content_to_open_once(settings):
         assert _essay_readings(session, course) == 0  # a second demo run adds nothing
         titles = session.scalars(select(ContentItem.title).where(ContentItem.course_id == course)).all()
     assert sorted(titles) == sorted(title for title, _ in ESSAY_READINGS)
+
+
+def test_the_demo_refuses_a_port_another_server_holds(settings, monkeypatch):
+    """With another server on the API's port, the readiness check got that server's answers: the demo said
+    'learnloop started and answered' while its own API had failed to bind."""
+    from learnloop.demo import DemoContext, _start_services
+    from learnloop.settings import get_settings
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        monkeypatch.setenv("LEARNLOOP_API_PORT", str(other.getsockname()[1]))
+        monkeypatch.setenv("LEARNLOOP_SERVING_PORT", str(_free_port()))
+        get_settings.cache_clear()
+        with pytest.raises(SystemExit, match=r"already in use.*LEARNLOOP_API_PORT"):
+            _start_services(DemoContext(settings=get_settings(), synthetic=True))
