@@ -115,3 +115,20 @@ def test_help_screens_wrap_sentences_where_the_terminal_ends():
     result = run("drift", "--help", env={"COLUMNS": "100"})
     assert result.returncode == 0
     assert [line for line in result.stdout.splitlines() if line.rstrip(" │").endswith("(the")] == []
+
+
+def test_scipy_numeric_warnings_do_not_reach_the_operator(monkeypatch):
+    """`learnloop drift check --reference-presentations …` printed eight 'RuntimeWarning: divide by zero
+    encountered in divide' lines from scipy (inside Evidently's chi-square tests) before its table."""
+    import warnings
+
+    from learnloop import cli
+
+    shown = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: shown.append(str(message)))
+    cli._quiet_third_parties()
+    warnings.showwarning("divide by zero encountered in divide", RuntimeWarning,
+                         "/venv/lib/python3.11/site-packages/scipy/stats/_stats_py.py", 7192)
+    warnings.showwarning("ours", RuntimeWarning, "/work/learnloop/pipelines/monitoring/_drift.py", 1)
+    warnings.showwarning("old", DeprecationWarning, "/venv/lib/python3.11/site-packages/ibis/x.py", 1)
+    assert shown == ["ours"]
