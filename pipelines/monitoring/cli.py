@@ -189,14 +189,22 @@ def _print_table(out: dict[str, Any], console) -> None:
     from rich.table import Table
 
     table = Table(title="drift")
-    for column in ("model", "check", "reason", "drift", "share", "drifted features", "prediction drift", "report"):
+    for column in ("model", "check", "reason", "drift", "share", "drifted features", "prediction drift"):
         table.add_column(column)
+    table.add_column("report", overflow="fold")  # the path in full: it is what the operator opens next
     for name, row in out["models"].items():
         last = row.get("last_check") or {}  # `drift status` rows; `drift check` rows carry their own status
         check = row.get("status") or f"{last.get('outcome', '')} {last.get('at', '')}".strip()
         reason = row.get("error") or row.get("reason") or last.get("reason") or ""
         report = [] if row.get("drift_detected") is None else [
-            str(row["drift_detected"]), f"{row['share']:.2f}", ", ".join(row["drifted_features"]),
+            str(row["drift_detected"]), f"{row['share']:.2f}", _first(row["drifted_features"]),
             str(row["prediction_drift"]), str(row["report_html"])]
         table.add_row(name, check, reason, *(report or [""] * 5))
     console.print(table)
+
+
+def _first(features: list[str], shown: int = 6) -> str:
+    """The first drifted features and how many more (the table listed all, up to 88 lines per model; the report
+    and --json have every one)."""
+    more = len(features) - shown
+    return ", ".join(features[:shown]) + (f" … (+{more} more)" if more > 0 else "")
