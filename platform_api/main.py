@@ -60,8 +60,8 @@ search, at-risk scores and alerts, AI-assisted essay grades). Every state change
 `lms.<domain>.events` through a transactional outbox.
 
 **Sign in:** `POST /api/v1/auth/login` with `{"email", "password"}`, then send `Authorization: Bearer
-<access_token>` (the **Authorize** button here takes the access token). Access tokens last 30 minutes; renew them
-with `POST /api/v1/auth/refresh`.
+<access_token>` (the **Authorize** button here takes the access token). Access tokens last 30 minutes by default
+(`LEARNLOOP_ACCESS_TOKEN_MINUTES`); renew them with `POST /api/v1/auth/refresh`.
 
 **Errors** are JSON: `{"error": {"code", "message", "details"}, "request_id"}`, and the message says what to fix:
 401 not signed in or the token expired, 403 signed in but not allowed, 404 no such thing (or not visible to you),
@@ -150,7 +150,7 @@ def install_openapi(app: FastAPI) -> None:
                         documented["description"] = description
                     responses[code] = documented
                 for code, documented in responses.items():  # errors a route documented itself (409, 501 …)
-                    if code >= "400" and "content" not in documented:
+                    if code[:1] in ("4", "5") and "content" not in documented:
                         documented["content"] = body
         app.openapi_schema = schema
         return schema
