@@ -438,10 +438,22 @@ def _run_demo(*, serve: bool, synthetic: bool) -> None:
     try:
         if serve:
             console.print("Ctrl-C (or SIGTERM) stops both services.")
-            while all(p.poll() is None for p in processes):
-                time.sleep(1)
-            raise SystemExit("a service stopped; see the logs under the data dir")
+            if not _serve_until_stopped(processes):
+                raise SystemExit("a service stopped; see the logs under the data dir")
     except KeyboardInterrupt:
         pass
     finally:
         _stop_services(processes)
+
+
+def _serve_until_stopped(processes: list[subprocess.Popen], poll_seconds: float = 1.0) -> bool:
+    """Wait while every service runs: True when stopped on request (Ctrl-C, SIGTERM), False when a service exited.
+    SIGTERM is also read from a flag, not only from the KeyboardInterrupt its handler raises: once that exception
+    was lost, and `kill` left the demo and both services running."""
+    from learnloop.shutdown import stop_requested
+
+    while all(p.poll() is None for p in processes):
+        if stop_requested():
+            return True
+        time.sleep(poll_seconds)
+    return stop_requested()

@@ -87,3 +87,29 @@ def test_the_demo_refuses_a_port_another_server_holds(settings, monkeypatch):
         get_settings.cache_clear()
         with pytest.raises(SystemExit, match=r"already in use.*LEARNLOOP_API_PORT"):
             _start_services(DemoContext(settings=get_settings(), synthetic=True))
+
+
+def test_sigterm_stops_the_serving_demo_even_when_its_interrupt_is_lost():
+    """`kill <demo>` once left the demo and both services running: the handler ran (SIGTERM was then ignored) but
+    its KeyboardInterrupt never reached the wait loop. The loop now also reads the request from a flag."""
+    import signal
+    import time
+
+    from learnloop.demo import _serve_until_stopped
+    from learnloop.shutdown import sigterm_as_interrupt
+
+    service = subprocess.Popen(["sleep", "30"])
+    try:
+        with sigterm_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # what a finalizer running the handler does with it: the exception goes nowhere
+            started = time.monotonic()
+            assert _serve_until_stopped([service], poll_seconds=0.05) is True
+            assert time.monotonic() - started < 2
+        assert service.poll() is None  # the demo's finally stops the services; here the caller does
+    finally:
+        service.kill()
+        service.wait()
