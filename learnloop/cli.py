@@ -54,7 +54,21 @@ def build_app() -> typer.Typer:
     for name, group in groups.items():
         if group.registered_commands or group.registered_groups:
             app.add_typer(group, name=name)
+    _reflow_help(app)
     return app
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Command help comes from docstrings wrapped at 110 columns; the help screens keep their line breaks, so a
+    sentence broke in the middle of a line ("… its current window (the" / "prediction log), …"). Each paragraph
+    becomes one line and the terminal wraps it; blank lines still separate paragraphs."""
+    import inspect
+
+    for command in typer_app.registered_commands:
+        text = command.help or inspect.getdoc(command.callback) or ""
+        command.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n")) or None
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
 
 
 @app.command()
@@ -72,7 +86,9 @@ def _quiet_third_parties() -> None:
     """Third-party deprecation notices (ibis/duckdb under Feast, SQLAlchemy under MLflow) are for library authors,
     not for our users, and MLflow's progress bars for fetching a few small artifacts bury our own. Feast re-enables
     deprecation warnings when imported (``simplefilter("once")``), so a filter set here would not hold: they are
-    dropped where they would be shown."""
+    dropped where they would be shown. So are scipy's numeric RuntimeWarnings ("divide by zero encountered in
+    divide", raised inside the chi-square tests Evidently runs on a category a window lacks): `learnloop drift check`
+    printed eight of them before its table, and the drift figures already account for the case."""
     import os
     import warnings
 
@@ -80,8 +96,11 @@ def _quiet_third_parties() -> None:
     show = warnings.showwarning
 
     def show_unless_deprecation(message, category, filename, lineno, file=None, line=None):
-        if not issubclass(category, DeprecationWarning):
-            show(message, category, filename, lineno, file, line)
+        if issubclass(category, DeprecationWarning):
+            return
+        if issubclass(category, RuntimeWarning) and f"{os.sep}scipy{os.sep}" in str(filename):
+            return
+        show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_unless_deprecation
 

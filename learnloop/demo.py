@@ -206,7 +206,9 @@ def _essay_review(ctx: DemoContext) -> str:
                 for i, uid in enumerate(learners)])
         except Conflict:
             session.rollback()
-            return "essay review course exists (instructor@learnloop.example, learner1..3@learnloop.example)"
+            readings = _essay_readings(session, course_id)
+            return ("essay review course exists (instructor@learnloop.example, learner1..3@learnloop.example)"
+                    + (f"; {readings} readings added" if readings else ""))
         create_courses(session=session, courses=[NewCourse(
             title="Essay writing (AI-assisted grading)", instructor_id=instructor, id=course_id,
             description="Persuasive essays graded by an AI model of ASAP prompt 1 and reviewed by the instructor")])
@@ -218,14 +220,46 @@ def _essay_review(ctx: DemoContext) -> str:
                 {"name": "Ideas and evidence", "description": "A clear position supported by reasons", "points": 6},
                 {"name": "Organisation and conventions", "description": "Structure, transitions, spelling",
                  "points": high - 6}])
+        readings = _essay_readings(session, course_id)
         record_submissions(session=session, submissions=[NewSubmission(
             assessment_id=assessment_id, user_id=uid, answers={str(question_id): str(text)})
             for uid, text in zip(learners, sample["essay"], strict=False)])
     from grading_nlp.api import grade_pending_essays
 
     report = grade_pending_essays(settings=ctx.settings)
-    return (f"essay course with {report['suggested']} AI-suggested grades ({low}-{high} scale) for "
-            "instructor@learnloop.example to review at /grading")
+    return (f"essay course with {readings} readings and {report['suggested']} AI-suggested grades ({low}-{high} "
+            "scale) for instructor@learnloop.example to review at /staff/courses")
+
+
+ESSAY_READINGS = (
+    ("How to structure a persuasive letter",
+     "Open with your position, give one reason per paragraph with an example, answer the strongest objection, "
+     "and close by asking the reader to act."),
+    ("Using evidence: facts, examples and reasons",
+     "A claim persuades when it is backed: a fact or figure, an example from experience, and the reason that "
+     "links them to your position."),
+    ("Transitions that guide the reader",
+     "Words such as first, moreover, however and in conclusion show how each paragraph relates to the last."),
+)
+
+
+def _essay_readings(session, course_id: uuid.UUID) -> int:
+    """Three readings in the essay course, so a demo learner has content to open, get recommendations for and
+    find by search (the content indexer beside the served API indexes them). Created once: returns how many were
+    added (0 when a previous run added them)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from platform_api.api import create_content_items
+    from platform_api.data import NewContent
+
+    items = [NewContent(course_id=course_id, title=title, body=body, id=uuid.uuid5(
+        uuid.NAMESPACE_URL, f"learnloop-demo/essay-reading/{i}")) for i, (title, body) in enumerate(ESSAY_READINGS)]
+    try:
+        create_content_items(session=session, items=items)
+    except IntegrityError:
+        session.rollback()
+        return 0
+    return len(items)
 
 
 def _interventions(ctx: DemoContext) -> str:
@@ -283,7 +317,7 @@ def _interventions(ctx: DemoContext) -> str:
     summary = run_interventions(settings=ctx.settings, course_id=course_id if imported_course else None,
                                 include_completed=imported_course)
     reused = (f"; reused {len(linked):,} already linked learners" if linked else "") + (
-        f" and the imported course {presentation}" if imported_course else "")
+        f" and the course already linked to {presentation}" if imported_course else "")
     return (f"{summary.scored:,} active enrollments scored with risk v{summary.model_version}, "
             f"{summary.alerts_raised:,} alerts raised (risk ≥ {summary.threshold}), "
             f"{summary.suppressed_by_cooldown:,} in cooldown{reused}; instructor@learnloop.example acts on them at "
@@ -303,9 +337,27 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
 ]
 
 
+def _require_free_ports(settings: Settings) -> None:
+    """Both addresses must be free before the services start: with another server there (another engineer's demo
+    on 8000), the readiness checks got its answers, and the demo reported 'started and answered' while its own API
+    had failed to bind."""
+    import socket
+
+    for host, port, variable in ((settings.serving_host, settings.serving_port, "LEARNLOOP_SERVING_PORT"),
+                                 (settings.api_host, settings.api_port, "LEARNLOOP_API_PORT")):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no owner
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise SystemExit(f"{host}:{port} is already in use ({exc.strerror}): stop what listens there, or "
+                                 f"choose another port with {variable}=…") from None
+
+
 def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:
     from serving.api import start_model_service, wait_until_ready
 
+    _require_free_ports(ctx.settings)
     logs = ctx.settings.data_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     model_service = start_model_service(settings=ctx.settings, log_path=logs / "model-service.log")
@@ -370,6 +422,9 @@ def _run_demo(*, serve: bool, synthetic: bool) -> None:
         with console.status(f"[bold]{name}[/bold] …"):
             summary = step(ctx)
         console.print(f"[green]✓[/green] [bold]{name}[/bold] ({time.perf_counter() - started:.1f} s): {summary}")
+    from pipelines.monitoring.cli import record_registry_snapshot
+
+    record_registry_snapshot(settings=ctx.settings)  # the operator page shows the champions the demo promoted
     console.print(f"[bold]loop set up in {time.perf_counter() - total:.0f} s[/bold]; starting the services …")
     processes = _start_services(ctx)
     api_url = f"http://{ctx.settings.api_host}:{ctx.settings.api_port}"
@@ -386,10 +441,22 @@ def _run_demo(*, serve: bool, synthetic: bool) -> None:
     try:
         if serve:
             console.print("Ctrl-C (or SIGTERM) stops both services.")
-            while all(p.poll() is None for p in processes):
-                time.sleep(1)
-            raise SystemExit("a service stopped; see the logs under the data dir")
+            if not _serve_until_stopped(processes):
+                raise SystemExit("a service stopped; see the logs under the data dir")
     except KeyboardInterrupt:
         pass
     finally:
         _stop_services(processes)
+
+
+def _serve_until_stopped(processes: list[subprocess.Popen], poll_seconds: float = 1.0) -> bool:
+    """Wait while every service runs: True when stopped on request (Ctrl-C, SIGTERM), False when a service exited.
+    SIGTERM is also read from a flag, not only from the KeyboardInterrupt its handler raises: once that exception
+    was lost, and `kill` left the demo and both services running."""
+    from learnloop.shutdown import stop_requested
+
+    while all(p.poll() is None for p in processes):
+        if stop_requested():
+            return True
+        time.sleep(poll_seconds)
+    return stop_requested()

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
+
+_stop = threading.Event()
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM arrived inside :func:`sigterm_as_interrupt`. Loops that wait for their services check it: the
+    KeyboardInterrupt the handler raises can be lost (Python may run the handler inside a finalizer, whose
+    exceptions are only reported), and a lost one left `learnloop demo` serving after `kill`."""
+    return _stop.is_set()
 
 
 @contextlib.contextmanager
@@ -14,8 +24,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     left serving. A second SIGTERM during that cleanup is ignored, so it cannot cut the shutdown short."""
     def interrupt(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop.set()
         raise KeyboardInterrupt
 
+    _stop.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield

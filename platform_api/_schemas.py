@@ -690,13 +690,15 @@ class ReviewState(StrEnum):
 
 
 class AiGradeAccept(InputModel):
-    feedback: LongText = Field(default="", description="Optional note for the learner.")
+    feedback: LongText = Field(default="", description="Optional note for the learner.",
+                               examples=["Clear position, well supported."])
 
 
 class AiGradeOverride(InputModel):
-    score: float = Field(ge=0, le=100_000, description="The final score in assessment points.")
+    score: float = Field(ge=0, le=100_000, description="The final score in assessment points.", examples=[8])
     comment: LongText = Field(default="", description="Why this score; required when it differs from the AI's "
-                                                      "suggestion (the learner reads it).")
+                                                      "suggestion (the learner reads it).",
+                              examples=["Your reasons are good; give an example for each."])
 
 
 class GradingQueueEssayPublic(OutputModel):
@@ -806,10 +808,12 @@ AlertsPublic = Page[AlertPublic]
 
 
 class AlertOutcomeCreate(InputModel):
-    outcome: Literal["action_taken", "dismissed", "not_useful"]
+    outcome: Literal["action_taken", "dismissed", "not_useful"] = Field(examples=["action_taken"])
     action: Literal["message_learner", "recommend_content", "extend_deadline", "other"] | None = Field(
-        default=None, description="Required with action_taken: which intervention you made")
-    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+        default=None, description="Required with action_taken: which intervention you made",
+        examples=["message_learner"])
+    note: Annotated[str, StringConstraints(max_length=2000)] = Field(
+        default="", examples=["Emailed to offer a catch-up session"])
 
 
 class AlertReportPublic(OutputModel):

@@ -11,7 +11,8 @@ def serve_api(
     workers: int = typer.Option(1, min=1, help="Uvicorn worker processes."),
     log_level: str = typer.Option("warning", help="Uvicorn's own log level (access logs are JSON anyway)."),
 ) -> None:
-    """Run the LMS platform API (platform_api.main:app); migrates the database to head at startup."""
+    """Run the LMS platform API with search, recommendations, the AI grading worker and the search indexer
+    (learnloop.asgi); migrates the database to head at startup."""
     import uvicorn
 
     from learnloop.settings import get_settings

@@ -1,4 +1,5 @@
-"""The ASGI app: ``platform_api.main:app`` (``learnloop serve api`` runs it on 127.0.0.1:8000).
+"""The ASGI app: ``platform_api.main:app`` without the ML backends; ``learnloop serve api`` and the demo serve
+``learnloop.asgi:create_platform_app`` (this app wired with search, recommendations and the workers) on 127.0.0.1:8000.
 
 ``create_app`` builds the app from settings; the database engine, the outbox relay and the broker
 connection are created in the lifespan, so importing this module connects to nothing.
@@ -11,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -53,9 +55,107 @@ log = logging.getLogger("platform_api.main")
 API_PREFIX = "/api/v1"
 
 DESCRIPTION = """The learnloop LMS: users, scoped roles, courses, enrollments, versioned content,
-questions, assessments, submissions and grades. Every state change is published as an event on
-`lms.<domain>.events` through a transactional outbox. Errors are JSON: `{"error": {"code", "message",
-"details"}, "request_id"}` and the message says what to fix."""
+questions, assessments, submissions and grades, with the machine-learning answers built in (recommendations,
+search, at-risk scores and alerts, AI-assisted essay grades). Every state change is published as an event on
+`lms.<domain>.events` through a transactional outbox.
+
+**Sign in:** `POST /api/v1/auth/login` with `{"email", "password"}`, then send `Authorization: Bearer
+<access_token>` (the **Authorize** button here takes the access token). Access tokens last 30 minutes by default
+(`LEARNLOOP_ACCESS_TOKEN_MINUTES`); renew them with `POST /api/v1/auth/refresh`.
+
+**Errors** are JSON: `{"error": {"code", "message", "details"}, "request_id"}`, and the message says what to fix:
+401 not signed in or the token expired, 403 signed in but not allowed, 404 no such thing (or not visible to you),
+409 the state forbids it (a duplicate, a decision already made), 422 invalid input (`details` lists the fields),
+429 too many requests (wait `Retry-After` seconds), 503 a dependency is down."""
+
+# One description per tag, in the order /docs lists them.
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Sign in and renew tokens (no token needed)."},
+    {"name": "users", "description": "Accounts, roles and permissions, the learner's own enrollments and "
+                                     "assessments, GDPR export and erasure."},
+    {"name": "courses", "description": "Courses, enrollment (`POST /courses/{id}/enrollments` with no body "
+                                       "enrolls yourself) and the course plan by week."},
+    {"name": "enrollments", "description": "A learner's progress in a course."},
+    {"name": "content", "description": "Versioned course content; every change reaches search and "
+                                       "recommendations through the outbox."},
+    {"name": "assessments", "description": "Questions, assessments and submissions; an essay submission is "
+                                           "queued for AI-assisted grading."},
+    {"name": "events", "description": "Learner activity (opening content is `content_view`), what "
+                                      "recommendations and the course plan count."},
+    {"name": "ml", "description": "The model answers: recommendations, content search, at-risk scores. Each has a "
+                                  "documented fallback when the model service is down."},
+    {"name": "grading", "description": "Course staff review AI essay grades: the queue, accept or override, and "
+                                       "AI-vs-instructor agreement."},
+    {"name": "alerts", "description": "At-risk alerts for course staff (never shown to learners) and their "
+                                      "outcomes."},
+    {"name": "operator", "description": "Service health, models, drift and predictions (operators and admins)."},
+]
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "description": "Every error the API answers (platform_api._errors).",
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {"type": "object", "required": ["code", "message", "details"], "properties": {
+            "code": {"type": "string", "examples": ["permission_denied"]},
+            "message": {"type": "string", "description": "What went wrong and what to do",
+                        "examples": ["Only this course's staff may do this"]},
+            "details": {"description": "For 422: the fields and why (loc, msg, type)"}}},
+        "request_id": {"type": ["string", "null"], "description": "Quote it when you report a problem"},
+    },
+}
+
+
+def _error_responses(path: str, operation: dict[str, Any]) -> dict[str, str]:
+    """The errors an operation can answer: 401/403 where a token is needed, 404 where the path names a thing,
+    422 where there is input, 429 everywhere (rate limits)."""
+    codes: dict[str, str] = {}
+    if path.startswith(f"{API_PREFIX}/auth/"):
+        codes["401"] = "Wrong email or password, or an invalid refresh token"
+    else:
+        codes["401"] = "Not signed in, or the token expired: sign in again"
+        codes["403"] = "Signed in, but your roles do not allow this"
+    if "{" in path:
+        codes["404"] = "No such item, or you may not know it exists"
+    if operation.get("parameters") or operation.get("requestBody"):
+        codes["422"] = "Invalid input; `details` says which field and why"
+    codes["429"] = "Too many requests; retry after `Retry-After` seconds"
+    return codes
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The generated OpenAPI document, with the errors each operation can answer and the one error body they share
+    (FastAPI would document 422 as its own ``HTTPValidationError``, which this API never sends)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Error"] = ERROR_SCHEMA
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code, description in _error_responses(path, operation).items():
+                    documented = responses.get(code, {})
+                    if code == "422" or "content" not in documented:
+                        documented["content"] = body
+                    if not documented.get("description") or documented["description"] == "Validation Error":
+                        documented["description"] = description
+                    responses[code] = documented
+                for code, documented in responses.items():  # errors a route documented itself (409, 501 …)
+                    if code[:1] in ("4", "5") and "content" not in documented:
+                        documented["content"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, run_relay: bool = True,
@@ -103,7 +203,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
             engine.dispose()
 
     app = FastAPI(title="learnloop platform API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  responses={422: {"description": "Invalid input; the body says which field and why"}})
+                  openapi_tags=OPENAPI_TAGS)
     app.state.settings = settings
     app.state.bus = bus
     app.state.metrics = metrics
@@ -128,6 +228,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
     app.include_router(_web.router)
     app.include_router(alerts.pages)
     app.include_router(plan.pages)
+    install_openapi(app)
 
     pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=metrics.registry)
     delivered = Gauge("outbox_delivered_events", "Events the relay published since start", registry=metrics.registry)

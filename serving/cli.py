@@ -14,9 +14,11 @@ def serve_models(
     poll_seconds: float | None = typer.Option(None, help="Alias poll interval (default settings)."),
 ) -> None:
     """Run the model service (BentoML + ONNX Runtime) serving every @champion; Ctrl-C stops it."""
+    import time
+
     from learnloop.errors import Unavailable
     from learnloop.settings import get_settings
-    from learnloop.shutdown import sigterm_as_interrupt
+    from learnloop.shutdown import sigterm_as_interrupt, stop_requested
     from serving.api import start_model_service, stop_model_service, wait_until_ready
 
     settings = get_settings()
@@ -38,7 +40,8 @@ def serve_models(
                     typer.echo(f"error: {exc}; the end of {log_path}:\n{_tail(log_path)}", err=True)
                     raise typer.Exit(1) from exc
                 typer.echo(f"warning: {exc} (still starting; log: {log_path})", err=True)
-            process.wait()
+            while process.poll() is None and not stop_requested():  # SIGTERM's KeyboardInterrupt can be lost
+                time.sleep(0.5)
             if process.returncode:
                 typer.echo(f"error: the model service stopped (exit {process.returncode}); the end of "
                            f"{log_path}:\n{_tail(log_path)}", err=True)

@@ -22,7 +22,14 @@ from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.settings import Settings, get_settings
 from models.api import ModelAlias, OnnxExport, alias_version, mlflow_client
 from models.data import SCHEMA_FILE
-from training.data import GateCheck, GatePolicy, ModelVersionInfo, PromotionDecision, PromotionOutcome
+from training.data import (
+    GateCheck,
+    GatePolicy,
+    ModelVersionInfo,
+    PromotionDecision,
+    PromotionOutcome,
+    train_command,
+)
 
 # Serving needs only these to run the graph; explicit because inferring them costs ~10 s per log_model.
 ONNX_PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx>=1.23,<1.24", "numpy>=2.4,<2.5"]
@@ -283,7 +290,7 @@ def list_models(name: str | None = None, *, settings: Settings | None = None) ->
     for model_name in names:
         found = client.search_model_versions(f"name='{model_name}'")
         if name and not found:
-            raise NotFound(f"no registered model '{name}'; train it first (`learnloop train {name}`)")
+            raise NotFound(f"no registered model '{name}'; train it first (`{train_command(name)}`)")
         for model_version in sorted(found, key=lambda item: int(item.version)):
             versions.append(_version_info(client, model_name, str(model_version.version)))
     return versions
@@ -393,7 +400,7 @@ def promote(
     policy = policy or stored_gate_policy(client, name) or GatePolicy()
     challenger_version = alias_version(client, name, ModelAlias.challenger)
     if challenger_version is None:
-        raise NotFound(f"model '{name}' has no challenger; train one first (`learnloop train {name}`)")
+        raise NotFound(f"model '{name}' has no challenger; train one first (`{train_command(name)}`)")
     champion_version = alias_version(client, name, ModelAlias.champion)
     if champion_version == challenger_version:
         raise Conflict(f"version {challenger_version} of '{name}' is already champion; train a new challenger")

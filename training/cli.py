@@ -127,8 +127,21 @@ def promote(
             table.add_row(check.name, "yes" if check.passed else "NO", check.detail)
         Console().print(table)
         typer.echo(f"champion: v{decision.champion_version}")
+    _refresh_operator_page()
     if decision.outcome is PromotionOutcome.refused:
         raise typer.Exit(code=1)
+
+
+def _refresh_operator_page() -> None:
+    """The operator page shows the registry's aliases from a snapshot (the platform API does not read MLflow):
+    refresh it after an alias moved, or /operator keeps showing the old champion until the next drift check."""
+    try:
+        from pipelines.monitoring.cli import record_registry_snapshot
+
+        record_registry_snapshot()
+    except Exception as exc:  # noqa: BLE001 - the alias moved; only the page's copy is stale, and we say so
+        typer.echo(f"warning: the operator page's registry snapshot was not updated ({exc}); "
+                   "`learnloop drift check` updates it", err=True)
 
 
 def list_models(
@@ -153,17 +166,25 @@ def list_models(
     from rich.table import Table
 
     table = Table(title="registered models")
-    for column in ("model", "version", "aliases", "created", "auc_active", "auc", "ece_active", "brier", "commit"):
+    for column in ("model", "version", "aliases", "created", "held-out quality", "calibration", "commit"):
         table.add_column(column)
 
-    def figure(metrics: dict, key: str) -> str:
-        return f"{metrics[key]:.4f}" if key in metrics else "—"
+    def figure(metrics: dict, keys: tuple[str, ...]) -> str:
+        """The first of ``keys`` the model logged, named: each kind of model has its own (risk, recommender,
+        essay graders), and a risk-only column showed '—' for the others."""
+        key = next((k for k in keys if k in metrics), None)
+        return "—" if key is None else f"{key} {metrics[key]:.4f}"
 
     for v in versions:
         table.add_row(v.name, v.version, ", ".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"),
-                      figure(v.metrics, "auc_active"), figure(v.metrics, "auc"), figure(v.metrics, "ece_active"),
-                      figure(v.metrics, "brier"), (v.tags.get("git_commit") or "")[:12])
+                      figure(v.metrics, QUALITY_METRICS), figure(v.metrics, CALIBRATION_METRICS),
+                      (v.tags.get("git_commit") or "")[:12])
     Console().print(table)
+
+
+# What `models list` shows per kind of model (the gate's metric first); --json has every metric.
+QUALITY_METRICS: tuple[str, ...] = ("auc_active", "ndcg_at_10", "qwk", "auc")
+CALIBRATION_METRICS: tuple[str, ...] = ("ece_active", "interval_coverage_gap", "ece", "brier")
 
 
 def rollback(
@@ -178,6 +199,7 @@ def rollback(
         version = run_rollback(model, to_version=to)
     except LearnloopError as exc:
         _exit_on_domain_error(exc)
+    _refresh_operator_page()
     typer.echo(f"{model}: champion is now v{version}")
 
 

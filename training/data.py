@@ -118,3 +118,17 @@ class RiskRecipe:
         payload["test_presentations"] = ",".join(self.test_presentations)
         payload["capacity_grid"] = ";".join("/".join(map(str, item)) for item in self.capacity_grid) or "fixed"
         return payload
+
+
+def train_command(model_name: str) -> str:
+    """The command that trains (and registers) a model of this name, for error messages that tell people what to
+    run: ``risk``, ``recommender`` and ``essay_grader_p<prompt>`` have one each; there is no ``learnloop train
+    <any name>``."""
+    import re
+
+    essay = re.fullmatch(r"essay_grader_p(\d+)", model_name)
+    if essay is not None:
+        return f"learnloop train essays --prompt {essay[1]} --register"
+    if model_name in ("risk", "recommender"):
+        return f"learnloop train {model_name}"
+    return "learnloop train risk | recommender | essays --register"

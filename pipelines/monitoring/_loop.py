@@ -51,13 +51,14 @@ def training_retrain(settings: Settings):
 
     def retrain(model_name: str, reasons: list[TriggerReason]) -> str:
         from training import api as training_api
+        from training.data import train_command
 
         # train_risk returns a RiskRun whose ``version`` is the registered ModelVersionInfo.
         pipelines = {"risk": lambda: training_api.train_risk(settings=settings).version.version,
                      "recommender": lambda: _retrain_recommender(settings)}
         if model_name not in pipelines:
             raise Unavailable(f"no automatic retraining for {model_name}; retrain it by hand "
-                              f"(`learnloop train {model_name}`)")
+                              f"(`{train_command(model_name)}`)")
         log.warning("retraining %s because of %s", model_name, ", ".join(reasons))
         return str(pipelines[model_name]())
 

@@ -89,6 +89,21 @@ def served_models(settings: Settings) -> list[str]:
     return sorted(names)
 
 
+def presentation_models(settings: Settings) -> list[str]:
+    """What ``learnloop drift check --reference-presentations … --current-presentations …`` compares by default: the
+    champions that record a Feast FeatureService (the at-risk model), the only models whose inputs OULAD
+    presentations give. Essay graders and the recommender have no presentation rows; comparing them failed the run."""
+    from training.api import list_models
+
+    names = []
+    for version in list_models(settings=settings):
+        if "champion" not in version.aliases:
+            continue
+        if version.tags.get("feature_service") or _run_params(version.run_id, settings).get("feature_service"):
+            names.append(version.name)
+    return sorted(set(names))
+
+
 def presentation_keys(tokens: Sequence[str], settings: Settings) -> list[str]:
     """``2013J`` → every ``<module>-2013J`` course key that exists; ``AAA-2013J`` passes through."""
     from pipelines.api import risk_label_frame
@@ -134,8 +149,10 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
         return _essay_reference(model_name, int(essay["prompt"]), settings)
     champion = _champion(model_name, settings)
     if champion is None:
+        from training.data import train_command
+
         raise NotFound(f"model {model_name} has no champion; train and promote one first "
-                       f"(`learnloop train {model_name}` then `learnloop promote {model_name}`)")
+                       f"(`{train_command(model_name)}` then `learnloop promote {model_name}`)")
     logged = _logged_reference(champion, settings)
     if logged is not None:
         return logged

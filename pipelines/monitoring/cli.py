@@ -23,7 +23,8 @@ def register(*, groups: dict[str, typer.Typer], root: typer.Typer) -> None:
 def check(
     model: list[str] | None = typer.Option(
         None, "--model", "-m", help="Model(s) to check (repeat the option). Default: every registered model with a "
-        "champion and every essay grader saved for serving."),
+        "champion and every essay grader saved for serving; with presentations, the champions trained on a "
+        "FeatureService (risk)."),
     reference_presentations: str | None = typer.Option(
         None, help="Compare OULAD presentations directly: reference, e.g. '2013J' or 'AAA-2013J,BBB-2013J'."),
     current_presentations: str | None = typer.Option(None, help="Current presentations, e.g. '2014J'."),
@@ -61,7 +62,7 @@ def check(
         names = list(model)
     else:
         try:
-            names = _windows.served_models(settings)
+            names = _windows.presentation_models(settings) if compare else _windows.served_models(settings)
         except Exception as exc:  # noqa: BLE001 - registry unreachable or broken: say so and fail the run
             log.exception("cannot list the served models")
             err.print(f"[red]drift check: cannot list the models to check ({_reason(exc)}); "
@@ -148,13 +149,23 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
 
 def _record_registry(settings, err) -> None:
     from learnloop.errors import LearnloopError
+
+    try:
+        record_registry_snapshot(settings=settings)
+    except (LearnloopError, OSError) as exc:  # the check itself succeeded; the page keeps its older snapshot
+        err.print(f"[yellow]registry snapshot not updated: {exc}[/yellow]")
+
+
+def record_registry_snapshot(*, settings=None) -> None:
+    """Record the registry as it is now for the operator page, which shows aliases from this snapshot (the platform
+    API does not read MLflow): ``learnloop drift check``, ``learnloop promote``, ``learnloop models rollback`` and
+    the demo call it after reading or changing the registry, so /operator is not older than their last change."""
+    from learnloop.settings import get_settings
     from pipelines.monitoring import _loop
     from pipelines.monitoring.api import record_registry
 
-    try:
-        record_registry(_loop.registry_models(settings), settings=settings)
-    except (LearnloopError, OSError) as exc:  # the check itself succeeded; the page keeps its older snapshot
-        err.print(f"[yellow]registry snapshot not updated: {exc}[/yellow]")
+    settings = settings or get_settings()
+    record_registry(_loop.registry_models(settings), settings=settings)
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object to stdout.")) -> None:
@@ -168,6 +179,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
               for name, summary in latest_status().items()}
     if as_json:
         typer.echo(json.dumps({"models": models}, default=str))
+    elif not models:
+        Console(stderr=True).print("no drift check recorded yet: run `learnloop drift check` (or, before any "
+                                   "traffic, `learnloop drift check --reference-presentations 2013J "
+                                   "--current-presentations 2014J`)")
     else:
         _print_table({"models": models}, Console(stderr=True))
 
@@ -176,14 +191,22 @@ def _print_table(out: dict[str, Any], console) -> None:
     from rich.table import Table
 
     table = Table(title="drift")
-    for column in ("model", "check", "reason", "drift", "share", "drifted features", "prediction drift", "report"):
+    for column in ("model", "check", "reason", "drift", "share", "drifted features", "prediction drift"):
         table.add_column(column)
+    table.add_column("report", overflow="fold")  # the path in full: it is what the operator opens next
     for name, row in out["models"].items():
         last = row.get("last_check") or {}  # `drift status` rows; `drift check` rows carry their own status
         check = row.get("status") or f"{last.get('outcome', '')} {last.get('at', '')}".strip()
         reason = row.get("error") or row.get("reason") or last.get("reason") or ""
         report = [] if row.get("drift_detected") is None else [
-            str(row["drift_detected"]), f"{row['share']:.2f}", ", ".join(row["drifted_features"]),
+            str(row["drift_detected"]), f"{row['share']:.2f}", _first(row["drifted_features"]),
             str(row["prediction_drift"]), str(row["report_html"])]
         table.add_row(name, check, reason, *(report or [""] * 5))
     console.print(table)
+
+
+def _first(features: list[str], shown: int = 6) -> str:
+    """The first drifted features and how many more (the table listed all, up to 88 lines per model; the report
+    and --json have every one)."""
+    more = len(features) - shown
+    return ", ".join(features[:shown]) + (f" … (+{more} more)" if more > 0 else "")

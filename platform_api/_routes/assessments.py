@@ -44,7 +44,8 @@ def get_assessment(assessment_id: uuid.UUID, session: SessionDep, actor: Current
     return _assessments.get_assessment(session=session, actor=actor, assessment_id=assessment_id)
 
 
-@router.post("/submissions", response_model=SubmissionPublic, status_code=status.HTTP_201_CREATED)
+@router.post("/submissions", response_model=SubmissionPublic, status_code=status.HTTP_201_CREATED,
+             summary="Submit answers to an assessment (essays are queued for AI-assisted grading)")
 def submit(body: SubmissionCreate, session: SessionDep, actor: CurrentUser) -> Any:
     """Multiple choice and fill-in answers are graded at once; with an essay the submission is
     `queued_for_ai_grading` (the learner reads `in_review`) and its score stays hidden until staff grade it."""

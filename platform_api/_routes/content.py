@@ -65,12 +65,14 @@ def transcode(content_id: uuid.UUID, request: Request, background: BackgroundTas
     return job
 
 
-@router.get("/content/{content_id}/transcode/{job_id}", response_model=TranscodeJobPublic)
+@router.get("/content/{content_id}/transcode/{job_id}", response_model=TranscodeJobPublic,
+            summary="Progress of a transcoding job")
 def transcode_status(content_id: uuid.UUID, job_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> Any:
     return _media.get_job(session=session, actor=actor, content_id=content_id, job_id=job_id)
 
 
-@router.get("/content/{content_id}/streaming-url", response_model=StreamingUrlPublic)
+@router.get("/content/{content_id}/streaming-url", response_model=StreamingUrlPublic,
+            summary="A signed, expiring URL to stream the item's media")
 def streaming_url(content_id: uuid.UUID, session: SessionDep, settings: SettingsDep, actor: CurrentUser) -> Any:
     """A signed URL valid for 10 minutes: the HLS master playlist once transcoded, else the original file."""
     url, expires = _media.streaming_url(session=session, settings=settings, actor=actor, content_id=content_id)

@@ -49,6 +49,7 @@ def update_course(course_id: uuid.UUID, body: CourseUpdate, session: SessionDep,
 
 
 @router.post("/courses/{course_id}/enrollments", response_model=EnrollmentPublic,
+             summary="Enroll in a course (yourself, or a learner as course staff)",
              status_code=status.HTTP_201_CREATED)
 def enroll(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser,
            body: Annotated[EnrollmentCreate | None, Body()] = None) -> Any:

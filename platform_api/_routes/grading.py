@@ -9,7 +9,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request, status
+from fastapi import APIRouter, Body, Form, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -32,7 +32,8 @@ Window = Annotated[int, Query(ge=2, le=1000, description="Decisions per prompt i
 
 
 # --- JSON API ---------------------------------------------------------------------------------------
-@router.get("/courses/{course_id}/grading-queue", response_model=GradingQueuePublic)
+@router.get("/courses/{course_id}/grading-queue", response_model=GradingQueuePublic,
+            summary="Essays waiting for a staff decision, most urgent first (course staff)")
 def grading_queue(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser, page: Pagination,
                   window: Window = _grading_review.AGREEMENT_WINDOW) -> Any:
     """Undecided essay submissions (course staff only): needs-manual-grading first, then AI suggestions the
@@ -42,22 +43,26 @@ def grading_queue(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser,
                                          offset=page.offset, window=window)
 
 
-@router.get("/courses/{course_id}/grading-agreement", response_model=GradingAgreementPublic)
+@router.get("/courses/{course_id}/grading-agreement", response_model=GradingAgreementPublic,
+            summary="How often staff agree with the AI: rolling QWK per prompt (course staff)")
 def grading_agreement(course_id: uuid.UUID, session: SessionDep, actor: CurrentUser,
                       window: Window = _grading_review.AGREEMENT_WINDOW) -> Any:
     """AI-vs-instructor quadratic weighted kappa over the last `window` decisions per prompt (course staff)."""
     return _grading_review.agreement(session=session, actor=actor, course_id=course_id, window=window)
 
 
-@router.post("/submissions/{submission_id}/ai-grade/accept", response_model=SubmissionPublic)
-def accept_ai_grade(submission_id: uuid.UUID, body: AiGradeAccept, session: SessionDep, actor: CurrentUser,
-                    settings: SettingsDep) -> Any:
-    """Make the AI suggestion the final grade; the learner sees it labelled "AI-assisted"."""
-    return _grading_review.accept_ai_grade(session=session, actor=actor, submission_id=submission_id, data=body,
-                                           settings=settings)
+@router.post("/submissions/{submission_id}/ai-grade/accept", response_model=SubmissionPublic,
+             summary="Accept the AI's suggested grade as the final grade (course staff)")
+def accept_ai_grade(submission_id: uuid.UUID, session: SessionDep, actor: CurrentUser, settings: SettingsDep,
+                    body: Annotated[AiGradeAccept | None, Body()] = None) -> Any:
+    """Make the AI suggestion the final grade; the learner sees it labelled "AI-assisted". The body is optional
+    (`{"feedback": "…"}` adds a note for the learner)."""
+    return _grading_review.accept_ai_grade(session=session, actor=actor, submission_id=submission_id,
+                                           data=body or AiGradeAccept(), settings=settings)
 
 
-@router.post("/submissions/{submission_id}/ai-grade/override", response_model=SubmissionPublic)
+@router.post("/submissions/{submission_id}/ai-grade/override", response_model=SubmissionPublic,
+             summary="Set the final grade yourself instead of the AI's (course staff)")
 def override_ai_grade(submission_id: uuid.UUID, body: AiGradeOverride, session: SessionDep, actor: CurrentUser,
                       settings: SettingsDep) -> Any:
     """Set the final score yourself (also for essays that need manual grading). A score that differs from the

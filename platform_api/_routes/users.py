@@ -67,12 +67,14 @@ def export_user(user_id: uuid.UUID, session: SessionDep, actor: CurrentUser) -> 
     return _users.export_user(session=session, actor=actor, user_id=user_id)
 
 
-@router.post("/{user_id}/roles", response_model=RoleGrantPublic, status_code=status.HTTP_201_CREATED)
+@router.post("/{user_id}/roles", response_model=RoleGrantPublic, status_code=status.HTTP_201_CREATED,
+             summary="Grant a role, globally or scoped to a course or institution")
 def assign_role(user_id: uuid.UUID, body: RoleGrantCreate, session: SessionDep, actor: CurrentUser) -> Any:
     return _users.assign_role(session=session, actor=actor, user_id=user_id, data=body)
 
 
-@router.get("/{user_id}/permissions", response_model=PermissionsPublic)
+@router.get("/{user_id}/permissions", response_model=PermissionsPublic,
+            summary="What the user may do: roles and permissions with their scopes")
 def user_permissions(user_id: uuid.UUID, session: SessionDep, actor: CurrentUser,
                      course_id: Annotated[uuid.UUID | None, Query(description="Scope the answer to a course")]
                      = None) -> Any:

@@ -106,3 +106,43 @@ def test_features_commands_on_a_store_never_built_fail_with_what_to_run_first(tm
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "run `learnloop features build` first" in errors[0], (args, result.stderr)
         assert result.stdout == "", args
+
+
+def test_help_screens_wrap_sentences_where_the_terminal_ends():
+    """Docstrings are wrapped at 110 columns and the help screens kept those breaks: `learnloop drift --help`
+    read "… with its current window (the" / "prediction log), …". Every paragraph is now one line of help."""
+    import inspect
+
+    from learnloop.cli import build_app
+
+    def commands(typer_app):
+        yield from typer_app.registered_commands
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    found = list(commands(build_app()))
+    assert len(found) > 25
+    broken = [command.callback.__name__ for command in found
+              if any("\n" in paragraph for paragraph in
+                     (command.help or inspect.getdoc(command.callback) or "").split("\n\n"))]
+    assert broken == []
+    result = run("drift", "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0
+    assert [line for line in result.stdout.splitlines() if line.rstrip(" │").endswith("(the")] == []
+
+
+def test_scipy_numeric_warnings_do_not_reach_the_operator(monkeypatch):
+    """`learnloop drift check --reference-presentations …` printed eight 'RuntimeWarning: divide by zero
+    encountered in divide' lines from scipy (inside Evidently's chi-square tests) before its table."""
+    import warnings
+
+    from learnloop import cli
+
+    shown = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: shown.append(str(message)))
+    cli._quiet_third_parties()
+    warnings.showwarning("divide by zero encountered in divide", RuntimeWarning,
+                         "/venv/lib/python3.11/site-packages/scipy/stats/_stats_py.py", 7192)
+    warnings.showwarning("ours", RuntimeWarning, "/work/learnloop/pipelines/monitoring/_drift.py", 1)
+    warnings.showwarning("old", DeprecationWarning, "/venv/lib/python3.11/site-packages/ibis/x.py", 1)
+    assert shown == ["ours"]

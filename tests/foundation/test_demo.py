@@ -48,3 +48,68 @@ def test_sigterm_stops_the_demo_like_ctrl_c():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # not reached: the handler raises as soon as this thread runs Python again
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_demo_gives_its_learners_content_to_open_once(settings):
+    """The demo's courses held no content: a learner following the README could enroll and search the catalog but
+    had nothing to open and got empty recommendations. The essay course now has readings, added once."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from learnloop.demo import ESSAY_READINGS, _essay_readings
+    from platform_api._models import ContentItem
+    from platform_api.api import create_courses, create_users, open_session
+    from platform_api.data import NewCourse, NewUser, UserRole
+
+    instructor, course = uuid.uuid4(), uuid.uuid4()
+    with open_session(settings) as session:
+        create_users(session=session, users=[NewUser(email="i@example.org", name="I", role=UserRole.instructor,
+                                                     password="a-password-1", id=instructor)])
+        create_courses(session=session, courses=[NewCourse(title="Essays", instructor_id=instructor, id=course)])
+        assert _essay_readings(session, course) == len(ESSAY_READINGS)
+        assert _essay_readings(session, course) == 0  # a second demo run adds nothing
+        titles = session.scalars(select(ContentItem.title).where(ContentItem.course_id == course)).all()
+    assert sorted(titles) == sorted(title for title, _ in ESSAY_READINGS)
+
+
+def test_the_demo_refuses_a_port_another_server_holds(settings, monkeypatch):
+    """With another server on the API's port, the readiness check got that server's answers: the demo said
+    'learnloop started and answered' while its own API had failed to bind."""
+    from learnloop.demo import DemoContext, _start_services
+    from learnloop.settings import get_settings
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        monkeypatch.setenv("LEARNLOOP_API_PORT", str(other.getsockname()[1]))
+        monkeypatch.setenv("LEARNLOOP_SERVING_PORT", str(_free_port()))
+        get_settings.cache_clear()
+        with pytest.raises(SystemExit, match=r"already in use.*LEARNLOOP_API_PORT"):
+            _start_services(DemoContext(settings=get_settings(), synthetic=True))
+
+
+def test_sigterm_stops_the_serving_demo_even_when_its_interrupt_is_lost():
+    """`kill <demo>` once left the demo and both services running: the handler ran (SIGTERM was then ignored) but
+    its KeyboardInterrupt never reached the wait loop. The loop now also reads the request from a flag."""
+    import signal
+    import time
+
+    from learnloop.demo import _serve_until_stopped
+    from learnloop.shutdown import sigterm_as_interrupt
+
+    service = subprocess.Popen(["sleep", "30"])
+    try:
+        with sigterm_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # what a finalizer running the handler does with it: the exception goes nowhere
+            started = time.monotonic()
+            assert _serve_until_stopped([service], poll_seconds=0.05) is True
+            assert time.monotonic() - started < 2
+        assert service.poll() is None  # the demo's finally stops the services; here the caller does
+    finally:
+        service.kill()
+        service.wait()

@@ -236,3 +236,16 @@ def test_deciding_an_essay_again_leaves_monitoring_one_line_with_the_final_grade
     log = read_prediction_log(model_name=f"essay_grader_p{PROMPT}", settings=review_settings)
     mine = log[log["submission_id"] == submission]
     assert len(mine) == 1 and mine["label"].item() == 3  # ... and monitoring reads the final one
+
+
+def test_accepting_an_ai_grade_needs_no_body(api, review_settings):
+    """README: "Accept (`POST /api/v1/submissions/{id}/ai-grade/accept`)". A newcomer posts it without a body (the
+    feedback is optional); that was a 422 "body: Field required"."""
+    instructor = api.person("instructor", "Ina")
+    course = api.essay_course(instructor)
+    learner = api.person("student", "Lee")
+    submission = api.submit(learner, course, essay(0.5, seed=41)).json()["id"]
+    assert grade_pending_essays(settings=review_settings)["suggested"] == 1
+    accepted = api.client.post(f"/api/v1/submissions/{submission}/ai-grade/accept", headers=instructor.headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "graded" and accepted.json()["grade_label"] == "AI-assisted"

@@ -102,6 +102,23 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
     # A v2-only input was compared (it is in Evidently's report), not reported missing.
     assert "due_weight" not in risk["skipped_features"] and "due_weight" in Path(risk["report_json"]).read_text()
 
+    # Comparing presentations (the operator's way to see a drift report before any traffic) checks the models
+    # presentation rows are inputs of; an essay grader saved for serving has none. It was checked too, failed
+    # ("no registered model 'essay_grader_p1'; train it first (`learnloop train essay_grader_p1`)", a command that
+    # does not exist) and failed the run.
+    from grading_nlp.api import train_essay_models
+
+    grading_fixtures = _fixtures("grading_fixtures", "grading_nlp")
+    essays = grading_fixtures.write_tsv(grading_fixtures.synthetic_essays({1: 40}, seed=3),
+                                        settings.data_path / "essays.tsv")
+    train_essay_models(essays, prompts=[1], settings=settings)
+    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--reference-presentations", "2013J",
+                                      "--current-presentations", "2014J"])
+
+    assert out.exit_code == 0, out.output
+    compared = json.loads(out.stdout)["models"]
+    assert list(compared) == ["risk"] and compared["risk"]["status"] == "checked", compared
+
 
 def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings, tmp_path):
     from grading_nlp.api import train_essay_models, trained_essay_models

@@ -55,3 +55,25 @@ def test_current_window_is_the_recent_prediction_log(settings):
         _windows.prediction_log_window("risk", settings=settings, days=7, now=now)
     with pytest.raises(Unavailable, match="no predictions of grader"):
         _windows.prediction_log_window("grader", settings=settings, days=7, now=now)
+
+
+def test_drift_status_with_no_check_yet_says_what_to_run(settings):
+    """It printed an empty table; a newcomer could not tell whether anything was wrong."""
+    out = CliRunner().invoke(_app(), ["drift", "status"])
+
+    assert out.exit_code == 0, out.output
+    assert "no drift check recorded yet" in out.output and "learnloop drift check" in out.output
+
+
+def test_drift_status_table_shows_the_report_path_in_full(settings, reference_window, drifted_window):
+    """The table cut the report's path ('/tmp/…/var/rep…'), the one thing an operator opens next, and listed every
+    drifted feature (up to 88 lines per model)."""
+    result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
+                         settings=settings)
+
+    out = CliRunner().invoke(_app(), ["drift", "status"], env={"COLUMNS": "100"})
+
+    assert out.exit_code == 0, out.output
+    report_column = "".join(line.split("│")[-2].strip() for line in out.output.splitlines() if line.count("│") > 2)
+    assert report_column == str(result.report_html)
+    assert len(result.drifted_features) <= 6 or "more)" in out.output

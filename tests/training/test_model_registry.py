@@ -144,3 +144,69 @@ def test_registration_refuses_an_export_without_parity(registry_settings, toy_ex
         _register(replace(export, parity_max_abs_diff=1e-3), GOOD)
     with pytest.raises(NotFound):
         list_models("toy")
+
+
+def test_a_missing_model_names_the_command_that_trains_it(registry_settings):
+    """The hint used to be `learnloop train <name>`, which exists for risk and recommender only: an operator asking
+    for an essay grader was told to run `learnloop train essay_grader_p1`."""
+    from training.data import train_command
+
+    with pytest.raises(NotFound, match=r"`learnloop train essays --prompt 1 --register`"):
+        list_models("essay_grader_p1")
+    with pytest.raises(NotFound, match=r"`learnloop train risk`"):
+        promote("risk")
+    assert train_command("recommender") == "learnloop train recommender"
+
+
+def test_promote_and_rollback_commands_refresh_the_operator_page(registry_settings, toy_export):
+    """/operator shows aliases from a snapshot that only `learnloop drift check` took: after the demo, or after
+    `learnloop promote`, operators read "Aliases: none" or the previous champion."""
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines.monitoring._operator import operator_view
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["models"], name="models")
+
+    def aliases() -> dict:
+        view = operator_view(settings=registry_settings, list_models=None, report_url=lambda _path: None)
+        return {row["name"]: row["aliases"] for row in view["models"]}
+
+    _, export = toy_export
+    first = _register(export, GOOD)
+    assert CliRunner().invoke(root, ["promote", "toy"]).exit_code == 0
+    assert aliases()["toy"]["champion"] == first.version
+    second = _register(export, GOOD, eval_fingerprint="heldout-1")
+    assert CliRunner().invoke(root, ["promote", "toy"]).exit_code == 0
+    assert aliases()["toy"]["champion"] == second.version
+    out = CliRunner().invoke(root, ["models", "rollback", "toy"])
+    assert out.exit_code == 0, out.output
+    assert aliases()["toy"]["champion"] == first.version
+
+
+def test_models_list_shows_each_kind_of_model_its_own_metric(registry_settings, toy_export):
+    """The table had risk-only columns (auc_active, auc, ece_active, brier): the recommender and essay graders,
+    which log ndcg_at_10 and qwk, read '—' everywhere and could not be compared."""
+    import typer
+    from typer.testing import CliRunner
+
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["models"], name="models")
+    _, export = toy_export
+    _register(export, GOOD)
+    register_onnx_model(name="essay_grader_p9", export=export, metrics={"qwk": 0.71, "interval_coverage_gap": 0.02},
+                        params={}, train_fingerprint="t", eval_fingerprint="e")
+
+    out = CliRunner().invoke(root, ["models", "list"], env={"COLUMNS": "200"})
+
+    assert out.exit_code == 0, out.output
+    assert "qwk 0.7100" in out.output and "interval_coverage_gap 0.0200" in out.output
+    assert "auc 0.8000" in out.output and "ece 0.0200" in out.output
