@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pipelines.monitoring import _state
-from pipelines.monitoring._prediction_log import log_files, read_log_files
+from pipelines.monitoring._prediction_log import log_files, read_new_heads
 from pipelines.monitoring.data import CheckOutcome
 
 # Latency buckets (seconds) around the serving budget: single-row ONNX is sub-ms, the p99 target is tens of ms.
@@ -28,7 +28,7 @@ _CACHE_SECONDS = 15.0  # scrapes closer together than this reuse the last file l
 class MonitoringCollector(Collector):
     def __init__(self, data_path: Path) -> None:
         self.data_path = data_path
-        self._files: dict[Path, tuple[tuple[int, int], dict[str, np.ndarray]]] = {}
+        self._files: dict[Path, _FileTally] = {}
         self._checked_at: float | None = None
 
     def collect(self):
@@ -90,30 +90,54 @@ class MonitoringCollector(Collector):
         yield latency
 
     def _file_summaries(self) -> dict[Path, dict[str, np.ndarray]]:
-        """Per log file: predictions, latency sum, bucket counts and timed count per model. A file is re-read only
-        when its size or mtime changed (only today's files grow), so counters stay monotonic and scrapes cheap."""
+        """Per log file: predictions, latency sum, bucket counts and timed count per model. Only the lines appended
+        since the last scrape are read (only today's files grow; a file replaced or cut short is read again), so
+        counters stay monotonic and a scrape costs what was logged since the previous one."""
         now = time.monotonic()
         if self._checked_at is not None and now - self._checked_at < _CACHE_SECONDS:
-            return {path: entry[1] for path, entry in self._files.items()}
+            return {path: tally.models for path, tally in self._files.items()}
         self._checked_at = now
         seen = {}
         for path in log_files(self.data_path):
+            tally = self._files.get(path)
             stat = path.stat()
-            key = (stat.st_size, stat.st_mtime_ns)
-            cached = self._files.get(path)
-            seen[path] = cached if cached is not None and cached[0] == key else (key, _summarise(path))
+            if tally is None or tally.inode != stat.st_ino or stat.st_size < tally.offset:
+                tally = _FileTally(inode=stat.st_ino)
+            if stat.st_size > tally.offset:
+                tally.read_new(path)
+            seen[path] = tally
         self._files = seen
-        return {path: entry[1] for path, entry in seen.items()}
+        return {path: tally.models for path, tally in seen.items()}
 
 
-def _summarise(path: Path) -> dict[str, np.ndarray]:
-    frame = read_log_files([path])
-    out: dict[str, np.ndarray] = {}
-    for model, rows in frame.groupby("model_name", sort=True) if len(frame) else []:
-        seconds = rows["latency_ms"].dropna().to_numpy() / 1000.0
-        counts = [float(np.sum(seconds <= bound)) for bound in LATENCY_BUCKETS]
-        out[model] = np.array([len(rows), float(seconds.sum()), *counts, len(seconds)], dtype="float64")
-    return out
+class _FileTally:
+    """What one log file held up to ``offset``: per model ``[count, latency sum (s), bucket counts…, timed]``. A
+    staff decision on an essay already counted (same model and submission) is not counted again."""
+
+    def __init__(self, *, inode: int) -> None:
+        self.inode = inode
+        self.offset = 0
+        self.models: dict[str, np.ndarray] = {}
+        self._decided: set[tuple[str, str]] = set()
+
+    def read_new(self, path: Path) -> None:
+        heads, self.offset, _ = read_new_heads(path, self.offset)
+        bounds = np.asarray(LATENCY_BUCKETS)
+        for head in heads:
+            submission = head.submission_id
+            if submission is not None:
+                if (head.model_name, submission) in self._decided:
+                    continue
+                self._decided.add((head.model_name, submission))
+            row = self.models.get(head.model_name)
+            if row is None:
+                row = self.models[head.model_name] = np.zeros(len(LATENCY_BUCKETS) + 3)
+            row[0] += 1
+            seconds = head.latency / 1000.0
+            if not np.isnan(seconds):
+                row[1] += seconds
+                row[2:-1] += seconds <= bounds
+                row[-1] += 1
 
 
 def _epoch(iso: str) -> float:

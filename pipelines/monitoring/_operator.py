@@ -20,7 +20,7 @@ from learnloop.errors import LearnloopError
 from learnloop.settings import Settings, get_settings
 from pipelines.monitoring import _state
 from pipelines.monitoring._metrics import MonitoringCollector
-from pipelines.monitoring._prediction_log import read_prediction_log
+from pipelines.monitoring._prediction_log import read_heads
 from pipelines.monitoring.data import ModelStatus
 
 _REPORT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -56,7 +56,7 @@ def operator_view(*, settings: Settings, list_models: Callable[[], list[ModelSta
         registry = state.get("registry") or {}
         models = registry.get("models", [])
         registry_at = registry.get("at")
-    predictions = read_prediction_log(settings.data_path, since=now - timedelta(days=VOLUME_DAYS))
+    predictions = read_heads(settings.data_path, since=now - timedelta(days=VOLUME_DAYS))
     volume = _volume(predictions, now)
     checks = state.get("checks", {})  # how each model's latest check ended (a failure keeps the last report)
     served_by_name = {m["name"]: m for m in served_models}

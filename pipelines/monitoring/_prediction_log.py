@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -46,6 +48,84 @@ PREDICTIONS_DIR = "predictions"
 BASE_COLUMNS = ["ts", "model_name", "model_version", "request_id", "prediction", "latency_ms"]
 _OUTPUT_KEYS = ("risk_score", "score", "probability", "prediction")
 _FILE_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+_BLOCK_BYTES = 8 << 20  # incremental reads go through the file in blocks of this size
+
+
+class LineHead(msgspec.Struct):
+    """The fields of a line that volume and latency need. Decoding into it skips the rest of the line (features,
+    a recommendation list's sampled inputs) without building it: ~20x faster than ``json.loads`` on lines that
+    carry ``inputs``. Types are checked after decoding, so a malformed value is a missing one, not a bad line."""
+
+    ts: object = None
+    model_name: object = None
+    model_version: object = None
+    latency_ms: object = None
+    entity: object = None
+
+    @property
+    def submission_id(self) -> str | None:
+        value = self.entity.get("submission_id") if isinstance(self.entity, dict) else None
+        return None if value is None else str(value)
+
+    @property
+    def latency(self) -> float:
+        value = self.latency_ms
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+_HEAD = msgspec.json.Decoder(LineHead)
+
+
+def line_head(line: bytes) -> LineHead | None:
+    """The head of one log line, or None for a line that is not a JSON object naming its model."""
+    try:
+        head = _HEAD.decode(line)
+    except msgspec.DecodeError:  # not JSON, or not an object
+        return None
+    return head if isinstance(head.model_name, str) else None
+
+
+def read_new_heads(path: Path, offset: int) -> tuple[list[LineHead], int, int]:
+    """The heads of the complete lines of ``path`` after byte ``offset``: ``(heads, new offset, bad lines)``. A last
+    line without its newline is left for the next call (the writer may be in the middle of it)."""
+    heads: list[LineHead] = []
+    bad = 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        rest = b""
+        while block := handle.read(_BLOCK_BYTES):
+            block = rest + block
+            end = block.rfind(b"\n") + 1
+            for line in block[:end].splitlines():
+                if line.strip():
+                    head = line_head(line)
+                    if head is None:
+                        bad += 1
+                    else:
+                        heads.append(head)
+            offset += end
+            rest = block[end:]
+    return heads, offset, bad
+
+
+def read_heads(data_path: Path, *, since: datetime | None = None) -> pd.DataFrame:
+    """One row per answer since ``since``, with only ``ts, model_name, model_version, latency_ms, submission_id``
+    (a staff decision counted once, like :func:`read_prediction_log`): what volume and latency figures need, read
+    without parsing model inputs."""
+    rows = []
+    for path in log_files(data_path, since=since):
+        heads, _, bad = read_new_heads(path, 0)
+        if bad:
+            log.warning("prediction log: skipped %d lines of %s that are not JSON objects", bad, path.name)
+        rows.extend((h.ts, h.model_name, None if h.model_version is None else str(h.model_version), h.latency,
+                     h.submission_id) for h in heads)
+    frame = pd.DataFrame.from_records(rows, columns=["ts", "model_name", "model_version", "latency_ms",
+                                                     "submission_id"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601", errors="coerce")
+    frame = _latest_decisions(frame.sort_values("ts", kind="stable"))
+    if since is not None:
+        frame = frame[frame["ts"] >= pd.Timestamp(since)]
+    return frame.reset_index(drop=True)
 
 
 def log_dir(data_path: Path) -> Path:
@@ -81,10 +161,16 @@ def read_log_files(paths: list[Path], *, model_name: str | None = None, since: d
     entity_columns: dict[str, None] = {}
     feature_columns: dict[str, None] = {}  # ordered sets: first-seen order of the logged names
     bad = 0
+    named = None if model_name is None else json.dumps(model_name)
     for line in _lines(paths):
+        if named is not None and named not in line:  # cheap: another model's line is never parsed
+            continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
+            bad += 1
+            continue
+        if not isinstance(entry, dict):
             bad += 1
             continue
         if model_name is not None and entry.get("model_name") != model_name:

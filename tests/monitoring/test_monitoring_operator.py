@@ -197,3 +197,64 @@ def test_prediction_counts_grow_with_the_log_and_old_days_are_skipped_by_file(se
     assert 'learnloop_prediction_latency_seconds_bucket{le="0.5",model="risk"} 3.0' in text
     # A window read skips the 2020 file without opening it (its day is before the window).
     assert list(read_prediction_log(since=now - timedelta(days=1), settings=settings)["latency_ms"]) == [2.0, 300.0]
+
+
+def test_scrapes_read_only_the_lines_appended_since_the_last_one(settings, monkeypatch):
+    """A day of recommendation lists (~5 KB each with the ranker's sampled inputs) was parsed whole at every scrape
+    (8 s for 100,000 lists): now a scrape reads from where the previous one stopped, and a line the writer has not
+    finished waits for the next scrape."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pipelines.monitoring import _metrics
+
+    monkeypatch.setattr(_metrics, "_CACHE_SECONDS", 0.0)
+    reads = []
+    real = _metrics.read_new_heads
+    monkeypatch.setattr(_metrics, "read_new_heads", lambda path, offset: reads.append(offset) or real(path, offset))
+    folder = settings.data_path / "predictions" / "recommender"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+    today = folder / f"{now:%Y-%m-%d}-1.jsonl"
+
+    def line(i, latency=5.0, **extra):
+        return json.dumps({"ts": now.isoformat(), "model_name": "recommender", "model_version": "recommender-v1",
+                           "entity": {"user_id": f"u{i}"}, "latency_ms": latency, **extra,
+                           "inputs": {"columns": ["a", "b"], "rows": [[0.1, 0.2]] * 8}}) + "\n"
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_metrics.MonitoringCollector(settings.data_path))
+
+    def total():
+        text = generate_latest(registry).decode()
+        return next(float(row.split()[-1]) for row in text.splitlines()
+                    if row.startswith('learnloop_predictions_total{model="recommender"}'))
+
+    today.write_text(line(0) + line(1))
+    assert total() == 2.0 and reads == [0]
+    first_end = today.stat().st_size
+    finished, unfinished = line(2), line(3)
+    with today.open("a") as out:
+        out.write(finished + unfinished[:40])  # the writer is in the middle of line 3
+    assert total() == 3.0 and reads == [0, first_end]
+    with today.open("a") as out:
+        out.write(unfinished[40:] + "5\n" + '{"model_name": "recommender", "latency_ms": "slow"}\n')
+    assert total() == 5.0  # line 3, and a line whose latency is not a number; "5" is not a line of the log
+    assert reads[-1] == first_end + len(finished)
+    today.write_text(line(9))  # rotated or rewritten: read again from the start
+    assert total() == 1.0 and reads[-1] == 0
+
+
+def test_the_operator_page_volume_skips_model_inputs_and_malformed_lines(settings):
+    from pipelines.monitoring._prediction_log import read_heads
+
+    folder = settings.data_path / "predictions" / "recommender"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+    rows = [{"ts": (now - timedelta(minutes=i)).isoformat(), "model_name": "recommender", "model_version": 7,
+             "latency_ms": float(i), "inputs": {"rows": [[1.0] * 40] * 8}} for i in range(3)]
+    (folder / f"{now:%Y-%m-%d}-1.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows) + "[1, 2]\nnot json\n\n")
+    heads = read_heads(settings.data_path, since=now - timedelta(days=1))
+    assert list(heads["latency_ms"]) == [2.0, 1.0, 0.0] and set(heads["model_version"]) == {"7"}
+    full = read_prediction_log(since=now - timedelta(days=1), settings=settings)  # the drift check's reader
+    assert list(full["latency_ms"]) == [2.0, 1.0, 0.0]
