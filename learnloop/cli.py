@@ -23,7 +23,7 @@ GROUP_HELP: dict[str, str] = {
     "data": "Check, synthesise and import the data sets.",
     "features": "Build, materialise and benchmark the Feast feature store.",
     "train": "Train a model, log it to MLflow and register it as challenger.",
-    "models": "List registered models, versions, aliases and metrics.",
+    "models": "Registered models (versions, aliases, metrics), rollback, and what the model service serves.",
     "serve": "Run the platform API or the model service.",
     "eval": "Measure model quality on real data (prints JSON with --json).",
     "bench": "Measure speed: latency percentiles and throughput (prints JSON with --json).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from learnloop.errors import Unavailable
+from learnloop.errors import Conflict, Unavailable
 from learnloop.settings import Settings
 
 SERVICE_TARGET = "serving._service:LearnloopModels"
@@ -49,11 +50,23 @@ def service_command(*, host: str, port: int) -> list[str]:
 
 def start(settings: Settings, *, host: str, port: int, workers: int = 1, poll_seconds: float | None = None,
           log_path: Path | None = None) -> subprocess.Popen:
-    """Start the service in its own process group (so stopping it stops its workers too)."""
+    """Start the service in its own process group (so stopping it stops its workers too). The address must be
+    free: with another server there, the readiness check would get that server's answers."""
+    _require_free(host, port)
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(service_command(host=host, port=port),
                             env=service_env(settings, workers=workers, poll_seconds=poll_seconds),
                             stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=_REPO_ROOT)
+
+
+def _require_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise Conflict(f"{host}:{port} is already in use ({exc.strerror}): stop what listens there, or choose "
+                           "another port (--port, or LEARNLOOP_SERVING_PORT)") from None
 
 
 def wait_ready(url: str, *, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:

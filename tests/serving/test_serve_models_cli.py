@@ -33,6 +33,8 @@ def test_a_model_service_that_cannot_start_is_an_error_that_says_why(tmp_path):
                                 capture_output=True, text=True, timeout=300, env=_env(tmp_path))
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error:" in result.stderr and "Address already in use" in result.stderr
+    # Refused before starting anything: with another model service there, readiness would get its answers.
+    assert "choose another port (--port, or LEARNLOOP_SERVING_PORT)" in result.stderr
 
 
 @pytest.mark.timeout(300)
