@@ -180,15 +180,18 @@ def test_recommendations_are_served_by_the_model_service_and_fall_back_to_popula
         assert body["variant"] in ("control", "treatment") and body["data"]
         assert items[0] not in [item["item_id"] for item in body["data"]]  # never what the learner opened
         app.state.ml = MLBackends(recommend=dead)
+        reasons = []
         for _ in range(2):  # the first call fails to connect and opens the breaker; the second is refused by it
             response = client.get(f"/api/v1/users/{user_id}/recommendations",
                                   params={"course_id": platform.course_id}, headers=headers)
             assert response.status_code == 200, response.text
             assert response.headers["X-Learnloop-Fallback"] == "recommendations-popularity"
             body = response.json()
-            assert body["variant"] is None and body["fallback"].startswith("recommender failed")
+            assert body["variant"] is None and body["fallback"].startswith("recommender unavailable: ")
+            reasons.append(body["fallback"])
             assert [item["item_id"] for item in body["data"]] == items[1:]
         assert dead.breaker.state.value == "open"
+        assert "model service unreachable" in reasons[0] and "circuit open" in reasons[1], reasons
     finally:
         app.state.ml = wired
         live.close()
