@@ -341,17 +341,15 @@ def _require_free_ports(settings: Settings) -> None:
     """Both addresses must be free before the services start: with another server there (another engineer's demo
     on 8000), the readiness checks got its answers, and the demo reported 'started and answered' while its own API
     had failed to bind."""
-    import socket
+    from learnloop.errors import Conflict
+    from serving.api import require_free_port
 
     for host, port, variable in ((settings.serving_host, settings.serving_port, "LEARNLOOP_SERVING_PORT"),
                                  (settings.api_host, settings.api_port, "LEARNLOOP_API_PORT")):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no owner
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise SystemExit(f"{host}:{port} is already in use ({exc.strerror}): stop what listens there, or "
-                                 f"choose another port with {variable}=…") from None
+        try:
+            require_free_port(host, port, how_to_change=f"{variable}=…")
+        except Conflict as exc:
+            raise SystemExit(exc.message) from None
 
 
 def _start_services(ctx: DemoContext) -> list[subprocess.Popen]:

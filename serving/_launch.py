@@ -52,21 +52,21 @@ def start(settings: Settings, *, host: str, port: int, workers: int = 1, poll_se
           log_path: Path | None = None) -> subprocess.Popen:
     """Start the service in its own process group (so stopping it stops its workers too). The address must be
     free: with another server there, the readiness check would get that server's answers."""
-    _require_free(host, port)
+    require_free(host, port)
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(service_command(host=host, port=port),
                             env=service_env(settings, workers=workers, poll_seconds=poll_seconds),
                             stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=_REPO_ROOT)
 
 
-def _require_free(host: str, port: int) -> None:
+def require_free(host: str, port: int, *, how_to_change: str = "--port, or LEARNLOOP_SERVING_PORT") -> None:
     with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no owner
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no owner
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise Conflict(f"{host}:{port} is already in use ({exc.strerror}): stop what listens there, or choose "
-                           "another port (--port, or LEARNLOOP_SERVING_PORT)") from None
+                           f"another port ({how_to_change})") from None
 
 
 def wait_ready(url: str, *, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:

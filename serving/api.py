@@ -260,6 +260,14 @@ def start_model_service(*, settings: Settings | None = None, host: str | None = 
                          workers=workers, poll_seconds=poll_seconds, log_path=log_path)
 
 
+def require_free_port(host: str, port: int, *, how_to_change: str) -> None:
+    """Raise ``Conflict`` (saying ``how_to_change`` it) when ``host:port`` is taken: a service started there would
+    fail to bind while a readiness check got the other server's answers."""
+    from serving import _launch
+
+    _launch.require_free(host, port, how_to_change=how_to_change)
+
+
 def wait_until_ready(url: str, *, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
     """Block until the service at ``url`` reports ready (every champion loaded); raises ``Unavailable``."""
     from serving import _launch
