@@ -7,6 +7,7 @@ and the prediction log (volume and latency) instead.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ class MonitoringCollector(Collector):
         self.data_path = data_path
         self._files: dict[Path, _FileTally] = {}
         self._checked_at: float | None = None
+        self._lock = threading.Lock()
 
     def collect(self):
         state = _state.read_state(self.data_path)
@@ -92,22 +94,30 @@ class MonitoringCollector(Collector):
     def _file_summaries(self) -> dict[Path, dict[str, np.ndarray]]:
         """Per log file: predictions, latency sum, bucket counts and timed count per model. Only the lines appended
         since the last scrape are read (only today's files grow; a file replaced or cut short is read again), so
-        counters stay monotonic and a scrape costs what was logged since the previous one."""
-        now = time.monotonic()
-        if self._checked_at is not None and now - self._checked_at < _CACHE_SECONDS:
-            return {path: tally.models for path, tally in self._files.items()}
-        self._checked_at = now
+        counters stay monotonic and a scrape costs what was logged since the previous one.
+
+        Under a lock, and copies out: the tallies are read and added to in place, so two scrapes at once (the
+        route runs in a thread pool) would read the same lines twice, or sum a tally while the other adds to it."""
+        with self._lock:
+            now = time.monotonic()
+            if self._checked_at is None or now - self._checked_at >= _CACHE_SECONDS:
+                self._checked_at = now
+                self._files = self._read_files()
+            return {path: {model: row.copy() for model, row in tally.models.items()}
+                    for path, tally in self._files.items()}
+
+    def _read_files(self) -> dict[Path, _FileTally]:
         seen = {}
         for path in log_files(self.data_path):
             tally = self._files.get(path)
             stat = path.stat()
-            if tally is None or tally.inode != stat.st_ino or stat.st_size < tally.offset:
+            if tally is None or not tally.continued_by(path, stat):
                 tally = _FileTally(inode=stat.st_ino)
             if stat.st_size > tally.offset:
                 tally.read_new(path)
+            tally.size, tally.mtime_ns = stat.st_size, stat.st_mtime_ns
             seen[path] = tally
-        self._files = seen
-        return {path: tally.models for path, tally in seen.items()}
+        return seen
 
 
 class _FileTally:
@@ -117,8 +127,24 @@ class _FileTally:
     def __init__(self, *, inode: int) -> None:
         self.inode = inode
         self.offset = 0
+        self.size = self.mtime_ns = -1  # the file's size and mtime when last looked at
         self.models: dict[str, np.ndarray] = {}
         self._decided: set[tuple[str, str]] = set()
+
+    def continued_by(self, path: Path, stat) -> bool:
+        """Whether the file now is the one tallied, at most with lines appended. ext4 hands a deleted file's inode
+        number to the next file created, so a log replaced by another of the same size (or longer) keeps its
+        inode: an unchanged size with a new mtime is a rewrite, and an appended file still ends a line where the
+        tally stopped."""
+        if stat.st_ino != self.inode or stat.st_size < max(self.offset, self.size):
+            return False
+        if stat.st_size == self.size:
+            return stat.st_mtime_ns == self.mtime_ns
+        if not self.offset:
+            return True
+        with path.open("rb") as handle:
+            handle.seek(self.offset - 1)
+            return handle.read(1) == b"\n"
 
     def read_new(self, path: Path) -> None:
         heads, self.offset, _ = read_new_heads(path, self.offset)

@@ -244,6 +244,85 @@ def test_scrapes_read_only_the_lines_appended_since_the_last_one(settings, monke
     assert total() == 1.0 and reads[-1] == 0
 
 
+def _head_line(model, i, pad=""):
+    return json.dumps({"ts": datetime.now(UTC).isoformat(), "model_name": model, "model_version": "1",
+                       "entity": {"user_id": f"u{i}{pad}"}, "latency_ms": 5.0}) + "\n"
+
+
+def _predictions_total(registry, model):
+    from prometheus_client import generate_latest
+
+    rows = [row for row in generate_latest(registry).decode().splitlines()
+            if row.startswith(f'learnloop_predictions_total{{model="{model}"}}')]
+    return float(rows[0].split()[-1]) if rows else 0.0
+
+
+def test_a_log_replaced_by_another_on_the_same_inode_is_read_again(settings, monkeypatch):
+    """ext4 gives a deleted file's inode number to the next file created: a log replaced by one of the same size
+    kept its stale counts, and one replaced by a longer file was read from the middle of its new content."""
+    import os
+
+    from prometheus_client import CollectorRegistry
+
+    from pipelines.monitoring import _metrics
+
+    monkeypatch.setattr(_metrics, "_CACHE_SECONDS", 0.0)
+    folder = settings.data_path / "predictions" / "recommender"
+    folder.mkdir(parents=True)
+    today = folder / f"{datetime.now(UTC):%Y-%m-%d}-1.jsonl"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_metrics.MonitoringCollector(settings.data_path))
+
+    today.write_text(_head_line("recommender", 1) + _head_line("recommender", 2))
+    assert _predictions_total(registry, "recommender") == 2.0
+    size, stat = today.stat().st_size, today.stat()
+    one = _head_line("recommender", 1)
+    one = _head_line("recommender", 1, pad="x" * (size - len(one)))  # one line, the same size
+    today.write_text(one)  # in place: the same inode
+    os.utime(today, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert today.stat().st_size == size and today.stat().st_ino == stat.st_ino
+    assert _predictions_total(registry, "recommender") == 1.0
+
+    today.write_text(_head_line("risk", 1, pad="x" * 40) + _head_line("risk", 2))  # longer, other lines
+    assert _predictions_total(registry, "risk") == 2.0
+    assert _predictions_total(registry, "recommender") == 0.0
+
+
+def test_concurrent_scrapes_count_each_line_once(settings, monkeypatch):
+    """/metrics is a sync route (a thread pool): two scrapes at once both read the lines after the same offset
+    into the same tally, doubling the counters."""
+    import threading
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from pipelines.monitoring import _metrics
+
+    monkeypatch.setattr(_metrics, "_CACHE_SECONDS", 0.0)
+    real = _metrics.read_new_heads
+
+    def slow(path, offset):
+        time.sleep(0.2)  # a day of lists takes seconds to read
+        return real(path, offset)
+
+    folder = settings.data_path / "predictions" / "recommender"
+    folder.mkdir(parents=True)
+    today = folder / f"{datetime.now(UTC):%Y-%m-%d}-1.jsonl"
+    today.write_text(_head_line("recommender", 0))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_metrics.MonitoringCollector(settings.data_path))
+    assert _predictions_total(registry, "recommender") == 1.0
+    with today.open("a") as out:
+        out.write(_head_line("recommender", 1) + _head_line("recommender", 2))
+    monkeypatch.setattr(_metrics, "read_new_heads", slow)
+    scrapes = [threading.Thread(target=lambda: _predictions_total(registry, "recommender")) for _ in range(2)]
+    for scrape in scrapes:
+        scrape.start()
+    for scrape in scrapes:
+        scrape.join()
+    assert _predictions_total(registry, "recommender") == 3.0
+
+
 def test_the_operator_page_volume_skips_model_inputs_and_malformed_lines(settings):
     from pipelines.monitoring._prediction_log import read_heads
 
