@@ -308,9 +308,10 @@ def _champion_ranker(settings: Settings | None = None, *, refresh: bool = False)
         logging.getLogger(__name__).warning("recommender model unavailable: %s", exc)
         reason = f"recommender model unavailable: {getattr(exc, 'message', exc)}"
         previous = cached[1] if cached is not None else None
-        if previous is not None:  # a registry that cannot be read says nothing against the ranker already loaded
+        if previous is not None:  # a champion that cannot be loaded says nothing against the ranker already loaded
             ranker = previous
-            reason = f"kept v{previous.version}: the registry could not be read ({getattr(exc, 'message', exc)})"
+            reason = (f"kept v{previous.version}: the champion could not be loaded from the registry "
+                      f"({getattr(exc, 'message', exc)})")
     with _LOCK:
         _RANKERS[key] = (now, ranker, reason)
     return ranker, reason

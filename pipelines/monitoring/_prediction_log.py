@@ -222,10 +222,17 @@ def read_logged_inputs(data_path: Path, *, model_name: str, since: datetime | No
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(entry, dict):
+            continue
         inputs = entry.get("inputs")
         if entry.get("model_name") != model_name or not isinstance(inputs, dict) or not inputs.get("rows"):
             continue
-        ts = pd.Timestamp(entry.get("ts"))
+        try:
+            ts = pd.Timestamp(entry.get("ts"))
+        except (TypeError, ValueError):
+            continue
+        if pd.isna(ts):
+            continue
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")
         if (lower is not None and ts < lower) or (upper is not None and ts >= upper):

@@ -337,3 +337,19 @@ def test_the_operator_page_volume_skips_model_inputs_and_malformed_lines(setting
     assert list(heads["latency_ms"]) == [2.0, 1.0, 0.0] and set(heads["model_version"]) == {"7"}
     full = read_prediction_log(since=now - timedelta(days=1), settings=settings)  # the drift check's reader
     assert list(full["latency_ms"]) == [2.0, 1.0, 0.0]
+
+
+def test_the_drift_checks_input_reader_skips_lines_it_cannot_place(settings):
+    """A line carrying "inputs" that is not an object, or whose time cannot be read, is skipped, not a failed check."""
+    from pipelines.monitoring._prediction_log import read_logged_inputs
+
+    folder = settings.data_path / "predictions" / "recommender"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+    good = {"ts": now.isoformat(), "model_name": "recommender", "model_version": "v",
+            "inputs": {"columns": ["a", "b"], "items": ["i1"], "scores": [0.5], "rows": [[1.0, 2.0]]}}
+    lines = [json.dumps(good), json.dumps(["inputs"]), json.dumps({**good, "ts": "yesterday-ish"}),
+             json.dumps({**good, "ts": None})]
+    (folder / f"{now:%Y-%m-%d}-1.jsonl").write_text("\n".join(lines) + "\n")
+    sampled = read_logged_inputs(settings.data_path, model_name="recommender")
+    assert len(sampled) == 1 and sampled.attrs["lines"] == 1 and list(sampled["a"]) == [1.0]
