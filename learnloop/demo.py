@@ -30,6 +30,21 @@ console = Console(stderr=True)
 DEMO_ADMIN_EMAIL = "admin@learnloop.example"
 
 
+def demo_id(name: str) -> uuid.UUID:
+    """The fixed id of a row the demo creates (``"essay-course"``, ``"essay-learner/0"``, ``"catalog/edx"``,
+    ``"essay-reading/0"``…): the same on every run and machine, so the README's first steps can name them."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/{name}")
+
+
+# The rows the README's first steps name: the demo's steps create exactly these.
+ESSAY_COURSE_ID = demo_id("essay-course")
+ESSAY_LEARNER_IDS = tuple(demo_id(f"essay-learner/{i}") for i in range(3))
+
+
+def catalog_course_id(source: str) -> uuid.UUID:
+    return demo_id(f"catalog/{source}")
+
+
 @dataclass
 class DemoContext:
     settings: Settings
@@ -129,8 +144,8 @@ def _catalog_courses(ctx: DemoContext, sources: list[str]) -> dict[str, uuid.UUI
     from platform_api.api import create_courses, create_users, open_session
     from platform_api.data import NewCourse, NewUser, UserRole
 
-    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
-    courses = {source: uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/catalog/{source}") for source in sources}
+    instructor = demo_id("instructor")
+    courses = {source: catalog_course_id(source) for source in sources}
     with open_session(ctx.settings) as session:
         # A previous demo run (or another step) may have created either: each is created at most once.
         try:
@@ -188,9 +203,9 @@ def _essay_review(ctx: DemoContext) -> str:
     prompt = 1
     low, high = PROMPT_SCORE_RANGES[prompt]
     password = ctx.facts["admin"][1]
-    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
-    course_id = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/essay-course")
-    learners = [uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/essay-learner/{i}") for i in range(3)]
+    instructor = demo_id("instructor")
+    course_id = ESSAY_COURSE_ID
+    learners = list(ESSAY_LEARNER_IDS)
     essays = load_essays()
     sample = essays[(essays["essay_set"] == prompt) & (essays["fold"] == 0)].head(len(learners))
     with open_session(ctx.settings) as session:
@@ -241,6 +256,7 @@ ESSAY_READINGS = (
     ("Transitions that guide the reader",
      "Words such as first, moreover, however and in conclusion show how each paragraph relates to the last."),
 )
+ESSAY_READING_IDS = tuple(demo_id(f"essay-reading/{i}") for i in range(len(ESSAY_READINGS)))
 
 
 def _essay_readings(session, course_id: uuid.UUID) -> int:
@@ -252,8 +268,8 @@ def _essay_readings(session, course_id: uuid.UUID) -> int:
     from platform_api.api import create_content_items
     from platform_api.data import NewContent
 
-    items = [NewContent(course_id=course_id, title=title, body=body, id=uuid.uuid5(
-        uuid.NAMESPACE_URL, f"learnloop-demo/essay-reading/{i}")) for i, (title, body) in enumerate(ESSAY_READINGS)]
+    items = [NewContent(course_id=course_id, title=title, body=body, id=reading_id)
+             for reading_id, (title, body) in zip(ESSAY_READING_IDS, ESSAY_READINGS, strict=True)]
     try:
         create_content_items(session=session, items=items)
     except IntegrityError:
@@ -285,20 +301,20 @@ def _interventions(ctx: DemoContext) -> str:
     latest = registrations.sort_values(["code_module", "code_presentation"]).groupby("code_module").tail(1)
     presentation = str(latest.iloc[0]["course"])
     current = registrations[(registrations["course"] == presentation) & registrations["active"]]
-    instructor = uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/instructor")
+    instructor = demo_id("instructor")
     students = sorted({int(s) for s in current["id_student"]})
     with open_session(ctx.settings) as session:
         linked, course_id = linked_oulad_records(session=session, id_students=students, presentation=presentation)
         imported_course = course_id is not None
         if course_id is None:
-            course_id = uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/at-risk/{presentation}")
+            course_id = demo_id(f"at-risk/{presentation}")
             create_courses(session=session, courses=[NewCourse(
                 title=f"Module {presentation} (at-risk alerts)", instructor_id=instructor, id=course_id,
                 description=f"The learners of OULAD presentation {presentation} still registered at its end",
                 metadata={"presentation": presentation})])
         else:
             grant_course_role(session=session, user_id=instructor, course_id=course_id)  # staff of the import
-        missing = {s: uuid.uuid5(uuid.NAMESPACE_URL, f"learnloop-demo/oulad-learner/{s}")
+        missing = {s: demo_id(f"oulad-learner/{s}")
                    for s in students if s not in linked}
         if missing:
             create_users(session=session, users=[NewUser(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -203,15 +202,17 @@ def test_every_documented_setting_is_read():
 
 def test_first_steps_use_the_demo_ids():
     """The README's commands carry the demo's fixed ids: they must be the ones the demo creates."""
-    from learnloop.demo import ESSAY_READINGS
+    from learnloop.demo import (
+        ESSAY_COURSE_ID,
+        ESSAY_LEARNER_IDS,
+        ESSAY_READING_IDS,
+        ESSAY_READINGS,
+        catalog_course_id,
+    )
 
     readme = (ROOT / "README.md").read_text()
-    ids = {
-        "essay course": uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/essay-course"),
-        "learner 1": uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/essay-learner/0"),
-        "edX catalog course": uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/catalog/edx"),
-        "first reading": uuid.uuid5(uuid.NAMESPACE_URL, "learnloop-demo/essay-reading/0"),
-    }
+    ids = {"essay course": ESSAY_COURSE_ID, "learner 1": ESSAY_LEARNER_IDS[0], "edX catalog course":
+           catalog_course_id("edx"), "first reading": ESSAY_READING_IDS[0]}
     assert ESSAY_READINGS and all(str(value) in readme for value in ids.values()), ids
 
 
