@@ -207,7 +207,9 @@ def read_log_files(paths: list[Path], *, model_name: str | None = None, since: d
 def read_logged_inputs(data_path: Path, *, model_name: str, since: datetime | None = None,
                        until: datetime | None = None) -> pd.DataFrame:
     """The sampled input rows of ``model_name``'s lines in ``[since, until)`` that carry ``inputs``: one row per
-    sampled row with ``ts, model_name, model_version, request_id``, the line's entity keys, ``item_id``,
+    sampled row with ``ts, model_name, model_version, scored_by`` (the version that scored them: the output's
+    ``model_version`` where the line's names the experiment), ``line`` (which line), ``request_id``, the line's
+    entity keys, ``item_id``,
     ``prediction`` (the row's score) and the input columns (their names, in logged order, in
     ``frame.attrs["feature_columns"]``; ``frame.attrs["lines"]``: how many lines they came from)."""
     lower = None if since is None else pd.Timestamp(since)
@@ -249,8 +251,11 @@ def read_logged_inputs(data_path: Path, *, model_name: str, since: datetime | No
         block["item_id"] = _per_row(inputs.get("items"), len(rows))
         block["prediction"] = pd.to_numeric(pd.Series(_per_row(inputs.get("scores"), len(rows))), errors="coerce")
         blocks.append(block)
+        output = entry.get("output") if isinstance(entry.get("output"), dict) else {}
+        scored_by = output.get("model_version", entry.get("model_version"))  # the ranker's version, in its output
         heads.append({"ts": ts, "model_name": model_name,
                       "model_version": None if entry.get("model_version") is None else str(entry["model_version"]),
+                      "scored_by": None if scored_by is None else str(scored_by), "line": len(heads),
                       "request_id": entry.get("request_id"), **(entry.get("entity") or {})})
     if not blocks:
         frame = pd.DataFrame(columns=[*BASE_COLUMNS, "item_id"])

@@ -24,7 +24,9 @@
     with each instructor decision), its score as ``prediction``, the essay's score as ``label``.
 
   Any other model has no reference and its check fails saying so.
-* **current** — the prediction log of the last ``days`` days (what the model actually saw), labels joined by
+* **current** — the prediction log of the last ``days`` days (what the model actually saw), narrowed to the answers
+  of the version the reference was scored by (:func:`answered_by`: after a promotion, the previous champion's
+  answers would read as prediction drift), labels joined by
   ``student_course`` where final results exist. Lines whose model logged a sample of several input rows per answer
   (``inputs``: the recommender's treatment lists carry the ranker's features for 8 uniformly drawn candidates)
   give one row per sampled row, with the ranker's score as ``prediction``; at least ``min_rows`` such lists are
@@ -76,6 +78,9 @@ class Window:
     # A reference whose rows carry this column (the recommender's ``course_id``) is resampled to the current
     # window's mix of it before the check (:func:`match_course_mix`).
     match_on: str | None = None
+    # The model version whose scores ``prediction`` holds (a reference scored by the champion): the current window
+    # is then narrowed to the answers that version gave (:func:`answered_by`).
+    version: str | None = None
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -170,7 +175,8 @@ def champion_reference(model_name: str, *, settings: Settings, weeks: Sequence[i
                                     presentations=presentation_keys(presentations, settings) if presentations else None)
     features = [c for c in frame.columns if c not in _NOT_FEATURES]
     frame, features = _score_with_champion(frame, features, model_name, settings)
-    return Window(frame, features, f"{model_name} v{champion.version} training data ({service})")
+    return Window(frame, features, f"{model_name} v{champion.version} training data ({service})",
+                  version=str(champion.version))
 
 
 def _champion(model_name: str, settings: Settings) -> ModelVersionInfo | None:
@@ -197,7 +203,7 @@ def _logged_reference(champion: ModelVersionInfo, settings: Settings) -> Window 
     categorical = [name for name in ("item_content_kind",) if name in features]  # the ranker's content-kind code
     return Window(frame, features, f"{champion.name} v{champion.version} training sample "
                   f"({len(frame):,} rows logged with the model)", categorical=categorical,
-                  match_on="course_id" if "course_id" in frame.columns else None)
+                  match_on="course_id" if "course_id" in frame.columns else None, version=str(champion.version))
 
 
 # Columns of a logged reference sample that describe its rows, not model inputs.
@@ -238,7 +244,8 @@ def match_course_mix(reference: Window, current: Window, *, seed: int = 0) -> Wi
     frame = ref.iloc[np.concatenate(picks)].reset_index(drop=True)
     return Window(frame, reference.features,
                   f"{reference.description}, matched to the current window's courses ({known_share:.0%} of its rows "
-                  "from courses the model learned from)", categorical=reference.categorical, match_on=None)
+                  "from courses the model learned from)", categorical=reference.categorical, match_on=None,
+                  version=reference.version)
 
 
 def _feature_service(champion: ModelVersionInfo, settings: Settings) -> str:
@@ -279,7 +286,8 @@ def _essay_reference(model_name: str, prompt: int, settings: Settings) -> Window
         "label": essays["domain1_score"].astype(float),
     })
     frame = frame[frame["prediction"].notna()].reset_index(drop=True)  # the platform logs suggested grades only
-    return Window(frame, ["n_words", "confidence"], f"{model_name} ({meta['model_version']}) training essays")
+    return Window(frame, ["n_words", "confidence"], f"{model_name} ({meta['model_version']}) training essays",
+                  version=str(meta["model_version"]))
 
 
 def _run_params(run_id: str | None, settings: Settings) -> dict[str, str]:
@@ -346,6 +354,29 @@ def _sampled_inputs_window(model_name: str, *, n_lines: int, settings: Settings,
     return Window(frame, list(frame.attrs["feature_columns"]),
                   f"prediction log, last {days:g} days: the ranker's inputs for {len(frame):,} sampled candidates of "
                   f"{lists:,} scored lists")
+
+
+def answered_by(current: Window, version: str | None, *, min_rows: int = MIN_CURRENT_ROWS) -> Window:
+    """``current`` narrowed to the answers ``version`` gave: the reference is scored by the champion, so a window
+    that still holds the previous champion's answers (the days after a promotion) would show its scores as
+    prediction drift and retrain for nothing. Fewer than ``min_rows`` answers (lists, for sampled inputs) of that
+    version: :class:`NothingToCheck`. Unchanged when ``version`` is None or the log names no versions."""
+    frame = current.frame
+    column = "scored_by" if "scored_by" in frame.columns else "model_version"
+    if version is None or column not in frame.columns or frame[column].isna().all():
+        return current
+    mine = frame[frame[column].astype("string") == str(version)]
+    if len(mine) == len(frame):
+        return current
+    answers = mine["line"].nunique() if "line" in mine.columns else len(mine)
+    total = frame["line"].nunique() if "line" in frame.columns else len(frame)
+    if answers < min_rows:
+        raise NothingToCheck(f"only {answers} of the {total} logged answers in the window are by v{version}, the "
+                             f"version checked (the others came from an earlier one); a drift check needs at least "
+                             f"{min_rows} of its own, so it waits for more traffic (or use a shorter --days)")
+    return Window(mine.reset_index(drop=True), current.features,
+                  f"{current.description}, answers of v{version} only ({answers:,} of {total:,})",
+                  categorical=current.categorical, match_on=current.match_on, version=current.version)
 
 
 def _join_labels(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:

@@ -131,8 +131,9 @@ def _check_one(name: str, *, settings, compare: bool, reference_presentations, c
     else:
         # The log first: it is cheap, and a model with nothing logged is skipped before its reference is built.
         current = _windows.prediction_log_window(name, settings=settings, days=days, min_rows=min_rows)
-        reference = _windows.match_course_mix(_windows.champion_reference(name, settings=settings, weeks=weeks),
-                                              current)
+        reference = _windows.champion_reference(name, settings=settings, weeks=weeks)
+        current = _windows.answered_by(current, reference.version, min_rows=min_rows)
+        reference = _windows.match_course_mix(reference, current)
     features = [f for f in reference.features if f in set(current.features)]
     result = check_drift(name, reference.frame, current.frame, features=features,
                          categorical_features=reference.categorical, drift_share=drift_share,

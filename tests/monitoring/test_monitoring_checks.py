@@ -50,9 +50,9 @@ def _log(settings, model_name: str, lines: list[dict]) -> None:
                                   "model_name": model_name, **line}) + "\n")
 
 
-def _essay_decisions(prompt: int, essays) -> list[dict]:
+def _essay_decisions(prompt: int, essays, *, model_version: str = "v") -> list[dict]:
     """What the platform logs when an instructor decides on an AI-graded essay (platform_api's grading review)."""
-    return [{"model_version": "v", "request_id": str(i), "entity": {"submission_id": str(i), "label": int(score)},
+    return [{"model_version": model_version, "request_id": str(i), "entity": {"submission_id": str(i), "label": int(score)},
              "features": {"n_words": len(text.split()), "confidence": 0.8}, "output": int(score)}
             for i, (text, score) in enumerate(essays)]
 
@@ -128,8 +128,13 @@ def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings,
     path = grading_fixtures.write_tsv(essays, tmp_path / "essays.tsv")
     train_essay_models(path, prompts=[1], settings=settings)
     assert trained_essay_models(settings=settings)[0]["essays_path"] == str(path.resolve())
-    _log(settings, "essay_grader_p1", _essay_decisions(1, zip(essays["essay"][:30], essays["domain1_score"][:30],
-                                                              strict=True)))
+    grader_version = trained_essay_models(settings=settings)[0]["model_version"]
+    earlier = _essay_decisions(1, [("an essay the previous grader suggested a grade for", 2)] * 5,
+                               model_version="essay-p1-full-20250101T000000")
+    for i, line in enumerate(earlier):
+        line["entity"]["submission_id"] = line["request_id"] = f"earlier-{i}"
+    _log(settings, "essay_grader_p1", earlier + _essay_decisions(
+        1, zip(essays["essay"][:30], essays["domain1_score"][:30], strict=True), model_version=grader_version))
 
     out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # finds the saved grader
 
@@ -139,6 +144,8 @@ def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings,
     assert grader["n_reference"] == 60 and grader["n_current"] == 30
     assert grader["performance"]["metric"] == "qwk" and grader["performance"]["reference"] is not None
     assert "training essays" in grader["windows"]["reference"]
+    # The previous grader's decisions are not this grader's answers: left out of the current window.
+    assert f"answers of v{grader_version} only (30 of 35)" in grader["windows"]["current"]
 
 
 def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
@@ -175,3 +182,28 @@ def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
     assert 'learnloop_drift_check_failed{model="essay_grader_p1"} 1.0' in metrics
     assert 'learnloop_drift_check_failed{model="essay_grader_p2"} 0.0' in metrics
     assert 'learnloop_drift_check_failures_total{model="essay_grader_p1"} 1.0' in metrics
+
+
+def test_the_current_window_holds_only_the_checked_versions_answers():
+    """The reference is scored by the champion: the days after a promotion, the previous champion's answers in the
+    window showed as prediction drift and retrained for nothing."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.monitoring._windows import NothingToCheck, Window, answered_by
+
+    risk = pd.DataFrame({"model_version": ["3"] * 40 + ["4"] * 60, "x": range(100), "prediction": 0.5})
+    narrowed = answered_by(Window(risk, ["x"], "prediction log"), "4", min_rows=50)
+    assert set(narrowed.frame["model_version"]) == {"4"} and len(narrowed.frame) == 60
+    assert "answers of v4 only (60 of 100)" in narrowed.description
+    with pytest.raises(NothingToCheck, match="only 40 of the 100 logged answers in the window are by v3"):
+        answered_by(Window(risk, ["x"], "prediction log"), "3", min_rows=50)
+    assert answered_by(Window(risk, ["x"], "p"), None).frame is risk  # no version known: as logged
+
+    # The recommender's sampled inputs: 8 rows per list; the ranker's version is `scored_by`, lists are `line`s.
+    lists = pd.DataFrame({"line": np.repeat(np.arange(10), 8), "scored_by": np.repeat(["1"] * 4 + ["2"] * 6, 8),
+                          "model_version": "recommender-v1", "x": 0.0})
+    ranked = answered_by(Window(lists, ["x"], "inputs"), "2", min_rows=5)
+    assert len(ranked.frame) == 48 and "(6 of 10)" in ranked.description
+    with pytest.raises(NothingToCheck, match="only 4 of the 10"):
+        answered_by(Window(lists, ["x"], "inputs"), "1", min_rows=5)
