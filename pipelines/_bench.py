@@ -75,6 +75,10 @@ def bench_online(*, service: str, repeats: int = 2000, sizes: tuple[int, ...] = 
 
     rng = np.random.default_rng(0)
     batches = _entity_pools(service, Path(store.config.repo_path), sizes, rng)
+    probe = [row for pool in batches.values() for batch in pool[:5] for row in batch]
+    if np.isnan(reader.read_rows(probe)).all():  # timing reads that find nothing would measure nothing
+        raise Unavailable(f"the online store holds no features of {service} for {len(probe)} sampled registrations; "
+                          "run `learnloop features materialize` first")
     online, cpu = _time(serving_read, batches, repeats)
     reference = reference_repeats or max(repeats // 10, 20)  # the slow paths: fewer runs
     feast, feast_cpu = _time(feast_read, batches, reference)

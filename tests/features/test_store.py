@@ -195,3 +195,24 @@ def test_materializing_a_built_store_again_is_an_up_to_date_success(built) -> No
     report = materialize(store=built.store)
     assert pd.Timestamp(report["end"]) == built.end
     assert all(report[view] == {"skipped": True} for view in report if view != "end")
+
+
+def test_benching_an_online_store_that_was_never_materialized_fails_and_says_what_to_run(tmp_path, built) -> None:
+    """`features bench` on a store built but never materialized printed p50/p99 timings of reads that found nothing."""
+    import shutil
+
+    from features.api import apply, get_store, view_names
+    from learnloop.errors import Unavailable
+    from pipelines._bench import bench_online
+    from pipelines._offline import registrations_path
+
+    settings = Settings(data_dir=tmp_path / "var")
+    settings.ensure_dirs()
+    store = get_store(settings)
+    apply(store)
+    for view in view_names():
+        source_path(view, settings).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source_path(view, built.settings), source_path(view, settings))
+    shutil.copy(registrations_path(built.settings.feast_dir), registrations_path(settings.feast_dir))
+    with pytest.raises(Unavailable, match=r"holds no features of student_risk_v1 .*run `learnloop features materialize`"):
+        bench_online(service="student_risk_v1", repeats=5, store=store, reference_repeats=2)
