@@ -1,11 +1,31 @@
 """Stand-ins for a service that is down, for the tests of what degrades when one is: a port nothing listens on
 (connection refused at once) and a server that accepts connections and never answers (a hung process, a
-blackholed proxy: every call waits for its timeout)."""
+blackholed proxy: every call waits for its timeout), and a real server of our own (redis-server, nats-server) to
+stop and start again.
+"""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
+import time
+
+import pytest
+
+
+def start_server(command: list[str], port: int, name: str, *, timeout_s: float = 10.0) -> subprocess.Popen:
+    """Run ``command`` (a server that will listen on 127.0.0.1:``port``) and return once it accepts connections;
+    fail the test when it does not within ``timeout_s``."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"{name} did not start")
 
 
 def closed_port() -> int:

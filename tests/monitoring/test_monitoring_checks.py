@@ -4,40 +4,16 @@ the run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import typer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from monitoring_fixtures import drift_app, fixtures_module
 from typer.testing import CliRunner
-
-from pipelines.monitoring import cli
-
-TESTS = Path(__file__).parents[1]
-
-
-def _fixtures(name: str, folder: str):
-    # Loaded by path under their own names (test folders are not packages; conftest names collide).
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _app() -> typer.Typer:
-    groups = {"drift": typer.Typer()}
-    root = typer.Typer()
-    cli.register(groups=groups, root=root)
-    root.add_typer(groups["drift"], name="drift")
-    return root
 
 
 def _log(settings, model_name: str, lines: list[dict]) -> None:
@@ -71,7 +47,7 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
     from training.api import promote, register_onnx_model
 
     settings = registry_settings
-    feature_fixtures = _fixtures("feature_fixtures", "features")
+    feature_fixtures = fixtures_module("feature_fixtures", "features")
     feature_fixtures.build_store(settings, feature_fixtures.synthetic_oulad(n_students=20, seed=5))
     service = "student_risk_v2"
     frame = build_risk_training_set(weeks=[5, 10], service=service)
@@ -92,7 +68,7 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
          "features": {name: None if math.isnan(row[name]) else float(row[name]) for name in names},
          "output": {"risk_score": 0.4, "status": "scored"}} for _, row in served.iterrows()])
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # every served model
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # every served model
 
     assert out.exit_code == 0, out.output
     risk = json.loads(out.stdout)["models"]["risk"]
@@ -108,11 +84,11 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
     # does not exist) and failed the run.
     from grading_nlp.api import train_essay_models
 
-    grading_fixtures = _fixtures("grading_fixtures", "grading_nlp")
+    grading_fixtures = fixtures_module("grading_fixtures", "grading_nlp")
     essays = grading_fixtures.write_tsv(grading_fixtures.synthetic_essays({1: 40}, seed=3),
                                         settings.data_path / "essays.tsv")
     train_essay_models(essays, prompts=[1], settings=settings)
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--reference-presentations", "2013J",
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--reference-presentations", "2013J",
                                       "--current-presentations", "2014J"])
 
     assert out.exit_code == 0, out.output
@@ -123,7 +99,7 @@ def test_a_v2_champion_is_checked_against_its_own_feature_service(registry_setti
 def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings, tmp_path):
     from grading_nlp.api import train_essay_models, trained_essay_models
 
-    grading_fixtures = _fixtures("grading_fixtures", "grading_nlp")
+    grading_fixtures = fixtures_module("grading_fixtures", "grading_nlp")
     essays = grading_fixtures.synthetic_essays({1: 60}, seed=5)
     path = grading_fixtures.write_tsv(essays, tmp_path / "essays.tsv")
     train_essay_models(path, prompts=[1], settings=settings)
@@ -136,7 +112,7 @@ def test_an_essay_grader_is_checked_against_the_essays_it_learned_from(settings,
     _log(settings, "essay_grader_p1", earlier + _essay_decisions(
         1, zip(essays["essay"][:30], essays["domain1_score"][:30], strict=True), model_version=grader_version))
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # finds the saved grader
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--no-retrain", "--min-rows", "1"])  # finds the saved grader
 
     assert out.exit_code == 0, out.output
     grader = json.loads(out.stdout)["models"].get("essay_grader_p1", {})
@@ -155,7 +131,7 @@ def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
 
     _log(settings, "essay_grader_p1", _essay_decisions(1, [("a short essay about cars", 3)] * 5))
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--min-rows", "1",
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--min-rows", "1",
                                                    "-m", "essay_grader_p1", "-m", "essay_grader_p2"])
 
     assert out.exit_code == 1, out.output
@@ -165,7 +141,7 @@ def test_a_failed_check_is_recorded_shown_and_fails_the_run(settings):
     assert models["essay_grader_p2"]["status"] == "skipped"
     assert "no predictions of essay_grader_p2" in models["essay_grader_p2"]["reason"]
 
-    status = CliRunner().invoke(_app(), ["drift", "status", "--json"])
+    status = CliRunner().invoke(drift_app(), ["drift", "status", "--json"])
     assert status.exit_code == 0, status.output
     last = {name: row["last_check"] for name, row in json.loads(status.stdout)["models"].items()}
     assert last["essay_grader_p1"]["outcome"] == "failed" and last["essay_grader_p1"]["at"]

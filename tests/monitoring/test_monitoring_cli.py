@@ -6,28 +6,20 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import typer
 from conftest import FEATURES
+from monitoring_fixtures import drift_app
 from typer.testing import CliRunner
 
 from learnloop.errors import Unavailable
-from pipelines.monitoring import _windows, cli
+from pipelines.monitoring import _windows
 from pipelines.monitoring.api import check_drift
-
-
-def _app() -> typer.Typer:
-    groups = {"drift": typer.Typer()}
-    root = typer.Typer()
-    cli.register(groups=groups, root=root)
-    root.add_typer(groups["drift"], name="drift")
-    return root
 
 
 def test_drift_status_json_reports_the_latest_check(settings, reference_window, drifted_window):
     result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
                          settings=settings)
 
-    out = CliRunner().invoke(_app(), ["drift", "status", "--json"])
+    out = CliRunner().invoke(drift_app(), ["drift", "status", "--json"])
 
     assert out.exit_code == 0, out.output
     payload = json.loads(out.stdout)
@@ -59,7 +51,7 @@ def test_current_window_is_the_recent_prediction_log(settings):
 
 def test_drift_status_with_no_check_yet_says_what_to_run(settings):
     """It printed an empty table; a newcomer could not tell whether anything was wrong."""
-    out = CliRunner().invoke(_app(), ["drift", "status"])
+    out = CliRunner().invoke(drift_app(), ["drift", "status"])
 
     assert out.exit_code == 0, out.output
     assert "no drift check recorded yet" in out.output and "learnloop drift check" in out.output
@@ -71,7 +63,7 @@ def test_drift_status_table_shows_the_report_path_in_full(settings, reference_wi
     result = check_drift("risk", reference_window, drifted_window, features=FEATURES, prediction_column=None,
                          settings=settings)
 
-    out = CliRunner().invoke(_app(), ["drift", "status"], env={"COLUMNS": "100"})
+    out = CliRunner().invoke(drift_app(), ["drift", "status"], env={"COLUMNS": "100"})
 
     assert out.exit_code == 0, out.output
     report_column = "".join(line.split("│")[-2].strip() for line in out.output.splitlines() if line.count("│") > 2)

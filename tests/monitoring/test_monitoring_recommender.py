@@ -4,39 +4,14 @@ compares the two with Evidently (report, status, operator page, retraining)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-import typer
+from monitoring_fixtures import drift_app, fixtures_module
 from typer.testing import CliRunner
 
-from pipelines.monitoring import cli
-
-TESTS = Path(__file__).parents[1]
-
-
-def _fixtures(name: str, folder: str):
-    # Loaded by path under their own names (test folders are not packages; conftest names collide).
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-recommend_fixtures = _fixtures("recommend_fixtures", "recommender")
-
-
-def _app() -> typer.Typer:
-    groups = {"drift": typer.Typer()}
-    root = typer.Typer()
-    cli.register(groups=groups, root=root)
-    root.add_typer(groups["drift"], name="drift")
-    return root
+recommend_fixtures = fixtures_module("recommend_fixtures", "recommender")
 
 
 def _serve(settings, course, *, recommend, keep_share: float = 1.0, every_learner: int = 3) -> tuple[int, int]:
@@ -123,7 +98,7 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
     scored, rows = serve("X-2015B", seed=4, keep_share=1.0)
     assert scored >= 50
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain"])  # every served model
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--no-retrain"])  # every served model
 
     assert out.exit_code == 0, out.output
     checked = json.loads(out.stdout)["models"]["recommender"]
@@ -139,7 +114,7 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
     assert set(rankers.FEATURES) - set(checked["skipped_features"]) <= tested and "prediction" in tested
     assert "trend_7d" in Path(checked["report_html"]).read_text()
     # Recorded for `drift status` and the operator page like every model.
-    status = json.loads(CliRunner().invoke(_app(), ["drift", "status", "--json"]).stdout)["models"]["recommender"]
+    status = json.loads(CliRunner().invoke(drift_app(), ["drift", "status", "--json"]).stdout)["models"]["recommender"]
     assert status["last_check"]["outcome"] == "checked" and status["report_html"] == checked["report_html"]
     app = FastAPI()
     app.include_router(operator_router(settings=settings))
@@ -149,7 +124,7 @@ def test_a_trained_recommender_is_checked_against_its_training_sample_and_drifts
 
     serve("X-2014J", seed=3, keep_share=0.3)  # a course it learned from, whose learners now open a third as much
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "--no-retrain", "-m", "recommender"])
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "--no-retrain", "-m", "recommender"])
 
     assert out.exit_code == 0, out.output
     drifted = json.loads(out.stdout)["models"]["recommender"]
@@ -199,14 +174,14 @@ def test_a_champion_registered_without_a_reference_is_skipped_saying_to_retrain(
     course = recommend_fixtures.lockstep_course(n_learners=40, n_items=30, seed=6, course_id="X-2015J")
     assert _serve(settings, course, recommend=_treatment(ranker))[0] >= 50
 
-    out = CliRunner().invoke(_app(), ["drift", "check", "--json", "-m", "recommender"])
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "--json", "-m", "recommender"])
 
     assert out.exit_code == 0, out.output  # skipped is not a failure
     row = json.loads(out.stdout)["models"]["recommender"]
     assert row["status"] == "skipped", row
     assert "recommender v1 (the champion) was trained before" in row["reason"]
     assert "retrain it (`learnloop train recommender`" in row["reason"]
-    status = json.loads(CliRunner().invoke(_app(), ["drift", "status", "--json"]).stdout)["models"]["recommender"]
+    status = json.loads(CliRunner().invoke(drift_app(), ["drift", "status", "--json"]).stdout)["models"]["recommender"]
     assert status["last_check"]["outcome"] == "skipped" and "retrain" in status["last_check"]["reason"]
 
 

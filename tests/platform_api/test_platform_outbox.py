@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from down_services import start_server
 from platform_fixtures import BACKENDS, fresh_database_url, start_platform
 from service_checks import service_missing
 from sqlalchemy import func, select
@@ -98,16 +99,7 @@ def _free_port() -> int:
 
 
 def _start_nats(port: int, store: str) -> subprocess.Popen:
-    process = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail("nats-server did not start")
+    return start_server([NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store], port, "nats-server")
 
 
 def _stream_event_ids(url: str, wanted: set[str], timeout_s: float = 20.0) -> list[str]:

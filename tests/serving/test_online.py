@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import socket
 import time
 
 import numpy as np
 import pytest
-from down_services import SilentServer, closed_port
+from down_services import SilentServer, closed_port, start_server
 from service_checks import service_missing
 from serving_fixtures import COURSE, SERVICE, STUDENT_FULL, STUDENT_NEW, ServingWorld
 
@@ -167,17 +166,8 @@ def test_redis_reader_reads_again_once_redis_is_back(tmp_path, monkeypatch):
     port = closed_port()
 
     def start() -> subprocess.Popen:
-        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                    "--appendonly", "no", "--dir", str(tmp_path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return process
-            time.sleep(0.05)
-        process.kill()
-        pytest.fail("redis-server did not start")
+        return start_server([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], port, "redis-server")
 
     server = start()
     try:
