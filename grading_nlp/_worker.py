@@ -3,13 +3,19 @@ model and records the suggestion, "needs manual grading" with the reason, or the
 
 The platform database is the queue (``grading_jobs``), so nothing is lost when a worker stops: an unfinished
 claim expires and is taken again; after ``max_attempts`` failed tries staff grade the essay by hand.
+
+Claims are short (``Settings.grading_lease_seconds``, 60 s) and a :class:`LeaseKeeper` thread renews the ones
+the worker still holds every third of that, so a killed worker's essays are graded by another worker about a
+lease later, while a slow one keeps its own. A result whose claim was taken over meanwhile is dropped by the
+platform (``lease_lost`` in the report).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -30,9 +36,68 @@ class WorkReport:
     needs_manual_grading: int = 0
     failed: int = 0
     gave_up: int = 0
+    lease_lost: int = 0  # results dropped: the lease ran out and another worker took the job over
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+class LeaseKeeper:
+    """Renews, from its own thread and database session, the leases of the jobs this worker holds: every
+    ``lease_seconds / 3``, so two missed renewals still leave a third of the lease. Use as a context manager."""
+
+    def __init__(self, settings: Settings, lease_seconds: float, claim_tokens: Iterable[uuid.UUID] = ()):
+        self._settings = settings
+        self._lease_seconds = lease_seconds
+        self._lock = threading.Lock()
+        self._held = set(claim_tokens)
+        self._lost: set[uuid.UUID] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grading-lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def release(self, claim_token: uuid.UUID) -> None:
+        """The job is finished (or dropped): stop renewing it."""
+        with self._lock:
+            self._held.discard(claim_token)
+            self._lost.discard(claim_token)
+
+    def lost(self, claim_token: uuid.UUID) -> bool:
+        """Whether a renewal found the job taken over (grading it would be wasted work)."""
+        with self._lock:
+            return claim_token in self._lost
+
+    def _run(self) -> None:
+        from platform_api import api as platform
+
+        with platform.open_session(self._settings, migrate_first=False) as session:
+            while not self._stop.wait(self._lease_seconds / 3):
+                with self._lock:
+                    tokens = self._held - self._lost
+                if not tokens:
+                    continue
+                try:
+                    still = platform.renew_grading_leases(session=session, claim_tokens=tokens,
+                                                          lease_seconds=self._lease_seconds)
+                except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease still has 2/3 to run
+                    session.rollback()
+                    log.warning("renewing %d grading leases failed; retrying in %.1f s", len(tokens),
+                                self._lease_seconds / 3, exc_info=True)
+                    continue
+                with self._lock:
+                    # A token released meanwhile was finished by this worker, not lost.
+                    gone = (tokens - still) & self._held
+                    self._lost |= gone
+                for token in gone:
+                    log.warning("grading claim %s was taken over by another worker (its lease ran out); "
+                                "skipping it", token)
 
 
 def _default_grader(settings: Settings) -> Grader:
@@ -44,53 +109,73 @@ def _default_grader(settings: Settings) -> Grader:
 def grade_pending(*, settings: Settings | None = None, grader: Grader | None = None, limit: int = 20,
                   now: datetime | None = None, max_attempts: int | None = None,
                   backoff_seconds: float | None = None, migrate_first: bool = True) -> WorkReport:
-    """One pass: claim up to ``limit`` due jobs and finish each of them."""
-    from learnloop.datasets import PROMPT_SCORE_RANGES
+    """One pass: claim up to ``limit`` due jobs and finish each of them, renewing their leases meanwhile
+    (``now`` fixes the clock of claims and retries, for tests; renewals use the real clock)."""
     from platform_api import api as platform
 
     settings = settings or get_settings()
     grader = grader or _default_grader(settings)
     retry = {k: v for k, v in (("max_attempts", max_attempts), ("backoff_seconds", backoff_seconds)) if v is not None}
     report = WorkReport()
+    lease = settings.grading_lease_seconds
     with platform.open_session(settings, migrate_first=migrate_first) as session:
-        tasks = platform.claim_grading_tasks(session=session, limit=limit, now=now)
+        tasks = platform.claim_grading_tasks(session=session, limit=limit, now=now, lease_seconds=lease)
         report.claimed = len(tasks)
-        for task in tasks:
-            try:
-                suggestions, manual = [], []
-                for essay in task.essays:
-                    if essay.prompt_id is None:
-                        manual.append(f"The question '{essay.question_prompt[:80]}' is linked to no AI grading model "
-                                      "(set its rubric's essay_set or the assessment's metadata.essay_prompt); grade "
-                                      "it by hand.")
-                        continue
-                    grade = grader(essay.essay, essay.prompt_id)
-                    if grade.status is GradeStatus.needs_manual_grading or grade.score is None:
-                        manual += grade.reasons or ["The AI could not grade this essay; grade it by hand."]
-                        continue
-                    score_range = grade.score_range or PROMPT_SCORE_RANGES.get(essay.prompt_id) or (0, grade.score)
-                    suggestions.append(platform.EssaySuggestion(
-                        question_id=essay.question_id, prompt_id=essay.prompt_id, score=int(grade.score),
-                        interval=tuple(grade.interval) if grade.interval else None, confidence=grade.confidence,
-                        needs_review=grade.needs_review, reasons=list(grade.reasons),
-                        model_version=grade.model_version, score_range=tuple(score_range)))
-                if manual or not suggestions:
-                    platform.record_manual_grading(session=session, submission_id=task.submission_id,
-                                                   reasons=manual or ["This submission has no essay answer to grade."])
-                    report.needs_manual_grading += 1
+        if not tasks:
+            return report
+        with LeaseKeeper(settings, lease, (task.claim_token for task in tasks)) as keeper:
+            for task in tasks:
+                if keeper.lost(task.claim_token):
+                    report.lease_lost += 1  # another worker has it: grading it here would be wasted
                 else:
-                    platform.record_ai_suggestion(session=session, submission_id=task.submission_id,
-                                                  essays=suggestions)
-                    report.suggested += 1
-            except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded and retried, never lost
-                session.rollback()
-                log.warning("AI grading of submission %s failed (attempt %d): %s", task.submission_id, task.attempt,
-                            exc, exc_info=True)
-                state = platform.record_grading_failure(session=session, submission_id=task.submission_id,
-                                                        error=f"{type(exc).__name__}: {exc}", now=now, **retry)
-                report.failed += 1
-                report.gave_up += state == "needs_manual_grading"
+                    _finish(session, task, grader, report, now=now, retry=retry)
+                keeper.release(task.claim_token)
     return report
+
+
+def _finish(session, task, grader: Grader, report: WorkReport, *, now: datetime | None,
+            retry: dict[str, float]) -> None:
+    """Grade every essay of ``task`` and record the suggestion, "needs manual grading" or the failure (each
+    dropped by the platform when the claim was taken over meanwhile)."""
+    from learnloop.datasets import PROMPT_SCORE_RANGES
+    from platform_api import api as platform
+
+    claim = {"submission_id": task.submission_id, "claim_token": task.claim_token}
+    try:
+        suggestions, manual = [], []
+        for essay in task.essays:
+            if essay.prompt_id is None:
+                manual.append(f"The question '{essay.question_prompt[:80]}' is linked to no AI grading model "
+                              "(set its rubric's essay_set or the assessment's metadata.essay_prompt); grade "
+                              "it by hand.")
+                continue
+            grade = grader(essay.essay, essay.prompt_id)
+            if grade.status is GradeStatus.needs_manual_grading or grade.score is None:
+                manual += grade.reasons or ["The AI could not grade this essay; grade it by hand."]
+                continue
+            score_range = grade.score_range or PROMPT_SCORE_RANGES.get(essay.prompt_id) or (0, grade.score)
+            suggestions.append(platform.EssaySuggestion(
+                question_id=essay.question_id, prompt_id=essay.prompt_id, score=int(grade.score),
+                interval=tuple(grade.interval) if grade.interval else None, confidence=grade.confidence,
+                needs_review=grade.needs_review, reasons=list(grade.reasons),
+                model_version=grade.model_version, score_range=tuple(score_range)))
+        if manual or not suggestions:
+            recorded = platform.record_manual_grading(
+                session=session, reasons=manual or ["This submission has no essay answer to grade."], **claim)
+            report.needs_manual_grading += recorded
+        else:
+            recorded = platform.record_ai_suggestion(session=session, essays=suggestions, **claim) is not None
+            report.suggested += recorded
+        report.lease_lost += not recorded
+    except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded and retried, never lost
+        session.rollback()
+        log.warning("AI grading of submission %s failed (attempt %d): %s", task.submission_id, task.attempt,
+                    exc, exc_info=True)
+        state = platform.record_grading_failure(session=session, error=f"{type(exc).__name__}: {exc}", now=now,
+                                                **claim, **retry)
+        report.failed += state is not None
+        report.gave_up += state == "needs_manual_grading"
+        report.lease_lost += state is None
 
 
 def run_worker(*, settings: Settings | None = None, stop: threading.Event | None = None, poll_seconds: float = 2.0,

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 600
     redis_url: str | None = None
     nats_url: str | None = None
+    grading_lease_seconds: float = Field(
+        default=60.0, gt=0,
+        description="How long a grading worker's claim on an essay lasts unrenewed; the worker renews it every "
+                    "third of that while it grades, so a killed worker's essays are claimable again within it.",
+    )
 
     # ML loop
     mlflow_tracking_uri: str | None = None

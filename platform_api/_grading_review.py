@@ -7,6 +7,11 @@ and AI-vs-instructor agreement.
   try stores the error and is retried with exponential backoff; after ``MAX_ATTEMPTS`` the job is closed as
   "needs manual grading". The submission itself never leaves ``queued_for_ai_grading``/``ai_suggested`` until
   staff decide, so it is never lost and always in the course's queue.
+* **Leases.** A claim is short (``Settings.grading_lease_seconds``, 60 s) and the worker renews it while it grades
+  (:func:`renew_leases`), so a killed worker's jobs are claimable again within one lease and a slow one keeps
+  its own. Each claim gets a new ``claim_token``; renewing and recording a result only match the row while it
+  still carries the caller's token and is pending, so a worker whose lease ran out and whose job another worker
+  took has its late result dropped (logged, never stored over the new claimant's work).
 * **Prompts.** An essay question is graded by the model of its ASAP prompt: the question rubric's ``essay_set``,
   else the assessment's ``metadata.essay_prompt``. Without either, the essay needs manual grading.
 * **Scale.** The AI scores on the prompt's own scale (e.g. 0–3); the suggestion in assessment points is
@@ -22,9 +27,11 @@ and AI-vs-instructor agreement.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,9 +71,10 @@ from platform_api._schemas import (
 from platform_api.data import GradedBy, QuestionKind, ScopeType, SubmissionStatus
 from platform_api.policy import Permission, Principal, Scope
 
+log = logging.getLogger(__name__)
+
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 30.0  # 30 s, 60 s, 2 min, 4 min between tries
-LEASE_SECONDS = 300.0  # a worker that dies mid-job frees it after this long
 AGREEMENT_WINDOW = 50  # decisions per prompt in the rolling QWK
 QUEUE_STATUSES = (SubmissionStatus.queued_for_ai_grading, SubmissionStatus.ai_suggested)
 PREDICTION_LOG_DIR = ("predictions", "essay_grader")
@@ -96,12 +104,14 @@ class EssayToGrade:
 @dataclass(frozen=True)
 class GradingTask:
     """A claimed grading job: grade every essay, then call ``record_ai_suggestion``, ``record_manual_grading``
-    or ``record_grading_failure`` with ``submission_id``."""
+    or ``record_grading_failure`` with ``submission_id`` and ``claim_token`` (renew the lease with
+    ``renew_leases`` meanwhile)."""
 
     submission_id: uuid.UUID
     course_id: uuid.UUID
     assessment_id: uuid.UUID
     attempt: int
+    claim_token: uuid.UUID
     essays: list[EssayToGrade] = field(default_factory=list)
 
 
@@ -160,9 +170,10 @@ def enqueue_missing_jobs(*, session: Session, now: datetime | None = None) -> in
     return created
 
 
-def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | None = None,
-                        lease_seconds: float = LEASE_SECONDS) -> list[GradingTask]:
-    """Due jobs of queued submissions, oldest first, each claimed for ``lease_seconds`` (attempt counted)."""
+def claim_grading_tasks(*, session: Session, lease_seconds: float, limit: int = 20,
+                        now: datetime | None = None) -> list[GradingTask]:
+    """Due jobs of queued submissions, oldest first, each claimed for ``lease_seconds`` (attempt counted) under
+    a new claim token."""
     now = _now(now)
     enqueue_missing_jobs(session=session, now=now)
     due = session.scalars(
@@ -174,11 +185,12 @@ def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | No
     tasks = []
     for job in due:
         # The conditional UPDATE is the claim: only one worker's UPDATE matches the unleased row.
+        claim_token = uuid.uuid4()
         claimed = session.execute(
             update(GradingJob).where(GradingJob.id == job.id, GradingJob.state == GradingJobState.pending,
                                      or_(GradingJob.leased_until.is_(None), GradingJob.leased_until < now))
             .values(leased_until=now + timedelta(seconds=lease_seconds), attempts=GradingJob.attempts + 1,
-                    updated_at=now)
+                    claim_token=claim_token, updated_at=now)
             .execution_options(synchronize_session=False)).rowcount
         session.commit()
         if claimed != 1:
@@ -190,8 +202,28 @@ def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | No
                       str(q.id), "")), prompt_id=essay_prompt_of(q, assessment), points=q.points)
                   for q in _assessments._questions_of(session, assessment.id) if q.kind is QuestionKind.essay]
         tasks.append(GradingTask(submission_id=submission.id, course_id=submission.course_id,
-                                 assessment_id=assessment.id, attempt=job.attempts, essays=essays))
+                                 assessment_id=assessment.id, attempt=job.attempts, claim_token=claim_token,
+                                 essays=essays))
     return tasks
+
+
+def renew_leases(*, session: Session, claim_tokens: Collection[uuid.UUID], lease_seconds: float,
+                 now: datetime | None = None) -> set[uuid.UUID]:
+    """Extend the lease of every pending job still claimed under one of ``claim_tokens`` to ``now +
+    lease_seconds``; returns the tokens still held (a missing one: the job was finished or taken over)."""
+    if not claim_tokens:
+        return set()
+    now = _now(now)
+    # The token alone decides: a claim replaces it, so a match means nobody took the job over, even when the
+    # lease ran out a moment ago (renewing it then loses nobody's work). A reclaim racing this UPDATE waits for
+    # its row lock and finds the lease renewed; the one that commits first wins.
+    held = session.scalars(
+        update(GradingJob).where(GradingJob.claim_token.in_(list(claim_tokens)),
+                                 GradingJob.state == GradingJobState.pending)
+        .values(leased_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .returning(GradingJob.claim_token).execution_options(synchronize_session=False)).all()
+    session.commit()
+    return set(held)
 
 
 def _job(session: Session, submission_id: uuid.UUID) -> GradingJob:
@@ -201,10 +233,38 @@ def _job(session: Session, submission_id: uuid.UUID) -> GradingJob:
     return job
 
 
-def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, essays: list[EssaySuggestion]) -> uuid.UUID:
-    """Store the AI suggestion of a claimed submission (all its essays) and close the job."""
+def _release_claim(session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
+                   result: str) -> GradingJob | None:
+    """End the caller's claim on the job of ``submission_id`` in the current transaction and return the job, or
+    None (logged, transaction rolled back) when the job no longer carries ``claim_token`` or is finished.
+
+    The conditional UPDATE comes first so that the row stays locked (PostgreSQL) or the database write-locked
+    (SQLite) until the caller commits the result: a reclaim cannot slip in between the check and the write."""
+    released = session.execute(
+        update(GradingJob).where(GradingJob.submission_id == submission_id,
+                                 GradingJob.claim_token == claim_token,
+                                 GradingJob.state == GradingJobState.pending)
+        .values(leased_until=None, claim_token=None, updated_at=_now(None))
+        .execution_options(synchronize_session=False)).rowcount
+    if released != 1:
+        session.rollback()
+        job = _job(session, submission_id)
+        log.warning("Dropped the %s of submission %s: claim %s no longer holds its grading job (its lease ran out "
+                    "and another worker claimed it, attempt %d, or the job is %s already)", result, submission_id,
+                    claim_token, job.attempts, job.state.value)
+        return None
+    return session.scalar(select(GradingJob).where(GradingJob.submission_id == submission_id)
+                          .execution_options(populate_existing=True))
+
+
+def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
+                         essays: list[EssaySuggestion]) -> uuid.UUID | None:
+    """Store the AI suggestion of a claimed submission (all its essays) and close the job; returns the AI grade's
+    id, or None when ``claim_token`` no longer holds the job (the late result is dropped and logged)."""
+    job = _release_claim(session, submission_id, claim_token, "AI suggestion")
+    if job is None:
+        return None
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
-    job = _job(session, submission_id)
     questions = {q.id: q for q in _assessments._questions_of(session, submission.assessment_id)}
     auto = _auto_total(submission)
     per_essay: dict[str, Any] = {}
@@ -225,10 +285,11 @@ def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, essays: 
     details = {"model_name": "grading_nlp", "model_version": ",".join(versions) or None, "confidence": confidence,
                "needs_review": any(e.needs_review for e in essays), "reasons": reasons, "essays": per_essay,
                "auto_score": auto, "attempt": job.attempts}
+    # Closed before record_ai_grade commits, in that same transaction: committed apart, the job would be pending
+    # and unleased for a moment, and a worker whose claim waited on the row would take it again.
+    job.state, job.reasons, job.last_error = GradingJobState.suggested, reasons, None
     grade = _assessments.record_ai_grade(session=session, submission_id=submission_id, score=round(total, 4),
                                          details=details)
-    job.state, job.leased_until, job.reasons, job.last_error = GradingJobState.suggested, None, reasons, None
-    session.commit()
     return grade.id
 
 
@@ -250,25 +311,32 @@ def _to_prompt_scale(points: float, prompt_max: float, question_points: float) -
     return float(points) * prompt_max / question_points
 
 
-def record_manual_grading(*, session: Session, submission_id: uuid.UUID, reasons: list[str]) -> None:
-    """Close the job without an AI grade: staff grade it from scratch (the reasons say why)."""
+def record_manual_grading(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
+                          reasons: list[str]) -> bool:
+    """Close the job without an AI grade: staff grade it from scratch (the reasons say why). False when
+    ``claim_token`` no longer holds the job (dropped and logged)."""
+    job = _release_claim(session, submission_id, claim_token, "needs-manual-grading result")
+    if job is None:
+        return False
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
-    job = _job(session, submission_id)
-    job.state, job.leased_until, job.reasons = GradingJobState.needs_manual_grading, None, list(reasons)
+    job.state, job.reasons = GradingJobState.needs_manual_grading, list(reasons)
     emit(session, event_type="grade.needs_manual_grading", user_id=submission.user_id,
          course_id=submission.course_id, payload={"submission_id": str(submission.id), "reasons": list(reasons)})
     session.commit()
+    return True
 
 
-def record_grading_failure(*, session: Session, submission_id: uuid.UUID, error: str,
+def record_grading_failure(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID, error: str,
                            now: datetime | None = None, max_attempts: int = MAX_ATTEMPTS,
-                           backoff_seconds: float = BACKOFF_SECONDS) -> GradingJobState:
+                           backoff_seconds: float = BACKOFF_SECONDS) -> GradingJobState | None:
     """A try failed: keep the error, retry after ``backoff × 2^(attempt-1)``, or after ``max_attempts`` tries
-    hand the submission to staff as "needs manual grading". Returns the job's new state."""
+    hand the submission to staff as "needs manual grading". Returns the job's new state, or None when
+    ``claim_token`` no longer holds the job (the new claimant's try counts, not this one; logged)."""
     now = _now(now)
-    job = _job(session, submission_id)
+    job = _release_claim(session, submission_id, claim_token, "failed try")
+    if job is None:
+        return None
     job.last_error = error[:2000]
-    job.leased_until = None
     if job.attempts >= max_attempts:
         job.state = GradingJobState.needs_manual_grading
         job.reasons = [f"AI grading failed {job.attempts} times (last error: {job.last_error}); grade this essay "
@@ -569,4 +637,4 @@ def my_submissions(*, session: Session, actor: Principal, limit: int = 100) -> l
 __all__ = ["AGREEMENT_WINDOW", "MAX_ATTEMPTS", "EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay",
            "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_queue",
            "labelled_examples", "my_submissions", "override_ai_grade", "record_ai_suggestion",
-           "record_grading_failure", "record_manual_grading", "set_grade", "staff_courses"]
+           "record_grading_failure", "record_manual_grading", "renew_leases", "set_grade", "staff_courses"]

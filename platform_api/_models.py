@@ -325,6 +325,9 @@ class GradingJob(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     leased_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # New on every claim: renewing the lease and recording the result need it, so a worker whose lease ran out
+    # and whose job another worker took cannot touch the job any more (a fencing token).
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -262,39 +262,60 @@ LabelledEssay = _grading_review.LabelledEssay
 __all__ += ["EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay", "claim_grading_tasks",
             "create_essay_assignment",
             "grading_agreement", "labelled_essays", "record_ai_suggestion", "record_grading_failure",
-            "record_manual_grading"]
+            "record_manual_grading", "renew_grading_leases"]
 
 
-def claim_grading_tasks(*, session: Session, limit: int = 20, now: datetime | None = None,
-                        lease_seconds: float = _grading_review.LEASE_SECONDS) -> list[GradingTask]:
+def claim_grading_tasks(*, session: Session, lease_seconds: float, limit: int = 20,
+                        now: datetime | None = None) -> list[GradingTask]:
     """Claim due AI grading jobs of queued essay submissions (creating missing jobs first), oldest first.
 
-    Each claim counts an attempt and leases the job for ``lease_seconds``; finish it with
-    :func:`record_ai_suggestion`, :func:`record_manual_grading` or :func:`record_grading_failure`. A job whose
-    worker died is claimable again when its lease runs out. Each essay names its ASAP ``prompt_id`` (question
-    rubric ``essay_set``, else assessment ``metadata.essay_prompt``; None means grade by hand)."""
+    Each claim counts an attempt, leases the job for ``lease_seconds`` (the worker passes
+    ``Settings.grading_lease_seconds``) and carries a new ``claim_token``. Renew the leases with
+    :func:`renew_grading_leases` while grading; finish with :func:`record_ai_suggestion`,
+    :func:`record_manual_grading` or :func:`record_grading_failure`, passing the token. A job whose worker died
+    (stopped renewing) is claimable again when its lease runs out. Each essay names its ASAP ``prompt_id``
+    (question rubric ``essay_set``, else assessment ``metadata.essay_prompt``; None means grade by hand)."""
     return _grading_review.claim_grading_tasks(session=session, limit=limit, now=now, lease_seconds=lease_seconds)
 
 
-def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, essays: list[EssaySuggestion]) -> uuid.UUID:
+def renew_grading_leases(*, session: Session, claim_tokens: Collection[uuid.UUID], lease_seconds: float,
+                         now: datetime | None = None) -> set[uuid.UUID]:
+    """Heartbeat of a grading worker: extend to ``now + lease_seconds`` the lease of every job still claimed
+    under one of ``claim_tokens`` (in one UPDATE). Returns the tokens still held; a token missing from it lost
+    its job (finished, or taken over by another worker after its lease ran out): stop working on it."""
+    return _grading_review.renew_leases(session=session, claim_tokens=claim_tokens, lease_seconds=lease_seconds,
+                                        now=now)
+
+
+def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
+                         essays: list[EssaySuggestion]) -> uuid.UUID | None:
     """Store the AI suggestion (score, interval, confidence, reasons, model version per essay) of a claimed
-    submission; staff then accept or override it. Returns the AI grade's id."""
-    return _grading_review.record_ai_suggestion(session=session, submission_id=submission_id, essays=essays)
+    submission; staff then accept or override it. Returns the AI grade's id, or None when ``claim_token`` no
+    longer holds the job: another worker took it over, so this late result is dropped (logged), never stored
+    over the other worker's."""
+    return _grading_review.record_ai_suggestion(session=session, submission_id=submission_id,
+                                                claim_token=claim_token, essays=essays)
 
 
-def record_manual_grading(*, session: Session, submission_id: uuid.UUID, reasons: list[str]) -> None:
-    """Close a claimed job without an AI grade; staff see the submission as "needs manual grading" with reasons."""
-    _grading_review.record_manual_grading(session=session, submission_id=submission_id, reasons=reasons)
+def record_manual_grading(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
+                          reasons: list[str]) -> bool:
+    """Close a claimed job without an AI grade; staff see the submission as "needs manual grading" with reasons.
+    False when ``claim_token`` no longer holds the job (dropped and logged, like a late suggestion)."""
+    return _grading_review.record_manual_grading(session=session, submission_id=submission_id,
+                                                 claim_token=claim_token, reasons=reasons)
 
 
-def record_grading_failure(*, session: Session, submission_id: uuid.UUID, error: str, now: datetime | None = None,
-                           max_attempts: int = _grading_review.MAX_ATTEMPTS,
-                           backoff_seconds: float = _grading_review.BACKOFF_SECONDS) -> str:
+def record_grading_failure(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID, error: str,
+                           now: datetime | None = None, max_attempts: int = _grading_review.MAX_ATTEMPTS,
+                           backoff_seconds: float = _grading_review.BACKOFF_SECONDS) -> str | None:
     """A grading try failed: store the error and retry with exponential backoff; after ``max_attempts`` tries
-    the submission needs manual grading. The submission stays queued either way. Returns the job state."""
-    return _grading_review.record_grading_failure(session=session, submission_id=submission_id, error=error,
-                                                  now=now, max_attempts=max_attempts,
-                                                  backoff_seconds=backoff_seconds).value
+    the submission needs manual grading. The submission stays queued either way. Returns the job state, or None
+    when ``claim_token`` no longer holds the job (dropped and logged: the new claimant's try is the one that
+    counts)."""
+    state = _grading_review.record_grading_failure(session=session, submission_id=submission_id,
+                                                   claim_token=claim_token, error=error, now=now,
+                                                   max_attempts=max_attempts, backoff_seconds=backoff_seconds)
+    return state.value if state is not None else None
 
 
 def create_essay_assignment(*, session: Session, course_id: uuid.UUID, title: str, prompt: str,

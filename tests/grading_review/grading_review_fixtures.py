@@ -131,3 +131,31 @@ class Api:
 
     def queue(self, person: Person, course: Course, **params):
         return self.client.get(f"/api/v1/courses/{course.id}/grading-queue", headers=person.headers, params=params)
+
+
+def queue_essay(settings: Settings, text: str = "The setting is hard on the cyclist. " * 20) -> uuid.UUID:
+    """One learner's essay submission queued for AI grading (prompt 3), written through the platform API
+    without HTTP or a trained grader (the lease tests grade with stand-ins)."""
+    from platform_api import api
+    from platform_api.data import NewCourse, NewSubmission, NewUser, UserRole
+
+    with api.open_session(settings) as session:
+        teacher, learner = api.create_users(session=session, users=[
+            NewUser(email=f"t-{uuid.uuid4().hex[:8]}@review.example", name="Ina", role=UserRole.instructor),
+            NewUser(email=f"l-{uuid.uuid4().hex[:8]}@review.example", name="Lee")])
+        (course,) = api.create_courses(session=session, courses=[NewCourse(title="Writing", instructor_id=teacher)])
+        assessment, question = api.create_essay_assignment(
+            session=session, course_id=course, title="Essay 1", prompt="Explain how the setting affects the cyclist.",
+            essay_prompt=PROMPT, criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
+        (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
+            assessment_id=assessment, user_id=learner, answers={str(question): text})])
+    return submission
+
+
+def fixed_grade(score: int):
+    """An AI grade of ``score`` on prompt 3's scale, as a stand-in grader returns it."""
+    from grading_nlp.data import AiGrade, GradeStatus
+
+    return AiGrade(status=GradeStatus.suggested, score=score, interval=(max(score - 1, 0), min(score + 1, 3)),
+                   confidence=0.8, needs_review=False, reasons=[f"stand-in grader scored {score}"],
+                   model_version="stand-in", prompt_id=PROMPT, score_range=(0, 3))

@@ -33,7 +33,8 @@ def test_ai_suggestion_is_reviewed_by_course_staff_only_and_learner_sees_final_g
     assert waiting["count"] == 3 and {i["review_state"] for i in waiting["data"]} == {"waiting_for_ai"}
 
     report = grade_pending_essays(settings=review_settings)
-    assert report == {"claimed": 3, "suggested": 3, "needs_manual_grading": 0, "failed": 0, "gave_up": 0}
+    assert report == {"claimed": 3, "suggested": 3, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
+                      "lease_lost": 0}
 
     # The learner sees neither the queue nor the AI grade of their own submission.
     assert api.queue(learners[0], course).status_code == 403
@@ -183,10 +184,11 @@ def test_a_claim_is_leased_so_two_workers_never_grade_one_submission(api, review
     with open_session(review_settings) as session:
         first = claim_grading_tasks(session=session, now=now, lease_seconds=60)
         assert len(first) == 1 and first[0].attempt == 1 and first[0].essays[0].prompt_id == PROMPT
-        assert claim_grading_tasks(session=session, now=now + timedelta(seconds=30)) == []
+        assert claim_grading_tasks(session=session, now=now + timedelta(seconds=30), lease_seconds=60) == []
         # The first worker died: the lease runs out and the job is taken again (a second attempt).
-        again = claim_grading_tasks(session=session, now=now + timedelta(seconds=61))
+        again = claim_grading_tasks(session=session, now=now + timedelta(seconds=61), lease_seconds=60)
         assert [t.submission_id for t in again] == [first[0].submission_id] and again[0].attempt == 2
+        assert again[0].claim_token != first[0].claim_token
 
 
 def test_who_may_not_decide_learns_nothing_about_the_hidden_ai_score(api, review_settings):
