@@ -86,8 +86,9 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
         return _web.to_login(request)
     try:
         if status not in (*AlertStatus.__members__, ALL):
-            raise _web.InvalidForm(f"Unknown alert status {status[:32]!r}: choose one of "
-                                   f"{', '.join(STATUS_LABELS.values())} or all")
+            # The values the address takes (the labels, "Open" or "Action taken", are not accepted there).
+            raise _web.InvalidForm(f"Unknown alert status {status[:32]!r}: use status= one of "
+                                   f"{', '.join(STATUS_LABELS)} or {ALL}")
         chosen = None if status == ALL else AlertStatus(status)
         views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=chosen,
                                                   limit=200, offset=0)
@@ -118,7 +119,7 @@ def act_on_alert(alert_id: uuid.UUID, request: Request, session: SessionDep, for
             raise _web.InvalidForm("Choose one of the listed actions")
         view = _alerts.record_outcome(session=session, actor=actor, alert_id=alert_id, outcome=chosen,
                                       action=AlertAction(action) if action and chosen is AlertOutcome.action_taken
-                                      else None, note=note.replace("\x00", ""))
+                                      else None, note=_web.form_text(note), open_only=True)
     except LearnloopError as exc:
         return _web.error_page(request, exc, actor.user)
     # Post/redirect/get: a reload does not record the outcome twice; the page announces what was stored.

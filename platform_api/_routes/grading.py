@@ -136,7 +136,8 @@ def accept_form(submission_id: uuid.UUID, request: Request, session: SessionDep,
                 ) -> Response:
     def action(actor: Principal) -> str:
         result = _grading_review.accept_ai_grade(session=session, actor=actor, submission_id=submission_id,
-                                                 data=AiGradeAccept(feedback=feedback), settings=settings)
+                                                 data=AiGradeAccept(feedback=_web.form_text(feedback)),
+                                                 settings=settings, undecided_only=True)
         return f"Accepted the AI grade {result.score:g}/{result.max_score:g} (the learner sees it as AI-assisted)."
 
     return _decide(request, session, course_id, form, action)
@@ -148,11 +149,11 @@ def override_form(submission_id: uuid.UUID, request: Request, session: SessionDe
                   comment: Annotated[str, Form(max_length=100_000)] = "") -> Response:
     def action(actor: Principal) -> str:
         try:
-            data = AiGradeOverride(score=float(score), comment=comment)
-        except (ValueError, ValidationError):
+            data = AiGradeOverride(score=float(score), comment=_web.form_text(comment))
+        except (ValueError, ValidationError):  # the comment is clean text here: only the score can be refused
             raise InvalidInput(f"Score {score!r} is not a number of points from 0 up; type the final score") from None
         result = _grading_review.override_ai_grade(session=session, actor=actor, submission_id=submission_id,
-                                                   data=data, settings=settings)
+                                                   data=data, settings=settings, undecided_only=True)
         return f"Saved your grade {result.score:g}/{result.max_score:g}."
 
     return _decide(request, session, course_id, form, action)
