@@ -60,6 +60,15 @@ def check(
         raise typer.BadParameter("give both --reference-presentations and --current-presentations")
     if model:
         names = list(model)
+        try:
+            unknown = _windows.unknown_models(names, settings)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable: each named check fails and is recorded
+            err.print(f"[yellow]the model names were not checked: the registry did not answer ({_reason(exc)})[/yellow]")
+            unknown = []
+        if unknown:
+            raise typer.BadParameter(f"no model {', '.join(map(repr, unknown))} to check: name a registered model "
+                                     "(`learnloop models list`) or an essay grader (essay_grader_p<prompt>)",
+                                     param_hint="--model")
     else:
         try:
             names = _windows.presentation_models(settings) if compare else _windows.served_models(settings)
