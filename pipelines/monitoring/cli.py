@@ -92,7 +92,7 @@ def check(
     if as_json:
         typer.echo(json.dumps(out, default=str))
     else:
-        _print_table(out, err)
+        _print_table(out, Console())  # the result on stdout (a pipe or a file gets it); progress stays on stderr
     failed = [name for name, row in out["models"].items() if row["status"] == "failed"]
     if failed:
         err.print(f"[red]drift check failed for {', '.join(failed)}[/red]")
@@ -194,7 +194,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
                                    "traffic, `learnloop drift check --reference-presentations 2013J "
                                    "--current-presentations 2014J`)")
     else:
-        _print_table({"models": models}, Console(stderr=True))
+        _print_table({"models": models}, Console())
 
 
 def _print_table(out: dict[str, Any], console) -> None:

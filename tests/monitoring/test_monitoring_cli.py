@@ -66,7 +66,8 @@ def test_drift_status_table_shows_the_report_path_in_full(settings, reference_wi
     out = CliRunner().invoke(drift_app(), ["drift", "status"], env={"COLUMNS": "100"})
 
     assert out.exit_code == 0, out.output
-    report_column = "".join(line.split("│")[-2].strip() for line in out.output.splitlines() if line.count("│") > 2)
+    # On stdout, like `models list`: it was on stderr, so `learnloop drift status | grep risk` found nothing.
+    report_column = "".join(line.split("│")[-2].strip() for line in out.stdout.splitlines() if line.count("│") > 2)
     assert report_column == str(result.report_html)
     assert len(result.drifted_features) <= 6 or "more)" in out.output
 
