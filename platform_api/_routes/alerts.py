@@ -77,10 +77,15 @@ ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content":
 # The staff home (/staff/courses: grading queues and alerts of your courses) is platform_api._web.staff_home.
 
 
+PAGE_ROWS = 200  # alerts per page; the page links to the next ones
+
+
 @pages.get("/courses/{course_id}/alerts", response_class=HTMLResponse)
 def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
-                status: Annotated[str, Query(max_length=32)] = AlertStatus.open.value, done: str | None = None) -> Any:
-    """``status``: one alert status, or ``all`` (an unknown value is an error page saying which exist)."""
+                status: Annotated[str, Query(max_length=32)] = AlertStatus.open.value, done: str | None = None,
+                offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> Any:
+    """``status``: one alert status, or ``all`` (an unknown value is an error page saying which exist); ``offset``:
+    the first alert shown (``PAGE_ROWS`` per page)."""
     actor = _web.page_principal(request, session)
     if actor is None:
         return _web.to_login(request)
@@ -91,7 +96,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
                                    f"{', '.join(STATUS_LABELS)} or {ALL}")
         chosen = None if status == ALL else AlertStatus(status)
         views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=chosen,
-                                                  limit=200, offset=0)
+                                                  limit=PAGE_ROWS, offset=offset)
         summary = _alerts.report(session=session, actor=actor, course_id=course_id)
         course = _courses.get_course(session=session, actor=actor, course_id=course_id)
     except LearnloopError as exc:
@@ -99,6 +104,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
     return _web.render(request, "alerts.html", {
         "actor": actor.user, "course": course, "alerts": views, "count": count, "report": summary,
         "status": status, "all": ALL, "statuses": STATUS_LABELS, "action_labels": ACTION_LABELS,
+        "offset": offset, "page_rows": PAGE_ROWS,
         "done": done if done in STATUS_LABELS else None})
 
 

@@ -87,3 +87,25 @@ def test_a_decision_from_a_page_loaded_before_a_colleague_decided_is_refused(api
     denied = unquote(_post(api, f"/grading/submissions/{submission}/accept", {"course_id": course.id})
                      .headers["location"])
     assert "submissions:grade" in denied and "already graded" not in denied
+
+
+def test_essays_after_the_first_page_of_the_queue_are_reached_by_its_links(api, monkeypatch):
+    """The queue page showed the first 200 essays under "250 submissions to decide" and no way to reach the rest."""
+    from platform_api._routes import grading as grading_routes
+
+    instructor = api.person("instructor", "Ina")
+    course = api.essay_course(instructor)
+    submitted = [api.submit(api.person("student", f"Lee {i}"), course, essay(0.5, seed=i)).json()["id"]
+                 for i in range(2)]
+    monkeypatch.setattr(grading_routes, "PAGE_ROWS", 1)
+    _sign_in(api, instructor)
+
+    first = api.client.get(f"/grading/courses/{course.id}").text
+    second = api.client.get(f"/grading/courses/{course.id}", params={"offset": 1}).text
+
+    assert "2 submissions to decide" in first and "Essays 1–1 of 2." in first
+    assert 'href="?offset=1" rel="next">Next 1</a>' in first and 'rel="prev"' not in first
+    assert "Essays 2–2 of 2." in second and 'href="?offset=0" rel="prev"' in second and 'rel="next"' not in second
+    shown = [[s for s in submitted if f'data-submission="{s}"' in page] for page in (first, second)]
+    assert sorted(shown[0] + shown[1]) == sorted(submitted) and len(shown[0]) == len(shown[1]) == 1
+    assert ">2. " in second  # numbered across pages
