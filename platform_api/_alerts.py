@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from learnloop.errors import InvalidInput, NotFound, PermissionDenied
+from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from platform_api import _audit, _courses, policy
 from platform_api._db import get_or_not_found
 from platform_api._models import Alert, AlertOutcomeRecord, Course, Enrollment, User
@@ -86,14 +86,24 @@ def get_alert(*, session: Session, actor: Principal | None, alert_id: uuid.UUID)
 
 
 def record_outcome(*, session: Session, actor: Principal | None, alert_id: uuid.UUID, outcome: AlertOutcome,
-                   action: AlertAction | None, note: str) -> AlertView:
-    """Store what staff did with an alert; ``action`` is required for (and only for) ``action_taken``."""
+                   action: AlertAction | None, note: str, open_only: bool = False) -> AlertView:
+    """Store what staff did with an alert; ``action`` is required for (and only for) ``action_taken``.
+
+    ``open_only`` (the alerts page, which offers decisions on open alerts only): refuse with Conflict when the alert
+    was resolved after the page was loaded, instead of replacing a colleague's verdict. The JSON API may change a
+    verdict on purpose (the history keeps both)."""
     view = get_alert(session=session, actor=actor, alert_id=alert_id)
     alert = view.alert
     if alert.status is AlertStatus.superseded:
         raise InvalidInput("This alert was superseded by a newer alert for the same learner; record the outcome "
                            "on the open one (GET /api/v1/courses/{id}/alerts?status=open)",
                            details={"alert_id": str(alert.id)})
+    if open_only and alert.status is not AlertStatus.open:
+        decided_by = session.get(User, alert.resolved_by) if alert.resolved_by else None
+        raise Conflict(f"The alert for {view.learner_name} was already marked {alert.status.value.replace('_', ' ')}"
+                       f"{f' by {decided_by.name}' if decided_by else ''} after this page was loaded; your decision "
+                       "was not saved. Reload the alerts to see the open ones.",
+                       details={"alert_id": str(alert.id), "status": alert.status.value})
     if outcome is AlertOutcome.action_taken and action is None:
         raise InvalidInput("Say which action you took: 'action' must be one of "
                            f"{', '.join(a.value for a in AlertAction)} when the outcome is action_taken",

@@ -48,8 +48,13 @@ def _status_for(exc: LearnloopError) -> tuple[int, str]:
     return 400, "bad_request"
 
 
-async def _domain_error(request: Request, exc: LearnloopError) -> JSONResponse:
+async def _domain_error(request: Request, exc: LearnloopError) -> Response:
     status, code = _status_for(exc)
+    # A browser on a page whose route let the error through (the operator page's sign-in check refusing a learner)
+    # gets the error page, not a JSON body.
+    page = _page_error(request, status, exc.message)
+    if page is not None:
+        return page
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return error_response(request, status, code, exc.message, exc.details, headers)
 

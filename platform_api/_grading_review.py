@@ -438,9 +438,31 @@ def grading_queue(*, session: Session, actor: Principal | None, course_id: uuid.
 
 
 # --- decisions ---------------------------------------------------------------------------------------
+def _refuse_if_decided(session: Session, actor: Principal | None, submission_id: uuid.UUID) -> None:
+    """The review page offers decisions on waiting essays only, so a decision it posts on an essay that has a final
+    grade comes from a page loaded before a colleague (or another tab) decided it: refuse it rather than silently
+    replace that grade and the comment the learner reads. The JSON API may decide again on purpose."""
+    submission = get_or_not_found(session, Submission, submission_id, "Submission")
+    # Authorize first: whether an essay is graded is not for everyone to learn.
+    policy.authorize(session, actor, Permission.submissions_grade,
+                     Scope.of_course(_course(session, submission.course_id)), what="grading this submission")
+    if submission.status in QUEUE_STATUSES:
+        return
+    final = session.scalar(select(Grade).where(Grade.submission_id == submission.id, Grade.is_final)
+                           .order_by(Grade.created_at.desc()))
+    grader = session.get(User, final.grader_id) if final is not None and final.grader_id else None
+    graded = f" {final.score:g}/{final.max_score:g}" if final is not None else ""
+    raise Conflict(f"This essay was already graded{graded}{f' by {grader.name}' if grader else ''} after this page "
+                   "was loaded; your decision was not saved. The queue now shows only the essays still waiting.",
+                   details={"submission_id": str(submission.id), "status": submission.status.value})
+
+
 def accept_ai_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID, data: AiGradeAccept,
-                    settings: Settings | None = None) -> SubmissionPublic:
-    """Make the AI suggestion the final grade (the learner sees it labelled "AI-assisted")."""
+                    settings: Settings | None = None, undecided_only: bool = False) -> SubmissionPublic:
+    """Make the AI suggestion the final grade (the learner sees it labelled "AI-assisted"). ``undecided_only`` (the
+    review page): refuse with Conflict when the essay already has a final grade instead of replacing it."""
+    if undecided_only:
+        _refuse_if_decided(session, actor, submission_id)
     result = _assessments.grade_submission(session=session, actor=actor, submission_id=submission_id,
                                            data=GradeUpdate(accept_ai=True, feedback=data.feedback))
     _after_decision(session, submission_id, settings)
@@ -448,9 +470,13 @@ def accept_ai_grade(*, session: Session, actor: Principal | None, submission_id:
 
 
 def override_ai_grade(*, session: Session, actor: Principal | None, submission_id: uuid.UUID,
-                      data: AiGradeOverride, settings: Settings | None = None) -> SubmissionPublic:
+                      data: AiGradeOverride, settings: Settings | None = None,
+                      undecided_only: bool = False) -> SubmissionPublic:
     """Give the final score yourself. Overriding an AI suggestion with a different score needs a comment: it
-    tells the learner why and becomes a labelled example for the next training run."""
+    tells the learner why and becomes a labelled example for the next training run. ``undecided_only`` (the review
+    page): refuse with Conflict when the essay already has a final grade instead of replacing it."""
+    if undecided_only:
+        _refuse_if_decided(session, actor, submission_id)
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
     # Authorize before comparing with the suggestion: otherwise which scores need a comment tells anyone the
     # hidden AI score (the learner included).

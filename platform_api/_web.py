@@ -88,6 +88,12 @@ async def posted_form(request: Request) -> list[tuple[str, str]]:
 PostedForm = Annotated[list[tuple[str, str]], Depends(posted_form)]
 
 
+def form_text(value: str) -> str:
+    """A free-text form field as it can be stored: NUL characters (pasted along from some documents, invisible on
+    the page, refused by PostgreSQL text) are dropped instead of failing the whole decision."""
+    return value.replace("\x00", "")
+
+
 def to_login(request: Request, form: list[tuple[str, str]] | None = None) -> Response:
     """Send a caller who is not signed in (or whose sign-in expired) to sign in, then back.
 

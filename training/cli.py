@@ -64,8 +64,12 @@ def train_risk(
     if as_json:
         typer.echo(json.dumps(payload))
     else:
-        typer.echo(f"risk v{payload['version']} {payload['aliases']}: active AUC {payload['auc_active']} "
-                   f"by week {payload['auc_active_by_week']}, ECE {payload['ece_active']}")
+        # --no-register trains and evaluates only: there is no version to name.
+        registered = (f"risk v{payload['version']} ({', '.join(payload['aliases']) or 'no alias'})"
+                      if payload["version"] else "risk (not registered: --no-register)")
+        by_week = ", ".join(f"{week} {auc}" for week, auc in payload["auc_active_by_week"].items())
+        typer.echo(f"{registered}: active AUC {payload['auc_active']} (by week: {by_week}), "
+                   f"ECE {payload['ece_active']}")
 
 
 def eval_risk(
@@ -126,7 +130,8 @@ def promote(
                 continue
             table.add_row(check.name, "yes" if check.passed else "NO", check.detail)
         Console().print(table)
-        typer.echo(f"champion: v{decision.champion_version}")
+        typer.echo(f"champion: v{decision.champion_version}" if decision.champion_version
+                   else f"champion: none (no version of '{model}' is champion)")
     _refresh_operator_page()
     if decision.outcome is PromotionOutcome.refused:
         raise typer.Exit(code=1)

@@ -94,6 +94,19 @@ def served_models(settings: Settings) -> list[str]:
     return sorted(names)
 
 
+def unknown_models(names: Sequence[str], settings: Settings) -> list[str]:
+    """The names among ``names`` that are no model a drift check could watch: neither registered nor an essay grader
+    (``essay_grader_p<prompt>``, served from the data dir). Checked anyway, a typo was recorded as a skipped model
+    that stayed on ``drift status`` and /operator for good."""
+    others = [name for name in names if not _ESSAY_MODEL.match(name)]
+    if not others:
+        return []
+    from training.api import list_models
+
+    registered = {v.name for v in list_models(settings=settings)}
+    return [name for name in others if name not in registered]
+
+
 def presentation_models(settings: Settings) -> list[str]:
     """What ``learnloop drift check --reference-presentations … --current-presentations …`` compares by default: the
     champions that record a Feast FeatureService (the at-risk model), the only models whose inputs OULAD

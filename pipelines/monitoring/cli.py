@@ -60,6 +60,15 @@ def check(
         raise typer.BadParameter("give both --reference-presentations and --current-presentations")
     if model:
         names = list(model)
+        try:
+            unknown = _windows.unknown_models(names, settings)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable: each named check fails and is recorded
+            err.print(f"[yellow]the model names were not checked: the registry did not answer ({_reason(exc)})[/yellow]")
+            unknown = []
+        if unknown:
+            raise typer.BadParameter(f"no model {', '.join(map(repr, unknown))} to check: name a registered model "
+                                     "(`learnloop models list`) or an essay grader (essay_grader_p<prompt>)",
+                                     param_hint="--model")
     else:
         try:
             names = _windows.presentation_models(settings) if compare else _windows.served_models(settings)
@@ -83,7 +92,7 @@ def check(
     if as_json:
         typer.echo(json.dumps(out, default=str))
     else:
-        _print_table(out, err)
+        _print_table(out, Console())  # the result on stdout (a pipe or a file gets it); progress stays on stderr
     failed = [name for name, row in out["models"].items() if row["status"] == "failed"]
     if failed:
         err.print(f"[red]drift check failed for {', '.join(failed)}[/red]")
@@ -185,7 +194,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
                                    "traffic, `learnloop drift check --reference-presentations 2013J "
                                    "--current-presentations 2014J`)")
     else:
-        _print_table({"models": models}, Console(stderr=True))
+        _print_table({"models": models}, Console())
 
 
 def _print_table(out: dict[str, Any], console) -> None:

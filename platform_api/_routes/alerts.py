@@ -77,20 +77,26 @@ ACTION_LABELS = {"message_learner": "Messaged the learner", "recommend_content":
 # The staff home (/staff/courses: grading queues and alerts of your courses) is platform_api._web.staff_home.
 
 
+PAGE_ROWS = 200  # alerts per page; the page links to the next ones
+
+
 @pages.get("/courses/{course_id}/alerts", response_class=HTMLResponse)
 def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
-                status: Annotated[str, Query(max_length=32)] = AlertStatus.open.value, done: str | None = None) -> Any:
-    """``status``: one alert status, or ``all`` (an unknown value is an error page saying which exist)."""
+                status: Annotated[str, Query(max_length=32)] = AlertStatus.open.value, done: str | None = None,
+                offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> Any:
+    """``status``: one alert status, or ``all`` (an unknown value is an error page saying which exist); ``offset``:
+    the first alert shown (``PAGE_ROWS`` per page)."""
     actor = _web.page_principal(request, session)
     if actor is None:
         return _web.to_login(request)
     try:
         if status not in (*AlertStatus.__members__, ALL):
-            raise _web.InvalidForm(f"Unknown alert status {status[:32]!r}: choose one of "
-                                   f"{', '.join(STATUS_LABELS.values())} or all")
+            # The values the address takes (the labels, "Open" or "Action taken", are not accepted there).
+            raise _web.InvalidForm(f"Unknown alert status {status[:32]!r}: use status= one of "
+                                   f"{', '.join(STATUS_LABELS)} or {ALL}")
         chosen = None if status == ALL else AlertStatus(status)
         views, count = _alerts.list_course_alerts(session=session, actor=actor, course_id=course_id, status=chosen,
-                                                  limit=200, offset=0)
+                                                  limit=PAGE_ROWS, offset=offset)
         summary = _alerts.report(session=session, actor=actor, course_id=course_id)
         course = _courses.get_course(session=session, actor=actor, course_id=course_id)
     except LearnloopError as exc:
@@ -98,6 +104,7 @@ def alerts_page(course_id: uuid.UUID, request: Request, session: SessionDep,
     return _web.render(request, "alerts.html", {
         "actor": actor.user, "course": course, "alerts": views, "count": count, "report": summary,
         "status": status, "all": ALL, "statuses": STATUS_LABELS, "action_labels": ACTION_LABELS,
+        "offset": offset, "page_rows": PAGE_ROWS,
         "done": done if done in STATUS_LABELS else None})
 
 
@@ -118,7 +125,7 @@ def act_on_alert(alert_id: uuid.UUID, request: Request, session: SessionDep, for
             raise _web.InvalidForm("Choose one of the listed actions")
         view = _alerts.record_outcome(session=session, actor=actor, alert_id=alert_id, outcome=chosen,
                                       action=AlertAction(action) if action and chosen is AlertOutcome.action_taken
-                                      else None, note=note.replace("\x00", ""))
+                                      else None, note=_web.form_text(note), open_only=True)
     except LearnloopError as exc:
         return _web.error_page(request, exc, actor.user)
     # Post/redirect/get: a reload does not record the outcome twice; the page announces what was stored.

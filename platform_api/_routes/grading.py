@@ -99,19 +99,24 @@ def home(request: Request, session: SessionDep) -> Response:
     return RedirectResponse(_web.landing(session, actor), status_code=status.HTTP_303_SEE_OTHER)
 
 
+PAGE_ROWS = 200  # essays per page of the queue; the page links to the next ones
+
+
 @pages.get("/courses/{course_id}")
 def queue_page(course_id: uuid.UUID, request: Request, session: SessionDep,
-               done: str | None = None, error: str | None = None) -> Response:
+               done: str | None = None, error: str | None = None,
+               offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> Response:
     actor = _web.page_principal(request, session)
     if actor is None:
         return _web.to_login(request)
     try:
-        queue = _grading_review.grading_queue(session=session, actor=actor, course_id=course_id, limit=200)
+        queue = _grading_review.grading_queue(session=session, actor=actor, course_id=course_id, limit=PAGE_ROWS,
+                                              offset=offset)
     except LearnloopError as exc:
         return _web.error_page(request, exc, actor.user)
     course = session.get(Course, course_id)
     return _web.render(request, "grading/queue.html", {"user": actor.user, "course": course, "queue": queue,
-                                                       "done": done, "error": error})
+                                                       "done": done, "error": error, "page_rows": PAGE_ROWS})
 
 
 def _decide(request: Request, session, course_id: uuid.UUID, form: list[tuple[str, str]], action) -> Response:
@@ -136,7 +141,8 @@ def accept_form(submission_id: uuid.UUID, request: Request, session: SessionDep,
                 ) -> Response:
     def action(actor: Principal) -> str:
         result = _grading_review.accept_ai_grade(session=session, actor=actor, submission_id=submission_id,
-                                                 data=AiGradeAccept(feedback=feedback), settings=settings)
+                                                 data=AiGradeAccept(feedback=_web.form_text(feedback)),
+                                                 settings=settings, undecided_only=True)
         return f"Accepted the AI grade {result.score:g}/{result.max_score:g} (the learner sees it as AI-assisted)."
 
     return _decide(request, session, course_id, form, action)
@@ -148,11 +154,11 @@ def override_form(submission_id: uuid.UUID, request: Request, session: SessionDe
                   comment: Annotated[str, Form(max_length=100_000)] = "") -> Response:
     def action(actor: Principal) -> str:
         try:
-            data = AiGradeOverride(score=float(score), comment=comment)
-        except (ValueError, ValidationError):
+            data = AiGradeOverride(score=float(score), comment=_web.form_text(comment))
+        except (ValueError, ValidationError):  # the comment is clean text here: only the score can be refused
             raise InvalidInput(f"Score {score!r} is not a number of points from 0 up; type the final score") from None
         result = _grading_review.override_ai_grade(session=session, actor=actor, submission_id=submission_id,
-                                                   data=data, settings=settings)
+                                                   data=data, settings=settings, undecided_only=True)
         return f"Saved your grade {result.score:g}/{result.max_score:g}."
 
     return _decide(request, session, course_id, form, action)

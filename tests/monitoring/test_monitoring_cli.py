@@ -66,6 +66,17 @@ def test_drift_status_table_shows_the_report_path_in_full(settings, reference_wi
     out = CliRunner().invoke(drift_app(), ["drift", "status"], env={"COLUMNS": "100"})
 
     assert out.exit_code == 0, out.output
-    report_column = "".join(line.split("│")[-2].strip() for line in out.output.splitlines() if line.count("│") > 2)
+    # On stdout, like `models list`: it was on stderr, so `learnloop drift status | grep risk` found nothing.
+    report_column = "".join(line.split("│")[-2].strip() for line in out.stdout.splitlines() if line.count("│") > 2)
     assert report_column == str(result.report_html)
     assert len(result.drifted_features) <= 6 or "more)" in out.output
+
+
+def test_drift_check_of_a_model_that_does_not_exist_is_refused_and_leaves_no_row(registry_settings):
+    """`drift check -m rsik` (a typo) was "skipped" with exit 0 and recorded: a model named "rsik" stayed on
+    `drift status` and /operator for good."""
+    out = CliRunner().invoke(drift_app(), ["drift", "check", "-m", "rsik"])
+
+    assert out.exit_code == 2 and "no model 'rsik' to check" in out.output and "learnloop models list" in out.output
+    status = CliRunner().invoke(drift_app(), ["drift", "status", "--json"])
+    assert json.loads(status.stdout)["models"] == {}

@@ -104,7 +104,11 @@ def test_an_operator_opens_the_page_in_a_browser_with_the_staff_sign_in(platform
         client.cookies.clear()
         _, learner = _signed_in_user(platform)
         _sign_in(platform, learner)
-        assert client.get("/operator", headers={"Accept": "text/html"}).status_code == 403
+        refused = client.get("/operator", headers={"Accept": "text/html"})
+        # The error page in the staff layout, not a JSON body in the browser.
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+        assert "<h1>Not allowed</h1>" in refused.text and "operator:read" in refused.text
+        assert client.get("/operator/status").json()["error"]["code"] == "permission_denied"  # scripts: JSON
         client.cookies.clear()
         _, instructor = _signed_in_user(platform, "instructor")
         _sign_in(platform, instructor)

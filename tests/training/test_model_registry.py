@@ -210,3 +210,25 @@ def test_models_list_shows_each_kind_of_model_its_own_metric(registry_settings, 
     assert out.exit_code == 0, out.output
     assert "qwk 0.7100" in out.output and "interval_coverage_gap 0.0200" in out.output
     assert "auc 0.8000" in out.output and "ece 0.0200" in out.output
+
+
+def test_a_refused_first_promotion_says_there_is_no_champion(registry_settings, toy_export):
+    """`learnloop promote recommender` on the demo (its first ranker does not beat the fallback) ended with
+    "champion: vNone"."""
+    import typer
+    from typer.testing import CliRunner
+
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["models"], name="models")
+    _, export = toy_export
+    register_onnx_model(name="toy", export=export, metrics={**GOOD, "ece": 0.5}, params={}, train_fingerprint="t",
+                        eval_fingerprint="e")
+
+    out = CliRunner().invoke(root, ["promote", "toy"], env={"COLUMNS": "200"})
+
+    assert out.exit_code == 1, out.output
+    assert "vNone" not in out.output and "champion: none (no version of 'toy' is champion)" in out.output

@@ -143,3 +143,24 @@ def test_capacity_is_chosen_on_training_presentations_only(frame):
     assert select_capacity(train, risk_features(train), SMALL) == (SMALL, {})
     run = train_risk(frame=frame, recipe=RiskRecipe(capacity_grid=grid), register=False)
     assert run.fitted.recipe.max_iter == 40 and run.fitted.capacity_scores == scores
+
+
+def test_train_risk_without_registering_says_so(frame, tmp_path):
+    """`learnloop train risk --no-register` printed "risk vNone []: … by week {'5': 0.95, …}"."""
+    import typer
+    from typer.testing import CliRunner
+
+    from training import cli
+
+    root = typer.Typer()
+    groups = {name: typer.Typer() for name in ("train", "eval", "models")}
+    cli.register(groups=groups, root=root)
+    root.add_typer(groups["train"], name="train")
+    frame.to_parquet(tmp_path / "risk.parquet")
+
+    out = CliRunner().invoke(root, ["train", "risk", "--training-set", str(tmp_path / "risk.parquet"),
+                                    "--fixed-capacity", "--max-iter", "20", "--no-register"])
+
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("risk (not registered: --no-register): active AUC ") and "None" not in out.stdout
+    assert "(by week: 5 0." in out.stdout and "{" not in out.stdout
