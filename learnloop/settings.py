@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 600
     redis_url: str | None = None
     nats_url: str | None = None
+    nats_duplicate_window_s: float = Field(
+        default=120.0, gt=0, le=7 * 24 * 3600,
+        description="JetStream drops a copy of an event published again within this window (of the relay's stream "
+                    "LMS_EVENTS); the consumers skip later copies by event id themselves.")
 
     # ML loop
     mlflow_tracking_uri: str | None = None

@@ -376,7 +376,8 @@ def relay_pending(settings: Settings | None = None, *, bus: EventBus | None = No
     """Publish every pending outbox event once (to NATS when configured, else to ``bus``); returns the count."""
     settings = settings or get_settings()
     engine = make_engine(settings.sqlalchemy_url)
-    publisher = NatsPublisher(settings.nats_url) if settings.nats_url else (bus or EventBus())
+    publisher = (NatsPublisher(settings.nats_url, duplicate_window_s=settings.nats_duplicate_window_s)
+                 if settings.nats_url else (bus or EventBus()))
 
     async def _run() -> int:
         try:

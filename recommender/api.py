@@ -318,7 +318,8 @@ def _champion_ranker(settings: Settings | None = None, *, refresh: bool = False)
 
 
 def interactions_from_events(events: Iterable) -> pd.DataFrame:
-    """Content opens in platform event envelopes (objects, dicts or JSON lines) as training interactions:
+    """Content opens in platform event envelopes (objects, dicts or JSON lines; an event id repeated by a redelivery
+    counts once) as training interactions:
     ``course_id, user_id, item_id, day, timestamp, event_type`` (day 0 = the course's start as the platform counts it: its ``course.created`` event, else its first open)."""
     from recommender._recommend import platform_events
 
@@ -328,7 +329,8 @@ def interactions_from_events(events: Iterable) -> pd.DataFrame:
 def feedback_from_events(events: Iterable) -> pd.DataFrame:
     """Clicks (opens) and completions (``video_complete``) of items of the learner's latest served list, with
     the list's experiment and arm: ``course_id, user_id, item_id, experiment, variant, outcome,
-    served_event_id, timestamp``. ``learnloop train recommender --events`` logs these per arm."""
+    served_event_id, timestamp`` (an event id repeated by a redelivery counts once). ``learnloop train recommender
+    --events`` logs these per arm."""
     from recommender._recommend import platform_events
 
     return platform_events.feedback(events)

@@ -191,6 +191,40 @@ def test_content_events_create_update_delete(indexed):
         )
 
 
+def test_a_content_event_delivered_twice_leaves_the_index_as_once(indexed):
+    """Content events need no ledger: each is an upsert or a delete by content id, and the platform's carry no text
+    (the item's current text is read when the event is applied), so a copy delivered again, later than JetStream's
+    duplicate window and even after a newer event of the item, leaves the index as one delivery did."""
+    store = {"geo-2": ContentItem("geo-2", "course-b", "Glaciers", "Ice sheets carve U-shaped valleys.")}
+    index = api._open_index(indexed)
+
+    def state():
+        hits = api.search("glaciers ice valleys", allowed_course_ids=["course-b"], limit=100, settings=indexed)
+        return len(index), {h.item_id: (h.title, round(h.score, 6)) for h in hits}
+
+    def apply(event):
+        return api.apply_content_event(event, fetch_item=store.get, settings=indexed)
+
+    created = Event(event_type="content.created", course_id="course-b", payload={"content_id": "geo-2"})
+    apply(created)
+    once = state()
+    assert apply(created) is ContentChange.created and state() == once and once[0] == len(CATALOG) + 1
+    store["geo-2"] = ContentItem("geo-2", "course-b", "Glaciers and fjords", "Ice sheets carve valleys, the sea "
+                                 "floods them.")
+    updated = Event(event_type="content.updated", course_id="course-b", payload={"content_id": "geo-2"})
+    apply(updated)
+    after_update = state()
+    assert after_update[1]["geo-2"][0] == "Glaciers and fjords"
+    assert [apply(e) for e in (updated, created)] == [ContentChange.updated, ContentChange.created]
+    assert state() == after_update  # the old "created" again: still the current text
+    deleted = Event(event_type="content.deleted", payload={"content_id": "geo-2"})
+    del store["geo-2"]
+    apply(deleted)
+    gone = state()
+    assert [apply(e) for e in (deleted, updated)] == [ContentChange.deleted, ContentChange.deleted]
+    assert state() == gone and "geo-2" not in gone[1] and gone[0] == len(CATALOG)
+
+
 # -- a Qdrant server that is down ----------------------------------------------------------------------------------
 class _FailingQueries:
     """A Qdrant client whose queries fail (the server went down after the index was opened); the rest passes."""
