@@ -262,6 +262,34 @@ def test_server_mode_answers_from_the_in_process_vectors_when_the_server_fails(s
     assert failing.queries == 1  # asked once, then left alone for the retry window
 
 
+def test_a_collection_deleted_from_the_server_is_noticed_and_a_down_server_is_not_taken_for_it(search_settings):
+    """The content indexer asks every 30 s whether the server still has the collection (then it opens the index
+    again and rebuilds it from the platform's content); a server that fails the question says nothing."""
+    from qdrant_client import QdrantClient
+
+    from models.api import EmbeddingPrecision, get_text_embedder
+    from recommender._search.index import COLLECTION, SearchIndex
+
+    embedder = get_text_embedder(EmbeddingPrecision(api.SEARCH_EMBEDDING_PRECISION), settings=search_settings)
+    client = QdrantClient(":memory:")
+    index = SearchIndex(client=client, embedder=embedder, server_mode=True)
+    assert index.opened_empty == "its collection was missing"
+    index.upsert(CATALOG[:2])
+    assert index.storage_lost(ask_server=True) is None
+    reopened = SearchIndex(client=client, embedder=embedder, server_mode=True)
+    assert reopened.opened_empty is None and len(reopened) == 2
+    client.delete_collection(COLLECTION)
+    assert index.storage_lost(ask_server=False) is None  # not asked: no request
+    assert "gone from the Qdrant server" in index.storage_lost(ask_server=True)
+
+    class Down:
+        def collection_exists(self, name):
+            raise ConnectionError("[Errno 111] Connection refused")
+
+    index._client = Down()
+    assert index.storage_lost(ask_server=True) is None
+
+
 @pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_a_hung_qdrant_server_is_waited_for_once_per_retry_window(search_settings):
     """A Qdrant server that accepts connections and never answers: the first search waits for the client's timeout
