@@ -74,6 +74,10 @@ class Settings(BaseSettings):
         description="How long a grading worker's claim on an essay lasts unrenewed; the worker renews it every "
                     "third of that while it grades, so a killed worker's essays are claimable again within it.",
     )
+    nats_duplicate_window_s: float = Field(
+        default=120.0, gt=0, le=7 * 24 * 3600,
+        description="JetStream drops a copy of an event published again within this window (of the relay's stream "
+                    "LMS_EVENTS); the consumers skip later copies by event id themselves.")
 
     # ML loop
     mlflow_tracking_uri: str | None = None

@@ -2,9 +2,12 @@
 become click rows, garbage goes to a quarantine with a reason, and the activity-derived sources of the
 presentations touched are recomputed.
 
-Incremental and idempotent: accepted event ids form a ledger (``<feast_dir>/events/clicks.parquet``); an event
-already in it is skipped (counted ``already_ingested``), so replaying a stream adds nothing twice. So are the
-``resource_click`` events of the OULAD import (``source_service`` ``oulad_import``): they are studentVle rows.
+Incremental and idempotent by event id: accepted event ids form a ledger (``<feast_dir>/events/clicks.parquet``);
+an event already in it is skipped (counted ``already_ingested``), so replaying a stream adds nothing twice. So is a
+second copy of an event within one batch (a redelivery: the relay publishes an event again when it stopped between
+the broker's ack and marking the row, and JetStream drops the copy only within its 2-minute duplicate window); a
+copy that differs from the first is quarantined instead. So are the ``resource_click`` events of the OULAD import
+(``source_service`` ``oulad_import``): they are studentVle rows.
 
 An activity event counts as clicks on a content item: ``user_id`` is the student (OULAD ``id_student``),
 ``course_id`` the presentation key (``AAA-2013J``), ``payload.content_id`` the item (``id_site``),
@@ -83,7 +86,8 @@ def validate_events(raw_events: list[dict | str | Event], *, registrations: pd.D
     starts = registrations.drop_duplicates("course").set_index("course")["course_start"]
     site_course = sites.set_index("id_site")["course"].to_dict() if len(sites) else {}
     now = pd.Timestamp(datetime.now(UTC))
-    accepted, quarantined, batch_ids = [], [], set()
+    accepted, quarantined = [], []
+    batch_copies: dict[str, dict] = {}  # event id → the first copy of it in this batch
 
     def reject(raw: Any, reason: QuarantineReason, detail: str, event_id: str | None = None) -> None:
         report.quarantined[reason.value] += 1
@@ -109,10 +113,14 @@ def validate_events(raw_events: list[dict | str | Event], *, registrations: pd.D
             # analytics stream must not count it twice.
             report.already_ingested += 1
             continue
-        if event_id in batch_ids:
-            reject(raw_out, QuarantineReason.duplicate_event_id, "event id seen earlier in this batch", event_id)
+        first = batch_copies.setdefault(event_id, raw_out)
+        if first is not raw_out:
+            if first == raw_out:  # a redelivered copy: the first one was dealt with
+                report.already_ingested += 1
+            else:
+                reject(raw_out, QuarantineReason.duplicate_event_id,
+                       "event id seen earlier in this batch with other content", event_id)
             continue
-        batch_ids.add(event_id)
         if event.topic is not Topic.analytics:
             reject(raw_out, QuarantineReason.not_activity, f"{event.event_type} is not learner activity", event_id)
             continue

@@ -306,11 +306,13 @@ def ingest_events(raw_events: Sequence, *, tables=None, settings: Settings | Non
     into the offline sources, incrementally and idempotently.
 
     Garbage (malformed envelope or timestamp, unknown student or content, negative or non-integer clicks,
-    an event id repeated within the batch) is written to ``<feast_dir>/events/quarantine.parquet`` with a
-    reason and counted — never dropped silently, never counted as clicks. Accepted events join the ledger
-    ``<feast_dir>/events/clicks.parquet``; replayed ids are skipped. The activity, cohort and content-item
-    sources of the presentations touched are then recomputed (the OULAD clicks plus every accepted event),
-    stamped with a new ``created_timestamp``. Run ``materialize`` afterwards for the online store.
+    an event id repeated within the batch with other content) is written to
+    ``<feast_dir>/events/quarantine.parquet`` with a reason and counted — never dropped silently, never counted as
+    clicks. Accepted events join the ledger ``<feast_dir>/events/clicks.parquet``; replayed ids (and identical
+    copies within the batch: a broker's redelivery) are skipped as ``already_ingested``. The activity, cohort and
+    content-item sources of the presentations touched are recomputed (the OULAD clicks plus every accepted event)
+    before the ledger records the batch, stamped with a new ``created_timestamp``. Run ``materialize`` afterwards
+    for the online store.
     Returns counts: accepted, already_ingested, quarantined by reason, courses recomputed.
     """
     from pipelines._events import append_parquet, events_dir, read_clicks, validate_events
@@ -329,11 +331,14 @@ def ingest_events(raw_events: Sequence, *, tables=None, settings: Settings | Non
     accepted, quarantined, report = validate_events(list(raw_events), registrations=registrations,
                                                     sites=sites[["id_site", "course"]],
                                                     seen_ids=set(ledger["event_id"].astype(str)))
-    folder = events_dir(settings.feast_dir)
-    append_parquet(quarantined, folder / "quarantine.parquet")
-    append_parquet(accepted, folder / "clicks.parquet")
     if report.courses:
-        _recompute_activity(tables, read_clicks(settings.feast_dir), report.courses, settings)
+        # The features first, the ledger after. The sources are recomputed from a set of event ids, so a stop in
+        # between replays these events and counts each once; the other order marked them ingested and lost them.
+        ingested = accepted if ledger.empty else pd.concat([ledger, accepted], ignore_index=True)
+        _recompute_activity(tables, ingested, report.courses, settings)
+    folder = events_dir(settings.feast_dir)
+    append_parquet(accepted, folder / "clicks.parquet")
+    append_parquet(quarantined, folder / "quarantine.parquet")
     return report.as_dict()
 
 

@@ -4,14 +4,16 @@ Services call :func:`emit` inside the same session (hence the same DB transactio
 so an event exists if and only if the change was committed. The relay reads unpublished rows in ``id``
 order and hands each to a publisher: the in-process :class:`EventBus` by default, NATS JetStream when
 ``LEARNLOOP_NATS_URL`` is set. On a publish failure it stops at that row (order is kept), backs off and
-retries; rows are marked published only after the broker acknowledged them. JetStream de-duplicates on
-``Nats-Msg-Id`` = event id, so a crash between ack and mark does not deliver twice.
+retries; rows are marked published only after the broker acknowledged them. A stop between the ack and the mark
+publishes those events again: JetStream drops the copies on ``Nats-Msg-Id`` = event id within its duplicate
+window (``LEARNLOOP_NATS_DUPLICATE_WINDOW_S``, 2 min), and the consumers skip any later copy by event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -101,10 +103,12 @@ class EventBus:
 class NatsPublisher:
     """Publishes to NATS JetStream; connects lazily and reconnects after any failure."""
 
-    def __init__(self, url: str, *, stream: str = STREAM_NAME, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, *, stream: str = STREAM_NAME, timeout_s: float = 2.0,
+                 duplicate_window_s: float = 120.0) -> None:
         self.url = url
         self.stream = stream
         self.timeout_s = timeout_s
+        self.duplicate_window_s = duplicate_window_s
         self._nc = None
         self._js = None
 
@@ -124,10 +128,16 @@ class NatsPublisher:
         js = nc.jetstream(timeout=self.timeout_s)
         try:
             # Reuse whatever stream already captures our subjects (an operator may have made a wider one).
-            await js.find_stream_name_by_subject("lms.users.events")
+            found = await js.find_stream_name_by_subject("lms.users.events")
         except NotFoundError:
             await js.add_stream(StreamConfig(name=self.stream, subjects=STREAM_SUBJECTS,
-                                             max_age=7 * 24 * 3600.0, duplicate_window=120.0))
+                                             max_age=7 * 24 * 3600.0, duplicate_window=self.duplicate_window_s))
+        else:
+            if found == self.stream:  # ours: follow a changed window (an operator's own stream is left alone)
+                config = (await js.stream_info(found)).config
+                if abs((config.duplicate_window or 0) - self.duplicate_window_s) > 1e-3:
+                    await js.update_stream(dataclasses.replace(config, duplicate_window=self.duplicate_window_s))
+                    log.info("JetStream stream %s: duplicate window now %.0f s", found, self.duplicate_window_s)
         self._nc, self._js = nc, js
 
     async def publish(self, topic: str, envelope: dict[str, Any]) -> None:

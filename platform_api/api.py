@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput
@@ -193,7 +193,13 @@ def searchable_content(*, session: Session, content_ids: Iterable[str]) -> dict[
     return found
 
 
-__all__ += ["count_events", "searchable_content"]
+def count_content(*, session: Session) -> int:
+    """How many content items the platform holds (every one is searchable): the search indexer compares it with an
+    empty index to tell a lost index from a platform without content."""
+    return int(session.scalar(select(func.count()).select_from(ContentItem)) or 0)
+
+
+__all__ += ["count_content", "count_events", "searchable_content"]
 
 
 def create_assessments(*, session: Session, assessments: Iterable[NewAssessment]) -> list[uuid.UUID]:
@@ -375,8 +381,6 @@ def read_events(*, session: Session, topic: Topic | str | None = None, after_id:
 def count_events(*, session: Session, topic: Topic | str | None = None, up_to: int | None = None) -> int:
     """How many events (of ``topic``) the outbox holds at positions ``<= up_to``: a consumer that keeps a cursor
     counts again to notice a row that committed after it had read past its position (or a recreated database)."""
-    from sqlalchemy import func
-
     from platform_api._models import OutboxEvent
 
     statement = select(func.count()).select_from(OutboxEvent)
@@ -397,7 +401,8 @@ def relay_pending(settings: Settings | None = None, *, bus: EventBus | None = No
     """Publish every pending outbox event once (to NATS when configured, else to ``bus``); returns the count."""
     settings = settings or get_settings()
     engine = make_engine(settings.sqlalchemy_url)
-    publisher = NatsPublisher(settings.nats_url) if settings.nats_url else (bus or EventBus())
+    publisher = (NatsPublisher(settings.nats_url, duplicate_window_s=settings.nats_duplicate_window_s)
+                 if settings.nats_url else (bus or EventBus()))
 
     async def _run() -> int:
         try:

@@ -177,7 +177,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_re
         if migrate:
             await asyncio.to_thread(_migrate.upgrade, engine)
         sessions = make_sessionmaker(engine)
-        publisher = NatsPublisher(settings.nats_url) if settings.nats_url else bus
+        publisher = (NatsPublisher(settings.nats_url, duplicate_window_s=settings.nats_duplicate_window_s)
+                     if settings.nats_url else bus)
         relay = OutboxRelay(sessions, publisher)
 
         @event.listens_for(sessions, "after_commit")

@@ -120,6 +120,7 @@ def _build_index(settings: Settings, key: str):
             client=client,
             embedder=get_text_embedder(EmbeddingPrecision(SEARCH_EMBEDDING_PRECISION), settings=settings),
             server_mode=bool(settings.qdrant_url),
+            local_path=None if settings.qdrant_url else settings.qdrant_path,
         )
     except BaseException:
         client.close()  # or the folder stays locked by this process and the next try says "another process"
@@ -159,8 +160,9 @@ def remove_items(item_ids: Iterable[str], *, settings: Settings | None = None) -
 
 def sync_search_index(*, settings: Settings | None = None, verify: bool | None = None,
                       migrate: bool = False) -> dict:
-    """Apply the platform's content events since the last sync to the search index (one pass); returns
-    ``{"events", "indexed", "removed", "position", "restarted"}``. See ``recommender._search.sync``."""
+    """Apply the platform's content events since the last sync to the search index (one pass), rebuilding a lost
+    index from the platform's content; returns ``{"events", "indexed", "removed", "position", "restarted",
+    "rebuilding"}``. See ``recommender._search.sync``."""
     from recommender._search.sync import sync_once
 
     return sync_once(settings=settings, verify=verify, migrate=migrate).as_dict()
@@ -243,6 +245,8 @@ def search(
 
     ``allowed_course_ids`` is the caller's authorization decision (published + visibility + enrollment);
     no item of another course is ever returned. ``course_id`` narrows to one course and must be allowed.
+    Raises Unavailable while the content indexer rebuilds a lost index, or while an index opened empty waits for
+    it (an empty or partial index would hide content the platform holds; the platform answers a word match).
     """
     if not 1 <= limit <= 100:
         raise InvalidInput(f"limit must be between 1 and 100, got {limit}")
@@ -251,7 +255,15 @@ def search(
         if str(course_id) not in allowed:
             raise PermissionDenied(f"you may not search course {course_id} (enroll in it first)")
         allowed = {str(course_id)}
-    return _open_index(settings).search(query, allowed_course_ids=allowed, limit=limit)
+    index = _open_index(settings)
+    opened_empty = index.opened_empty  # read first: the indexer sets ``rebuilding`` before it clears this
+    rebuilding = index.rebuilding
+    if rebuilding is not None:  # a partial index would hide what it has not reached yet
+        raise Unavailable(rebuilding.describe())
+    if opened_empty is not None and not len(index):  # the indexer has not looked at it yet (or runs elsewhere)
+        raise Unavailable(f"the search index holds nothing yet ({opened_empty}): the content indexer beside the "
+                          "API fills it from the platform's content (`learnloop search sync` where none runs)")
+    return index.search(query, allowed_course_ids=allowed, limit=limit)
 
 
 def assign_variant(
@@ -318,7 +330,8 @@ def _champion_ranker(settings: Settings | None = None, *, refresh: bool = False)
 
 
 def interactions_from_events(events: Iterable) -> pd.DataFrame:
-    """Content opens in platform event envelopes (objects, dicts or JSON lines) as training interactions:
+    """Content opens in platform event envelopes (objects, dicts or JSON lines; an event id repeated by a redelivery
+    counts once) as training interactions:
     ``course_id, user_id, item_id, day, timestamp, event_type`` (day 0 = the course's start as the platform counts it: its ``course.created`` event, else its first open)."""
     from recommender._recommend import platform_events
 
@@ -328,7 +341,8 @@ def interactions_from_events(events: Iterable) -> pd.DataFrame:
 def feedback_from_events(events: Iterable) -> pd.DataFrame:
     """Clicks (opens) and completions (``video_complete``) of items of the learner's latest served list, with
     the list's experiment and arm: ``course_id, user_id, item_id, experiment, variant, outcome,
-    served_event_id, timestamp``. ``learnloop train recommender --events`` logs these per arm."""
+    served_event_id, timestamp`` (an event id repeated by a redelivery counts once). ``learnloop train recommender
+    --events`` logs these per arm."""
     from recommender._recommend import platform_events
 
     return platform_events.feedback(events)

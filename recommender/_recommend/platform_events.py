@@ -33,17 +33,25 @@ INTERACTION_COLUMNS = ["course_id", "user_id", "item_id", "day", "timestamp", "e
 
 
 def parse_events(events: Iterable) -> list[Event]:
-    """Envelopes from JSON lines, dicts or :class:`Event` objects (these pass through): parse once, then hand the
-    list to every function here."""
-    out = []
+    """Envelopes from JSON lines, dicts or :class:`Event` objects (these pass through), each event id once (the first
+    copy is kept): parse once, then hand the list to every function here.
+
+    An event can reach an export twice: the outbox relay publishes it again when it stopped between the broker's
+    ack and marking the row, and JetStream drops the copy only within its duplicate window (2 min); ``--events``
+    with ``--platform`` may also hold the same event. Counted twice, it would double an open and an arm's served
+    lists."""
+    out, seen = [], set()
     for raw in events:
         if isinstance(raw, Event):
-            out.append(raw)
-            continue
-        try:
-            out.append(Event.model_validate_json(raw) if isinstance(raw, str | bytes) else Event.model_validate(raw))
-        except ValueError as exc:
-            raise InvalidInput(f"not a learnloop event envelope: {str(raw)[:120]}") from exc
+            event = raw
+        else:
+            try:
+                event = Event.model_validate_json(raw) if isinstance(raw, str | bytes) else Event.model_validate(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"not a learnloop event envelope: {str(raw)[:120]}") from exc
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            out.append(event)
     return out
 
 
@@ -74,7 +82,9 @@ def from_platform(settings, *, batch: int = 20_000, progress=None) -> list[Event
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # One tzinfo for every source: pandas cannot subtract a column mixing pydantic's parsed UTC and datetime.UTC
+    # (events built in process alongside JSON lines).
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 FUTURE_SLACK = timedelta(days=1)  # as the platform: an open stamped later than this after now is no open

@@ -32,7 +32,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -62,6 +64,30 @@ class FusionConfig:
     method: FusionMethod = FusionMethod.convex
     alpha: float = 0.5
     candidates: int = DEFAULT_CANDIDATES
+
+
+@dataclass
+class Rebuild:
+    """An empty index being refilled from the platform's content by the content indexer (``_search.sync``)."""
+
+    reason: str
+    started_at: datetime
+    events_total: int  # content events to apply, counted when the rebuild started
+    events_done: int = 0
+    items: int = 0  # items indexed so far
+    items_before: int = 0  # what the index held before it was lost (the indexer's cursor)
+
+    def describe(self) -> str:
+        return (f"the search index is being rebuilt from the platform's content ({self.reason}): "
+                f"{self.events_done:,} of {self.events_total:,} content events applied, {self.items:,} items, "
+                f"since {self.started_at.astimezone(UTC):%H:%M:%S} UTC")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "started_at": self.started_at.isoformat(timespec="seconds")}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> Rebuild:
+        return cls(**{**saved, "started_at": datetime.fromisoformat(saved["started_at"])})
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ class SearchIndex:
         server_mode: bool,
         fusion_config: FusionConfig | None = None,
         max_passages: int | None = None,
+        local_path: Path | None = None,
     ) -> None:
         self._client = client
         # Cap on embedded passages per item (None: all); BM25 always reads the whole item.
@@ -147,15 +174,27 @@ class SearchIndex:
         self._snapshot: _Snapshot | None = None
         self._server_failed_at: float | None = None  # monotonic time of the last failed server query (or retry)
         self._server_state = threading.Lock()
-        self._ensure_collection()
+        created = self._ensure_collection()
         self._load()
+        # Why the index held nothing when opened (None: it held items): the content indexer rebuilds it from the
+        # platform's content when the platform holds some, and sets ``rebuilding`` meanwhile.
+        self.opened_empty: str | None = (
+            "its collection was missing" if created else "its collection was empty" if not self._items else None
+        )
+        self.rebuilding: Rebuild | None = None
+        # Local mode: files that exist once the index is open; gone means the folder was removed under the process
+        # (its writes then fail as "readonly database" until the index is opened again).
+        self._local_files = [
+            path for path in (local_path / "meta.json", local_path / "collection" / COLLECTION) if path.exists()
+        ] if local_path is not None else []
 
     # -- storage ---------------------------------------------------------------------------------------
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self) -> bool:
+        """Create the collection when it is missing; True when it was."""
         from qdrant_client import models as qm
 
         if self._client.collection_exists(COLLECTION):
-            return
+            return False
         self._client.create_collection(
             COLLECTION,
             vectors_config=qm.VectorParams(
@@ -166,6 +205,23 @@ class SearchIndex:
         )
         if self._server_mode:  # payload indexes have no effect in local mode
             self._client.create_payload_index(COLLECTION, "course_id", qm.PayloadSchemaType.KEYWORD)
+        return True
+
+    def storage_lost(self, *, ask_server: bool) -> str | None:
+        """Why this open index no longer has its storage (None: it has): the local folder was removed, or the
+        server's collection was deleted (asked only with ``ask_server``: it costs a request). A server that does not
+        answer says nothing: its queries and writes fail on their own."""
+        gone = [path for path in self._local_files if not path.exists()]
+        if gone:
+            return f"its folder lost {gone[0]} (removed while open)"
+        if self._server_mode and ask_server:
+            try:
+                exists = self._client.collection_exists(COLLECTION)
+            except Exception:  # noqa: BLE001 - down or hung: not a lost collection
+                return None
+            if not exists:
+                return f"the collection '{COLLECTION}' is gone from the Qdrant server"
+        return None
 
     def _load(self) -> None:
         offset = None

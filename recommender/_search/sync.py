@@ -12,8 +12,15 @@ longer exist. Applying an event twice gives the same index, which the rules belo
   the events, so an index that is down loses nothing: they are applied on a later pass.
 - **Starting over** (from the first event) when the cursor cannot be trusted: the content events up to
   ``settled`` no longer number what was applied (one committed more than ``SETTLE`` late; checked every
-  ``VERIFY_EVERY``), the event at ``settled`` is not the one applied (the database was recreated), or the index
-  is empty though it held items after the last pass (its folder was removed).
+  ``VERIFY_EVERY``) or the event at ``settled`` is not the one applied (the database was recreated).
+- **Rebuilding** a lost index: when the index was opened empty (its folder or collection removed, or never filled)
+  while the platform holds content, the pass replays every content event into it, from the first. Meanwhile the
+  index is marked ``rebuilding``: search answers Unavailable (the platform serves its word match) and the
+  operator row says so, with progress, until a pass has applied every event. A folder removed under the running
+  process (its writes then fail) or a collection deleted from the Qdrant server (asked every ``VERIFY_EVERY``) is
+  noticed too: the index is opened again, empty, and rebuilt. The mark is kept in the cursor, so a rebuild stopped
+  by a shutdown resumes as one. Items indexed outside the platform (the demo's catalog) are not in its events: a
+  rebuild cannot bring them back, and says so in the log.
 - **One view per process.** The index keeps a per-process snapshot for BM25, so each process that serves search
   (each API worker on a Qdrant server) runs its own consumer from the saved cursor: it applies every later event
   to its own snapshot as well as to Qdrant.
@@ -35,6 +42,7 @@ from pathlib import Path
 
 from learnloop.events import Topic
 from learnloop.settings import Settings, get_settings
+from recommender._search.index import Rebuild
 from recommender.data import ContentItem
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,7 @@ class SyncReport:
     removed: int = 0
     position: int = 0  # the settled position after the pass
     restarted: str | None = None  # why the pass started over from the first event
+    rebuilding: str | None = None  # why the index is being rebuilt from the platform's content (this pass worked on it)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +79,7 @@ class _Consumer:
     verified: float = float("-inf")
     last_pass: datetime | None = None  # when a pass last finished
     last_error: str | None = None  # why the last pass could not open the index
+    rebuild: Rebuild | None = None  # the index is being refilled from the platform's content
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restart(self) -> None:
@@ -77,7 +87,7 @@ class _Consumer:
 
     def saved(self) -> dict:
         return {"position": self.settled, "events": self.counted, "anchor": self.anchor,
-                "index_items": self.index_items}
+                "index_items": self.index_items, "rebuild": self.rebuild.as_dict() if self.rebuild else None}
 
 
 _consumers: dict[str, _Consumer] = {}
@@ -111,6 +121,10 @@ def _consumer(settings: Settings) -> _Consumer:
             if isinstance(saved, dict) and saved.get("source") == source:
                 consumer.settled, consumer.counted = int(saved.get("position", 0)), int(saved.get("events", 0))
                 consumer.anchor, consumer.index_items = saved.get("anchor"), int(saved.get("index_items", 0))
+                try:
+                    consumer.rebuild = Rebuild.from_dict(saved["rebuild"]) if saved.get("rebuild") else None
+                except (KeyError, TypeError, ValueError):  # a cursor written by hand or another version
+                    consumer.rebuild = None
         return consumer
 
 
@@ -122,7 +136,7 @@ def _save(settings: Settings, consumer: _Consumer) -> None:
     os.replace(handle.name, path)  # atomic: a crash leaves the old cursor or the new one
 
 
-def _restart_reason(session, platform, consumer: _Consumer, index, verify: bool) -> str | None:
+def _restart_reason(session, platform, consumer: _Consumer, verify: bool) -> str | None:
     if consumer.settled:
         at = platform.read_events(session=session, topic=Topic.content, after_id=consumer.settled - 1, limit=1)
         if not at or at[0][0] != consumer.settled or str(at[0][1].event_id) != consumer.anchor:
@@ -132,8 +146,23 @@ def _restart_reason(session, platform, consumer: _Consumer, index, verify: bool)
             if counted != consumer.counted:
                 return (f"{counted} content events up to position {consumer.settled}, {consumer.counted} applied: "
                         "one committed late")
-    if consumer.index_items and len(index) == 0:
-        return "the search index is empty though it held items (its folder was removed?)"
+    return None
+
+
+def _lost_index(session, platform, consumer: _Consumer, index) -> str | None:
+    """Why the index must be rebuilt from the platform's content (None: it need not). Asked once per opened index
+    (the caller then clears ``opened_empty``): an index emptied by deletes, or empty on a platform whose content has
+    no events, is not rebuilt every pass."""
+    opened_empty = index.opened_empty
+    if opened_empty is None or len(index):
+        return None
+    content = platform.count_content(session=session)
+    if content:
+        return f"{opened_empty} though the platform holds {content:,} content items"
+    if consumer.index_items:
+        log.warning("the search index was opened empty (%s) though it held %d items, and the platform holds no "
+                    "content to rebuild it from: items indexed outside the platform (e.g. the demo's catalog) "
+                    "must be indexed again", opened_empty, consumer.index_items)
     return None
 
 
@@ -143,29 +172,56 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
     skips the recount (default: every ``VERIFY_EVERY``); ``migrate`` brings the platform database to head first
     (the CLI; the served API did at start-up); ``stop`` ends the pass between batches."""
     from platform_api import api as platform
-    from recommender.api import _open_index
+    from recommender.api import _open_index, close_search_index
 
     settings = settings or get_settings()
     consumer = _consumer(settings)  # before the index: a pass that cannot open it still shows as failing
-    try:
-        index = _open_index(settings)
-    except Exception as exc:
-        consumer.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        raise
+
+    def opened():
+        try:
+            return _open_index(settings)
+        except Exception as exc:
+            consumer.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise
+
+    index = opened()
     report = SyncReport()
     with consumer.lock, platform.open_session(settings, migrate_first=migrate) as session:
         if verify is None:
             verify = time.monotonic() - consumer.verified >= VERIFY_EVERY
         if verify:
             consumer.verified = time.monotonic()
-        report.restarted = _restart_reason(session, platform, consumer, index, verify)
+        lost = index.storage_lost(ask_server=verify)
+        if lost is not None:  # its writes would fail from now on: open it again (empty) and rebuild it below
+            log.warning("search index: %s; opening it again", lost)
+            close_search_index(settings)
+            index = opened()
+        report.restarted = _restart_reason(session, platform, consumer, verify)
         if report.restarted:
             log.warning("search index sync starts over: %s", report.restarted)
+        rebuild_reason = _lost_index(session, platform, consumer, index)
+        if rebuild_reason is not None:
+            consumer.rebuild = Rebuild(reason=rebuild_reason, started_at=datetime.now(UTC),
+                                       events_total=platform.count_events(session=session, topic=Topic.content),
+                                       items_before=consumer.index_items)
+            log.warning("search index: rebuilding it from the platform's content (%s): %d content events to apply "
+                        "from the first; searches answer a word match meanwhile", rebuild_reason,
+                        consumer.rebuild.events_total)
+            if consumer.settled or consumer.tail:
+                report.restarted = report.restarted or f"the search index was lost: {rebuild_reason}"
+        if report.restarted:
             consumer.restart()
-        after, anchors = consumer.settled, {}
+        if report.restarted or rebuild_reason is not None:
+            _save(settings, consumer)  # a process stopped part way through resumes from the first event too
+        # In this order: search reads ``opened_empty`` before ``rebuilding`` and never sees neither set too early.
+        index.rebuilding = consumer.rebuild
+        index.opened_empty = None
+        report.rebuilding = consumer.rebuild.reason if consumer.rebuild is not None else None
+        after, anchors, drained = consumer.settled, {}, False
         while stop is None or not stop.is_set():
             events = platform.read_events(session=session, topic=Topic.content, after_id=after, limit=batch)
             if not events:
+                drained = True
                 break
             after = events[-1][0]
             fresh = [(position, event) for position, event in events if position not in consumer.tail]
@@ -179,12 +235,28 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
             report.events += len(fresh)
             consumer.tail.update({position: event.timestamp for position, event in fresh})
             anchors.update({position: str(event.event_id) for position, event in events})
+            if consumer.rebuild is not None:
+                consumer.rebuild.events_done = platform.count_events(session=session, topic=Topic.content,
+                                                                     up_to=after)
+                consumer.rebuild.items = len(index)
         _settle(consumer, anchors)
         consumer.index_items = len(index)
+        if consumer.rebuild is not None and drained:
+            _rebuilt(consumer.rebuild, len(index))
+            consumer.rebuild = index.rebuilding = None
         _save(settings, consumer)
         consumer.last_pass, consumer.last_error = datetime.now(UTC), None
     report.position = consumer.settled
     return report
+
+
+def _rebuilt(rebuild: Rebuild, items: int) -> None:
+    seconds = (datetime.now(UTC) - rebuild.started_at).total_seconds()
+    log.info("search index rebuilt from the platform's content: %d items from %d content events in %.1f s",
+             items, rebuild.events_total, seconds)
+    if rebuild.items_before > items:
+        log.warning("the search index held %d items before it was lost and %d now: the others were indexed outside "
+                    "the platform (e.g. the demo's catalog) and must be indexed again", rebuild.items_before, items)
 
 
 def _settle(consumer: _Consumer, anchors: dict[int, str]) -> None:
@@ -227,7 +299,8 @@ def status(*, settings: Settings | None = None, stale_after: timedelta = timedel
     index = recommender._INDEXES.get(recommender._location(settings))
     figures = {"content_events": total, "waiting": waiting, "position": consumer.settled,
                "items": len(index) if index is not None else None,
-               "last_pass": consumer.last_pass.isoformat(timespec="seconds") if consumer.last_pass else None}
+               "last_pass": consumer.last_pass.isoformat(timespec="seconds") if consumer.last_pass else None,
+               "rebuilding": None}
     if not running:
         return {"name": "search index", "status": "off", "figures": figures,
                 "detail": f"no indexer in this API process (LEARNLOOP_SEARCH_INDEXER=0?); {waiting} content changes "
@@ -236,6 +309,12 @@ def status(*, settings: Settings | None = None, stale_after: timedelta = timedel
         return {"name": "search index", "status": "degraded", "figures": figures,
                 "detail": f"the index cannot be opened ({consumer.last_error}); search answers a word match of the "
                           f"platform's content meanwhile; {waiting} content changes waiting, nothing is lost"}
+    rebuild = consumer.rebuild
+    if rebuild is not None:
+        figures["rebuilding"] = rebuild.as_dict()
+        return {"name": "search index", "status": "degraded", "figures": figures,
+                "detail": f"rebuilding: {rebuild.describe()}; search answers a word match of the platform's content "
+                          "meanwhile"}
     stale = consumer.last_pass is None or datetime.now(UTC) - consumer.last_pass > stale_after
     if waiting and stale:
         reason = consumer.last_error or "the index or its embedder is failing (see the API log)"

@@ -294,7 +294,8 @@ def test_an_emptied_index_is_refilled_once_and_an_empty_one_is_left_alone(search
         close_search_index(own)
         shutil.rmtree(own.qdrant_path)  # the folder is gone: everything is indexed again
         again = sync_search_index(settings=own)
-        assert again["restarted"] and "empty" in again["restarted"] and again["indexed"] == first["indexed"]
+        assert again["restarted"] and "was lost" in again["restarted"] and again["indexed"] == first["indexed"]
+        assert "collection was missing" in again["rebuilding"] and sync_search_index(settings=own)["rebuilding"] is None
         # every item deleted: the index is empty and stays so without starting over on each pass
         for content_id in p.client.get(f"/api/v1/courses/{courses['ids']['public']}/content",
                                        headers=courses["instructor"], params={"limit": 200}).json()["data"]:
@@ -510,3 +511,187 @@ def test_the_word_match_fallback_reads_the_items_holding_most_query_words_first(
     monkeypatch.setattr(_search, "LEXICAL_CANDIDATES", 3)  # 500 in production: fewer rows than that here
     found = _lexical(platform, instructor, "photosynthesis in plants", course)
     assert found[0] == target and set(found[1:]) <= set(newer), found
+
+
+def _own_index(p: Platform, embedder_dir, folder) -> Settings:
+    """``p``'s platform with a search index of its own (the module's holds items indexed outside the platform)."""
+    own = p.settings.model_copy(update={"data_dir": folder})
+    link = own.cache_dir / "onnx" / embedder_dir.name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(embedder_dir, target_is_directory=True)
+    return own
+
+
+def _as_a_new_process(settings: Settings) -> None:
+    """Forget this process's index and indexer progress for ``settings``: the next use starts as a new process would,
+    from the Qdrant folder and the saved cursor."""
+    import json
+
+    from recommender._search import sync
+    from recommender.api import close_search_index
+
+    close_search_index(settings)
+    sync._consumers.pop(json.dumps(sync._source(settings), sort_keys=True), None)
+
+
+def test_a_removed_index_folder_is_rebuilt_from_the_platform_content_on_start(search_platform, courses,
+                                                                             embedder_dir, tmp_path, monkeypatch):
+    """The served API indexed content; its index folder is removed while it is stopped. Started again, it finds the
+    content by itself and at every moment: by its words while the indexer rebuilds the index (held here until a
+    search came), then through the hybrid index again. Searches used to answer from the empty or partial index."""
+    import shutil
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from learnloop.asgi import attach_search_indexer
+    from platform_api.main import create_app
+    from recommender._search.index import SearchIndex
+
+    p, public = search_platform, courses["ids"]["public"]
+    own = _own_index(p, embedder_dir, tmp_path / "own")
+
+    def served():
+        app = create_app(p.settings, migrate=False, ml=MLBackends(search=_search_with(lambda _s: own)),
+                         per_user_per_minute=10**6, per_ip_per_minute=10**6)
+        return TestClient(attach_search_indexer(app, settings=own, poll_seconds=0.2))
+
+    def answers(client, query: str, item: str, *, every: bool, timeout_s: float = 60.0) -> list[str]:
+        """The search modes until the hybrid index finds ``item`` (``every``: each answer must hold it)."""
+        modes, deadline = [], time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            body = client.get("/api/v1/search", headers=courses["learner"], params={"q": query, "limit": 5}).json()
+            found = item in [h["item_id"] for h in body["data"]]
+            assert found or not every, body
+            modes.append(body["mode"] if found else "not found")
+            searched.set()
+            if modes[-1] == "hybrid":
+                return modes
+            time.sleep(0.2)
+        raise AssertionError(f"the index did not find {item} within {timeout_s} s: {modes[-3:]}")
+
+    searched = threading.Event()
+    try:
+        with served() as client:
+            item = client.post("/api/v1/content", headers=courses["instructor"], json={
+                "course_id": public, "title": "Cirrus clouds",
+                "body": "Thin wisps of ice crystals high in the troposphere."}).json()["id"]
+            assert answers(client, "cirrus ice crystals", item, every=False)[-1] == "hybrid"
+        _as_a_new_process(own)
+        shutil.rmtree(own.qdrant_path)
+        searched.clear()
+        upsert = SearchIndex.upsert
+
+        def after_a_search(self, batch, **kwargs):
+            searched.wait(30)
+            return upsert(self, batch, **kwargs)
+
+        monkeypatch.setattr(SearchIndex, "upsert", after_a_search)
+        with served() as client:
+            modes = answers(client, "cirrus ice crystals", item, every=True)
+        assert modes[0] == "lexical" and modes[-1] == "hybrid"
+    finally:
+        searched.set()
+        _as_a_new_process(own)
+
+
+def test_a_rebuild_shows_on_the_operator_row_and_search_answers_word_matches_meanwhile(search_platform, courses,
+                                                                                       embedder_dir, tmp_path,
+                                                                                       monkeypatch):
+    """While the indexer refills a lost index, searches get the platform's word match (the index would answer
+    only what it has reached) and the operator row says "rebuilding" with its progress; both recover once done. A
+    rebuild stopped by a shutdown resumes as one in the next process."""
+    import shutil
+    import threading
+
+    from recommender._search.index import SearchIndex
+    from recommender._search.sync import sync_once
+    from recommender.api import search, search_index_status, sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    own = _own_index(p, embedder_dir, tmp_path / "own")
+    items = [p.client.post("/api/v1/content", headers=courses["instructor"], json={
+        "course_id": public, "title": f"Storm chasing {n}",
+        "body": "Supercell thunderstorms rotate and can spawn tornadoes."}).json()["id"] for n in range(3)]
+    sync_search_index(settings=own)
+    _as_a_new_process(own)
+    shutil.rmtree(own.qdrant_path)
+
+    # A shutdown after the first batch: the next process resumes the rebuild, searches still answer word matches.
+    stop = threading.Event()
+    upsert = SearchIndex.upsert
+
+    def one_item_then_stop(self, batch, **kwargs):
+        batch = list(batch)
+        if batch:  # (an event of an item deleted since indexes nothing)
+            stop.set()
+        return upsert(self, batch, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SearchIndex, "upsert", one_item_then_stop)
+        first = sync_once(settings=own, batch=1, stop=stop)
+    assert first.rebuilding and first.indexed == 1
+    _as_a_new_process(own)
+
+    release, inside = threading.Event(), threading.Event()
+
+    def slow(self, batch, **kwargs):
+        inside.set()
+        assert release.wait(30)
+        return upsert(self, batch, **kwargs)
+
+    monkeypatch.setattr(SearchIndex, "upsert", slow)
+    app, wired = p.app, p.app.state.ml
+    app.state.ml = MLBackends(search=_search_with(lambda _s: own))
+    worker = threading.Thread(target=sync_search_index, kwargs={"settings": own})
+    try:
+        worker.start()
+        assert inside.wait(30)
+        row = search_index_status(settings=own)
+        assert row["status"] == "degraded" and row["detail"].startswith("rebuilding")
+        assert row["figures"]["rebuilding"]["events_total"] >= 3 and "collection was missing" in row["detail"]
+        body = _search(p, courses["learner"], q="supercell tornadoes", limit=10).json()
+        assert body["mode"] == "lexical" and "being rebuilt" in body["unavailable"]
+        assert set(items) <= {h["item_id"] for h in body["data"]}
+        release.set()
+        worker.join(60)
+        assert not worker.is_alive()
+        row = search_index_status(settings=own)
+        assert row["status"] == "ok" and row["figures"]["rebuilding"] is None
+        body = _search(p, courses["learner"], q="supercell tornadoes", limit=10).json()
+        assert body["mode"] == "hybrid" and set(items) <= {h["item_id"] for h in body["data"]}
+        assert {h.item_id for h in search("supercell tornadoes", allowed_course_ids=[public], limit=10,
+                                          settings=own)} >= set(items)
+    finally:
+        release.set()
+        worker.join(60)
+        app.state.ml = wired
+        _as_a_new_process(own)
+
+
+def test_an_index_folder_removed_under_the_running_indexer_is_rebuilt(search_platform, courses, embedder_dir,
+                                                                       tmp_path):
+    """Local Qdrant keeps serving from memory when its folder is removed, but every write then fails ("attempt to
+    write a readonly database") and nothing would be kept at the next start: the indexer opens the index again and
+    rebuilds it, so new content is indexed and the folder holds everything again."""
+    import shutil
+
+    from recommender.api import search, sync_search_index
+
+    p, public = search_platform, courses["ids"]["public"]
+    own = _own_index(p, embedder_dir, tmp_path / "own")
+    try:
+        before = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": public, "title": "Basalt", "body": "Lava cools quickly into fine-grained basalt."}).json()["id"]
+        sync_search_index(settings=own)
+        shutil.rmtree(own.qdrant_path)
+        after = p.client.post("/api/v1/content", headers=courses["instructor"], json={
+            "course_id": public, "title": "Granite", "body": "Magma cools slowly underground into granite."}).json()["id"]
+        report = sync_search_index(settings=own)
+        assert report["rebuilding"] and report["indexed"] >= 2
+        _as_a_new_process(own)  # what the folder holds now
+        found = {h.item_id for h in search("lava magma cools basalt granite", allowed_course_ids=[public], limit=20,
+                                           settings=own)}
+        assert {before, after} <= found
+    finally:
+        _as_a_new_process(own)

@@ -260,3 +260,47 @@ def test_the_relay_stops_when_cancelled_as_a_wake_up_arrives(tmp_path):
                 return False
 
             assert asyncio.run(scenario(relay)), "the relay kept running after it was cancelled"
+
+
+@pytest.mark.integration
+def test_the_relay_stream_follows_the_configured_duplicate_window(tmp_path):
+    """``LEARNLOOP_NATS_DUPLICATE_WINDOW_S`` applies to the relay's own stream when it is created and when it is
+    changed later; a stream an operator made for our subjects under another name is left as it is."""
+    from nats.js.api import StreamConfig
+
+    from platform_api._outbox import STREAM_NAME, STREAM_SUBJECTS, NatsPublisher
+
+    if not os.path.exists(NATS_SERVER):
+        service_missing("nats-server is not installed (Debian package nats-server)")
+    port = _free_port()
+    server = _start_nats(port, str(tmp_path / "jetstream"))
+    url = f"nats://127.0.0.1:{port}"
+
+    async def window_after_publishing(window_s: float) -> float:
+        publisher = NatsPublisher(url, duplicate_window_s=window_s)
+        try:
+            await publisher.publish("lms.users.events", {"event_id": str(uuid.uuid4())})
+            stream = await publisher._js.find_stream_name_by_subject("lms.users.events")
+            return (await publisher._js.stream_info(stream)).config.duplicate_window
+        finally:
+            await publisher.close()
+
+    async def operator_stream() -> None:
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            await js.delete_stream(STREAM_NAME)
+            await js.add_stream(StreamConfig(name="OPERATORS_LMS", subjects=STREAM_SUBJECTS, duplicate_window=30.0))
+        finally:
+            await nc.close()
+
+    try:
+        assert asyncio.run(window_after_publishing(120.0)) == 120.0
+        assert asyncio.run(window_after_publishing(3600.0)) == 3600.0
+        asyncio.run(operator_stream())
+        assert asyncio.run(window_after_publishing(3600.0)) == 30.0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -161,6 +161,30 @@ def test_platform_events_become_interactions_and_attributed_feedback():
         platform_events.interactions(["{not json"])
 
 
+def test_an_event_delivered_twice_counts_once_in_training_data():
+    """The relay publishes an event again when it stopped between the broker's ack and marking the row; later than
+    JetStream's duplicate window (2 min) both copies stay in the stream, so an export holds them, and `--events`
+    with `--platform` may read the same event twice. Each event id counts once: an open, a served list."""
+    served = _event("recommendations.served", "u1", 10, experiment="recommender-v1", variant="treatment",
+                    items=["a", "b"])
+    opened = _event("content_view", "u1", 20, content_id="a")
+    other = _event("content_view", "u2", 30, content_id="a")
+    once = [served, opened, other]
+    copy = served.model_copy(update={"timestamp": served.timestamp + timedelta(minutes=5)})  # same id, re-stamped
+    twice = [e.model_dump_json() for e in [served, opened, opened, other]] + [copy.model_dump(mode="json"),
+                                                                             other.model_dump(mode="json")]
+    assert len(platform_events.interactions(twice)) == len(platform_events.interactions(once)) == 2
+    columns = ["user_id", "item_id", "variant", "outcome", "served_event_id"]
+    assert platform_events.feedback(twice)[columns].values.tolist() == [["u1", "a", "treatment", "clicked",
+                                                                     str(served.event_id)]]
+    summary = platform_events.feedback_summary(twice)
+    assert summary == platform_events.feedback_summary(once)
+    assert summary["by_variant"] == {"treatment": {"served": 1, "clicked": 1}} and summary["feedback_events"] == 1
+    (course_twice,) = platform_events.courses_from_interactions(platform_events.interactions(twice))
+    (course_once,) = platform_events.courses_from_interactions(platform_events.interactions(once))
+    assert np.array_equal(course_twice.open_days_between(0, 10), course_once.open_days_between(0, 10))
+
+
 def test_platform_items_have_the_same_kind_features_in_training_and_serving():
     from recommender._recommend import service
 

@@ -191,6 +191,40 @@ def test_content_events_create_update_delete(indexed):
         )
 
 
+def test_a_content_event_delivered_twice_leaves_the_index_as_once(indexed):
+    """Content events need no ledger: each is an upsert or a delete by content id, and the platform's carry no text
+    (the item's current text is read when the event is applied), so a copy delivered again, later than JetStream's
+    duplicate window and even after a newer event of the item, leaves the index as one delivery did."""
+    store = {"geo-2": ContentItem("geo-2", "course-b", "Glaciers", "Ice sheets carve U-shaped valleys.")}
+    index = api._open_index(indexed)
+
+    def state():
+        hits = api.search("glaciers ice valleys", allowed_course_ids=["course-b"], limit=100, settings=indexed)
+        return len(index), {h.item_id: (h.title, round(h.score, 6)) for h in hits}
+
+    def apply(event):
+        return api.apply_content_event(event, fetch_item=store.get, settings=indexed)
+
+    created = Event(event_type="content.created", course_id="course-b", payload={"content_id": "geo-2"})
+    apply(created)
+    once = state()
+    assert apply(created) is ContentChange.created and state() == once and once[0] == len(CATALOG) + 1
+    store["geo-2"] = ContentItem("geo-2", "course-b", "Glaciers and fjords", "Ice sheets carve valleys, the sea "
+                                 "floods them.")
+    updated = Event(event_type="content.updated", course_id="course-b", payload={"content_id": "geo-2"})
+    apply(updated)
+    after_update = state()
+    assert after_update[1]["geo-2"][0] == "Glaciers and fjords"
+    assert [apply(e) for e in (updated, created)] == [ContentChange.updated, ContentChange.created]
+    assert state() == after_update  # the old "created" again: still the current text
+    deleted = Event(event_type="content.deleted", payload={"content_id": "geo-2"})
+    del store["geo-2"]
+    apply(deleted)
+    gone = state()
+    assert [apply(e) for e in (deleted, updated)] == [ContentChange.deleted, ContentChange.deleted]
+    assert state() == gone and "geo-2" not in gone[1] and gone[0] == len(CATALOG)
+
+
 # -- a Qdrant server that is down ----------------------------------------------------------------------------------
 class _FailingQueries:
     """A Qdrant client whose queries fail (the server went down after the index was opened); the rest passes."""
@@ -226,6 +260,34 @@ def test_server_mode_answers_from_the_in_process_vectors_when_the_server_fails(s
     after = [[(h.item_id, round(h.score, 4)) for h in index.search(q, allowed_course_ids=allowed)] for q in queries]
     assert after == before and before[0][0][0] == "py-1"
     assert failing.queries == 1  # asked once, then left alone for the retry window
+
+
+def test_a_collection_deleted_from_the_server_is_noticed_and_a_down_server_is_not_taken_for_it(search_settings):
+    """The content indexer asks every 30 s whether the server still has the collection (then it opens the index
+    again and rebuilds it from the platform's content); a server that fails the question says nothing."""
+    from qdrant_client import QdrantClient
+
+    from models.api import EmbeddingPrecision, get_text_embedder
+    from recommender._search.index import COLLECTION, SearchIndex
+
+    embedder = get_text_embedder(EmbeddingPrecision(api.SEARCH_EMBEDDING_PRECISION), settings=search_settings)
+    client = QdrantClient(":memory:")
+    index = SearchIndex(client=client, embedder=embedder, server_mode=True)
+    assert index.opened_empty == "its collection was missing"
+    index.upsert(CATALOG[:2])
+    assert index.storage_lost(ask_server=True) is None
+    reopened = SearchIndex(client=client, embedder=embedder, server_mode=True)
+    assert reopened.opened_empty is None and len(reopened) == 2
+    client.delete_collection(COLLECTION)
+    assert index.storage_lost(ask_server=False) is None  # not asked: no request
+    assert "gone from the Qdrant server" in index.storage_lost(ask_server=True)
+
+    class Down:
+        def collection_exists(self, name):
+            raise ConnectionError("[Errno 111] Connection refused")
+
+    index._client = Down()
+    assert index.storage_lost(ask_server=True) is None
 
 
 @pytest.mark.filterwarnings("ignore:Failed to obtain server version")
