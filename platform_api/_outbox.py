@@ -111,6 +111,7 @@ class NatsPublisher:
         self.duplicate_window_s = duplicate_window_s
         self._nc = None
         self._js = None
+        self._window_warned = False
 
     async def _connect(self) -> None:
         import nats
@@ -125,20 +126,39 @@ class NatsPublisher:
             nats.connect(self.url, connect_timeout=self.timeout_s, allow_reconnect=False, max_reconnect_attempts=1,
                          reconnect_time_wait=0.1, error_cb=_quiet),
             timeout=4 * self.timeout_s)
-        js = nc.jetstream(timeout=self.timeout_s)
         try:
-            # Reuse whatever stream already captures our subjects (an operator may have made a wider one).
-            found = await js.find_stream_name_by_subject("lms.users.events")
-        except NotFoundError:
-            await js.add_stream(StreamConfig(name=self.stream, subjects=STREAM_SUBJECTS,
-                                             max_age=7 * 24 * 3600.0, duplicate_window=self.duplicate_window_s))
-        else:
-            if found == self.stream:  # ours: follow a changed window (an operator's own stream is left alone)
-                config = (await js.stream_info(found)).config
-                if abs((config.duplicate_window or 0) - self.duplicate_window_s) > 1e-3:
-                    await js.update_stream(dataclasses.replace(config, duplicate_window=self.duplicate_window_s))
-                    log.info("JetStream stream %s: duplicate window now %.0f s", found, self.duplicate_window_s)
+            js = nc.jetstream(timeout=self.timeout_s)
+            try:
+                # Reuse whatever stream already captures our subjects (an operator may have made a wider one).
+                found = await js.find_stream_name_by_subject("lms.users.events")
+            except NotFoundError:
+                await js.add_stream(StreamConfig(name=self.stream, subjects=STREAM_SUBJECTS,
+                                                 max_age=7 * 24 * 3600.0, duplicate_window=self.duplicate_window_s))
+            else:
+                if found == self.stream:  # ours: follow a changed window (an operator's own stream is left alone)
+                    await self._follow_window(js, found)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a connection that is not kept is closed, never leaked
+                await nc.close()
+            raise
         self._nc, self._js = nc, js
+
+    async def _follow_window(self, js, stream: str) -> None:
+        """Set our stream's duplicate window to the configured one. A refused update (no permission for
+        ``$JS.API.STREAM.UPDATE``, or a ``max_age`` shorter than the window) is a warning, never a reason not
+        to publish: the consumers count an event id once whatever the window."""
+        try:
+            config = (await js.stream_info(stream)).config
+            if abs((config.duplicate_window or 0) - self.duplicate_window_s) > 1e-3:
+                await js.update_stream(dataclasses.replace(config, duplicate_window=self.duplicate_window_s))
+                log.info("JetStream stream %s: duplicate window now %.0f s", stream, self.duplicate_window_s)
+        except TimeoutError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - refused by the server: keep its window, publish anyway
+            if not self._window_warned:
+                self._window_warned = True
+                log.warning("JetStream stream %s: could not set the duplicate window to %.0f s (%r); publishing "
+                            "with the stream's own window", stream, self.duplicate_window_s, exc)
 
     async def publish(self, topic: str, envelope: dict[str, Any]) -> None:
         try:

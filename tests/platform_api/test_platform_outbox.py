@@ -304,3 +304,64 @@ def test_the_relay_stream_follows_the_configured_duplicate_window(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_a_refused_window_update_still_publishes_and_leaks_no_connection(tmp_path):
+    """Our stream with a ``max_age`` shorter than the configured duplicate window refuses the window update: the
+    relay publishes with the stream's own window (it used to fail every publish, forever), and a connect that fails
+    closes its connection instead of leaving one open per retry."""
+    import urllib.request
+
+    import nats
+    from nats.js.api import StreamConfig
+
+    from platform_api._outbox import STREAM_NAME, STREAM_SUBJECTS, NatsPublisher
+
+    if not os.path.exists(NATS_SERVER):
+        service_missing("nats-server is not installed (Debian package nats-server)")
+    port, monitor = _free_port(), _free_port()
+    server = subprocess.Popen([NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
+                               "-sd", str(tmp_path / "jetstream")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"nats://127.0.0.1:{port}"
+
+    def connections() -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/connz", timeout=5) as answer:
+            return json.load(answer)["num_connections"]
+
+    async def scenario() -> tuple[int, float]:
+        for _ in range(100):
+            try:
+                nc = await nats.connect(url)
+                break
+            except Exception:  # noqa: BLE001 - the server is starting
+                await asyncio.sleep(0.1)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=STREAM_NAME, subjects=STREAM_SUBJECTS, max_age=60.0,
+                                         duplicate_window=60.0))
+        await nc.close()
+        published = 0
+        for _ in range(3):
+            publisher = NatsPublisher(url, duplicate_window_s=120.0)
+            try:
+                await publisher.publish("lms.users.events", {"event_id": str(uuid.uuid4())})
+                published += 1
+            finally:
+                await publisher.close()
+        nc = await nats.connect(url)
+        window = (await nc.jetstream().stream_info(STREAM_NAME)).config.duplicate_window
+        await nc.close()
+        return published, window
+
+    try:
+        published, window = asyncio.run(scenario())
+        assert published == 3
+        assert window == 60.0
+        deadline = time.monotonic() + 5
+        while connections() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert connections() == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
