@@ -199,7 +199,13 @@ def count_content(*, session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(ContentItem)) or 0)
 
 
-__all__ += ["count_content", "count_events", "searchable_content"]
+def content_ids(*, session: Session) -> set[str]:
+    """The ids of every content item the platform holds: the search indexer checks an index it opened non-empty
+    against them (an index folder removed and refilled with other items, e.g. the demo's catalog)."""
+    return {str(content_id) for content_id in session.scalars(select(ContentItem.id))}
+
+
+__all__ += ["content_ids", "count_content", "count_events", "searchable_content"]
 
 
 def create_assessments(*, session: Session, assessments: Iterable[NewAssessment]) -> list[uuid.UUID]:

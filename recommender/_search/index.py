@@ -182,6 +182,8 @@ class SearchIndex:
             "its collection was missing" if created else "its collection was empty" if not self._items else None
         )
         self.rebuilding: Rebuild | None = None
+        # Whether the content indexer has checked this opened index against the platform's content (once per open).
+        self.reconciled = False
         # Local mode: files that exist once the index is open; gone means the folder was removed under the process
         # (its writes then fail as "readonly database" until the index is opened again).
         self._local_files = [
@@ -250,6 +252,10 @@ class SearchIndex:
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._items
+
+    def item_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._items)
 
     def upsert(self, items: Iterable[ContentItem], *, progress=None) -> int:
         """Embed (cached) and store items; an existing item id is replaced by its new text and course."""

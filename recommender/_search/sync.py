@@ -166,6 +166,22 @@ def _lost_index(session, platform, consumer: _Consumer, index) -> str | None:
     return None
 
 
+def _restore_missing(session, platform, index) -> int:
+    """Index the platform's content items that an index opened with items lacks, once per opened index after a
+    pass that caught up with the events: an index folder removed and refilled with other items before the indexer
+    looked at it (``learnloop demo`` indexes its catalog directly) opens non-empty, so it is not rebuilt, and the
+    events already applied are not replayed. Returns how many items were indexed."""
+    missing = platform.content_ids(session=session) - index.item_ids()
+    index.reconciled = True
+    if not missing:
+        return 0
+    log.warning("search index: %d of the platform's content items were missing from the opened index; indexing "
+                "them again", len(missing))
+    current = platform.searchable_content(session=session, content_ids=missing)
+    return index.upsert([ContentItem(item_id=item.content_id, course_id=item.course_id, title=item.title,
+                                     body=item.body, kind=item.kind) for item in current.values()])
+
+
 def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: bool | None = None,
               migrate: bool = False, stop: threading.Event | None = None) -> SyncReport:
     """Apply the content events this process has not applied yet (in batches of ``batch``); ``verify`` forces or
@@ -239,6 +255,8 @@ def sync_once(*, settings: Settings | None = None, batch: int = 500, verify: boo
                 consumer.rebuild.events_done = platform.count_events(session=session, topic=Topic.content,
                                                                      up_to=after)
                 consumer.rebuild.items = len(index)
+        if drained and consumer.rebuild is None and not index.reconciled:
+            report.indexed += _restore_missing(session, platform, index)
         _settle(consumer, anchors)
         consumer.index_items = len(index)
         if consumer.rebuild is not None and drained:

@@ -595,6 +595,58 @@ def test_a_removed_index_folder_is_rebuilt_from_the_platform_content_on_start(se
         _as_a_new_process(own)
 
 
+def test_a_removed_index_folder_refilled_with_other_items_gets_the_platform_content_back(search_platform, courses,
+                                                                                         embedder_dir, tmp_path,
+                                                                                         monkeypatch):
+    """The index folder is removed while the API is stopped, and ``learnloop demo`` (or any direct indexing) puts
+    other items in a new one before the API starts: the index opens non-empty, so nothing is rebuilt, and the
+    applied events are not replayed. The indexer's first pass that catches up still indexes the platform content
+    the index lacks; it used to stay missing from the hybrid index for good."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from learnloop.asgi import attach_search_indexer
+    from platform_api.main import create_app
+    from recommender._search import sync
+    from recommender.api import ContentItem, index_items
+
+    monkeypatch.setattr(sync, "SETTLE", timedelta(0))  # the content's event settles at once: it is never replayed
+    p, public = search_platform, courses["ids"]["public"]
+    own = _own_index(p, embedder_dir, tmp_path / "own")
+
+    def served():
+        app = create_app(p.settings, migrate=False, ml=MLBackends(search=_search_with(lambda _s: own)),
+                         per_user_per_minute=10**6, per_ip_per_minute=10**6)
+        return TestClient(attach_search_indexer(app, settings=own, poll_seconds=0.2))
+
+    def hybrid_hit(client, item: str, timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            body = client.get("/api/v1/search", headers=courses["learner"],
+                              params={"q": "cumulonimbus anvil thunder", "limit": 5}).json()
+            if body["mode"] == "hybrid" and item in [h["item_id"] for h in body["data"]]:
+                return True
+            time.sleep(0.2)
+        return False
+
+    try:
+        with served() as client:
+            item = client.post("/api/v1/content", headers=courses["instructor"], json={
+                "course_id": public, "title": "Cumulonimbus",
+                "body": "Towering anvil clouds that bring thunder and heavy rain."}).json()["id"]
+            assert hybrid_hit(client, item)
+        _as_a_new_process(own)
+        shutil.rmtree(own.qdrant_path)
+        index_items([ContentItem(item_id="catalog-1", course_id=public, title="Catalog entry",
+                                 body="An item indexed outside the platform.")], settings=own)
+        _as_a_new_process(own)
+        with served() as client:
+            assert hybrid_hit(client, item), "the platform's content never came back into the refilled index"
+    finally:
+        _as_a_new_process(own)
+
+
 def test_a_rebuild_shows_on_the_operator_row_and_search_answers_word_matches_meanwhile(search_platform, courses,
                                                                                        embedder_dir, tmp_path,
                                                                                        monkeypatch):
