@@ -522,6 +522,18 @@ def _own_index(p: Platform, embedder_dir, folder) -> Settings:
     return own
 
 
+def _served_with_indexer(p: Platform, own: Settings):
+    """A test client of ``p``'s API searching ``own``'s index, with the content indexer beside it (as served)."""
+    from fastapi.testclient import TestClient
+
+    from learnloop.asgi import attach_search_indexer
+    from platform_api.main import create_app
+
+    app = create_app(p.settings, migrate=False, ml=MLBackends(search=_search_with(lambda _s: own)),
+                     per_user_per_minute=10**6, per_ip_per_minute=10**6)
+    return TestClient(attach_search_indexer(app, settings=own, poll_seconds=0.2))
+
+
 def _as_a_new_process(settings: Settings) -> None:
     """Forget this process's index and indexer progress for ``settings``: the next use starts as a new process would,
     from the Qdrant folder and the saved cursor."""
@@ -542,19 +554,13 @@ def test_a_removed_index_folder_is_rebuilt_from_the_platform_content_on_start(se
     import shutil
     import threading
 
-    from fastapi.testclient import TestClient
-
-    from learnloop.asgi import attach_search_indexer
-    from platform_api.main import create_app
     from recommender._search.index import SearchIndex
 
     p, public = search_platform, courses["ids"]["public"]
     own = _own_index(p, embedder_dir, tmp_path / "own")
 
     def served():
-        app = create_app(p.settings, migrate=False, ml=MLBackends(search=_search_with(lambda _s: own)),
-                         per_user_per_minute=10**6, per_ip_per_minute=10**6)
-        return TestClient(attach_search_indexer(app, settings=own, poll_seconds=0.2))
+        return _served_with_indexer(p, own)
 
     def answers(client, query: str, item: str, *, every: bool, timeout_s: float = 60.0) -> list[str]:
         """The search modes until the hybrid index finds ``item`` (``every``: each answer must hold it)."""
@@ -604,10 +610,6 @@ def test_a_removed_index_folder_refilled_with_other_items_gets_the_platform_cont
     the index lacks; it used to stay missing from the hybrid index for good."""
     import shutil
 
-    from fastapi.testclient import TestClient
-
-    from learnloop.asgi import attach_search_indexer
-    from platform_api.main import create_app
     from recommender._search import sync
     from recommender.api import ContentItem, index_items
 
@@ -616,9 +618,7 @@ def test_a_removed_index_folder_refilled_with_other_items_gets_the_platform_cont
     own = _own_index(p, embedder_dir, tmp_path / "own")
 
     def served():
-        app = create_app(p.settings, migrate=False, ml=MLBackends(search=_search_with(lambda _s: own)),
-                         per_user_per_minute=10**6, per_ip_per_minute=10**6)
-        return TestClient(attach_search_indexer(app, settings=own, poll_seconds=0.2))
+        return _served_with_indexer(p, own)
 
     def hybrid_hit(client, item: str, timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
