@@ -4,18 +4,24 @@ model and records the suggestion, "needs manual grading" with the reason, or the
 The platform database is the queue (``grading_jobs``), so nothing is lost when a worker stops: an unfinished
 claim expires and is taken again; after ``max_attempts`` failed tries staff grade the essay by hand.
 
-Claims are short (``Settings.grading_lease_seconds``, 60 s) and a :class:`LeaseKeeper` thread renews the ones
-the worker still holds every third of that, so a killed worker's essays are graded by another worker about a
-lease later, while a slow one keeps its own. A result whose claim was taken over meanwhile is dropped by the
-platform (``lease_lost`` in the report).
+Claims are short (``Settings.grading_lease_seconds``, 60 s). A :class:`LeaseKeeper` thread renews, every third
+of that, the claim of the one essay the worker is grading, for at most ``Settings.grading_max_seconds`` (600 s):
+a killed worker's essays are graded by another worker about a lease later, a slow one keeps the essay it works
+on, and a hung one loses it one lease after that cap. The rest of a claimed batch is not renewed while it waits:
+an idle worker takes over what this one has not started once its lease runs out, and this worker refreshes each
+claim (a conditional UPDATE on its token) just before starting it, skipping it when another worker has taken it.
+A result whose claim was taken over meanwhile is dropped by the platform (``lease_lost`` in the report).
+
+Leases are compared with each worker's clock (and the API's): keep the clocks of every worker host in step (NTP).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -43,15 +49,20 @@ class WorkReport:
 
 
 class LeaseKeeper:
-    """Renews, from its own thread and database session, the leases of the jobs this worker holds: every
-    ``lease_seconds / 3``, so two missed renewals still leave a third of the lease. Use as a context manager."""
+    """Renews, from its own thread and database session, the lease of the job this worker is grading (one at a
+    time, see :meth:`hold`): every ``lease_seconds / 3``, so two missed renewals still leave a third of the lease,
+    and for at most ``max_seconds`` per job, so a hung grader does not hold its essay forever. Use as a context
+    manager."""
 
-    def __init__(self, settings: Settings, lease_seconds: float, claim_tokens: Iterable[uuid.UUID] = ()):
+    def __init__(self, settings: Settings, lease_seconds: float, max_seconds: float | None = None):
         self._settings = settings
         self._lease_seconds = lease_seconds
+        self._max_seconds = settings.grading_max_seconds if max_seconds is None else max_seconds
         self._lock = threading.Lock()
-        self._held = set(claim_tokens)
+        self._held: uuid.UUID | None = None
+        self._renew_until = 0.0  # time.monotonic() past which the held job is no longer renewed
         self._lost: set[uuid.UUID] = set()
+        self._expired: set[uuid.UUID] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="grading-lease-keeper", daemon=True)
 
@@ -63,11 +74,19 @@ class LeaseKeeper:
         self._stop.set()
         self._thread.join()
 
+    def hold(self, claim_token: uuid.UUID) -> None:
+        """The worker starts grading this job: renew its lease from now on, for at most ``max_seconds``."""
+        with self._lock:
+            self._held = claim_token
+            self._renew_until = time.monotonic() + self._max_seconds
+
     def release(self, claim_token: uuid.UUID) -> None:
         """The job is finished (or dropped): stop renewing it."""
         with self._lock:
-            self._held.discard(claim_token)
+            if self._held == claim_token:
+                self._held = None
             self._lost.discard(claim_token)
+            self._expired.discard(claim_token)
 
     def lost(self, claim_token: uuid.UUID) -> bool:
         """Whether a renewal found the job taken over (grading it would be wasted work)."""
@@ -80,24 +99,32 @@ class LeaseKeeper:
         with platform.open_session(self._settings, migrate_first=False) as session:
             while not self._stop.wait(self._lease_seconds / 3):
                 with self._lock:
-                    tokens = self._held - self._lost
-                if not tokens:
-                    continue
+                    token = self._held
+                    if token is None or token in self._lost or token in self._expired:
+                        continue
+                    if time.monotonic() > self._renew_until:
+                        self._expired.add(token)
+                        log.warning("grading claim %s has been graded for more than %.0f s "
+                                    "(grading_max_seconds): no longer renewing it, so another worker takes the "
+                                    "essay over when its lease runs out and this attempt's result is dropped",
+                                    token, self._max_seconds)
+                        continue
                 try:
-                    still = platform.renew_grading_leases(session=session, claim_tokens=tokens,
+                    still = platform.renew_grading_leases(session=session, claim_tokens=[token],
                                                           lease_seconds=self._lease_seconds)
                 except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease still has 2/3 to run
                     session.rollback()
-                    log.warning("renewing %d grading leases failed; retrying in %.1f s", len(tokens),
+                    log.warning("renewing grading lease %s failed; retrying in %.1f s", token,
                                 self._lease_seconds / 3, exc_info=True)
                     continue
                 with self._lock:
                     # A token released meanwhile was finished by this worker, not lost.
-                    gone = (tokens - still) & self._held
-                    self._lost |= gone
-                for token in gone:
+                    gone = token not in still and self._held == token
+                    if gone:
+                        self._lost.add(token)
+                if gone:
                     log.warning("grading claim %s was taken over by another worker (its lease ran out); "
-                                "skipping it", token)
+                                "its result will be dropped", token)
 
 
 def _default_grader(settings: Settings) -> Grader:
@@ -109,8 +136,10 @@ def _default_grader(settings: Settings) -> Grader:
 def grade_pending(*, settings: Settings | None = None, grader: Grader | None = None, limit: int = 20,
                   now: datetime | None = None, max_attempts: int | None = None,
                   backoff_seconds: float | None = None, migrate_first: bool = True) -> WorkReport:
-    """One pass: claim up to ``limit`` due jobs and finish each of them, renewing their leases meanwhile
-    (``now`` fixes the clock of claims and retries, for tests; renewals use the real clock)."""
+    """One pass: claim up to ``limit`` due jobs and finish each of them in turn, renewing the lease of the one
+    being graded (for at most ``settings.grading_max_seconds``); a job another worker took over while it waited
+    is skipped (``lease_lost``). ``now`` fixes the clock of claims and retries, for tests; renewals use the real
+    clock."""
     from platform_api import api as platform
 
     settings = settings or get_settings()
@@ -123,14 +152,36 @@ def grade_pending(*, settings: Settings | None = None, grader: Grader | None = N
         report.claimed = len(tasks)
         if not tasks:
             return report
-        with LeaseKeeper(settings, lease, (task.claim_token for task in tasks)) as keeper:
+        with LeaseKeeper(settings, lease) as keeper:
             for task in tasks:
-                if keeper.lost(task.claim_token):
-                    report.lease_lost += 1  # another worker has it: grading it here would be wasted
-                else:
+                # Only the job being graded is renewed: the ones waiting here lapse after their first lease and
+                # an idle worker may take them. Refresh the claim before starting: the UPDATE matches only while
+                # the job still carries this claim's token (and extends its lease), else another worker has it.
+                if _still_ours(session, task, lease):
+                    keeper.hold(task.claim_token)
                     _finish(session, task, grader, report, now=now, retry=retry)
-                keeper.release(task.claim_token)
+                    keeper.release(task.claim_token)
+                else:
+                    report.lease_lost += 1  # another worker has it: grading it here would be wasted
     return report
+
+
+def _still_ours(session, task, lease_seconds: float) -> bool:
+    from platform_api import api as platform
+
+    try:
+        held = platform.renew_grading_leases(session=session, claim_tokens=[task.claim_token],
+                                             lease_seconds=lease_seconds)
+    except Exception:  # noqa: BLE001 - unsure: grade it; the platform fences the result if the claim was lost
+        session.rollback()
+        log.warning("refreshing grading claim %s failed; grading it anyway", task.claim_token, exc_info=True)
+        return True
+    if task.claim_token not in held:
+        log.warning("grading claim %s of submission %s was taken over by another worker before this one "
+                    "started it (its lease ran out while it waited in this worker's batch); skipping it",
+                    task.claim_token, task.submission_id)
+        return False
+    return True
 
 
 def _finish(session, task, grader: Grader, report: WorkReport, *, now: datetime | None,

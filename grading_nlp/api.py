@@ -272,12 +272,14 @@ def grade_pending_essays(*, settings: Settings | None = None, grader: Callable[[
     """One pass of the AI grading worker over the platform's queued essay submissions.
 
     Claims up to ``limit`` due jobs (``platform_api.api.claim_grading_tasks``) for
-    ``settings.grading_lease_seconds``, renewed every third of that while it works, grades each essay with
+    ``settings.grading_lease_seconds``; grades them one after another, renewing the lease of the one it grades
+    every third of that (for at most ``settings.grading_max_seconds``) and skipping a waiting one another worker
+    took over after its lease ran out; grades each essay with
     ``grader`` (default :func:`grade_essay` on the prompt's trained model) and records the suggestion, or
     "needs manual grading" with the reason (bad essay, no model, no prompt linked). An exception is recorded
     as a failed attempt and retried with exponential backoff; after ``max_attempts`` the essay goes to staff as
     "needs manual grading". Returns counts: claimed, suggested, needs_manual_grading, failed, gave_up, and
-    lease_lost (results dropped because the lease ran out and another worker took the job over).
+    lease_lost (jobs skipped or results dropped because the lease ran out and another worker took the job over).
     """
     from grading_nlp._worker import grade_pending
 

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="How long a grading worker's claim on an essay lasts unrenewed; the worker renews it every "
                     "third of that while it grades, so a killed worker's essays are claimable again within it.",
     )
+    grading_max_seconds: float = Field(
+        default=600.0, gt=0,
+        description="How long a grading worker keeps renewing the claim on the one essay it is grading; past it "
+                    "the grader is taken for hung: the claim lapses a lease later, another worker grades the essay "
+                    "and the hung attempt's late result is dropped.",
+    )
     nats_duplicate_window_s: float = Field(
         default=120.0, gt=0, le=7 * 24 * 3600,
         description="JetStream drops a copy of an event published again within this window (of the relay's stream "

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -98,12 +98,6 @@ def record_outcome(*, session: Session, actor: Principal | None, alert_id: uuid.
         raise InvalidInput("This alert was superseded by a newer alert for the same learner; record the outcome "
                            "on the open one (GET /api/v1/courses/{id}/alerts?status=open)",
                            details={"alert_id": str(alert.id)})
-    if open_only and alert.status is not AlertStatus.open:
-        decided_by = session.get(User, alert.resolved_by) if alert.resolved_by else None
-        raise Conflict(f"The alert for {view.learner_name} was already marked {alert.status.value.replace('_', ' ')}"
-                       f"{f' by {decided_by.name}' if decided_by else ''} after this page was loaded; your decision "
-                       "was not saved. Reload the alerts to see the open ones.",
-                       details={"alert_id": str(alert.id), "status": alert.status.value})
     if outcome is AlertOutcome.action_taken and action is None:
         raise InvalidInput("Say which action you took: 'action' must be one of "
                            f"{', '.join(a.value for a in AlertAction)} when the outcome is action_taken",
@@ -111,6 +105,22 @@ def record_outcome(*, session: Session, actor: Principal | None, alert_id: uuid.
     if outcome is not AlertOutcome.action_taken and action is not None:
         raise InvalidInput(f"'action' is only for the outcome action_taken (got outcome {outcome.value}); "
                            "leave it out or record action_taken", details={"field": "action"})
+    if open_only:
+        # Checked by a conditional UPDATE in the transaction that records the outcome: the row stays locked
+        # (PostgreSQL) or the database write-locked (SQLite) until the commit, so of two staff posting at the same
+        # moment the second waits, then finds the alert resolved and is refused instead of replacing the verdict.
+        still_open = session.execute(
+            update(Alert).where(Alert.id == alert.id, Alert.status == AlertStatus.open)
+            .values(status=Alert.status).execution_options(synchronize_session=False)).rowcount
+        alert = session.scalar(select(Alert).where(Alert.id == alert.id)
+                               .execution_options(populate_existing=True))
+        if still_open != 1:
+            session.rollback()
+            decided_by = session.get(User, alert.resolved_by) if alert.resolved_by else None
+            raise Conflict(f"The alert for {view.learner_name} was already marked "
+                           f"{alert.status.value.replace('_', ' ')}{f' by {decided_by.name}' if decided_by else ''} "
+                           "after this page was loaded; your decision was not saved. Reload the alerts to see the "
+                           "open ones.", details={"alert_id": str(alert.id), "status": alert.status.value})
     now = datetime.now(UTC)
     actor_id = actor.id if actor is not None else None
     session.add(AlertOutcomeRecord(alert_id=alert.id, outcome=outcome, action=action, note=note,

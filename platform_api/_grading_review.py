@@ -441,13 +441,24 @@ def grading_queue(*, session: Session, actor: Principal | None, course_id: uuid.
 def _refuse_if_decided(session: Session, actor: Principal | None, submission_id: uuid.UUID) -> None:
     """The review page offers decisions on waiting essays only, so a decision it posts on an essay that has a final
     grade comes from a page loaded before a colleague (or another tab) decided it: refuse it rather than silently
-    replace that grade and the comment the learner reads. The JSON API may decide again on purpose."""
+    replace that grade and the comment the learner reads. The JSON API may decide again on purpose.
+
+    The check is a conditional UPDATE of the still-waiting submission, in the transaction that writes the grade:
+    it keeps the row locked (PostgreSQL) or the database write-locked (SQLite) until that commit, so of two staff
+    posting at the same moment the second waits, then finds the essay graded and is refused."""
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
     # Authorize first: whether an essay is graded is not for everyone to learn.
     policy.authorize(session, actor, Permission.submissions_grade,
                      Scope.of_course(_course(session, submission.course_id)), what="grading this submission")
-    if submission.status in QUEUE_STATUSES:
+    waiting = session.execute(
+        update(Submission).where(Submission.id == submission.id, Submission.status.in_(QUEUE_STATUSES))
+        .values(status=Submission.status).execution_options(synchronize_session=False)).rowcount
+    # Read the row as it is now (a worker may have turned it ai_suggested, a colleague graded) for what follows.
+    submission = session.scalar(select(Submission).where(Submission.id == submission.id)
+                                .execution_options(populate_existing=True))
+    if waiting == 1:
         return
+    session.rollback()
     final = session.scalar(select(Grade).where(Grade.submission_id == submission.id, Grade.is_final)
                            .order_by(Grade.created_at.desc()))
     grader = session.get(User, final.grader_id) if final is not None and final.grader_id else None

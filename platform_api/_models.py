@@ -326,8 +326,9 @@ class GradingJob(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     leased_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     # New on every claim: renewing the lease and recording the result need it, so a worker whose lease ran out
-    # and whose job another worker took cannot touch the job any more (a fencing token).
-    claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # and whose job another worker took cannot touch the job any more (a fencing token). Indexed: every renewal
+    # and result looks the job up by it.
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 

@@ -174,3 +174,46 @@ def test_a_hard_killed_workers_essay_is_graded_by_another_worker_within_a_lease(
     assert datetime.now(UTC) >= held_until  # the killed worker's last lease was honoured ...
     assert regraded_after <= lease + 1.5  # ... and it was the only wait (one lease, not 5 minutes)
     assert _ai_scores(settings, submission) == [(2.0, 2)]
+
+
+def test_a_hung_grader_holds_neither_its_batch_nor_its_own_essay_past_the_cap(tmp_path, caplog):
+    """Worker A claims two essays and its grader hangs on the first. Only the essay being graded is renewed, so an
+    idle worker B grades the one A never started once its first lease runs out, and the hung one once A stops
+    renewing it (``grading_max_seconds``) and its lease runs out; A's late result is dropped and A skips the essay
+    B took instead of grading it again."""
+    lease, cap = 1.5, 3.0
+    settings = _settings(tmp_path, lease).model_copy(update={"grading_max_seconds": cap})
+    hung, tail = queue_essay(settings), queue_essay(settings)
+    grading, finish, calls = threading.Event(), threading.Event(), []
+
+    def hangs(text: str, prompt_id: int):
+        calls.append(time.monotonic())
+        grading.set()
+        finish.wait(60)
+        return fixed_grade(3)
+
+    with caplog.at_level(logging.WARNING):
+        worker, report_a = _in_thread(lambda: grade_pending_essays(settings=settings, grader=hangs))
+        try:
+            assert grading.wait(30)
+            started = time.monotonic()
+            graded_at: dict = {}
+            deadline = started + 20
+            while time.monotonic() < deadline and len(graded_at) < 2:  # worker B polls
+                grade_pending_essays(settings=settings, grader=lambda text, prompt: fixed_grade(1))
+                for submission in (hung, tail):
+                    if submission not in graded_at and _ai_scores(settings, submission):
+                        graded_at[submission] = time.monotonic() - started
+                time.sleep(0.1)
+        finally:
+            finish.set()
+            worker.join(30)
+
+    assert set(graded_at) == {hung, tail}, graded_at
+    assert graded_at[tail] < cap  # B did not wait for A's cap: the waiting essay lapsed after its first lease
+    assert graded_at[hung] >= cap  # renewed while A graded it, up to the cap, then taken over
+    assert _ai_scores(settings, hung) == [(1.0, 2)] and _ai_scores(settings, tail) == [(1.0, 2)]  # B's, once
+    assert len(calls) == 1  # A skipped the essay B had taken rather than grading it again
+    assert report_a == {"claimed": 2, "suggested": 0, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
+                        "lease_lost": 2}
+    assert "grading_max_seconds" in caplog.text and "skipping it" in caplog.text

@@ -174,3 +174,16 @@ def test_a_late_result_racing_a_reclaim_lands_on_exactly_one_side(backend, tmp_p
                 for task in claimed:  # finish it: the next round's claims see only their own job
                     assert api.record_manual_grading(session=session, submission_id=task.submission_id,
                                                      claim_token=task.claim_token, reasons=["race test"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_claim_token_is_indexed_so_renewals_do_not_scan_the_jobs(backend, tmp_path):
+    from sqlalchemy import inspect
+
+    for db_url in fresh_database_url(backend, tmp_path):
+        settings = _settings(db_url, tmp_path)
+        api.migrate(settings)
+        with api.open_session(settings, migrate_first=False) as session:
+            indexes = inspect(session.connection()).get_indexes("grading_jobs")
+        assert {"name": "ix_grading_jobs_claim_token", "columns": ["claim_token"]} in [
+            {"name": index["name"], "columns": index["column_names"]} for index in indexes]

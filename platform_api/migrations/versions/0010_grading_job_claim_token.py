@@ -21,8 +21,11 @@ def upgrade() -> None:
     # claimable again when the lease they hold runs out, as before.
     with op.batch_alter_table('grading_jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claim_token', sa.Uuid(), nullable=True))
+        # Every renewal, refresh and result matches the job by its token: indexed, not a scan of the table.
+        batch_op.create_index(batch_op.f('ix_grading_jobs_claim_token'), ['claim_token'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('grading_jobs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_grading_jobs_claim_token'))
         batch_op.drop_column('claim_token')
