@@ -10,7 +10,9 @@ a killed worker's essays are graded by another worker about a lease later, a slo
 on, and a hung one loses it one lease after that cap. The rest of a claimed batch is not renewed while it waits:
 an idle worker takes over what this one has not started once its lease runs out, and this worker refreshes each
 claim (a conditional UPDATE on its token) just before starting it, skipping it when another worker has taken it.
-A result whose claim was taken over meanwhile is dropped by the platform (``lease_lost`` in the report).
+A result whose claim was taken over meanwhile is dropped by the platform (``lease_lost`` in the report). Staff
+may grade an essay by hand while the worker grades it: the staff grade ends the job, and the worker's result for
+it (suggestion, "needs manual grading" or failure) is dropped, never stored nor retried (``already_graded``).
 
 Leases are compared with each worker's clock (and the API's): keep the clocks of every worker host in step (NTP).
 """
@@ -43,6 +45,7 @@ class WorkReport:
     failed: int = 0
     gave_up: int = 0
     lease_lost: int = 0  # results dropped: the lease ran out and another worker took the job over
+    already_graded: int = 0  # results dropped: staff graded the submission by hand meanwhile (the job is ended)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -123,8 +126,8 @@ class LeaseKeeper:
                     if gone:
                         self._lost.add(token)
                 if gone:
-                    log.warning("grading claim %s was taken over by another worker (its lease ran out); "
-                                "its result will be dropped", token)
+                    log.warning("grading claim %s was taken over by another worker (its lease ran out) or staff "
+                                "graded the essay meanwhile; its result will be dropped", token)
 
 
 def _default_grader(settings: Settings) -> Grader:
@@ -162,7 +165,7 @@ def grade_pending(*, settings: Settings | None = None, grader: Grader | None = N
                     _finish(session, task, grader, report, now=now, retry=retry)
                     keeper.release(task.claim_token)
                 else:
-                    report.lease_lost += 1  # another worker has it: grading it here would be wasted
+                    _count_dropped(session, task, report)  # grading it here would be wasted
     return report
 
 
@@ -177,17 +180,34 @@ def _still_ours(session, task, lease_seconds: float) -> bool:
         log.warning("refreshing grading claim %s failed; grading it anyway", task.claim_token, exc_info=True)
         return True
     if task.claim_token not in held:
-        log.warning("grading claim %s of submission %s was taken over by another worker before this one "
-                    "started it (its lease ran out while it waited in this worker's batch); skipping it",
+        log.warning("grading claim %s of submission %s was taken over by another worker, or staff graded the "
+                    "essay, before this one started it (it waited in this worker's batch); skipping it",
                     task.claim_token, task.submission_id)
         return False
     return True
 
 
+def _count_dropped(session, task, report: WorkReport) -> None:
+    """The platform dropped this claim's result (or the claim was gone before grading): count why."""
+    from platform_api import api as platform
+
+    try:
+        state = platform.grading_job_state(session=session, submission_id=task.submission_id)
+    except Exception:  # noqa: BLE001 - only the count is at stake
+        session.rollback()
+        state = None
+    if state == "staff_graded":
+        log.info("submission %s was graded by staff while the AI graded it; the AI result is dropped",
+                 task.submission_id)
+        report.already_graded += 1
+    else:
+        report.lease_lost += 1
+
+
 def _finish(session, task, grader: Grader, report: WorkReport, *, now: datetime | None,
             retry: dict[str, float]) -> None:
     """Grade every essay of ``task`` and record the suggestion, "needs manual grading" or the failure (each
-    dropped by the platform when the claim was taken over meanwhile)."""
+    dropped by the platform when the claim was taken over or staff graded the submission meanwhile)."""
     from learnloop.datasets import PROMPT_SCORE_RANGES
     from platform_api import api as platform
 
@@ -217,7 +237,8 @@ def _finish(session, task, grader: Grader, report: WorkReport, *, now: datetime 
         else:
             recorded = platform.record_ai_suggestion(session=session, essays=suggestions, **claim) is not None
             report.suggested += recorded
-        report.lease_lost += not recorded
+        if not recorded:
+            _count_dropped(session, task, report)
     except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded and retried, never lost
         session.rollback()
         log.warning("AI grading of submission %s failed (attempt %d): %s", task.submission_id, task.attempt,
@@ -226,7 +247,8 @@ def _finish(session, task, grader: Grader, report: WorkReport, *, now: datetime 
                                                 **claim, **retry)
         report.failed += state is not None
         report.gave_up += state == "needs_manual_grading"
-        report.lease_lost += state is None
+        if state is None:
+            _count_dropped(session, task, report)
 
 
 def run_worker(*, settings: Settings | None = None, stop: threading.Event | None = None, poll_seconds: float = 2.0,

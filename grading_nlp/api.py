@@ -279,7 +279,8 @@ def grade_pending_essays(*, settings: Settings | None = None, grader: Callable[[
     "needs manual grading" with the reason (bad essay, no model, no prompt linked). An exception is recorded
     as a failed attempt and retried with exponential backoff; after ``max_attempts`` the essay goes to staff as
     "needs manual grading". Returns counts: claimed, suggested, needs_manual_grading, failed, gave_up, and
-    lease_lost (jobs skipped or results dropped because the lease ran out and another worker took the job over).
+    lease_lost (jobs skipped or results dropped because the lease ran out and another worker took the job over),
+    already_graded (results dropped because staff graded the submission by hand meanwhile: the job ends there).
     """
     from grading_nlp._worker import grade_pending
 

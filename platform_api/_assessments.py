@@ -26,9 +26,12 @@ from platform_api._models import (
     Course,
     Enrollment,
     Grade,
+    GradingJob,
+    GradingJobState,
     Question,
     Submission,
     User,
+    utcnow,
 )
 from platform_api._outbox import emit
 from platform_api._schemas import (
@@ -365,25 +368,50 @@ def get_submission(*, session: Session, actor: Principal | None, submission_id: 
     return submission_public(session, actor, submission, course)
 
 
+def lock_for_grading(session: Session, submission_id: uuid.UUID) -> Submission:
+    """Start the transaction of a staff grade: end the submission's AI grading job if it is still pending
+    (``staff_graded``: its claim token is cleared, so the worker's late result is dropped, not retried) and return
+    the submission re-read under a row lock.
+
+    The job row is written first, then the submission locked: the worker records its result in that same order
+    (job, then submission), so the two wait for each other (PostgreSQL row locks; SQLite's write lock from the
+    first UPDATE) instead of deadlocking, and whichever commits second sees the other's write."""
+    session.execute(
+        update(GradingJob).where(GradingJob.submission_id == submission_id,
+                                 GradingJob.state == GradingJobState.pending)
+        .values(state=GradingJobState.staff_graded, leased_until=None, claim_token=None, updated_at=utcnow(),
+                reasons=["Staff graded this submission before the AI grading finished."])
+        .execution_options(synchronize_session=False))
+    return session.scalar(select(Submission).where(Submission.id == submission_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
 def grade_submission(*, session: Session, actor: Principal | None, submission_id: uuid.UUID,
                      data: GradeUpdate) -> SubmissionPublic:
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
     course = _course(session, submission.course_id)
     policy.authorize(session, actor, Permission.submissions_grade, Scope.of_course(course),
                      what="grading this submission")
-    max_score = float(sum(q.points for q in _questions_of(session, submission.assessment_id)))
-    ai = session.scalar(select(Grade).where(Grade.submission_id == submission.id, Grade.graded_by == GradedBy.ai)
-                        .order_by(Grade.created_at.desc()))
-    if data.accept_ai:
-        if ai is None:
-            raise Conflict(f"Submission {submission.id} has no AI suggestion yet ({submission.status.value}); "
-                           "give a score instead")
-        score = ai.score if data.score is None else data.score
-    else:
-        score = data.score
-    if score > max_score:
-        raise InvalidInput(f"score {score} exceeds the maximum {max_score} of this assessment",
-                           details={"field": "score", "max_score": max_score})
+    # Read the status and the AI suggestion only once locked: a worker recording its suggestion meanwhile is
+    # either waited for (and its suggestion seen here) or finds the job closed and drops it.
+    submission = lock_for_grading(session, submission.id)
+    try:
+        max_score = float(sum(q.points for q in _questions_of(session, submission.assessment_id)))
+        ai = session.scalar(select(Grade).where(Grade.submission_id == submission.id,
+                                                Grade.graded_by == GradedBy.ai).order_by(Grade.created_at.desc()))
+        if data.accept_ai:
+            if ai is None:
+                raise Conflict(f"Submission {submission.id} has no AI suggestion yet ({submission.status.value}); "
+                               "give a score instead")
+            score = ai.score if data.score is None else data.score
+        else:
+            score = data.score
+        if score > max_score:
+            raise InvalidInput(f"score {score} exceeds the maximum {max_score} of this assessment",
+                               details={"field": "score", "max_score": max_score})
+    except (Conflict, InvalidInput):
+        session.rollback()  # the job stays as it was: nothing was graded
+        raise
     session.execute(update(Grade).where(Grade.submission_id == submission.id).values(is_final=False))
     details = {"accepted_ai": bool(data.accept_ai and (data.score is None or ai and data.score == ai.score)),
                "ai_grade_id": str(ai.id) if ai else None, "ai_score": ai.score if ai else None,
@@ -404,17 +432,23 @@ def grade_submission(*, session: Session, actor: Principal | None, submission_id
 def record_ai_grade(*, session: Session, submission_id: uuid.UUID, score: float, max_score: float | None = None,
                     feedback: str = "", details: dict[str, Any] | None = None) -> Grade:
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
-    if submission.status is SubmissionStatus.graded:
-        raise Conflict(f"Submission {submission_id} already has a final grade; AI suggestions are for queued "
-                       "submissions only")
     question_max = float(sum(q.points for q in _questions_of(session, submission.assessment_id)))
     max_score = question_max if max_score is None else max_score
     if not 0 <= score <= max_score:
         raise InvalidInput(f"AI score {score} must be within 0..{max_score}")
+    # A conditional UPDATE, not a read then a write: a staff grade committed after a read would be overwritten
+    # (the learner's graded submission back "in review"). It also keeps the row locked until this commit.
+    suggested = session.execute(
+        update(Submission).where(Submission.id == submission.id, Submission.status != SubmissionStatus.graded)
+        .values(status=SubmissionStatus.ai_suggested).execution_options(synchronize_session=False)).rowcount
+    if suggested != 1:
+        session.rollback()
+        raise Conflict(f"Submission {submission_id} already has a final grade; AI suggestions are for queued "
+                       "submissions only")
+    session.refresh(submission)
     grade = Grade(submission_id=submission.id, score=score, max_score=max_score, graded_by=GradedBy.ai,
                   is_final=False, feedback=feedback, details=details or {})
     session.add(grade)
-    submission.status = SubmissionStatus.ai_suggested
     session.flush()
     emit(session, event_type="grade.suggested", user_id=submission.user_id, course_id=submission.course_id,
          payload={"submission_id": str(submission.id), "grade_id": str(grade.id), "score": score,

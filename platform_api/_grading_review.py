@@ -12,6 +12,10 @@ and AI-vs-instructor agreement.
   its own. Each claim gets a new ``claim_token``; renewing and recording a result only match the row while it
   still carries the caller's token and is pending, so a worker whose lease ran out and whose job another worker
   took has its late result dropped (logged, never stored over the new claimant's work).
+* **Staff first.** Staff may grade a submission by hand while the AI grades it: the staff grade closes a pending
+  job as ``staff_graded`` (claim token cleared) in the transaction that writes it, so the worker's late result
+  (suggestion, "needs manual grading" or failure) is dropped, neither stored nor retried. Both sides lock the job
+  row, then the submission, so they wait for each other and neither overwrites the other's commit.
 * **Prompts.** An essay question is graded by the model of its ASAP prompt: the question rubric's ``essay_set``,
   else the assessment's ``metadata.essay_prompt``. Without either, the essay needs manual grading.
 * **Scale.** The AI scores on the prompt's own scale (e.g. 0–3); the suggestion in assessment points is
@@ -257,12 +261,35 @@ def _release_claim(session: Session, submission_id: uuid.UUID, claim_token: uuid
                           .execution_options(populate_existing=True))
 
 
+def _graded_meanwhile(session: Session, job: GradingJob, submission_id: uuid.UUID, result: str) -> bool:
+    """Whether staff graded the submission while its claim was out (a grade written without closing the job: no
+    job yet then, or an API from before ``staff_graded``): then close the job as ``staff_graded`` and commit, so
+    the caller drops its result instead of storing or retrying it. Called with the job row locked (after
+    :func:`_release_claim`); locks the submission until the caller commits."""
+    status = session.scalar(select(Submission.status).where(Submission.id == submission_id).with_for_update())
+    if status is not SubmissionStatus.graded:
+        return False
+    job.state, job.reasons = GradingJobState.staff_graded, ["Staff graded this submission before the AI "
+                                                            "grading finished."]
+    session.commit()
+    log.info("Dropped the %s of submission %s: staff graded it meanwhile", result, submission_id)
+    return True
+
+
+def grading_job_state(*, session: Session, submission_id: uuid.UUID) -> GradingJobState | None:
+    """The state of the submission's grading job (None: no job), as committed now: why a result was dropped
+    (``staff_graded``: staff graded it meanwhile; else another worker took the claim over)."""
+    return session.scalar(select(GradingJob.state).where(GradingJob.submission_id == submission_id)
+                          .execution_options(populate_existing=True))
+
+
 def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
                          essays: list[EssaySuggestion]) -> uuid.UUID | None:
     """Store the AI suggestion of a claimed submission (all its essays) and close the job; returns the AI grade's
-    id, or None when ``claim_token`` no longer holds the job (the late result is dropped and logged)."""
+    id, or None when ``claim_token`` no longer holds the job or staff graded the submission meanwhile (the late
+    result is dropped and logged)."""
     job = _release_claim(session, submission_id, claim_token, "AI suggestion")
-    if job is None:
+    if job is None or _graded_meanwhile(session, job, submission_id, "AI suggestion"):
         return None
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
     questions = {q.id: q for q in _assessments._questions_of(session, submission.assessment_id)}
@@ -316,7 +343,7 @@ def record_manual_grading(*, session: Session, submission_id: uuid.UUID, claim_t
     """Close the job without an AI grade: staff grade it from scratch (the reasons say why). False when
     ``claim_token`` no longer holds the job (dropped and logged)."""
     job = _release_claim(session, submission_id, claim_token, "needs-manual-grading result")
-    if job is None:
+    if job is None or _graded_meanwhile(session, job, submission_id, "needs-manual-grading result"):
         return False
     submission = get_or_not_found(session, Submission, submission_id, "Submission")
     job.state, job.reasons = GradingJobState.needs_manual_grading, list(reasons)
@@ -334,7 +361,7 @@ def record_grading_failure(*, session: Session, submission_id: uuid.UUID, claim_
     ``claim_token`` no longer holds the job (the new claimant's try counts, not this one; logged)."""
     now = _now(now)
     job = _release_claim(session, submission_id, claim_token, "failed try")
-    if job is None:
+    if job is None or _graded_meanwhile(session, job, submission_id, "failed try"):
         return None
     job.last_error = error[:2000]
     if job.attempts >= max_attempts:
@@ -450,6 +477,7 @@ def _refuse_if_decided(session: Session, actor: Principal | None, submission_id:
     # Authorize first: whether an essay is graded is not for everyone to learn.
     policy.authorize(session, actor, Permission.submissions_grade,
                      Scope.of_course(_course(session, submission.course_id)), what="grading this submission")
+    _assessments.lock_for_grading(session, submission.id)  # the job first, as the worker does (no deadlock)
     waiting = session.execute(
         update(Submission).where(Submission.id == submission.id, Submission.status.in_(QUEUE_STATUSES))
         .values(status=Submission.status).execution_options(synchronize_session=False)).rowcount
@@ -672,6 +700,7 @@ def my_submissions(*, session: Session, actor: Principal, limit: int = 100) -> l
 
 
 __all__ = ["AGREEMENT_WINDOW", "MAX_ATTEMPTS", "EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay",
-           "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_queue",
+           "accept_ai_grade", "agreement", "claim_grading_tasks", "enqueue_missing_jobs", "grading_job_state",
+           "grading_queue",
            "labelled_examples", "my_submissions", "override_ai_grade", "record_ai_suggestion",
            "record_grading_failure", "record_manual_grading", "renew_leases", "set_grade", "staff_courses"]

@@ -306,6 +306,7 @@ class GradingJobState(StrEnum):
     pending = "pending"  # waiting for the worker (first try, or a retry after ``next_attempt_at``)
     suggested = "suggested"  # the AI suggestion is recorded; staff accept or override it
     needs_manual_grading = "needs_manual_grading"  # no usable AI grade (bad essay, no model, N failed tries)
+    staff_graded = "staff_graded"  # staff graded the submission before the AI finished: its result is dropped
 
 
 class GradingJob(Base):

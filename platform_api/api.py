@@ -273,7 +273,8 @@ EssaySuggestion = _grading_review.EssaySuggestion
 LabelledEssay = _grading_review.LabelledEssay
 __all__ += ["EssaySuggestion", "EssayToGrade", "GradingTask", "LabelledEssay", "claim_grading_tasks",
             "create_essay_assignment",
-            "grading_agreement", "labelled_essays", "record_ai_suggestion", "record_grading_failure",
+            "grading_agreement", "grading_job_state", "labelled_essays", "record_ai_suggestion",
+            "record_grading_failure",
             "record_manual_grading", "renew_grading_leases"]
 
 
@@ -299,12 +300,19 @@ def renew_grading_leases(*, session: Session, claim_tokens: Collection[uuid.UUID
                                         now=now)
 
 
+def grading_job_state(*, session: Session, submission_id: uuid.UUID) -> str | None:
+    """The state of a submission's grading job (None: none yet): after a dropped result, ``staff_graded`` means
+    staff graded the submission meanwhile, any other state that another worker took the claim over."""
+    state = _grading_review.grading_job_state(session=session, submission_id=submission_id)
+    return state.value if state is not None else None
+
+
 def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
                          essays: list[EssaySuggestion]) -> uuid.UUID | None:
     """Store the AI suggestion (score, interval, confidence, reasons, model version per essay) of a claimed
     submission; staff then accept or override it. Returns the AI grade's id, or None when ``claim_token`` no
-    longer holds the job: another worker took it over, so this late result is dropped (logged), never stored
-    over the other worker's."""
+    longer holds the job: another worker took it over, or staff graded the submission meanwhile (see
+    :func:`grading_job_state`), so this late result is dropped (logged), never stored over their work."""
     return _grading_review.record_ai_suggestion(session=session, submission_id=submission_id,
                                                 claim_token=claim_token, essays=essays)
 
@@ -312,7 +320,8 @@ def record_ai_suggestion(*, session: Session, submission_id: uuid.UUID, claim_to
 def record_manual_grading(*, session: Session, submission_id: uuid.UUID, claim_token: uuid.UUID,
                           reasons: list[str]) -> bool:
     """Close a claimed job without an AI grade; staff see the submission as "needs manual grading" with reasons.
-    False when ``claim_token`` no longer holds the job (dropped and logged, like a late suggestion)."""
+    False when ``claim_token`` no longer holds the job or staff graded it meanwhile (dropped and logged, like a
+    late suggestion)."""
     return _grading_review.record_manual_grading(session=session, submission_id=submission_id,
                                                  claim_token=claim_token, reasons=reasons)
 
@@ -323,7 +332,7 @@ def record_grading_failure(*, session: Session, submission_id: uuid.UUID, claim_
     """A grading try failed: store the error and retry with exponential backoff; after ``max_attempts`` tries
     the submission needs manual grading. The submission stays queued either way. Returns the job state, or None
     when ``claim_token`` no longer holds the job (dropped and logged: the new claimant's try is the one that
-    counts)."""
+    counts) or staff graded the submission meanwhile (the job is closed, not retried)."""
     state = _grading_review.record_grading_failure(session=session, submission_id=submission_id,
                                                    claim_token=claim_token, error=error, now=now,
                                                    max_attempts=max_attempts, backoff_seconds=backoff_seconds)

@@ -34,7 +34,7 @@ def test_ai_suggestion_is_reviewed_by_course_staff_only_and_learner_sees_final_g
 
     report = grade_pending_essays(settings=review_settings)
     assert report == {"claimed": 3, "suggested": 3, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
-                      "lease_lost": 0}
+                      "lease_lost": 0, "already_graded": 0}
 
     # The learner sees neither the queue nor the AI grade of their own submission.
     assert api.queue(learners[0], course).status_code == 403

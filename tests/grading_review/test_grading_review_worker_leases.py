@@ -78,7 +78,7 @@ def test_a_slow_worker_renews_its_claim_and_keeps_the_essay_past_the_lease(tmp_p
 
     assert others_claimed == 0
     assert report == {"claimed": 1, "suggested": 1, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
-                      "lease_lost": 0}
+                      "lease_lost": 0, "already_graded": 0}
     assert _ai_scores(settings, submission) == [(2.0, 1)]
     # Kept by renewals, not by a long lease: the lease moved forward again and again, never far ahead.
     assert len({until for _, until, _ in seen}) >= 4
@@ -117,7 +117,7 @@ def test_a_worker_that_could_not_renew_has_its_late_suggestion_dropped(tmp_path,
         worker.join(30)
 
     assert stale_report == {"claimed": 1, "suggested": 0, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
-                            "lease_lost": 1}
+                            "lease_lost": 1, "already_graded": 0}
     assert _ai_scores(stalled, submission) == [(3.0, 2)]  # the new claimant's, once
     assert _job(stalled, submission).state is GradingJobState.suggested
     assert failed_renewals and all(len(tokens) == 1 for tokens in failed_renewals)  # it kept trying
@@ -215,5 +215,5 @@ def test_a_hung_grader_holds_neither_its_batch_nor_its_own_essay_past_the_cap(tm
     assert _ai_scores(settings, hung) == [(1.0, 2)] and _ai_scores(settings, tail) == [(1.0, 2)]  # B's, once
     assert len(calls) == 1  # A skipped the essay B had taken rather than grading it again
     assert report_a == {"claimed": 2, "suggested": 0, "needs_manual_grading": 0, "failed": 0, "gave_up": 0,
-                        "lease_lost": 2}
+                        "lease_lost": 2, "already_graded": 0}
     assert "grading_max_seconds" in caplog.text and "skipping it" in caplog.text
