@@ -3,7 +3,7 @@ worker's late result is dropped instead of retried or turned into "needs manual 
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-11-28 10:00:00
+Create Date: 2026-11-26 21:20:00
 """
 
 from __future__ import annotations
