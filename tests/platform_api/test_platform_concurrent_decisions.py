@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from platform_fixtures import BACKENDS, fresh_database_url
+from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queued_essay
 from sqlalchemy import func, select
 
 from learnloop.errors import Conflict
@@ -24,18 +24,11 @@ from platform_api.data import (
     NewAlert,
     NewCourse,
     NewEnrollment,
-    NewSubmission,
     NewUser,
     UserRole,
 )
 
 FIRST = "first-decision"
-
-
-def _settings(db_url: str, tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, env="test", nats_url=None, redis_url=None)
-    settings.ensure_dirs()
-    return settings
 
 
 def _hold_the_first_decision_before_its_commit(monkeypatch, module) -> threading.Event:
@@ -77,17 +70,9 @@ def _race(settings: Settings, inside: threading.Event, first, second) -> dict[st
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_staff_deciding_one_essay_at_once_save_one_decision(backend, tmp_path, monkeypatch):
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
+        settings = platform_settings(db_url, tmp_path)
+        submission, question = queued_essay(settings)
         with api.open_session(settings) as session:
-            teacher, learner = api.create_users(session=session, users=[
-                NewUser(email="t@example.org", name="Ina", role=UserRole.instructor),
-                NewUser(email="l@example.org", name="Lee")])
-            (course,) = api.create_courses(session=session, courses=[NewCourse(title="W", instructor_id=teacher)])
-            assessment, question = api.create_essay_assignment(
-                session=session, course_id=course, title="Essay 1", prompt="Explain the setting.", essay_prompt=3,
-                criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
-            (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
-                assessment_id=assessment, user_id=learner, answers={str(question): "The setting is hard. " * 20})])
             (task,) = api.claim_grading_tasks(session=session, lease_seconds=60)
             assert api.record_ai_suggestion(session=session, submission_id=submission, claim_token=task.claim_token,
                                             essays=[api.EssaySuggestion(
@@ -117,7 +102,7 @@ def test_two_staff_deciding_one_essay_at_once_save_one_decision(backend, tmp_pat
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_staff_resolving_one_alert_at_once_save_one_verdict(backend, tmp_path, monkeypatch):
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
+        settings = platform_settings(db_url, tmp_path)
         with api.open_session(settings) as session:
             teacher, learner = api.create_users(session=session, users=[
                 NewUser(email="t@example.org", name="Ina", role=UserRole.instructor),

@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from platform_fixtures import BACKENDS, fresh_database_url
+from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queued_essay
 from sqlalchemy import func, select
 
 from grading_nlp._worker import grade_pending
@@ -18,29 +18,9 @@ from learnloop.settings import Settings
 from platform_api import _assessments, _grading_review, api
 from platform_api._models import Grade, GradingJob, GradingJobState, OutboxEvent, Submission
 from platform_api._schemas import GradeUpdate
-from platform_api.data import GradedBy, NewCourse, NewSubmission, NewUser, SubmissionStatus, UserRole
+from platform_api.data import GradedBy, SubmissionStatus
 
 HELD = "held"
-
-
-def _settings(db_url: str, tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, env="test", nats_url=None, redis_url=None)
-    settings.ensure_dirs()
-    return settings
-
-
-def _queued_essay(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
-    with api.open_session(settings) as session:
-        teacher, learner = api.create_users(session=session, users=[
-            NewUser(email="t@example.org", name="Ina", role=UserRole.instructor),
-            NewUser(email="l@example.org", name="Lee")])
-        (course,) = api.create_courses(session=session, courses=[NewCourse(title="W", instructor_id=teacher)])
-        assessment, question = api.create_essay_assignment(
-            session=session, course_id=course, title="Essay 1", prompt="Explain the setting.", essay_prompt=3,
-            criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
-        (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
-            assessment_id=assessment, user_id=learner, answers={str(question): "The setting is hard. " * 20})])
-    return submission, question
 
 
 def _staff_grade(settings: Settings, submission: uuid.UUID, score: float = 1.0) -> None:
@@ -84,8 +64,8 @@ def _grader_that_lets_staff_grade_first(settings: Settings, submission: uuid.UUI
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_staff_grading_while_the_worker_grades_ends_the_job(backend, outcome, tmp_path):
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
-        submission, _ = _queued_essay(settings)
+        settings = platform_settings(db_url, tmp_path)
+        submission, _ = queued_essay(settings)
 
         # max_attempts=1: a failed try counted would close the job as needs_manual_grading at once
         report = grade_pending(settings=settings, grader=_grader_that_lets_staff_grade_first(
@@ -135,8 +115,8 @@ def test_a_suggestion_arriving_while_staff_grade_is_dropped(backend, tmp_path, m
     claimed the essay earlier) records its suggestion in that window. The staff grade must stay final and
     visible (status graded), the suggestion is dropped."""
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
-        submission, question = _queued_essay(settings)
+        settings = platform_settings(db_url, tmp_path)
+        submission, question = queued_essay(settings)
         with api.open_session(settings, migrate_first=False) as worker:
             (task,) = api.claim_grading_tasks(session=worker, lease_seconds=60)
             inside = _hold_before_commit(monkeypatch, _assessments)
@@ -182,8 +162,8 @@ def test_staff_grading_while_a_suggestion_commits_wins_and_sees_it(backend, hold
     (not turned back to ai_suggested), and the decision records the suggestion it replaced (so it counts in
     AI-vs-staff agreement)."""
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
-        submission, question = _queued_essay(settings)
+        settings = platform_settings(db_url, tmp_path)
+        submission, question = queued_essay(settings)
         inside = (_hold_after_the_status_check(monkeypatch) if hold == "after_status_check"
                   else _hold_before_commit(monkeypatch, _assessments))
         results: dict = {}
