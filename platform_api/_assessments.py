@@ -368,6 +368,9 @@ def get_submission(*, session: Session, actor: Principal | None, submission_id: 
     return submission_public(session, actor, submission, course)
 
 
+STAFF_GRADED_REASON = "Staff graded this submission before the AI grading finished."
+
+
 def lock_for_grading(session: Session, submission_id: uuid.UUID) -> Submission:
     """Start the transaction of a staff grade: end the submission's AI grading job if it is still pending
     (``staff_graded``: its claim token is cleared, so the worker's late result is dropped, not retried) and return
@@ -380,7 +383,7 @@ def lock_for_grading(session: Session, submission_id: uuid.UUID) -> Submission:
         update(GradingJob).where(GradingJob.submission_id == submission_id,
                                  GradingJob.state == GradingJobState.pending)
         .values(state=GradingJobState.staff_graded, leased_until=None, claim_token=None, updated_at=utcnow(),
-                reasons=["Staff graded this submission before the AI grading finished."])
+                reasons=[STAFF_GRADED_REASON])
         .execution_options(synchronize_session=False))
     return session.scalar(select(Submission).where(Submission.id == submission_id).with_for_update()
                           .execution_options(populate_existing=True))

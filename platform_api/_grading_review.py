@@ -174,12 +174,28 @@ def enqueue_missing_jobs(*, session: Session, now: datetime | None = None) -> in
     return created
 
 
+def _close_staff_graded(session: Session, now: datetime) -> int:
+    """End the pending jobs of submissions staff have graded (``staff_graded``): a job created while a staff grade
+    committed (``enqueue_missing_jobs`` reads, then inserts), or left from before staff grades closed jobs, is
+    never claimed and would read as an essay waiting for ever. Returns how many."""
+    closed = session.execute(
+        update(GradingJob).where(
+            GradingJob.state == GradingJobState.pending,
+            GradingJob.submission_id.in_(select(Submission.id).where(Submission.status == SubmissionStatus.graded)))
+        .values(state=GradingJobState.staff_graded, leased_until=None, claim_token=None, updated_at=now,
+                reasons=[_assessments.STAFF_GRADED_REASON])
+        .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    return closed
+
+
 def claim_grading_tasks(*, session: Session, lease_seconds: float, limit: int = 20,
                         now: datetime | None = None) -> list[GradingTask]:
     """Due jobs of queued submissions, oldest first, each claimed for ``lease_seconds`` (attempt counted) under
     a new claim token."""
     now = _now(now)
     enqueue_missing_jobs(session=session, now=now)
+    _close_staff_graded(session, now)
     due = session.scalars(
         select(GradingJob).join(Submission, Submission.id == GradingJob.submission_id)
         .where(GradingJob.state == GradingJobState.pending, GradingJob.next_attempt_at <= now,
@@ -269,8 +285,7 @@ def _graded_meanwhile(session: Session, job: GradingJob, submission_id: uuid.UUI
     status = session.scalar(select(Submission.status).where(Submission.id == submission_id).with_for_update())
     if status is not SubmissionStatus.graded:
         return False
-    job.state, job.reasons = GradingJobState.staff_graded, ["Staff graded this submission before the AI "
-                                                            "grading finished."]
+    job.state, job.reasons = GradingJobState.staff_graded, [_assessments.STAFF_GRADED_REASON]
     session.commit()
     log.info("Dropped the %s of submission %s: staff graded it meanwhile", result, submission_id)
     return True

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from learnloop.settings import FeastOnlineStore, Settings
-from platform_api._models import GradingJob, GradingJobState, OutboxEvent
+from platform_api._models import GradingJob, GradingJobState, OutboxEvent, Submission, SubmissionStatus
 
 log = logging.getLogger("platform_api.health")
 
@@ -89,7 +89,10 @@ def _outbox(session: Session, settings: Settings, relay: Any, now: datetime) -> 
 def _grading(session: Session, now: datetime) -> ServiceHealth:
     waiting, oldest, failing = session.execute(select(
         func.count(), func.min(GradingJob.next_attempt_at),
-        func.count().filter(GradingJob.attempts > 0)).where(GradingJob.state == GradingJobState.pending)).one()
+        func.count().filter(GradingJob.attempts > 0))
+        .join(Submission, Submission.id == GradingJob.submission_id)
+        .where(GradingJob.state == GradingJobState.pending,
+               Submission.status == SubmissionStatus.queued_for_ai_grading)).one()  # a graded one waits for nothing
     lag = _age_s(oldest, now)
     figures = {"waiting": int(waiting), "oldest_due_s": lag, "retrying": int(failing)}
     if lag is not None and lag > GRADING_WAIT_S:

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queued_essay
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from grading_nlp._worker import grade_pending
 from grading_nlp.data import AiGrade, GradeStatus
@@ -188,3 +188,28 @@ def test_staff_grading_while_a_suggestion_commits_wins_and_sees_it(backend, hold
             final = session.scalar(select(Grade).where(Grade.submission_id == submission, Grade.is_final))
             assert final.details["ai_grade_id"] == str(results[HELD])
             assert final.details["previous_status"] == "ai_suggested"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_job_left_pending_for_a_graded_submission_is_closed_not_shown_as_waiting(backend, tmp_path):
+    """``enqueue_missing_jobs`` reads the queued submissions, then inserts their jobs: a staff grade committing in
+    between finds no job to close, and the job is created pending for a graded submission. Never claimed, it used to
+    read as an essay waiting for ever (the operator row degraded after 15 min); the next claim pass closes it."""
+    from datetime import UTC, datetime, timedelta
+
+    from platform_api import _health
+
+    for db_url in fresh_database_url(backend, tmp_path):
+        settings = platform_settings(db_url, tmp_path)
+        submission, _ = queued_essay(settings)
+        with api.open_session(settings, migrate_first=False) as session:
+            _grading_review.enqueue_missing_jobs(session=session)
+            # The race's outcome: graded while its job was being inserted, so the job stayed pending.
+            session.execute(update(Submission).where(Submission.id == submission)
+                            .values(status=SubmissionStatus.graded))
+            session.commit()
+            later = datetime.now(UTC) + timedelta(minutes=20)
+            assert _health._grading(session, later).status == _health.OK  # a graded essay waits for nothing
+            assert api.claim_grading_tasks(session=session, lease_seconds=60) == []
+            assert session.scalar(select(GradingJob.state).where(GradingJob.submission_id == submission)) \
+                is GradingJobState.staff_graded

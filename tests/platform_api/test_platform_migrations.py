@@ -225,3 +225,40 @@ def test_submissions_sharing_an_attempt_number_are_renumbered(backend, tmp_path)
             assert by_order == {1: 1, 2: 2, 3: 3, 0: 1, 5: 2}
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jobs_of_submissions_staff_graded_before_0011_are_closed(backend, tmp_path):
+    """Before 0011 a staff grade left the essay's grading job pending for good (never claimed again, and read as an
+    essay waiting by the operator page); the upgrade closes such jobs and leaves a queued essay's job pending."""
+    from platform_fixtures import queued_essay
+    from sqlalchemy import text, update
+    from sqlalchemy.orm import Session
+
+    from learnloop.settings import Settings
+    from platform_api import _grading_review, api
+    from platform_api._models import Submission
+    from platform_api.data import NewSubmission, SubmissionStatus
+
+    for url in fresh_database_url(backend, tmp_path):
+        settings = Settings(data_dir=tmp_path / "var", database_url=url, env="test", nats_url=None, redis_url=None)
+        settings.ensure_dirs()
+        graded, question = queued_essay(settings)
+        engine = make_engine(url)
+        try:
+            with Session(engine) as session:
+                first = session.get(Submission, graded)
+                (waiting,) = api.record_submissions(session=session, submissions=[NewSubmission(
+                    assessment_id=first.assessment_id, user_id=first.user_id,
+                    answers={str(question): "Another essay on the setting. " * 20})])
+                _grading_review.enqueue_missing_jobs(session=session)
+            _migrate.downgrade(engine, "0010")
+            with engine.begin() as connection:  # what a staff grade did before 0011: the job untouched
+                connection.execute(update(Submission.__table__).where(Submission.__table__.c.id == graded)
+                                   .values(status=SubmissionStatus.graded))
+            _migrate.upgrade(engine)
+            with engine.connect() as connection:
+                states = dict(connection.execute(text("SELECT submission_id, state FROM grading_jobs")).all())
+            assert {uuid.UUID(str(k)): v for k, v in states.items()} == {graded: "staff_graded", waiting: "pending"}
+        finally:
+            engine.dispose()

@@ -28,6 +28,10 @@ def upgrade() -> None:
     # The state is VARCHAR + CHECK: batch mode recreates the table on SQLite and swaps the CHECK on PostgreSQL.
     with op.batch_alter_table('grading_jobs', schema=None) as batch_op:
         batch_op.alter_column('state', existing_type=_state(_OLD), type_=_state(_NEW), existing_nullable=False)
+    # Before this revision a staff grade left the job pending for good (never claimed again: its submission is not
+    # queued); close those, or the operator page reads them as essays waiting.
+    op.execute("UPDATE grading_jobs SET state = 'staff_graded', claim_token = NULL, leased_until = NULL "
+               "WHERE state = 'pending' AND submission_id IN (SELECT id FROM submissions WHERE status = 'graded')")
 
 
 def downgrade() -> None:
