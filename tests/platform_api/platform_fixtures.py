@@ -135,20 +135,25 @@ def platform_settings(database_url: str, tmp_path: Path) -> Settings:
     return settings
 
 
-def queued_essay(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
-    """An instructor's course with one essay assignment (ASAP prompt 3, 3 points) and a learner's submission queued
-    for AI grading: (submission id, question id)."""
+def queue_essay(session) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new instructor's course with one essay assignment (ASAP prompt 3, 3 points) and a new learner's submission
+    queued for AI grading: (submission id, question id)."""
     from platform_api import api
     from platform_api.data import NewCourse, NewSubmission, NewUser, UserRole
 
-    with open_session(settings) as session:
-        teacher, learner = api.create_users(session=session, users=[
-            NewUser(email="t@example.org", name="Ina", role=UserRole.instructor),
-            NewUser(email="l@example.org", name="Lee")])
-        (course,) = api.create_courses(session=session, courses=[NewCourse(title="W", instructor_id=teacher)])
-        assessment, question = api.create_essay_assignment(
-            session=session, course_id=course, title="Essay 1", prompt="Explain the setting.", essay_prompt=3,
-            criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
-        (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
-            assessment_id=assessment, user_id=learner, answers={str(question): "The setting is hard. " * 20})])
+    teacher, learner = api.create_users(session=session, users=[
+        NewUser(email=f"t-{uuid.uuid4().hex[:8]}@example.org", name="Ina", role=UserRole.instructor),
+        NewUser(email=f"l-{uuid.uuid4().hex[:8]}@example.org", name="Lee")])
+    (course,) = api.create_courses(session=session, courses=[NewCourse(title="W", instructor_id=teacher)])
+    assessment, question = api.create_essay_assignment(
+        session=session, course_id=course, title="Essay 1", prompt="Explain the setting.", essay_prompt=3,
+        criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
+    (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
+        assessment_id=assessment, user_id=learner, answers={str(question): "The setting is hard. " * 20})])
     return submission, question
+
+
+def queued_essay(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
+    """:func:`queue_essay` on ``settings``' platform (migrated first)."""
+    with open_session(settings) as session:
+        return queue_essay(session)

@@ -9,35 +9,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from platform_fixtures import BACKENDS, fresh_database_url
+from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queue_essay
 from sqlalchemy import func, select
 
 from learnloop.settings import Settings
 from platform_api import api
 from platform_api._models import Grade, GradingJob, GradingJobState, Submission
-from platform_api.data import GradedBy, NewCourse, NewSubmission, NewUser, SubmissionStatus, UserRole
+from platform_api.data import GradedBy, SubmissionStatus
 
 LEASE = 60.0
-
-
-def _settings(db_url: str, tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, env="test", nats_url=None, redis_url=None)
-    settings.ensure_dirs()
-    return settings
-
-
-def _queue_essay(session) -> uuid.UUID:
-    """One learner's essay submission, queued for AI grading (ASAP prompt 3, 0–3 points)."""
-    teacher, learner = api.create_users(session=session, users=[
-        NewUser(email=f"t-{uuid.uuid4().hex[:8]}@example.org", name="Ina", role=UserRole.instructor),
-        NewUser(email=f"l-{uuid.uuid4().hex[:8]}@example.org", name="Lee")])
-    (course,) = api.create_courses(session=session, courses=[NewCourse(title="Writing", instructor_id=teacher)])
-    assessment, question = api.create_essay_assignment(
-        session=session, course_id=course, title="Essay 1", prompt="Explain the setting.", essay_prompt=3,
-        criteria=[{"name": "Ideas", "description": "Answers the prompt", "points": 3}])
-    (submission,) = api.record_submissions(session=session, submissions=[NewSubmission(
-        assessment_id=assessment, user_id=learner, answers={str(question): "The setting is hard on him. " * 20})])
-    return submission
 
 
 def _suggestion(task, score: int) -> list[api.EssaySuggestion]:
@@ -54,8 +34,8 @@ def _ai_grades(session, submission_id) -> list[Grade]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_claim_nobody_renews_is_claimable_again_once_its_lease_runs_out(backend, tmp_path):
     for db_url in fresh_database_url(backend, tmp_path):
-        with api.open_session(_settings(db_url, tmp_path)) as session:
-            submission = _queue_essay(session)
+        with api.open_session(platform_settings(db_url, tmp_path)) as session:
+            submission = queue_essay(session)[0]
             t0 = datetime.now(UTC)
             (first,) = api.claim_grading_tasks(session=session, now=t0, lease_seconds=LEASE)
             assert first.submission_id == submission and first.attempt == 1
@@ -70,8 +50,8 @@ def test_a_claim_nobody_renews_is_claimable_again_once_its_lease_runs_out(backen
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_renewed_claim_is_kept_past_its_first_lease(backend, tmp_path):
     for db_url in fresh_database_url(backend, tmp_path):
-        with api.open_session(_settings(db_url, tmp_path)) as session:
-            _queue_essay(session)
+        with api.open_session(platform_settings(db_url, tmp_path)) as session:
+            queue_essay(session)
             t0 = datetime.now(UTC)
             (task,) = api.claim_grading_tasks(session=session, now=t0, lease_seconds=LEASE)
             for beat in range(1, 7):  # a heartbeat every third of the lease, for two whole leases
@@ -93,8 +73,8 @@ def test_a_renewed_claim_is_kept_past_its_first_lease(backend, tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stale_workers_late_results_are_dropped_not_written_over_the_new_claim(backend, tmp_path, caplog):
     for db_url in fresh_database_url(backend, tmp_path):
-        with api.open_session(_settings(db_url, tmp_path)) as session:
-            submission = _queue_essay(session)
+        with api.open_session(platform_settings(db_url, tmp_path)) as session:
+            submission = queue_essay(session)[0]
             t0 = datetime.now(UTC)
             (slow,) = api.claim_grading_tasks(session=session, now=t0, lease_seconds=LEASE)
             (fresh,) = api.claim_grading_tasks(session=session, now=t0 + timedelta(seconds=LEASE + 1),
@@ -157,11 +137,11 @@ def test_a_late_result_racing_a_reclaim_lands_on_exactly_one_side(backend, tmp_p
     """The lease has just run out: the old worker records its result while another worker claims the job. One
     of them wins, never both (a job closed as suggested while it is also claimed afresh)."""
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
+        settings = platform_settings(db_url, tmp_path)
         api.migrate(settings)
         for _ in range(6):
             with api.open_session(settings, migrate_first=False) as session:
-                submission = _queue_essay(session)
+                submission = queue_essay(session)[0]
                 past = datetime.now(UTC) - timedelta(seconds=LEASE + 1)
                 (slow,) = api.claim_grading_tasks(session=session, now=past, lease_seconds=LEASE)
             recorded, claimed = _race_late_result_against_reclaim(settings, slow)
@@ -181,7 +161,7 @@ def test_the_claim_token_is_indexed_so_renewals_do_not_scan_the_jobs(backend, tm
     from sqlalchemy import inspect
 
     for db_url in fresh_database_url(backend, tmp_path):
-        settings = _settings(db_url, tmp_path)
+        settings = platform_settings(db_url, tmp_path)
         api.migrate(settings)
         with api.open_session(settings, migrate_first=False) as session:
             indexes = inspect(session.connection()).get_indexes("grading_jobs")
