@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -157,3 +159,18 @@ def queued_essay(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
     """:func:`queue_essay` on ``settings``' platform (migrated first)."""
     with open_session(settings) as session:
         return queue_essay(session)
+
+
+def hold_in_emit(monkeypatch, module, thread_name: str) -> threading.Event:
+    """The thread named ``thread_name`` stops for a second in ``module``'s ``emit`` (after its checks, before its
+    commit), so a concurrent writer arrives in exactly that window; returns the event set when it is there."""
+    inside, emit = threading.Event(), module.emit
+
+    def slow_emit(*args, **kwargs):
+        if threading.current_thread().name == thread_name:
+            inside.set()
+            time.sleep(1.0)
+        return emit(*args, **kwargs)
+
+    monkeypatch.setattr(module, "emit", slow_emit)
+    return inside

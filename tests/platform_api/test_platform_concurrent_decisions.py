@@ -5,11 +5,10 @@ is held between its check and its commit so that the second arrives in exactly t
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
-from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queued_essay
+from platform_fixtures import BACKENDS, fresh_database_url, hold_in_emit, platform_settings, queued_essay
 from sqlalchemy import func, select
 
 from learnloop.errors import Conflict
@@ -29,21 +28,6 @@ from platform_api.data import (
 )
 
 FIRST = "first-decision"
-
-
-def _hold_the_first_decision_before_its_commit(monkeypatch, module) -> threading.Event:
-    """The first decision (thread FIRST) stops for a second after its check, before its commit (in its ``emit``);
-    returns the event set when it is there."""
-    inside, emit = threading.Event(), module.emit
-
-    def slow_emit(*args, **kwargs):
-        if threading.current_thread().name == FIRST:
-            inside.set()
-            time.sleep(1.0)
-        return emit(*args, **kwargs)
-
-    monkeypatch.setattr(module, "emit", slow_emit)
-    return inside
 
 
 def _race(settings: Settings, inside: threading.Event, first, second) -> dict[str, object]:
@@ -79,7 +63,7 @@ def test_two_staff_deciding_one_essay_at_once_save_one_decision(backend, tmp_pat
                                                 question_id=question, prompt_id=3, score=2, interval=None,
                                                 confidence=0.9, needs_review=False, reasons=[], model_version="t",
                                                 score_range=(0, 3))])
-        inside = _hold_the_first_decision_before_its_commit(monkeypatch, _assessments)
+        inside = hold_in_emit(monkeypatch, _assessments, FIRST)
 
         results = _race(
             settings, inside,
@@ -114,7 +98,7 @@ def test_two_staff_resolving_one_alert_at_once_save_one_verdict(backend, tmp_pat
             (alert,) = api.record_alerts(session=session, now=datetime.now(UTC), alerts=[NewAlert(
                 enrollment_id=enrollment, risk_score=0.8, threshold=0.7, model_name="risk", model_version="1",
                 drivers=[], actions=[])])
-        inside = _hold_the_first_decision_before_its_commit(monkeypatch, _alerts)
+        inside = hold_in_emit(monkeypatch, _alerts, FIRST)
 
         def verdict(outcome: AlertOutcome, alert=alert):
             return lambda s: _alerts.record_outcome(session=s, actor=None, alert_id=alert, outcome=outcome,

@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from platform_fixtures import BACKENDS, fresh_database_url, platform_settings, queued_essay
+from platform_fixtures import BACKENDS, fresh_database_url, hold_in_emit, platform_settings, queued_essay
 from sqlalchemy import func, select, update
 
 from grading_nlp._worker import grade_pending
@@ -82,21 +82,6 @@ def test_staff_grading_while_the_worker_grades_ends_the_job(backend, outcome, tm
         assert grade_pending(settings=settings, grader=lambda *_: pytest.fail("graded again")).claimed == 0
 
 
-def _hold_before_commit(monkeypatch, module) -> threading.Event:
-    """The thread HELD stops for a second in its ``emit`` (after its checks, before its commit); returns the event
-    set when it is there."""
-    inside, emit = threading.Event(), module.emit
-
-    def slow_emit(*args, **kwargs):
-        if threading.current_thread().name == HELD:
-            inside.set()
-            time.sleep(1.0)
-        return emit(*args, **kwargs)
-
-    monkeypatch.setattr(module, "emit", slow_emit)
-    return inside
-
-
 def _run(name: str, target, results: dict) -> threading.Thread:
     def run():
         try:
@@ -119,7 +104,7 @@ def test_a_suggestion_arriving_while_staff_grade_is_dropped(backend, tmp_path, m
         submission, question = queued_essay(settings)
         with api.open_session(settings, migrate_first=False) as worker:
             (task,) = api.claim_grading_tasks(session=worker, lease_seconds=60)
-            inside = _hold_before_commit(monkeypatch, _assessments)
+            inside = hold_in_emit(monkeypatch, _assessments, HELD)
             results: dict = {}
             staff = _run(HELD, lambda settings=settings, submission=submission: _staff_grade(settings, submission),
                          results)
@@ -165,7 +150,7 @@ def test_staff_grading_while_a_suggestion_commits_wins_and_sees_it(backend, hold
         settings = platform_settings(db_url, tmp_path)
         submission, question = queued_essay(settings)
         inside = (_hold_after_the_status_check(monkeypatch) if hold == "after_status_check"
-                  else _hold_before_commit(monkeypatch, _assessments))
+                  else hold_in_emit(monkeypatch, _assessments, HELD))
         results: dict = {}
 
         def suggest(settings=settings, submission=submission, question=question):
